@@ -1,0 +1,549 @@
+//! Commands keyway answers itself: connection state (HELLO, AUTH, SELECT,
+//! CLIENT), introspection (COMMAND, CONFIG GET, INFO) and server trivia.
+//! Replies follow Redis 7 so that clients' connect-time probes succeed.
+
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::command::{self, BLOCKING, CommandSpec, Keys, READ, WRITE};
+use crate::connection::ClientState;
+use crate::error::{CmdError, CmdResult, lossy};
+use crate::keyspace;
+use crate::reply::Reply;
+use crate::router::Router;
+use crate::server::Shared;
+use crate::util::{bytes, glob_match, int_arg, is, upper};
+
+/// The Redis version keyway is compatible with; clients read it from INFO
+/// and HELLO to decide which commands exist.
+pub const REDIS_VERSION: &str = "7.2.4";
+
+pub async fn execute(
+    state: &mut ClientState,
+    shared: &Shared,
+    router: &Router,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Reply {
+    let r = match spec.name {
+        "ping" => ping(args),
+        "echo" => Ok(Reply::Bulk(args[1].clone())),
+        "quit" => {
+            state.closing = true;
+            Ok(Reply::ok())
+        }
+        "reset" => {
+            reset(state, shared);
+            Ok(Reply::status("RESET"))
+        }
+        "select" => select(args),
+        "hello" => hello(state, shared, args),
+        "auth" => auth(state, shared, args),
+        "client" => client(state, args),
+        "command" => command_cmd(args),
+        "config" => config(state, shared, args),
+        "info" => info(state, shared, router, args).await,
+        "time" => Ok(time()),
+        "lastsave" => Ok(Reply::Int(shared.started_unix as i64)),
+        "role" => Ok(Reply::Array(vec![
+            Reply::bulk_str("master"),
+            Reply::Int(0),
+            Reply::Array(Vec::new()),
+        ])),
+        "readonly" | "readwrite" => Err(CmdError::msg(
+            "ERR This instance has cluster support disabled",
+        )),
+        other => Err(CmdError::msg(format!(
+            "ERR '{other}' is not answered by keyway"
+        ))),
+    };
+    r.unwrap_or_else(Reply::from)
+}
+
+fn ping(args: &[Bytes]) -> CmdResult {
+    match args.len() {
+        1 => Ok(Reply::status("PONG")),
+        2 => Ok(Reply::Bulk(args[1].clone())),
+        _ => Err(CmdError::WrongArity("ping".into())),
+    }
+}
+
+fn select(args: &[Bytes]) -> CmdResult {
+    match int_arg(&args[1]) {
+        Ok(0) => Ok(Reply::ok()),
+        Ok(_) => Err(CmdError::msg("ERR DB index is out of range")),
+        Err(e) => Err(e),
+    }
+}
+
+fn reset(state: &mut ClientState, shared: &Shared) {
+    state.resp3 = false;
+    state.name = None;
+    state.authenticated = shared.config.load().server.password.is_none();
+}
+
+/// Checks a username/password pair against the configured password. With
+/// none configured, the `default` user accepts any password, as in Redis.
+fn check_password(shared: &Shared, user: &[u8], password: &[u8]) -> bool {
+    let config = shared.config.load();
+    user == b"default"
+        && config
+            .server
+            .password
+            .as_ref()
+            .is_none_or(|p| p.as_bytes() == password)
+}
+
+fn wrongpass() -> CmdError {
+    CmdError::msg("WRONGPASS invalid username-password pair or user is disabled.")
+}
+
+fn auth(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    let has_password = shared.config.load().server.password.is_some();
+    let ok = match &args[1..] {
+        [password] => {
+            if !has_password {
+                return Err(CmdError::msg(
+                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                ));
+            }
+            check_password(shared, b"default", password)
+        }
+        [user, password] => check_password(shared, user, password),
+        _ => return Err(CmdError::Syntax),
+    };
+    if !ok {
+        return Err(wrongpass());
+    }
+    state.authenticated = true;
+    Ok(Reply::ok())
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]]
+fn hello(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    let mut resp3 = state.resp3;
+    if let Some(v) = args.get(1) {
+        let v = int_arg(v)
+            .map_err(|_| CmdError::msg("ERR Protocol version is not an integer or out of range"))?;
+        resp3 = match v {
+            2 => false,
+            3 => true,
+            _ => return Err(CmdError::msg("NOPROTO unsupported protocol version")),
+        };
+    }
+    let mut name = None;
+    let mut creds = None;
+    let mut i = 2;
+    while i < args.len() {
+        let more = args.len() - i - 1;
+        if is(&args[i], "AUTH") && more >= 2 {
+            creds = Some((&args[i + 1], &args[i + 2]));
+            i += 3;
+        } else if is(&args[i], "SETNAME") && more >= 1 {
+            name = Some(&args[i + 1]);
+            i += 2;
+        } else {
+            return Err(CmdError::msg(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                lossy(&args[i], 128)
+            )));
+        }
+    }
+    if let Some((user, pass)) = creds {
+        if !check_password(shared, user, pass) {
+            return Err(wrongpass());
+        }
+        state.authenticated = true;
+    }
+    if !state.authenticated {
+        return Err(CmdError::msg(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        ));
+    }
+    if let Some(n) = name {
+        validate_name(n, "Client names")?;
+        state.name = (!n.is_empty()).then(|| n.clone());
+    }
+    state.resp3 = resp3;
+    let s = |v: &str| Reply::bulk_str(v);
+    Ok(Reply::Map(vec![
+        (s("server"), s("redis")),
+        (s("version"), s(REDIS_VERSION)),
+        (s("proto"), Reply::Int(if resp3 { 3 } else { 2 })),
+        (s("id"), Reply::Int(state.id as i64)),
+        (s("mode"), s("standalone")),
+        (s("role"), s("master")),
+        (s("modules"), Reply::Array(Vec::new())),
+    ]))
+}
+
+/// Redis accepts names of printable characters without spaces.
+fn validate_name(n: &[u8], what: &str) -> CmdResult<()> {
+    if n.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err(CmdError::msg(format!(
+            "ERR {what} cannot contain spaces, newlines or special characters."
+        )));
+    }
+    Ok(())
+}
+
+fn client(state: &mut ClientState, args: &[Bytes]) -> CmdResult {
+    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
+    let arity = |n: usize| {
+        if args.len() != n {
+            Err(CmdError::WrongArity(format!("client|{sub}")))
+        } else {
+            Ok(())
+        }
+    };
+    match sub.as_str() {
+        "setname" => {
+            arity(3)?;
+            validate_name(&args[2], "Client names")?;
+            state.name = (!args[2].is_empty()).then(|| args[2].clone());
+            Ok(Reply::ok())
+        }
+        "getname" => {
+            arity(2)?;
+            Ok(Reply::opt_bulk(state.name.clone()))
+        }
+        "id" => {
+            arity(2)?;
+            Ok(Reply::Int(state.id as i64))
+        }
+        "setinfo" => {
+            arity(4)?;
+            let value = &args[3];
+            if is(&args[2], "LIB-NAME") {
+                validate_name(value, "lib-name")?;
+                state.lib_name = Some(value.clone());
+            } else if is(&args[2], "LIB-VER") {
+                validate_name(value, "lib-ver")?;
+                state.lib_ver = Some(value.clone());
+            } else {
+                return Err(CmdError::msg(format!(
+                    "ERR Unrecognized option '{}'",
+                    lossy(&args[2], 128)
+                )));
+            }
+            Ok(Reply::ok())
+        }
+        "info" => {
+            arity(2)?;
+            Ok(Reply::Verbatim(Bytes::from(client_line(state))))
+        }
+        "no-evict" | "no-touch" => {
+            arity(3)?;
+            if is(&args[2], "ON") || is(&args[2], "OFF") {
+                Ok(Reply::ok())
+            } else {
+                Err(CmdError::Syntax)
+            }
+        }
+        _ => Err(CmdError::UnknownSubcommand {
+            cmd: "CLIENT".into(),
+            sub: lossy(&args[1], 128),
+        }),
+    }
+}
+
+/// CLIENT INFO's line, in Redis's field order.
+fn client_line(s: &ClientState) -> String {
+    let text = |b: &Option<Bytes>| b.as_ref().map(|b| lossy(b, 256)).unwrap_or_default();
+    format!(
+        "id={} addr={} laddr= fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 \
+         watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 \
+         events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        s.id,
+        s.peer,
+        text(&s.name),
+        s.since.elapsed().as_secs(),
+        s.last_command.elapsed().as_secs(),
+        if s.resp3 { 3 } else { 2 },
+        text(&s.lib_name),
+        text(&s.lib_ver),
+    )
+}
+
+/// COMMAND, COMMAND COUNT / INFO / DOCS / LIST / GETKEYS
+fn command_cmd(args: &[Bytes]) -> CmdResult {
+    let table = command::table();
+    let Some(sub) = args.get(1) else {
+        return Ok(Reply::Array(table.iter().map(command_info).collect()));
+    };
+    let sub_name = String::from_utf8_lossy(sub).to_lowercase();
+    match sub_name.as_str() {
+        "count" => Ok(Reply::Int(table.len() as i64)),
+        "list" => Ok(Reply::Array(
+            table.iter().map(|c| Reply::bulk_str(c.name)).collect(),
+        )),
+        "info" => {
+            if args.len() == 2 {
+                return Ok(Reply::Array(table.iter().map(command_info).collect()));
+            }
+            Ok(Reply::Array(
+                args[2..]
+                    .iter()
+                    .map(|n| command::lookup(n).map_or(Reply::NilArray, command_info))
+                    .collect(),
+            ))
+        }
+        // Clients use DOCS only for hints; an empty map is accepted.
+        "docs" => Ok(Reply::Map(Vec::new())),
+        "getkeys" => {
+            let rest = &args[2..];
+            let spec = rest
+                .first()
+                .and_then(|n| command::lookup(n))
+                .ok_or_else(|| CmdError::msg("ERR Invalid command specified"))?;
+            if !spec.arity_ok(rest.len()) {
+                return Err(CmdError::msg(
+                    "ERR Invalid number of arguments specified for command",
+                ));
+            }
+            let keys = spec.key_positions(rest);
+            if keys.is_empty() {
+                return Err(CmdError::msg("ERR The command has no key arguments"));
+            }
+            Ok(Reply::Array(
+                keys.into_iter()
+                    .map(|p| Reply::Bulk(rest[p].clone()))
+                    .collect(),
+            ))
+        }
+        _ => Err(CmdError::UnknownSubcommand {
+            cmd: "COMMAND".into(),
+            sub: lossy(sub, 128),
+        }),
+    }
+}
+
+/// One COMMAND INFO entry, in Redis 7's ten-field shape.
+fn command_info(spec: &CommandSpec) -> Reply {
+    let mut flags = Vec::new();
+    if spec.has(WRITE) {
+        flags.push(Reply::status("write"));
+    }
+    if spec.has(READ) {
+        flags.push(Reply::status("readonly"));
+    }
+    if spec.has(BLOCKING) {
+        flags.push(Reply::status("blocking"));
+    }
+    let (first, last, step) = match spec.keys {
+        Keys::None => (0, 0, 0),
+        Keys::Range { first, last, step } => (first as i64, last as i64, step as i64),
+        Keys::Custom(_) => {
+            flags.push(Reply::status("movablekeys"));
+            (0, 0, 0)
+        }
+    };
+    Reply::Array(vec![
+        Reply::bulk_str(spec.name),
+        Reply::Int(spec.arity as i64),
+        Reply::Set(flags),
+        Reply::Int(first),
+        Reply::Int(last),
+        Reply::Int(step),
+        Reply::Set(Vec::new()),
+        Reply::Set(Vec::new()),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+    ])
+}
+
+/// Parameters CONFIG GET answers, as clients and redis-benchmark ask.
+fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
+    let config = shared.config.load();
+    vec![
+        ("appendonly", "no".into()),
+        ("bind", shared.local_addr.ip().to_string()),
+        ("databases", "1".into()),
+        ("maxclients", config.server.max_clients.to_string()),
+        ("maxmemory", "0".into()),
+        ("maxmemory-policy", "noeviction".into()),
+        ("port", shared.local_addr.port().to_string()),
+        (
+            "proto-max-bulk-len",
+            config.server.max_bulk_len.0.to_string(),
+        ),
+        ("save", String::new()),
+        ("timeout", "0".into()),
+    ]
+}
+
+fn config(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
+    match sub.as_str() {
+        "get" => {
+            if args.len() < 3 {
+                return Err(CmdError::WrongArity("config|get".into()));
+            }
+            let pairs: Vec<(Reply, Reply)> = config_params(shared)
+                .into_iter()
+                .filter(|(name, _)| {
+                    args[2..]
+                        .iter()
+                        .any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
+                })
+                .map(|(n, v)| (Reply::bulk_str(n), Reply::Bulk(Bytes::from(v))))
+                .collect();
+            let _ = state;
+            Ok(Reply::Map(pairs))
+        }
+        "resetstat" => Ok(Reply::ok()),
+        "set" | "rewrite" => Err(CmdError::msg(format!(
+            "ERR CONFIG {} is not supported by keyway: edit keyway's config file",
+            sub.to_uppercase()
+        ))),
+        _ => Err(CmdError::UnknownSubcommand {
+            cmd: "CONFIG".into(),
+            sub: lossy(&args[1], 128),
+        }),
+    }
+}
+
+fn time() -> Reply {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Reply::Array(vec![
+        Reply::Bulk(bytes(&now.as_secs().to_string())),
+        Reply::Bulk(bytes(&now.subsec_micros().to_string())),
+    ])
+}
+
+/// Resident memory of this process, from /proc (0 where unavailable).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// INFO [section ...]: server, clients, memory, stats, replication,
+/// cluster, keyspace.
+async fn info(state: &ClientState, shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
+    const DEFAULT: &[&str] = &[
+        "server",
+        "clients",
+        "memory",
+        "stats",
+        "replication",
+        "cluster",
+        "keyspace",
+    ];
+    let asked: Vec<String> = args[1..].iter().map(|a| upper(a).to_lowercase()).collect();
+    let all = asked.is_empty()
+        || asked
+            .iter()
+            .any(|s| matches!(s.as_str(), "all" | "default" | "everything"));
+    let wants = |s: &str| all || asked.iter().any(|a| a == s);
+    let config = shared.config.load();
+    let uptime = shared.started.elapsed().as_secs();
+    let stats = &shared.stats;
+    let mut out = String::new();
+    for section in DEFAULT.iter().filter(|s| wants(s)) {
+        let lines: Vec<String> = match *section {
+            "server" => vec![
+                format!("redis_version:{REDIS_VERSION}"),
+                "redis_mode:standalone".into(),
+                format!("keyway_version:{}", env!("CARGO_PKG_VERSION")),
+                format!("os:{} {}", std::env::consts::OS, std::env::consts::ARCH),
+                format!("arch_bits:{}", usize::BITS),
+                format!("process_id:{}", std::process::id()),
+                format!("tcp_port:{}", shared.local_addr.port()),
+                format!("uptime_in_seconds:{uptime}"),
+                format!("uptime_in_days:{}", uptime / 86400),
+                format!(
+                    "executable:{}",
+                    std::env::current_exe()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                ),
+                format!("config_file:{}", config.source),
+            ],
+            "clients" => vec![
+                format!(
+                    "connected_clients:{}",
+                    stats.connected.load(Ordering::Relaxed)
+                ),
+                format!("maxclients:{}", config.server.max_clients),
+                "blocked_clients:0".into(),
+            ],
+            "memory" => {
+                let rss = rss_bytes();
+                vec![
+                    format!("used_memory_rss:{rss}"),
+                    format!(
+                        "used_memory_rss_human:{:.2}M",
+                        rss as f64 / (1024.0 * 1024.0)
+                    ),
+                    "maxmemory:0".into(),
+                    "maxmemory_policy:noeviction".into(),
+                ]
+            }
+            "stats" => vec![
+                format!(
+                    "total_connections_received:{}",
+                    stats.connections_total.load(Ordering::Relaxed)
+                ),
+                format!(
+                    "total_commands_processed:{}",
+                    stats.commands.load(Ordering::Relaxed)
+                ),
+                format!(
+                    "rejected_connections:{}",
+                    stats.rejected.load(Ordering::Relaxed)
+                ),
+            ],
+            "replication" => vec!["role:master".into(), "connected_slaves:0".into()],
+            "cluster" => vec!["cluster_enabled:0".into()],
+            "keyspace" => keyspace_lines(router).await,
+            _ => Vec::new(),
+        };
+        let title = match *section {
+            "cpu" => "CPU".to_string(),
+            s => {
+                let mut t = s.to_string();
+                t[..1].make_ascii_uppercase();
+                t
+            }
+        };
+        out.push_str(&format!("# {title}\r\n"));
+        for l in lines {
+            out.push_str(&l);
+            out.push_str("\r\n");
+        }
+        out.push_str("\r\n");
+    }
+    let _ = state;
+    Ok(Reply::Verbatim(Bytes::from(out)))
+}
+
+/// `db0` with the total, as clients expect, then one line per namespace.
+async fn keyspace_lines(router: &Router) -> Vec<String> {
+    let mut total = 0;
+    let mut lines = Vec::new();
+    for ns in &router.namespaces {
+        let keys = match keyspace::namespace_size(router, ns).await {
+            Ok(n) => n.to_string(),
+            Err(e) => format!("unknown ({})", e.to_string().replace([',', ':'], " ")),
+        };
+        total += keys.parse::<i64>().unwrap_or(0);
+        lines.push(format!(
+            "namespace_{}:keys={keys},backend={},type={}",
+            ns.name,
+            ns.backend_name,
+            ns.backend.kind()
+        ));
+    }
+    // Like Redis, db0 is listed only when it holds keys. Expiring keys are
+    // not counted across backends, so only the key count is given.
+    if total > 0 {
+        lines.insert(0, format!("db0:keys={total}"));
+    }
+    lines
+}

@@ -1,0 +1,338 @@
+//! Hash commands. A hash whose last field is removed is deleted, as in Redis.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use super::own;
+use super::store::{Entry, Store, Value, scan_order};
+use crate::error::{CmdError, CmdResult};
+use crate::keyspace::{parse_scan, scan_reply};
+use crate::protocol::parse_i64;
+use crate::reply::Reply;
+use crate::util::{float_arg, glob_match, int_arg, is, parse_f64, random_below};
+
+/// Hashes up to this size are returned whole by HSCAN, as Redis does for
+/// its compact encoding.
+const HSCAN_WHOLE: usize = 128;
+
+fn as_hash(e: &Entry) -> CmdResult<&HashMap<Bytes, Bytes>> {
+    match &e.value {
+        Value::Hash(h) => Ok(h),
+        _ => Err(CmdError::WrongType),
+    }
+}
+
+/// Reads the hash at `key` (None when missing).
+fn read<R>(
+    s: &Store,
+    key: &[u8],
+    f: impl FnOnce(Option<&HashMap<Bytes, Bytes>>) -> R,
+) -> CmdResult<R> {
+    s.read(key, |e| match e {
+        None => Ok(f(None)),
+        Some(e) => as_hash(e).map(|h| f(Some(h))),
+    })
+}
+
+/// Modifies the hash at `key`, creating it if `create`; deletes it if left empty.
+fn modify<R>(
+    s: &Store,
+    key: &[u8],
+    create: bool,
+    f: impl FnOnce(&mut HashMap<Bytes, Bytes>) -> CmdResult<R>,
+    missing: R,
+) -> CmdResult<R> {
+    s.write(key, |slot| {
+        if slot.is_none() {
+            if !create {
+                return Ok(missing);
+            }
+            *slot = Some(Entry::new(Value::Hash(HashMap::new())));
+        }
+        let Some(Entry {
+            value: Value::Hash(h),
+            ..
+        }) = slot.as_mut()
+        else {
+            return Err(CmdError::WrongType);
+        };
+        let r = f(h);
+        if h.is_empty() {
+            *slot = None;
+        }
+        r
+    })
+}
+
+fn check_pairs(a: &[Bytes]) -> CmdResult<()> {
+    if a.len() % 2 == 1 {
+        return Err(CmdError::WrongArity(
+            String::from_utf8_lossy(&a[0]).to_lowercase(),
+        ));
+    }
+    Ok(())
+}
+
+fn set_fields(s: &Store, a: &[Bytes]) -> CmdResult<i64> {
+    check_pairs(a)?;
+    modify(
+        s,
+        &a[1],
+        true,
+        |h| {
+            let mut added = 0;
+            for fv in a[2..].chunks(2) {
+                if h.insert(own(&fv[0]), own(&fv[1])).is_none() {
+                    added += 1;
+                }
+            }
+            Ok(added)
+        },
+        0,
+    )
+}
+
+pub fn hset(s: &Store, a: &[Bytes]) -> CmdResult {
+    set_fields(s, a).map(Reply::Int)
+}
+
+pub fn hmset(s: &Store, a: &[Bytes]) -> CmdResult {
+    set_fields(s, a).map(|_| Reply::ok())
+}
+
+pub fn hsetnx(s: &Store, a: &[Bytes]) -> CmdResult {
+    modify(
+        s,
+        &a[1],
+        true,
+        |h| {
+            if h.contains_key(&a[2]) {
+                return Ok(Reply::Int(0));
+            }
+            h.insert(own(&a[2]), own(&a[3]));
+            Ok(Reply::Int(1))
+        },
+        Reply::Int(0),
+    )
+}
+
+pub fn hget(s: &Store, a: &[Bytes]) -> CmdResult {
+    read(s, &a[1], |h| {
+        Reply::opt_bulk(h.and_then(|h| h.get(&a[2]).cloned()))
+    })
+}
+
+pub fn hmget(s: &Store, a: &[Bytes]) -> CmdResult {
+    read(s, &a[1], |h| {
+        Reply::Array(
+            a[2..]
+                .iter()
+                .map(|f| Reply::opt_bulk(h.and_then(|h| h.get(f).cloned())))
+                .collect(),
+        )
+    })
+}
+
+pub fn hgetall(s: &Store, a: &[Bytes]) -> CmdResult {
+    read(s, &a[1], |h| {
+        Reply::Map(
+            h.into_iter()
+                .flatten()
+                .map(|(f, v)| (Reply::Bulk(f.clone()), Reply::Bulk(v.clone())))
+                .collect(),
+        )
+    })
+}
+
+pub fn hdel(s: &Store, a: &[Bytes]) -> CmdResult {
+    modify(
+        s,
+        &a[1],
+        false,
+        |h| {
+            Ok(Reply::Int(
+                a[2..].iter().filter(|f| h.remove(*f).is_some()).count() as i64,
+            ))
+        },
+        Reply::Int(0),
+    )
+}
+
+pub fn hexists(s: &Store, a: &[Bytes]) -> CmdResult {
+    read(s, &a[1], |h| {
+        Reply::Int(h.is_some_and(|h| h.contains_key(&a[2])) as i64)
+    })
+}
+
+pub fn hlen(s: &Store, a: &[Bytes]) -> CmdResult {
+    read(s, &a[1], |h| Reply::Int(h.map_or(0, |h| h.len()) as i64))
+}
+
+pub fn hkeys(s: &Store, a: &[Bytes]) -> CmdResult {
+    read(s, &a[1], |h| {
+        Reply::Array(
+            h.into_iter()
+                .flatten()
+                .map(|(f, _)| Reply::Bulk(f.clone()))
+                .collect(),
+        )
+    })
+}
+
+pub fn hvals(s: &Store, a: &[Bytes]) -> CmdResult {
+    read(s, &a[1], |h| {
+        Reply::Array(
+            h.into_iter()
+                .flatten()
+                .map(|(_, v)| Reply::Bulk(v.clone()))
+                .collect(),
+        )
+    })
+}
+
+pub fn hstrlen(s: &Store, a: &[Bytes]) -> CmdResult {
+    read(s, &a[1], |h| {
+        Reply::Int(h.and_then(|h| h.get(&a[2])).map_or(0, |v| v.len()) as i64)
+    })
+}
+
+pub fn hincrby(s: &Store, a: &[Bytes]) -> CmdResult {
+    let by = int_arg(&a[3])?;
+    modify(
+        s,
+        &a[1],
+        true,
+        |h| {
+            let current = match h.get(&a[2]) {
+                None => 0,
+                Some(v) => {
+                    parse_i64(v).ok_or_else(|| CmdError::msg("ERR hash value is not an integer"))?
+                }
+            };
+            let n = current.checked_add(by).ok_or(CmdError::Overflow)?;
+            h.insert(own(&a[2]), Bytes::from(n.to_string()));
+            Ok(Reply::Int(n))
+        },
+        Reply::Int(0),
+    )
+}
+
+pub fn hincrbyfloat(s: &Store, a: &[Bytes]) -> CmdResult {
+    let by = float_arg(&a[3])?;
+    modify(
+        s,
+        &a[1],
+        true,
+        |h| {
+            let current = match h.get(&a[2]) {
+                None => 0.0,
+                Some(v) => {
+                    parse_f64(v).ok_or_else(|| CmdError::msg("ERR hash value is not a float"))?
+                }
+            };
+            let n = current + by;
+            if !n.is_finite() {
+                return Err(CmdError::NanOrInfinity);
+            }
+            let text = Bytes::from(format!("{n}"));
+            h.insert(own(&a[2]), text.clone());
+            Ok(Reply::Bulk(text))
+        },
+        Reply::Nil,
+    )
+}
+
+/// HRANDFIELD key [count [WITHVALUES]]
+pub fn hrandfield(s: &Store, a: &[Bytes]) -> CmdResult {
+    let count = match a.get(2) {
+        Some(c) => Some(int_arg(c)?),
+        None => None,
+    };
+    let with_values = match a.get(3) {
+        None => false,
+        Some(o) if is(o, "WITHVALUES") && a.len() == 4 => true,
+        Some(_) => return Err(CmdError::Syntax),
+    };
+    read(s, &a[1], |h| {
+        let fields: Vec<(&Bytes, &Bytes)> = h.map(|h| h.iter().collect()).unwrap_or_default();
+        let Some(count) = count else {
+            if fields.is_empty() {
+                return Ok(Reply::Nil);
+            }
+            let (f, _) = fields[random_below(fields.len() as u64) as usize];
+            return Ok(Reply::Bulk(f.clone()));
+        };
+        let picked: Vec<(&Bytes, &Bytes)> = if fields.is_empty() {
+            Vec::new()
+        } else if count < 0 {
+            // A negative count may repeat fields.
+            (0..count.unsigned_abs())
+                .map(|_| fields[random_below(fields.len() as u64) as usize])
+                .collect()
+        } else {
+            let mut all = fields.clone();
+            let n = (count as usize).min(all.len());
+            for i in 0..n {
+                let j = i + random_below((all.len() - i) as u64) as usize;
+                all.swap(i, j);
+            }
+            all.truncate(n);
+            all
+        };
+        Ok(if with_values {
+            Reply::Pairs(
+                picked
+                    .into_iter()
+                    .map(|(f, v)| (Reply::Bulk(f.clone()), Reply::Bulk(v.clone())))
+                    .collect(),
+            )
+        } else {
+            Reply::Array(
+                picked
+                    .into_iter()
+                    .map(|(f, _)| Reply::Bulk(f.clone()))
+                    .collect(),
+            )
+        })
+    })?
+}
+
+/// HSCAN key cursor [MATCH p] [COUNT n] [NOVALUES]
+pub fn hscan(s: &Store, a: &[Bytes]) -> CmdResult {
+    let novalues = a.len() > 3 && is(&a[a.len() - 1], "NOVALUES") && (a.len() - 3) % 2 == 1;
+    let args = if novalues { &a[..a.len() - 1] } else { a };
+    let sa = parse_scan(args, 2, false)?;
+    read(s, &a[1], |h| {
+        let Some(h) = h else {
+            return scan_reply(0, Vec::new());
+        };
+        let keep = |f: &Bytes| sa.pattern.as_ref().is_none_or(|p| glob_match(p, f));
+        let (next, fields): (u64, Vec<(&Bytes, &Bytes)>) = if h.len() <= HSCAN_WHOLE {
+            (0, h.iter().collect())
+        } else {
+            // Large hashes: walk fields in scan order, as the keyspace SCAN does.
+            let mut v: Vec<(u64, &Bytes, &Bytes)> = h
+                .iter()
+                .map(|(f, v)| (scan_order(f), f, v))
+                .filter(|x| x.0 >= sa.cursor)
+                .collect();
+            v.sort_unstable_by_key(|x| x.0);
+            if v.len() > sa.count {
+                let last = v[sa.count - 1].0;
+                v.retain(|x| x.0 <= last);
+                (last + 1, v.into_iter().map(|x| (x.1, x.2)).collect())
+            } else {
+                (0, v.into_iter().map(|x| (x.1, x.2)).collect())
+            }
+        };
+        let mut items = Vec::new();
+        for (f, v) in fields.into_iter().filter(|(f, _)| keep(f)) {
+            items.push(Reply::Bulk(f.clone()));
+            if !novalues {
+                items.push(Reply::Bulk(v.clone()));
+            }
+        }
+        scan_reply(next, items)
+    })
+}

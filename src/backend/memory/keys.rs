@@ -1,0 +1,220 @@
+//! Generic key commands: existence, TTLs, renames and keyspace walks.
+
+use bytes::Bytes;
+
+use super::store::{ORDER_BITS, Store, now_ms};
+use super::strings::Unit;
+use crate::error::{CmdError, CmdResult};
+use crate::keyspace::{parse_scan, scan_reply};
+use crate::reply::Reply;
+use crate::util::{glob_match, int_arg, is};
+
+pub fn del(s: &Store, a: &[Bytes]) -> CmdResult {
+    Ok(Reply::Int(
+        a[1..].iter().filter(|k| s.remove(k).is_some()).count() as i64,
+    ))
+}
+
+/// EXISTS and TOUCH: each argument that names a live key counts.
+pub fn exists(s: &Store, a: &[Bytes]) -> CmdResult {
+    Ok(Reply::Int(
+        a[1..].iter().filter(|k| s.exists(k)).count() as i64
+    ))
+}
+
+pub fn type_(s: &Store, a: &[Bytes]) -> CmdResult {
+    let name = s.read(&a[1], |e| e.map_or("none", |e| e.value.type_name()));
+    Ok(Reply::status(name))
+}
+
+/// EXPIRE family: `unit` of the argument, `absolute` for the *AT forms.
+fn expire_generic(s: &Store, a: &[Bytes], unit: Unit, absolute: bool) -> CmdResult {
+    let cmd = String::from_utf8_lossy(&a[0]).to_lowercase();
+    let n = int_arg(&a[2])?;
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for o in &a[3..] {
+        if is(o, "NX") {
+            nx = true;
+        } else if is(o, "XX") {
+            xx = true;
+        } else if is(o, "GT") {
+            gt = true;
+        } else if is(o, "LT") {
+            lt = true;
+        } else {
+            return Err(CmdError::msg(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(o)
+            )));
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err(CmdError::msg(
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
+        ));
+    }
+    if gt && lt {
+        return Err(CmdError::msg(
+            "ERR GT and LT options at the same time are not compatible",
+        ));
+    }
+    let invalid = || CmdError::InvalidExpire(cmd.clone());
+    let ms = match unit {
+        Unit::Seconds => n.checked_mul(1000).ok_or_else(invalid)?,
+        Unit::Millis => n,
+    };
+    let when = if absolute {
+        ms
+    } else {
+        ms.checked_add(now_ms() as i64).ok_or_else(invalid)?
+    };
+    s.write(&a[1], |slot| {
+        let Some(e) = slot.as_mut() else {
+            return Ok(Reply::Int(0));
+        };
+        // No TTL counts as an infinite one for GT and LT.
+        let current = (e.expires_at != 0).then_some(e.expires_at as i64);
+        let refuse = (nx && current.is_some())
+            || (xx && current.is_none())
+            || (gt && current.is_none_or(|c| when <= c))
+            || (lt && current.is_some_and(|c| when >= c));
+        if refuse {
+            return Ok(Reply::Int(0));
+        }
+        if when <= now_ms() as i64 {
+            *slot = None;
+        } else {
+            e.expires_at = when as u64;
+        }
+        Ok(Reply::Int(1))
+    })
+}
+
+pub fn expire(s: &Store, a: &[Bytes]) -> CmdResult {
+    expire_generic(s, a, Unit::Seconds, false)
+}
+pub fn pexpire(s: &Store, a: &[Bytes]) -> CmdResult {
+    expire_generic(s, a, Unit::Millis, false)
+}
+pub fn expireat(s: &Store, a: &[Bytes]) -> CmdResult {
+    expire_generic(s, a, Unit::Seconds, true)
+}
+pub fn pexpireat(s: &Store, a: &[Bytes]) -> CmdResult {
+    expire_generic(s, a, Unit::Millis, true)
+}
+
+/// TTL family: -2 for a missing key, -1 for no TTL; seconds are rounded.
+fn ttl_generic(s: &Store, key: &[u8], millis: bool, absolute: bool) -> CmdResult {
+    let at = s.read(key, |e| e.map(|e| e.expires_at));
+    Ok(Reply::Int(match at {
+        None => -2,
+        Some(0) => -1,
+        Some(at) => {
+            let v = if absolute {
+                at as i64
+            } else {
+                (at as i64 - now_ms() as i64).max(0)
+            };
+            if millis { v } else { (v + 500) / 1000 }
+        }
+    }))
+}
+
+pub fn ttl(s: &Store, a: &[Bytes]) -> CmdResult {
+    ttl_generic(s, &a[1], false, false)
+}
+pub fn pttl(s: &Store, a: &[Bytes]) -> CmdResult {
+    ttl_generic(s, &a[1], true, false)
+}
+pub fn expiretime(s: &Store, a: &[Bytes]) -> CmdResult {
+    ttl_generic(s, &a[1], false, true)
+}
+pub fn pexpiretime(s: &Store, a: &[Bytes]) -> CmdResult {
+    ttl_generic(s, &a[1], true, true)
+}
+
+pub fn persist(s: &Store, a: &[Bytes]) -> CmdResult {
+    s.write(&a[1], |slot| match slot.as_mut() {
+        Some(e) if e.expires_at != 0 => {
+            e.expires_at = 0;
+            Ok(Reply::Int(1))
+        }
+        _ => Ok(Reply::Int(0)),
+    })
+}
+
+/// Moves `src` to `dst` (keeping its TTL); `nx` refuses to overwrite.
+fn rename_generic(s: &Store, a: &[Bytes], nx: bool) -> CmdResult {
+    let (src, dst) = (&a[1], &a[2]);
+    if !s.exists(src) {
+        return Err(CmdError::NoSuchKey);
+    }
+    if src == dst {
+        return Ok(if nx { Reply::Int(0) } else { Reply::ok() });
+    }
+    if nx && s.exists(dst) {
+        return Ok(Reply::Int(0));
+    }
+    // The batch holds the store's gate exclusively (see mod.rs), so no other
+    // client sees the key missing in between.
+    let Some(entry) = s.remove(src) else {
+        return Err(CmdError::NoSuchKey);
+    };
+    s.write(dst, |slot| *slot = Some(entry));
+    Ok(if nx { Reply::Int(1) } else { Reply::ok() })
+}
+
+pub fn rename(s: &Store, a: &[Bytes]) -> CmdResult {
+    rename_generic(s, a, false)
+}
+pub fn renamenx(s: &Store, a: &[Bytes]) -> CmdResult {
+    rename_generic(s, a, true)
+}
+
+pub fn keys(s: &Store, a: &[Bytes]) -> CmdResult {
+    let mut out = Vec::new();
+    let all = &a[1][..] == b"*";
+    s.for_each_key(|k, _| {
+        if all || glob_match(&a[1], k) {
+            out.push(Reply::Bulk(k.clone()));
+        }
+    });
+    Ok(Reply::Array(out))
+}
+
+pub fn scan(s: &Store, a: &[Bytes]) -> CmdResult {
+    let sa = parse_scan(a, 1, true)?;
+    if sa.cursor >= 1 << ORDER_BITS {
+        return Ok(scan_reply(0, Vec::new()));
+    }
+    let (next, keys) = s.scan(sa.cursor, sa.count, |k, e| {
+        sa.pattern.as_ref().is_none_or(|p| glob_match(p, k))
+            && sa
+                .type_
+                .as_ref()
+                .is_none_or(|t| t.eq_ignore_ascii_case(e.value.type_name().as_bytes()))
+    });
+    Ok(scan_reply(
+        next,
+        keys.into_iter().map(Reply::Bulk).collect(),
+    ))
+}
+
+pub fn randomkey(s: &Store, _a: &[Bytes]) -> CmdResult {
+    Ok(Reply::opt_bulk(s.random_key()))
+}
+
+pub fn dbsize(s: &Store, _a: &[Bytes]) -> CmdResult {
+    Ok(Reply::Int(s.len() as i64))
+}
+
+/// FLUSHDB / FLUSHALL [ASYNC|SYNC]
+pub fn flushdb(s: &Store, a: &[Bytes]) -> CmdResult {
+    match &a[1..] {
+        [] => {}
+        [mode] if is(mode, "ASYNC") || is(mode, "SYNC") => {}
+        _ => return Err(CmdError::Syntax),
+    }
+    s.clear();
+    Ok(Reply::ok())
+}

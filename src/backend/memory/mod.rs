@@ -1,0 +1,211 @@
+//! The `memory` backend: an in-process store, so that keyway alone is a
+//! working Redis for development and tests.
+//!
+//! Commands run synchronously on the caller's task. Single-key commands run
+//! concurrently with each other (dashmap locks per shard); a batch holding a
+//! multi-key write (RENAME, MSET, ...) takes the store's gate exclusively,
+//! so no other client's command interleaves with it, as in Redis.
+
+mod hashes;
+mod keys;
+pub mod store;
+mod strings;
+
+use std::sync::{Arc, OnceLock, RwLock};
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::{Backend, BoxFuture, Command};
+use crate::command::{self, CommandSpec};
+use crate::error::{CmdError, CmdResult};
+use crate::reply::Reply;
+use store::{Entry, Store, Value};
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {}
+
+type Handler = fn(&Store, &[Bytes]) -> CmdResult;
+
+/// How a command runs with respect to other clients' commands.
+#[derive(Clone, Copy, PartialEq)]
+enum Gate {
+    /// Touches one key (or reads several): runs alongside others.
+    Shared,
+    /// Writes several keys: runs alone.
+    Exclusive,
+}
+use Gate::{Exclusive, Shared};
+
+/// Every command the memory backend runs. The README's command table is
+/// checked against this list by a test.
+const HANDLERS: &[(&str, Handler, Gate)] = &[
+    // Strings.
+    ("get", strings::get, Shared),
+    ("set", strings::set, Shared),
+    ("setnx", strings::setnx, Shared),
+    ("setex", strings::setex, Shared),
+    ("psetex", strings::psetex, Shared),
+    ("getset", strings::getset, Shared),
+    ("getdel", strings::getdel, Shared),
+    ("getex", strings::getex, Shared),
+    ("mget", strings::mget, Shared),
+    ("mset", strings::mset, Exclusive),
+    ("msetnx", strings::msetnx, Exclusive),
+    ("append", strings::append, Shared),
+    ("strlen", strings::strlen, Shared),
+    ("incr", strings::incr, Shared),
+    ("decr", strings::decr, Shared),
+    ("incrby", strings::incrby, Shared),
+    ("decrby", strings::decrby, Shared),
+    ("incrbyfloat", strings::incrbyfloat, Shared),
+    ("getrange", strings::getrange, Shared),
+    ("substr", strings::getrange, Shared),
+    ("setrange", strings::setrange, Shared),
+    // Keys.
+    ("del", keys::del, Exclusive),
+    ("unlink", keys::del, Exclusive),
+    ("exists", keys::exists, Shared),
+    ("touch", keys::exists, Shared),
+    ("type", keys::type_, Shared),
+    ("expire", keys::expire, Shared),
+    ("pexpire", keys::pexpire, Shared),
+    ("expireat", keys::expireat, Shared),
+    ("pexpireat", keys::pexpireat, Shared),
+    ("ttl", keys::ttl, Shared),
+    ("pttl", keys::pttl, Shared),
+    ("expiretime", keys::expiretime, Shared),
+    ("pexpiretime", keys::pexpiretime, Shared),
+    ("persist", keys::persist, Shared),
+    ("rename", keys::rename, Exclusive),
+    ("renamenx", keys::renamenx, Exclusive),
+    ("keys", keys::keys, Shared),
+    ("scan", keys::scan, Shared),
+    ("randomkey", keys::randomkey, Shared),
+    ("dbsize", keys::dbsize, Shared),
+    ("flushdb", keys::flushdb, Exclusive),
+    ("flushall", keys::flushdb, Exclusive),
+    // Hashes.
+    ("hset", hashes::hset, Shared),
+    ("hmset", hashes::hmset, Shared),
+    ("hsetnx", hashes::hsetnx, Shared),
+    ("hget", hashes::hget, Shared),
+    ("hmget", hashes::hmget, Shared),
+    ("hgetall", hashes::hgetall, Shared),
+    ("hdel", hashes::hdel, Shared),
+    ("hexists", hashes::hexists, Shared),
+    ("hlen", hashes::hlen, Shared),
+    ("hkeys", hashes::hkeys, Shared),
+    ("hvals", hashes::hvals, Shared),
+    ("hstrlen", hashes::hstrlen, Shared),
+    ("hincrby", hashes::hincrby, Shared),
+    ("hincrbyfloat", hashes::hincrbyfloat, Shared),
+    ("hrandfield", hashes::hrandfield, Shared),
+    ("hscan", hashes::hscan, Shared),
+];
+
+/// Handlers indexed by command id.
+fn dispatch() -> &'static [Option<(Handler, Gate)>] {
+    static TABLE: OnceLock<Vec<Option<(Handler, Gate)>>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = vec![None; command::table().len()];
+        for &(name, h, gate) in HANDLERS {
+            // A name missing from the command table is a programming error
+            // caught by the tests below.
+            if let Some(spec) = command::lookup(name.as_bytes()) {
+                t[spec.id] = Some((h, gate));
+            }
+        }
+        t
+    })
+}
+
+/// Names of the commands this backend runs (for docs and --check-config).
+pub fn supported_commands() -> impl Iterator<Item = &'static str> {
+    HANDLERS.iter().map(|h| h.0)
+}
+
+pub struct MemoryBackend {
+    store: Arc<Store>,
+    gate: RwLock<()>,
+}
+
+impl MemoryBackend {
+    pub fn new(_config: &MemoryConfig) -> MemoryBackend {
+        let store = Arc::new(Store::default());
+        store::spawn_sweeper(&store);
+        MemoryBackend {
+            store,
+            gate: RwLock::new(()),
+        }
+    }
+
+    /// Runs a batch synchronously; the [`Backend`] impl wraps this.
+    pub fn run(&self, batch: &[Command]) -> Vec<Reply> {
+        let table = dispatch();
+        let exclusive = batch
+            .iter()
+            .any(|c| matches!(table[c.spec.id], Some((_, Exclusive))));
+        // The gate guards no data, so a poisoned lock (a panic elsewhere) is harmless.
+        let _guard = if exclusive {
+            Err(self.gate.write().unwrap_or_else(|e| e.into_inner()))
+        } else {
+            Ok(self.gate.read().unwrap_or_else(|e| e.into_inner()))
+        };
+        batch
+            .iter()
+            .map(|c| match table[c.spec.id] {
+                Some((h, _)) => h(&self.store, &c.args).unwrap_or_else(Reply::from),
+                None => Reply::from(CmdError::msg(format!(
+                    "ERR '{}' is not supported by the memory backend",
+                    c.spec.name
+                ))),
+            })
+            .collect()
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn supports(&self, spec: &CommandSpec) -> bool {
+        dispatch()[spec.id].is_some()
+    }
+
+    fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+        let replies = self.run(&batch);
+        Box::pin(std::future::ready(replies))
+    }
+}
+
+/// Copies an argument for storage, so that a stored value never pins the
+/// client's whole read buffer.
+fn own(b: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(b)
+}
+
+/// The string held by an entry, or WRONGTYPE.
+fn as_str(e: &Entry) -> CmdResult<&Bytes> {
+    match &e.value {
+        Value::Str(s) => Ok(s),
+        _ => Err(CmdError::WrongType),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_handler_is_in_the_command_table() {
+        for name in supported_commands() {
+            assert!(
+                command::lookup(name.as_bytes()).is_some(),
+                "{name} missing from the table"
+            );
+        }
+    }
+}

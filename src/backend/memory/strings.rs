@@ -1,0 +1,390 @@
+//! String commands, with Redis 7's replies and errors.
+
+use bytes::{Bytes, BytesMut};
+
+use super::store::{Entry, Store, Value, now_ms};
+use super::{as_str, own};
+use crate::error::{CmdError, CmdResult};
+use crate::protocol::parse_i64;
+use crate::reply::Reply;
+use crate::util::{float_arg, int_arg, is, parse_f64};
+
+/// Redis's proto-max-bulk-len default: the largest string a command may build.
+const MAX_STRING: usize = 512 * 1024 * 1024;
+
+fn too_big() -> CmdError {
+    CmdError::msg("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+}
+
+/// An expiry option's unit.
+#[derive(Clone, Copy)]
+pub enum Unit {
+    Seconds,
+    Millis,
+}
+
+/// Converts an expiry argument (EX/PX relative, EXAT/PXAT absolute) into a
+/// Unix time in ms, with Redis's "invalid expire time" checks.
+pub fn expire_at(value: &[u8], unit: Unit, absolute: bool, cmd: &str) -> CmdResult<u64> {
+    let n = int_arg(value)?;
+    let invalid = || CmdError::InvalidExpire(cmd.to_string());
+    if n <= 0 {
+        return Err(invalid());
+    }
+    let ms = match unit {
+        Unit::Seconds => n.checked_mul(1000).ok_or_else(invalid)?,
+        Unit::Millis => n,
+    };
+    let at = if absolute {
+        ms
+    } else {
+        ms.checked_add(now_ms() as i64).ok_or_else(invalid)?
+    };
+    Ok(at as u64)
+}
+
+pub fn get(s: &Store, a: &[Bytes]) -> CmdResult {
+    s.read(&a[1], |e| match e {
+        None => Ok(Reply::Nil),
+        Some(e) => as_str(e).map(|v| Reply::Bulk(v.clone())),
+    })
+}
+
+/// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms|KEEPTTL]
+pub fn set(s: &Store, a: &[Bytes]) -> CmdResult {
+    let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
+    let mut expires: Option<u64> = None;
+    let mut i = 3;
+    while i < a.len() {
+        let o = &a[i];
+        let expiry = [("EX", Unit::Seconds, false), ("PX", Unit::Millis, false)]
+            .into_iter()
+            .chain([("EXAT", Unit::Seconds, true), ("PXAT", Unit::Millis, true)])
+            .find(|(name, _, _)| is(o, name));
+        if is(o, "NX") && !xx {
+            nx = true;
+        } else if is(o, "XX") && !nx {
+            xx = true;
+        } else if is(o, "GET") {
+            get = true;
+        } else if is(o, "KEEPTTL") && expires.is_none() {
+            keepttl = true;
+        } else if let Some((_, unit, abs)) = expiry {
+            if keepttl || expires.is_some() || i + 1 >= a.len() {
+                return Err(CmdError::Syntax);
+            }
+            expires = Some(expire_at(&a[i + 1], unit, abs, "set")?);
+            i += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 1;
+    }
+    let value = own(&a[2]);
+    s.write(&a[1], |slot| {
+        let old = match slot.as_ref() {
+            Some(e) if get => Some(as_str(e)?.clone()),
+            _ => None,
+        };
+        let exists = slot.is_some();
+        let reply = |did: bool| {
+            if get {
+                Reply::opt_bulk(old.clone())
+            } else if did {
+                Reply::ok()
+            } else {
+                Reply::Nil
+            }
+        };
+        if (nx && exists) || (xx && !exists) {
+            return Ok(reply(false));
+        }
+        let ttl = match (keepttl, slot.as_ref()) {
+            (true, Some(e)) => e.expires_at,
+            _ => expires.unwrap_or(0),
+        };
+        *slot = if ttl != 0 && ttl <= now_ms() {
+            None // An expiry in the past: the key is set and gone at once.
+        } else {
+            Some(Entry {
+                value: Value::Str(value),
+                expires_at: ttl,
+            })
+        };
+        Ok(reply(true))
+    })
+}
+
+pub fn setnx(s: &Store, a: &[Bytes]) -> CmdResult {
+    s.write(&a[1], |slot| {
+        if slot.is_some() {
+            return Ok(Reply::Int(0));
+        }
+        *slot = Some(Entry::new(Value::Str(own(&a[2]))));
+        Ok(Reply::Int(1))
+    })
+}
+
+fn set_with_ttl(s: &Store, a: &[Bytes], unit: Unit, cmd: &str) -> CmdResult {
+    let at = expire_at(&a[2], unit, false, cmd)?;
+    let value = own(&a[3]);
+    s.write(&a[1], |slot| {
+        *slot = Some(Entry {
+            value: Value::Str(value),
+            expires_at: at,
+        })
+    });
+    Ok(Reply::ok())
+}
+
+pub fn setex(s: &Store, a: &[Bytes]) -> CmdResult {
+    set_with_ttl(s, a, Unit::Seconds, "setex")
+}
+
+pub fn psetex(s: &Store, a: &[Bytes]) -> CmdResult {
+    set_with_ttl(s, a, Unit::Millis, "psetex")
+}
+
+pub fn getset(s: &Store, a: &[Bytes]) -> CmdResult {
+    s.write(&a[1], |slot| {
+        let old = match slot.as_ref() {
+            Some(e) => Some(as_str(e)?.clone()),
+            None => None,
+        };
+        *slot = Some(Entry::new(Value::Str(own(&a[2]))));
+        Ok(Reply::opt_bulk(old))
+    })
+}
+
+pub fn getdel(s: &Store, a: &[Bytes]) -> CmdResult {
+    s.write(&a[1], |slot| match slot.as_ref() {
+        None => Ok(Reply::Nil),
+        Some(e) => {
+            let v = as_str(e)?.clone();
+            *slot = None;
+            Ok(Reply::Bulk(v))
+        }
+    })
+}
+
+/// GETEX key [EX s|PX ms|EXAT ts|PXAT ms|PERSIST]
+pub fn getex(s: &Store, a: &[Bytes]) -> CmdResult {
+    // None: leave the TTL; Some(0): persist; Some(t): expire at t.
+    let mut change: Option<u64> = None;
+    let mut i = 2;
+    while i < a.len() {
+        let o = &a[i];
+        let unit = if is(o, "EX") || is(o, "EXAT") {
+            Some(Unit::Seconds)
+        } else if is(o, "PX") || is(o, "PXAT") {
+            Some(Unit::Millis)
+        } else {
+            None
+        };
+        if is(o, "PERSIST") && change.is_none() {
+            change = Some(0);
+        } else if let (Some(unit), None, true) = (unit, change, i + 1 < a.len()) {
+            let absolute = o.len() == 4;
+            change = Some(expire_at(&a[i + 1], unit, absolute, "getex")?);
+            i += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 1;
+    }
+    s.write(&a[1], |slot| {
+        let Some(e) = slot.as_mut() else {
+            return Ok(Reply::Nil);
+        };
+        let v = as_str(e)?.clone();
+        match change {
+            Some(t) if t != 0 && t <= now_ms() => *slot = None,
+            Some(t) => e.expires_at = t,
+            None => {}
+        }
+        Ok(Reply::Bulk(v))
+    })
+}
+
+pub fn mget(s: &Store, a: &[Bytes]) -> CmdResult {
+    Ok(Reply::Array(
+        a[1..]
+            .iter()
+            .map(|k| {
+                s.read(k, |e| match e.map(|e| &e.value) {
+                    Some(Value::Str(v)) => Reply::Bulk(v.clone()),
+                    _ => Reply::Nil,
+                })
+            })
+            .collect(),
+    ))
+}
+
+fn check_pairs(a: &[Bytes]) -> CmdResult<()> {
+    if a.len() % 2 == 0 {
+        return Err(CmdError::WrongArity(
+            String::from_utf8_lossy(&a[0]).to_lowercase(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn mset(s: &Store, a: &[Bytes]) -> CmdResult {
+    check_pairs(a)?;
+    for kv in a[1..].chunks(2) {
+        s.write(&kv[0], |slot| {
+            *slot = Some(Entry::new(Value::Str(own(&kv[1]))))
+        });
+    }
+    Ok(Reply::ok())
+}
+
+pub fn msetnx(s: &Store, a: &[Bytes]) -> CmdResult {
+    check_pairs(a)?;
+    if a[1..].chunks(2).any(|kv| s.exists(&kv[0])) {
+        return Ok(Reply::Int(0));
+    }
+    mset(s, a)?;
+    Ok(Reply::Int(1))
+}
+
+pub fn append(s: &Store, a: &[Bytes]) -> CmdResult {
+    s.write(&a[1], |slot| {
+        let Some(e) = slot.as_mut() else {
+            *slot = Some(Entry::new(Value::Str(own(&a[2]))));
+            return Ok(Reply::Int(a[2].len() as i64));
+        };
+        let old = as_str(e)?;
+        if old.len() + a[2].len() > MAX_STRING {
+            return Err(too_big());
+        }
+        let mut v = BytesMut::with_capacity(old.len() + a[2].len());
+        v.extend_from_slice(old);
+        v.extend_from_slice(&a[2]);
+        let len = v.len();
+        e.value = Value::Str(v.freeze());
+        Ok(Reply::Int(len as i64))
+    })
+}
+
+pub fn strlen(s: &Store, a: &[Bytes]) -> CmdResult {
+    s.read(&a[1], |e| match e {
+        None => Ok(Reply::Int(0)),
+        Some(e) => as_str(e).map(|v| Reply::Int(v.len() as i64)),
+    })
+}
+
+/// Adds `by` to the integer at `key`, keeping its TTL.
+fn incr_by(s: &Store, key: &[u8], by: i64) -> CmdResult {
+    s.write(key, |slot| {
+        let current = match slot.as_ref() {
+            None => 0,
+            Some(e) => parse_i64(as_str(e)?).ok_or(CmdError::NotInteger)?,
+        };
+        let n = current.checked_add(by).ok_or(CmdError::Overflow)?;
+        let value = Value::Str(Bytes::from(n.to_string()));
+        match slot.as_mut() {
+            Some(e) => e.value = value,
+            None => *slot = Some(Entry::new(value)),
+        }
+        Ok(Reply::Int(n))
+    })
+}
+
+pub fn incr(s: &Store, a: &[Bytes]) -> CmdResult {
+    incr_by(s, &a[1], 1)
+}
+
+pub fn decr(s: &Store, a: &[Bytes]) -> CmdResult {
+    incr_by(s, &a[1], -1)
+}
+
+pub fn incrby(s: &Store, a: &[Bytes]) -> CmdResult {
+    incr_by(s, &a[1], int_arg(&a[2])?)
+}
+
+pub fn decrby(s: &Store, a: &[Bytes]) -> CmdResult {
+    let by = int_arg(&a[2])?;
+    let neg = by
+        .checked_neg()
+        .ok_or_else(|| CmdError::msg("ERR decrement would overflow"))?;
+    incr_by(s, &a[1], neg)
+}
+
+pub fn incrbyfloat(s: &Store, a: &[Bytes]) -> CmdResult {
+    let by = float_arg(&a[2])?;
+    s.write(&a[1], |slot| {
+        let current = match slot.as_ref() {
+            None => 0.0,
+            Some(e) => parse_f64(as_str(e)?).ok_or(CmdError::NotFloat)?,
+        };
+        let n = current + by;
+        if !n.is_finite() {
+            return Err(CmdError::NanOrInfinity);
+        }
+        // Redis writes INCRBYFLOAT results without an exponent.
+        let text = Bytes::from(format!("{n}"));
+        match slot.as_mut() {
+            Some(e) => e.value = Value::Str(text.clone()),
+            None => *slot = Some(Entry::new(Value::Str(text.clone()))),
+        }
+        Ok(Reply::Bulk(text))
+    })
+}
+
+pub fn getrange(s: &Store, a: &[Bytes]) -> CmdResult {
+    let (start, end) = (int_arg(&a[2])?, int_arg(&a[3])?);
+    s.read(&a[1], |e| {
+        let Some(e) = e else {
+            return Ok(Reply::Bulk(Bytes::new()));
+        };
+        let v = as_str(e)?;
+        let len = v.len() as i64;
+        if start < 0 && end < 0 && start > end {
+            return Ok(Reply::Bulk(Bytes::new()));
+        }
+        let start = if start < 0 {
+            (len + start).max(0)
+        } else {
+            start
+        };
+        let end = if end < 0 { (len + end).max(0) } else { end };
+        let end = end.min(len - 1);
+        if start > end || len == 0 {
+            return Ok(Reply::Bulk(Bytes::new()));
+        }
+        Ok(Reply::Bulk(v.slice(start as usize..=end as usize)))
+    })
+}
+
+pub fn setrange(s: &Store, a: &[Bytes]) -> CmdResult {
+    let offset = int_arg(&a[2])?;
+    if offset < 0 {
+        return Err(CmdError::msg("ERR offset is out of range"));
+    }
+    let offset = offset as usize;
+    let patch = &a[3];
+    s.write(&a[1], |slot| {
+        let old: &[u8] = match slot.as_ref() {
+            Some(e) => as_str(e)?,
+            None => b"",
+        };
+        if patch.is_empty() {
+            return Ok(Reply::Int(old.len() as i64));
+        }
+        if offset + patch.len() > MAX_STRING {
+            return Err(too_big());
+        }
+        let mut v = BytesMut::from(old);
+        if v.len() < offset + patch.len() {
+            v.resize(offset + patch.len(), 0);
+        }
+        v[offset..offset + patch.len()].copy_from_slice(patch);
+        let len = v.len();
+        match slot.as_mut() {
+            Some(e) => e.value = Value::Str(v.freeze()),
+            None => *slot = Some(Entry::new(Value::Str(v.freeze()))),
+        }
+        Ok(Reply::Int(len as i64))
+    })
+}

@@ -1,0 +1,98 @@
+//! Backends: where a namespace's commands are executed.
+//!
+//! Adding a backend is one file implementing [`Backend`] plus one variant in
+//! [`BackendConfig`] (its `type = "..."` name) and one arm in
+//! [`BackendConfig::build`].
+
+pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::command::CommandSpec;
+use crate::reply::Reply;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A command on its way to a backend, its keys already rewritten for the
+/// namespace (prefix stripped or added).
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub spec: &'static CommandSpec,
+    /// The name, then the arguments.
+    pub args: Vec<Bytes>,
+    /// The client's bytes for this command, when `args` are exactly what the
+    /// client sent: a backend that speaks RESP may forward them as they are.
+    pub raw: Option<Bytes>,
+}
+
+impl Command {
+    /// A command built by keyway itself (fan-out, policies).
+    pub fn internal(spec: &'static CommandSpec, args: Vec<Bytes>) -> Command {
+        Command {
+            spec,
+            args,
+            raw: None,
+        }
+    }
+}
+
+/// A store that executes commands.
+///
+/// Invariants every implementation keeps:
+/// - `execute` returns exactly one reply per command, in the order given.
+/// - Commands of one batch are applied in order; a later command sees the
+///   effect of an earlier one.
+/// - A failure is a reply (`Reply::Error`) for the commands it affected, never
+///   a panic and never a missing reply. A write is answered with success only
+///   once the store has applied it.
+/// - `execute` is only called with commands for which `supports` is true; the
+///   router answers the others with an error naming the namespace and backend.
+/// - The returned future never waits unboundedly on a remote peer: backends
+///   bound every remote call with a timeout and answer with an error.
+pub trait Backend: Send + Sync + 'static {
+    /// The `type` name of this backend in the config ("memory", "redis").
+    fn kind(&self) -> &'static str;
+
+    /// Whether this backend can run the command.
+    fn supports(&self, spec: &CommandSpec) -> bool;
+
+    /// Executes a batch of commands; see the trait's invariants.
+    fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>>;
+}
+
+/// `[backends.NAME]` tables; `type` selects the variant.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum BackendConfig {
+    Memory(memory::MemoryConfig),
+}
+
+impl BackendConfig {
+    pub fn default_memory() -> Self {
+        BackendConfig::Memory(memory::MemoryConfig::default())
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendConfig::Memory(_) => "memory",
+        }
+    }
+
+    /// Problems with this backend's settings, as (field, problem).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        match self {
+            BackendConfig::Memory(_) => Vec::new(),
+        }
+    }
+
+    pub fn build(&self) -> Arc<dyn Backend> {
+        match self {
+            BackendConfig::Memory(c) => Arc::new(memory::MemoryBackend::new(c)),
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! The command table: for every command keyway knows, its arity, which
+//! arguments are keys, and flags. Routing, fan-out, key rewriting and the
+//! backends' "supported" lists all read this one table.
+//!
+//! A command missing from the table gets Redis's unknown-command error; a
+//! command in the table that a namespace's backend cannot run gets an error
+//! naming the backend and the namespace.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+
+use crate::error::CmdError;
+use crate::protocol::parse_i64;
+
+/// Writes data.
+pub const WRITE: u16 = 1;
+/// Only reads data.
+pub const READ: u16 = 1 << 1;
+/// Answered by keyway itself, never sent to a backend.
+pub const LOCAL: u16 = 1 << 2;
+/// Whole-keyspace: fanned out to every namespace and merged.
+pub const KEYSPACE: u16 = 1 << 3;
+/// May block the client (BLPOP, XREAD BLOCK, WAIT).
+pub const BLOCKING: u16 = 1 << 4;
+/// Pub/Sub.
+pub const PUBSUB: u16 = 1 << 5;
+/// Transaction control (MULTI, EXEC, WATCH...).
+pub const TX: u16 = 1 << 6;
+/// Sets, clears or reads a key's TTL itself: the namespace's default TTL
+/// is not applied after it.
+pub const TTL: u16 = 1 << 7;
+
+/// Which arguments of a command are keys.
+#[derive(Clone, Copy)]
+pub enum Keys {
+    None,
+    /// Redis's first/last/step; a negative `last` counts from the end
+    /// (-1 is the last argument).
+    Range {
+        first: usize,
+        last: i32,
+        step: usize,
+    },
+    /// Commands whose keys depend on their arguments (numkeys and the like).
+    Custom(fn(&[Bytes]) -> Vec<usize>),
+}
+
+pub struct CommandSpec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Redis arity: N means exactly N arguments including the name, -N at least N.
+    pub arity: i32,
+    pub flags: u16,
+    pub keys: Keys,
+    /// Position in [`TABLE`], for O(1) per-backend dispatch tables.
+    pub id: usize,
+}
+
+impl std::fmt::Debug for CommandSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl CommandSpec {
+    pub fn has(&self, flag: u16) -> bool {
+        self.flags & flag != 0
+    }
+
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let a = self.arity;
+        if a >= 0 {
+            argc == a as usize
+        } else {
+            argc >= (-a) as usize
+        }
+    }
+
+    /// Positions of the key arguments in `args` (args[0] is the name).
+    pub fn key_positions(&self, args: &[Bytes]) -> Vec<usize> {
+        match self.keys {
+            Keys::None => Vec::new(),
+            Keys::Range { first, last, step } => {
+                let argc = args.len() as i32;
+                let last = if last < 0 { argc + last } else { last };
+                if last < first as i32 {
+                    return Vec::new();
+                }
+                (first..=last as usize)
+                    .step_by(step.max(1))
+                    .filter(|&i| i < args.len())
+                    .collect()
+            }
+            Keys::Custom(f) => f(args).into_iter().filter(|&i| i < args.len()).collect(),
+        }
+    }
+
+    pub fn arity_error(&self) -> CmdError {
+        CmdError::WrongArity(self.name.to_string())
+    }
+}
+
+/// Keys counted by a numkeys argument at `at`, following it.
+fn numkeys(args: &[Bytes], at: usize) -> Vec<usize> {
+    match args.get(at).and_then(|n| parse_i64(n)) {
+        Some(n) if n > 0 => (at + 1..at + 1 + n as usize).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn numkeys_at1(a: &[Bytes]) -> Vec<usize> {
+    numkeys(a, 1)
+}
+fn numkeys_at2(a: &[Bytes]) -> Vec<usize> {
+    numkeys(a, 2)
+}
+/// ZUNIONSTORE dest numkeys key...: the destination, then the sources.
+fn dest_then_numkeys(a: &[Bytes]) -> Vec<usize> {
+    let mut v = vec![1];
+    v.extend(numkeys(a, 2));
+    v
+}
+/// XREAD ... STREAMS k1 k2 id1 id2: the first half after STREAMS.
+fn streams_keys(a: &[Bytes]) -> Vec<usize> {
+    match a.iter().position(|x| x.eq_ignore_ascii_case(b"streams")) {
+        Some(p) => {
+            let n = (a.len() - p - 1) / 2;
+            (p + 1..p + 1 + n).collect()
+        }
+        None => Vec::new(),
+    }
+}
+/// SORT key ... [STORE dest].
+fn sort_keys(a: &[Bytes]) -> Vec<usize> {
+    let mut v = vec![1];
+    if let Some(p) = a.iter().position(|x| x.eq_ignore_ascii_case(b"store")) {
+        v.push(p + 1);
+    }
+    v
+}
+/// OBJECT ENCODING key, MEMORY USAGE key, XINFO STREAM key: key after a subcommand.
+fn key_at2(a: &[Bytes]) -> Vec<usize> {
+    if a.len() > 2 { vec![2] } else { Vec::new() }
+}
+
+const fn r(first: usize, last: i32, step: usize) -> Keys {
+    Keys::Range { first, last, step }
+}
+const K1: Keys = r(1, 1, 1);
+const KALL: Keys = r(1, -1, 1);
+const K12: Keys = r(1, 2, 1);
+const N: Keys = Keys::None;
+
+macro_rules! table {
+    ($( ($name:literal, $arity:expr, $flags:expr, $keys:expr) ),* $(,)?) => {
+        const RAW: &[(&str, i32, u16, Keys)] = &[ $( ($name, $arity, $flags, $keys) ),* ];
+    };
+}
+
+table![
+    // Connection and server: answered by keyway.
+    ("ping", -1, LOCAL, N),
+    ("echo", 2, LOCAL, N),
+    ("quit", -1, LOCAL, N),
+    ("reset", 1, LOCAL, N),
+    ("select", 2, LOCAL, N),
+    ("hello", -1, LOCAL, N),
+    ("auth", -2, LOCAL, N),
+    ("client", -2, LOCAL, N),
+    ("command", -1, LOCAL, N),
+    ("config", -2, LOCAL, N),
+    ("info", -1, LOCAL, N),
+    ("time", 1, LOCAL, N),
+    ("lastsave", 1, LOCAL, N),
+    ("role", 1, LOCAL, N),
+    ("readonly", 1, LOCAL, N),
+    ("readwrite", 1, LOCAL, N),
+    // Whole keyspace: fanned out to every namespace.
+    ("dbsize", 1, KEYSPACE | READ, N),
+    ("keys", 2, KEYSPACE | READ, N),
+    ("scan", -2, KEYSPACE | READ, N),
+    ("randomkey", 1, KEYSPACE | READ, N),
+    ("flushdb", -1, KEYSPACE | WRITE, N),
+    ("flushall", -1, KEYSPACE | WRITE, N),
+    // Strings.
+    ("get", 2, READ, K1),
+    ("set", -3, WRITE, K1),
+    ("setnx", 3, WRITE, K1),
+    ("setex", 4, WRITE | TTL, K1),
+    ("psetex", 4, WRITE | TTL, K1),
+    ("getset", 3, WRITE, K1),
+    ("getdel", 2, WRITE, K1),
+    ("getex", -2, WRITE | TTL, K1),
+    ("mget", -2, READ, KALL),
+    ("mset", -3, WRITE, r(1, -1, 2)),
+    ("msetnx", -3, WRITE, r(1, -1, 2)),
+    ("append", 3, WRITE, K1),
+    ("strlen", 2, READ, K1),
+    ("incr", 2, WRITE, K1),
+    ("decr", 2, WRITE, K1),
+    ("incrby", 3, WRITE, K1),
+    ("decrby", 3, WRITE, K1),
+    ("incrbyfloat", 3, WRITE, K1),
+    ("getrange", 4, READ, K1),
+    ("substr", 4, READ, K1),
+    ("setrange", 4, WRITE, K1),
+    ("lcs", -3, READ, K12),
+    // Generic key commands.
+    ("del", -2, WRITE | TTL, KALL),
+    ("unlink", -2, WRITE | TTL, KALL),
+    ("exists", -2, READ, KALL),
+    ("touch", -2, READ, KALL),
+    ("type", 2, READ, K1),
+    ("expire", -3, WRITE | TTL, K1),
+    ("pexpire", -3, WRITE | TTL, K1),
+    ("expireat", -3, WRITE | TTL, K1),
+    ("pexpireat", -3, WRITE | TTL, K1),
+    ("ttl", 2, READ | TTL, K1),
+    ("pttl", 2, READ | TTL, K1),
+    ("expiretime", 2, READ | TTL, K1),
+    ("pexpiretime", 2, READ | TTL, K1),
+    ("persist", 2, WRITE | TTL, K1),
+    ("rename", 3, WRITE, K12),
+    ("renamenx", 3, WRITE, K12),
+    ("copy", -3, WRITE, K12),
+    ("dump", 2, READ, K1),
+    ("restore", -4, WRITE, K1),
+    ("object", -2, READ, Keys::Custom(key_at2)),
+    ("sort", -2, WRITE, Keys::Custom(sort_keys)),
+    ("sort_ro", -2, READ, K1),
+    ("wait", 3, BLOCKING, N),
+    // Hashes.
+    ("hset", -4, WRITE, K1),
+    ("hmset", -4, WRITE, K1),
+    ("hsetnx", 4, WRITE, K1),
+    ("hget", 3, READ, K1),
+    ("hmget", -3, READ, K1),
+    ("hgetall", 2, READ, K1),
+    ("hdel", -3, WRITE, K1),
+    ("hexists", 3, READ, K1),
+    ("hlen", 2, READ, K1),
+    ("hkeys", 2, READ, K1),
+    ("hvals", 2, READ, K1),
+    ("hstrlen", 3, READ, K1),
+    ("hincrby", 4, WRITE, K1),
+    ("hincrbyfloat", 4, WRITE, K1),
+    ("hrandfield", -2, READ, K1),
+    ("hscan", -3, READ, K1),
+    // Lists.
+    ("lpush", -3, WRITE, K1),
+    ("rpush", -3, WRITE, K1),
+    ("lpushx", -3, WRITE, K1),
+    ("rpushx", -3, WRITE, K1),
+    ("lpop", -2, WRITE, K1),
+    ("rpop", -2, WRITE, K1),
+    ("llen", 2, READ, K1),
+    ("lrange", 4, READ, K1),
+    ("lindex", 3, READ, K1),
+    ("lset", 4, WRITE, K1),
+    ("lrem", 4, WRITE, K1),
+    ("ltrim", 4, WRITE, K1),
+    ("linsert", 5, WRITE, K1),
+    ("lpos", -3, READ, K1),
+    ("lmove", 5, WRITE, K12),
+    ("rpoplpush", 3, WRITE, K12),
+    ("lmpop", -4, WRITE, Keys::Custom(numkeys_at1)),
+    ("blpop", -3, WRITE | BLOCKING, r(1, -2, 1)),
+    ("brpop", -3, WRITE | BLOCKING, r(1, -2, 1)),
+    ("blmove", 6, WRITE | BLOCKING, K12),
+    ("brpoplpush", 4, WRITE | BLOCKING, K12),
+    ("blmpop", -5, WRITE | BLOCKING, Keys::Custom(numkeys_at2)),
+    // Sets.
+    ("sadd", -3, WRITE, K1),
+    ("srem", -3, WRITE, K1),
+    ("smembers", 2, READ, K1),
+    ("sismember", 3, READ, K1),
+    ("smismember", -3, READ, K1),
+    ("scard", 2, READ, K1),
+    ("spop", -2, WRITE, K1),
+    ("srandmember", -2, READ, K1),
+    ("smove", 4, WRITE, K12),
+    ("sinter", -2, READ, KALL),
+    ("sintercard", -3, READ, Keys::Custom(numkeys_at1)),
+    ("sinterstore", -3, WRITE, KALL),
+    ("sunion", -2, READ, KALL),
+    ("sunionstore", -3, WRITE, KALL),
+    ("sdiff", -2, READ, KALL),
+    ("sdiffstore", -3, WRITE, KALL),
+    ("sscan", -3, READ, K1),
+    // Sorted sets.
+    ("zadd", -4, WRITE, K1),
+    ("zrem", -3, WRITE, K1),
+    ("zscore", 3, READ, K1),
+    ("zmscore", -3, READ, K1),
+    ("zincrby", 4, WRITE, K1),
+    ("zcard", 2, READ, K1),
+    ("zcount", 4, READ, K1),
+    ("zlexcount", 4, READ, K1),
+    ("zrange", -4, READ, K1),
+    ("zrangestore", -5, WRITE, K12),
+    ("zrangebyscore", -4, READ, K1),
+    ("zrevrangebyscore", -4, READ, K1),
+    ("zrangebylex", -4, READ, K1),
+    ("zrevrangebylex", -4, READ, K1),
+    ("zrevrange", -4, READ, K1),
+    ("zrank", -3, READ, K1),
+    ("zrevrank", -3, READ, K1),
+    ("zpopmin", -2, WRITE, K1),
+    ("zpopmax", -2, WRITE, K1),
+    ("bzpopmin", -3, WRITE | BLOCKING, r(1, -2, 1)),
+    ("bzpopmax", -3, WRITE | BLOCKING, r(1, -2, 1)),
+    ("zmpop", -4, WRITE, Keys::Custom(numkeys_at1)),
+    ("bzmpop", -5, WRITE | BLOCKING, Keys::Custom(numkeys_at2)),
+    ("zremrangebyrank", 4, WRITE, K1),
+    ("zremrangebyscore", 4, WRITE, K1),
+    ("zremrangebylex", 4, WRITE, K1),
+    ("zunionstore", -4, WRITE, Keys::Custom(dest_then_numkeys)),
+    ("zinterstore", -4, WRITE, Keys::Custom(dest_then_numkeys)),
+    ("zdiffstore", -4, WRITE, Keys::Custom(dest_then_numkeys)),
+    ("zunion", -3, READ, Keys::Custom(numkeys_at1)),
+    ("zinter", -3, READ, Keys::Custom(numkeys_at1)),
+    ("zdiff", -3, READ, Keys::Custom(numkeys_at1)),
+    ("zintercard", -3, READ, Keys::Custom(numkeys_at1)),
+    ("zrandmember", -2, READ, K1),
+    ("zscan", -3, READ, K1),
+    // Bits and HyperLogLog.
+    ("setbit", 4, WRITE, K1),
+    ("getbit", 3, READ, K1),
+    ("bitcount", -2, READ, K1),
+    ("bitpos", -3, READ, K1),
+    ("bitop", -4, WRITE, r(2, -1, 1)),
+    ("bitfield", -2, WRITE, K1),
+    ("bitfield_ro", -2, READ, K1),
+    ("pfadd", -2, WRITE, K1),
+    ("pfcount", -2, READ, KALL),
+    ("pfmerge", -2, WRITE, KALL),
+    // Streams.
+    ("xadd", -5, WRITE, K1),
+    ("xlen", 2, READ, K1),
+    ("xrange", -4, READ, K1),
+    ("xrevrange", -4, READ, K1),
+    ("xdel", -3, WRITE, K1),
+    ("xtrim", -4, WRITE, K1),
+    ("xack", -4, WRITE, K1),
+    ("xpending", -3, READ, K1),
+    ("xclaim", -6, WRITE, K1),
+    ("xautoclaim", -6, WRITE, K1),
+    ("xgroup", -2, WRITE, Keys::Custom(key_at2)),
+    ("xinfo", -2, READ, Keys::Custom(key_at2)),
+    ("xread", -4, READ | BLOCKING, Keys::Custom(streams_keys)),
+    (
+        "xreadgroup",
+        -7,
+        WRITE | BLOCKING,
+        Keys::Custom(streams_keys)
+    ),
+    // Geo.
+    ("geoadd", -5, WRITE, K1),
+    ("geopos", -2, READ, K1),
+    ("geodist", -4, READ, K1),
+    ("geohash", -2, READ, K1),
+    ("geosearch", -7, READ, K1),
+    ("geosearchstore", -8, WRITE, K12),
+    // Pub/Sub: channels route like keys.
+    ("subscribe", -2, PUBSUB, KALL),
+    ("unsubscribe", -1, PUBSUB, KALL),
+    ("psubscribe", -2, PUBSUB, KALL),
+    ("punsubscribe", -1, PUBSUB, KALL),
+    ("publish", 3, PUBSUB, K1),
+    ("pubsub", -2, PUBSUB, N),
+    // Transactions.
+    ("multi", 1, TX, N),
+    ("exec", 1, TX, N),
+    ("discard", 1, TX, N),
+    ("watch", -2, TX, KALL),
+    ("unwatch", 1, TX, N),
+    // Scripting.
+    ("eval", -3, WRITE, Keys::Custom(numkeys_at2)),
+    ("evalsha", -3, WRITE, Keys::Custom(numkeys_at2)),
+    ("eval_ro", -3, READ, Keys::Custom(numkeys_at2)),
+    ("evalsha_ro", -3, READ, Keys::Custom(numkeys_at2)),
+    ("fcall", -3, WRITE, Keys::Custom(numkeys_at2)),
+    ("fcall_ro", -3, READ, Keys::Custom(numkeys_at2)),
+];
+
+/// Every command keyway knows, in table order (`spec.id` indexes it).
+pub fn table() -> &'static [CommandSpec] {
+    static TABLE: OnceLock<Vec<CommandSpec>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        RAW.iter()
+            .enumerate()
+            .map(|(id, &(name, arity, flags, keys))| CommandSpec {
+                name,
+                arity,
+                flags,
+                keys,
+                id,
+            })
+            .collect()
+    })
+}
+
+/// Looks a command up by name, in any case.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    static INDEX: OnceLock<HashMap<&'static [u8], usize>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| table().iter().map(|c| (c.name.as_bytes(), c.id)).collect());
+    let mut lower = [0u8; 24];
+    if name.len() > lower.len() {
+        return None;
+    }
+    for (d, s) in lower.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    index.get(&lower[..name.len()]).map(|&id| &table()[id])
+}
+
+/// A command keyway itself sends (EXPIRE for default TTLs, SCAN for
+/// fan-out). The table holds every such name; a test checks them.
+pub fn known(name: &str) -> &'static CommandSpec {
+    match lookup(name.as_bytes()) {
+        Some(spec) => spec,
+        None => panic!("command table lacks internal command '{name}'"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<Bytes> {
+        s.split(' ')
+            .map(|p| Bytes::copy_from_slice(p.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive() {
+        assert_eq!(lookup(b"GeT").map(|c| c.name), Some("get"));
+        assert!(lookup(b"nosuchcommand").is_none());
+        assert!(lookup(b"a-command-name-longer-than-the-buffer").is_none());
+    }
+
+    #[test]
+    fn names_are_unique_and_lower_case() {
+        let mut seen = std::collections::HashSet::new();
+        for c in table() {
+            assert!(seen.insert(c.name), "duplicate {}", c.name);
+            assert_eq!(c.name, c.name.to_lowercase());
+        }
+    }
+
+    #[test]
+    fn key_positions() {
+        let pos = |s: &str| {
+            let a = args(s);
+            lookup(&a[0]).unwrap().key_positions(&a)
+        };
+        assert_eq!(pos("MSET a 1 b 2"), vec![1, 3]);
+        assert_eq!(pos("BLPOP a b 0"), vec![1, 2]);
+        assert_eq!(pos("ZUNIONSTORE d 2 a b WEIGHTS 1 2"), vec![1, 3, 4]);
+        assert_eq!(pos("EVAL s 1 k arg"), vec![3]);
+        assert_eq!(pos("XREAD COUNT 2 STREAMS s1 s2 0 0"), vec![4, 5]);
+        assert_eq!(pos("SORT k BY x STORE d"), vec![1, 5]);
+        assert_eq!(pos("GET k"), vec![1]);
+        assert_eq!(pos("PING"), Vec::<usize>::new());
+    }
+}

@@ -1,0 +1,588 @@
+//! Configuration: TOML with `${VAR}` / `${VAR:default}` substitution.
+//!
+//! Loading never stops at the first problem: each section, backend and
+//! namespace is deserialized on its own and then [`Config::validate`] checks
+//! how they fit together, so one run of `keyway --check-config` lists every
+//! problem with its file and field.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::backend::BackendConfig;
+use crate::error::{ConfigError, ConfigProblem};
+
+/// Where keyway listens by default, and the default config's only namespace.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6380";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// `host:port` to accept clients on.
+    pub listen: String,
+    /// Connections beyond this get `-ERR max number of clients reached`.
+    pub max_clients: usize,
+    /// Largest bulk string a client may send (Redis's proto-max-bulk-len).
+    pub max_bulk_len: ByteSize,
+    /// When set, clients must AUTH with it (user `default`) first.
+    pub password: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.into(),
+            max_clients: 10_000,
+            max_bulk_len: ByteSize(512 * 1024 * 1024),
+            password: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    pub name: String,
+    /// Keys starting with this belong to the namespace; the longest matching
+    /// prefix wins and "" is the catch-all.
+    pub prefix: String,
+    /// Name of a `[backends.NAME]` table.
+    pub backend: String,
+    /// Seconds; given to keys written without a TTL of their own.
+    #[serde(default)]
+    pub default_ttl: Option<u64>,
+    /// Remove the matched prefix before the key reaches the backend.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Prepended to keys on their way to the backend, removed from replies.
+    #[serde(default)]
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it came from, for messages; `<built-in>` for the default.
+    pub source: String,
+    pub server: ServerConfig,
+    pub backends: BTreeMap<String, BackendConfig>,
+    pub namespaces: Vec<NamespaceConfig>,
+}
+
+/// A size in bytes: an integer, or a string such as "512mb".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Option<ByteSize> {
+        let s = s.trim().to_ascii_lowercase();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().ok()?;
+        let mult = match unit.trim() {
+            "" | "b" => 1,
+            "k" | "kb" => 1 << 10,
+            "m" | "mb" => 1 << 20,
+            "g" | "gb" => 1 << 30,
+            _ => return None,
+        };
+        n.checked_mul(mult).map(ByteSize)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Str(s) => ByteSize::parse(&s).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid size '{s}' (expected bytes, or a number with kb, mb or gb)"
+                ))
+            }),
+        }
+    }
+}
+
+impl Default for Config {
+    /// No config file: one catch-all namespace on an in-process store.
+    fn default() -> Self {
+        let mut backends = BTreeMap::new();
+        backends.insert("local".to_string(), BackendConfig::default_memory());
+        Config {
+            source: "<built-in>".into(),
+            server: ServerConfig::default(),
+            backends,
+            namespaces: vec![NamespaceConfig {
+                name: "default".into(),
+                prefix: String::new(),
+                backend: "local".into(),
+                default_ttl: None,
+                strip_prefix: false,
+                key_prefix: String::new(),
+            }],
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(vec![ConfigProblem {
+                file: file.clone(),
+                field: "(file)".into(),
+                problem: format!("cannot read: {e}"),
+            }])
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses and validates `text`, which came from `file`.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let mut problems = Problems {
+            file: file.to_string(),
+            list: Vec::new(),
+        };
+        let text = substitute_env(text, &mut problems);
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                let field = match e.span() {
+                    Some(span) => {
+                        let (line, col) = line_col(&text, span.start);
+                        format!("line {line}, column {col}")
+                    }
+                    None => "(syntax)".into(),
+                };
+                problems.add(field, e.message().trim());
+                return Err(ConfigError(problems.list));
+            }
+        };
+        let mut config = Config {
+            source: file.to_string(),
+            server: ServerConfig::default(),
+            backends: BTreeMap::new(),
+            namespaces: Vec::new(),
+        };
+        for (key, value) in table {
+            match key.as_str() {
+                "server" => {
+                    if let Some(s) = problems.item::<ServerConfig>("server", value) {
+                        config.server = s;
+                    }
+                }
+                "backends" => match value {
+                    toml::Value::Table(t) => {
+                        for (name, v) in t {
+                            let field = format!("backends.{name}");
+                            if let Some(b) = problems.item::<BackendConfig>(&field, v) {
+                                config.backends.insert(name, b);
+                            }
+                        }
+                    }
+                    _ => problems.add("backends", "must be a table of [backends.NAME] sections"),
+                },
+                "namespaces" => match value {
+                    toml::Value::Array(items) => {
+                        for (i, v) in items.into_iter().enumerate() {
+                            let field = format!("namespaces[{i}]");
+                            if let Some(n) = problems.item::<NamespaceConfig>(&field, v) {
+                                config.namespaces.push(n);
+                            }
+                        }
+                    }
+                    _ => problems.add("namespaces", "must be an array of [[namespaces]] tables"),
+                },
+                other => problems.add(
+                    other,
+                    "unknown section (expected server, backends or namespaces)",
+                ),
+            }
+        }
+        problems.list.extend(config.problems());
+        if problems.list.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(problems.list))
+        }
+    }
+
+    /// Checks how the parts fit together; Ok when there is no problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = self.problems();
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(p))
+        }
+    }
+
+    fn problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Problems {
+            file: self.source.clone(),
+            list: Vec::new(),
+        };
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            p.add(
+                "server.listen",
+                format!(
+                    "'{}' is not an address (expected ip:port, such as {DEFAULT_LISTEN})",
+                    self.server.listen
+                ),
+            );
+        }
+        if self.server.max_clients == 0 {
+            p.add("server.max_clients", "must be at least 1");
+        }
+        if self.server.max_bulk_len.0 == 0 {
+            p.add("server.max_bulk_len", "must be at least 1 byte");
+        }
+        if self.namespaces.is_empty() {
+            p.add(
+                "namespaces",
+                "no namespace is defined; add a [[namespaces]] table (prefix = \"\" is the catch-all)",
+            );
+        }
+        let mut names = BTreeMap::new();
+        let mut prefixes = BTreeMap::new();
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            let field = |f: &str| format!("namespaces[{i}].{f}");
+            if ns.name.is_empty() {
+                p.add(field("name"), "must not be empty");
+            } else if let Some(j) = names.insert(ns.name.as_str(), i) {
+                p.add(
+                    field("name"),
+                    format!(
+                        "duplicate namespace name '{}' (also namespaces[{j}])",
+                        ns.name
+                    ),
+                );
+            }
+            if let Some(j) = prefixes.insert(ns.prefix.as_str(), i) {
+                p.add(
+                    field("prefix"),
+                    format!("duplicate prefix '{}' (also namespaces[{j}])", ns.prefix),
+                );
+            }
+            if !self.backends.contains_key(&ns.backend) {
+                let known: Vec<&str> = self.backends.keys().map(String::as_str).collect();
+                p.add(
+                    field("backend"),
+                    format!(
+                        "no backend named '{}' (defined: {})",
+                        ns.backend,
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+            if ns.default_ttl == Some(0) {
+                p.add(
+                    field("default_ttl"),
+                    "must be at least 1 second (omit it for no TTL)",
+                );
+            }
+        }
+        for (name, b) in &self.backends {
+            for problem in b.problems() {
+                p.add(format!("backends.{name}.{}", problem.0), problem.1);
+            }
+        }
+        p.list
+    }
+
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.server.listen.parse().ok()
+    }
+
+    /// One line per namespace: what `--check-config` prints for a good file.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{}: OK, listening on {}, {} namespace(s)\n",
+            self.source,
+            self.server.listen,
+            self.namespaces.len()
+        );
+        let mut sorted: Vec<&NamespaceConfig> = self.namespaces.iter().collect();
+        sorted.sort_by(|a, b| {
+            b.prefix
+                .len()
+                .cmp(&a.prefix.len())
+                .then(a.prefix.cmp(&b.prefix))
+        });
+        for ns in sorted {
+            let kind = self.backends.get(&ns.backend).map_or("?", |b| b.kind());
+            let prefix = if ns.prefix.is_empty() {
+                "(catch-all)".to_string()
+            } else {
+                format!("'{}'", ns.prefix)
+            };
+            let mut policy = Vec::new();
+            if let Some(t) = ns.default_ttl {
+                policy.push(format!("default_ttl={t}s"));
+            }
+            if ns.strip_prefix {
+                policy.push("strip_prefix".to_string());
+            }
+            if !ns.key_prefix.is_empty() {
+                policy.push(format!("key_prefix='{}'", ns.key_prefix));
+            }
+            let policy = if policy.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", policy.join(", "))
+            };
+            out.push_str(&format!(
+                "  {} {} -> {} ({kind}){policy}\n",
+                ns.name, prefix, ns.backend
+            ));
+        }
+        out
+    }
+}
+
+struct Problems {
+    file: String,
+    list: Vec<ConfigProblem>,
+}
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, problem: impl Into<String>) {
+        self.list.push(ConfigProblem {
+            file: self.file.clone(),
+            field: field.into(),
+            problem: problem.into(),
+        });
+    }
+
+    /// Deserializes one item, recording its problem (serde reports the first
+    /// one per item) under the item's field path.
+    fn item<T: serde::de::DeserializeOwned>(&mut self, field: &str, v: toml::Value) -> Option<T> {
+        match v.try_into::<T>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let (sub, problem) = describe_serde_error(e.message().trim());
+                let field = if sub.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{field}.{sub}")
+                };
+                self.add(field, problem);
+                None
+            }
+        }
+    }
+}
+
+/// Turns serde's "unknown field `x`, expected one of ..." into ("x", "unknown
+/// field; expected one of ..."), so the field path names the culprit.
+fn describe_serde_error(msg: &str) -> (String, String) {
+    let quoted = |rest: &str| rest.split('`').next().unwrap_or("").to_string();
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let name = quoted(rest);
+        let expected = rest.split_once(", ").map(|x| x.1).unwrap_or("");
+        return (name, format!("unknown field; {expected}"));
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        return (quoted(rest), "missing (required)".into());
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        let name = quoted(rest);
+        let expected = rest.split_once(", expected ").map(|x| x.1).unwrap_or("");
+        return (
+            "type".into(),
+            format!(
+                "unknown backend type '{name}' (built in: {})",
+                expected.replace("one of ", "").replace('`', "")
+            ),
+        );
+    }
+    (String::new(), msg.to_string())
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
+    (line, col)
+}
+
+/// Replaces `${VAR}` and `${VAR:default}` outside comments.
+fn substitute_env(text: &str, problems: &mut Problems) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let code_end = comment_start(line).unwrap_or(line.len());
+        let (code, comment) = line.split_at(code_end);
+        let mut rest = code;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                problems.add(
+                    format!("line {}", n + 1),
+                    "unclosed '${' (expected ${VAR} or ${VAR:default})",
+                );
+                out.push_str(&rest[start..]);
+                rest = "";
+                break;
+            };
+            let inner = &after[..end];
+            let (name, default) = match inner.split_once(':') {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            match (std::env::var(name), default) {
+                (Ok(v), _) => out.push_str(&v),
+                (Err(_), Some(d)) => out.push_str(d),
+                (Err(_), None) => {
+                    problems.add(
+                        format!("line {}", n + 1),
+                        format!("environment variable '{name}' is not set and ${{{name}}} has no default (write ${{{name}:default}})"),
+                    );
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out.push_str(comment);
+    }
+    out
+}
+
+/// Where a `#` comment starts on a line, ignoring `#` inside strings.
+fn comment_start(line: &str) -> Option<usize> {
+    let mut in_basic = false;
+    let mut in_literal = false;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_basic => escaped = true,
+            '"' if !in_literal => in_basic = !in_basic,
+            '\'' if !in_basic => in_literal = !in_literal,
+            '#' if !in_basic && !in_literal => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> String {
+        Config::parse(text, "k.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let c = Config::parse(
+            r#"
+            [server]
+            listen = "127.0.0.1:7000"
+            max_clients = 5
+            [backends.local]
+            type = "memory"
+            [[namespaces]]
+            name = "confirmation"
+            prefix = "confirm:"
+            backend = "local"
+            default_ttl = 900
+            strip_prefix = true
+            key_prefix = "app:"
+            [[namespaces]]
+            name = "rest"
+            prefix = ""
+            backend = "local"
+            "#,
+            "k.toml",
+        )
+        .unwrap();
+        assert_eq!(c.server.max_clients, 5);
+        assert_eq!(c.namespaces[0].default_ttl, Some(900));
+        assert!(c.namespaces[0].strip_prefix);
+        assert_eq!(c.namespaces.len(), 2);
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let text = r#"
+            [server]
+            listen = "nowhere"
+            bogus = 1
+            [backends.local]
+            type = "memory"
+            [backends.other]
+            type = "cassandra"
+            [[namespaces]]
+            name = "a"
+            prefix = "a:"
+            backend = "missing"
+            [[namespaces]]
+            name = "a"
+            prefix = "a:"
+            backend = "local"
+            [[namespaces]]
+            name = "c"
+            prefx = "c:"
+            backend = "local"
+        "#;
+        let e = errors(text);
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory)",
+                "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`",
+                "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`",
+                "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local)",
+                "k.toml: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])",
+                "k.toml: namespaces[1].prefix: duplicate prefix 'a:' (also namespaces[0])",
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn env_substitution() {
+        // SAFETY of set_var: tests in this module use their own variable names.
+        unsafe { std::env::set_var("KEYWAY_TEST_PORT", "7001") };
+        let c = Config::parse(
+            "[server]\nlisten = \"${KEYWAY_TEST_HOST:127.0.0.1}:${KEYWAY_TEST_PORT}\" # ${NOT_READ}\n\
+             [backends.m]\ntype = \"memory\"\n[[namespaces]]\nname = \"n\"\nprefix = \"\"\nbackend = \"m\"\n",
+            "k.toml",
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:7001");
+        assert_eq!(
+            errors("[server]\nlisten = \"${KEYWAY_TEST_UNSET}\"\n"),
+            "k.toml: line 2: environment variable 'KEYWAY_TEST_UNSET' is not set and ${KEYWAY_TEST_UNSET} has no default (write ${KEYWAY_TEST_UNSET:default})\n\
+             k.toml: server.listen: '' is not an address (expected ip:port, such as 127.0.0.1:6380)\n\
+             k.toml: namespaces: no namespace is defined; add a [[namespaces]] table (prefix = \"\" is the catch-all)"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        assert!(errors("[server\n").starts_with("k.toml: line 1, column"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("512mb"), Some(ByteSize(512 << 20)));
+        assert_eq!(ByteSize::parse("10"), Some(ByteSize(10)));
+        assert_eq!(ByteSize::parse("1 GB"), Some(ByteSize(1 << 30)));
+        assert_eq!(ByteSize::parse("lots"), None);
+    }
+}

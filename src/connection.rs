@@ -1,0 +1,211 @@
+//! One client connection: read every complete request in the buffer, run
+//! them as a batch, write all replies in order with one write.
+//!
+//! A connection that is waiting for its client holds no read or write
+//! buffer: they are allocated when data arrives and released once the batch
+//! is answered, so idle clients cost little.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::codec::Decoder;
+use tracing::debug;
+
+use crate::admin;
+use crate::command::{self, CommandSpec, KEYSPACE, LOCAL};
+use crate::dispatch;
+use crate::error::CmdError;
+use crate::keyspace;
+use crate::protocol::{ProtocolError, Request, RequestCodec};
+use crate::reply::Reply;
+use crate::router::Router;
+use crate::server::Shared;
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What keyway knows about a client, for HELLO, CLIENT and AUTH.
+pub struct ClientState {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub resp3: bool,
+    pub authenticated: bool,
+    pub name: Option<Bytes>,
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+    pub since: Instant,
+    pub last_command: Instant,
+    /// Set by QUIT: close after the replies are written.
+    pub closing: bool,
+}
+
+pub struct Connection {
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    state: ClientState,
+    codec: RequestCodec,
+}
+
+/// Requests waiting to be answered together, in order: each place holds a
+/// reply already known, or None for the next reply of the routed requests.
+#[derive(Default)]
+struct Segment {
+    order: Vec<Option<Reply>>,
+    routed: Vec<(Request, &'static CommandSpec)>,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream, peer: SocketAddr, id: u64, shared: Arc<Shared>) -> Self {
+        let config = shared.config.load();
+        let codec = RequestCodec::new(config.server.max_bulk_len.0 as usize);
+        let authenticated = config.server.password.is_none();
+        let now = Instant::now();
+        Connection {
+            stream,
+            shared,
+            state: ClientState {
+                id,
+                peer,
+                resp3: false,
+                authenticated,
+                name: None,
+                lib_name: None,
+                lib_ver: None,
+                since: now,
+                last_command: now,
+                closing: false,
+            },
+            codec,
+        }
+    }
+
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
+        let mut buf = BytesMut::new();
+        loop {
+            tokio::select! {
+                r = self.stream.readable() => r?,
+                _ = stop.changed() => return Ok(()),
+            }
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            match self.stream.try_read_buf(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+            let mut requests = Vec::new();
+            let mut protocol_error = None;
+            loop {
+                match self.codec.decode(&mut buf) {
+                    Ok(Some(r)) => requests.push(r),
+                    Ok(None) => break,
+                    Err(e) => {
+                        protocol_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            let mut out = BytesMut::new();
+            if !requests.is_empty() {
+                self.run_batch(requests, &mut out).await;
+            }
+            if let Some(e) = &protocol_error {
+                // As Redis: answer what came before, then the error, then close.
+                debug!(error = %e, "protocol error");
+                if !matches!(e, ProtocolError::Io(_)) {
+                    Reply::error(format!("ERR Protocol error: {e}"))
+                        .encode(self.state.resp3, &mut out);
+                }
+            }
+            if !out.is_empty() {
+                self.stream.write_all(&out).await?;
+            }
+            if protocol_error.is_some() || self.state.closing {
+                let _ = self.stream.shutdown().await;
+                return Ok(());
+            }
+            if buf.is_empty() {
+                buf = BytesMut::new();
+            }
+            if *stop.borrow() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs a batch of requests and encodes their replies in order. Requests
+    /// for backends accumulate until a request keyway must answer itself
+    /// (or that walks the keyspace), so that pipelines reach backends as
+    /// batches while every reply keeps its place.
+    async fn run_batch(&mut self, requests: Vec<Request>, out: &mut BytesMut) {
+        self.shared
+            .stats
+            .commands
+            .fetch_add(requests.len() as u64, Ordering::Relaxed);
+        self.state.last_command = Instant::now();
+        // One router for the whole batch: a reload applies to later batches.
+        let router = self.shared.router.load_full();
+        let mut segment = Segment::default();
+        for req in requests {
+            let spec = match self.check(&req) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    segment.order.push(Some(e.into()));
+                    continue;
+                }
+            };
+            if spec.has(LOCAL) || spec.has(KEYSPACE) {
+                self.flush(&router, &mut segment, out).await;
+                let reply = if spec.has(LOCAL) {
+                    admin::execute(&mut self.state, &self.shared, &router, spec, &req.args).await
+                } else {
+                    keyspace::execute(&router, spec, &req.args).await
+                };
+                reply.encode(self.state.resp3, out);
+                if self.state.closing {
+                    return;
+                }
+            } else {
+                segment.order.push(None);
+                segment.routed.push((req, spec));
+            }
+        }
+        self.flush(&router, &mut segment, out).await;
+    }
+
+    /// Finds the command and checks what keyway checks before routing.
+    fn check(&self, req: &Request) -> Result<&'static CommandSpec, CmdError> {
+        let Some(spec) = command::lookup(&req.args[0]) else {
+            return Err(CmdError::unknown_command(&req.args));
+        };
+        if !self.state.authenticated && !matches!(spec.name, "auth" | "hello" | "quit" | "reset") {
+            return Err(CmdError::NoAuth);
+        }
+        if !spec.arity_ok(req.args.len()) {
+            return Err(spec.arity_error());
+        }
+        Ok(spec)
+    }
+
+    async fn flush(&self, router: &Router, segment: &mut Segment, out: &mut BytesMut) {
+        let routed = std::mem::take(&mut segment.routed);
+        let mut replies = if routed.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            dispatch::execute(router, routed).await.into_iter()
+        };
+        for place in segment.order.drain(..) {
+            let reply = place
+                .or_else(|| replies.next())
+                .unwrap_or_else(|| Reply::error("ERR missing reply"));
+            reply.encode(self.state.resp3, out);
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! Routes a run of a client's keyed commands to backends and merges the
+//! replies back in request order.
+//!
+//! Commands for the same backend travel in one batch (so pipelines stay
+//! pipelines); batches for different backends run concurrently. Multi-key
+//! commands whose keys live on different backends are split per backend
+//! when the command allows it (MGET, MSET, DEL, UNLINK, EXISTS, TOUCH) and
+//! refused with an error naming the namespaces otherwise.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+
+use crate::backend::{Backend, BoxFuture, Command};
+use crate::command::{self, CommandSpec, TTL, WRITE};
+use crate::error::CmdError;
+use crate::protocol::Request;
+use crate::reply::Reply;
+use crate::router::{Namespace, Router};
+use crate::util::bytes;
+
+/// How the parts of a split command combine.
+#[derive(Clone, Copy)]
+enum Merge {
+    /// MGET: one array in the original key order.
+    Values,
+    /// DEL, UNLINK, EXISTS, TOUCH: the sum.
+    Sum,
+    /// MSET: OK when every part is OK.
+    AllOk,
+}
+
+fn merge_kind(spec: &CommandSpec) -> Option<Merge> {
+    match spec.name {
+        "mget" => Some(Merge::Values),
+        "del" | "unlink" | "exists" | "touch" => Some(Merge::Sum),
+        "mset" => Some(Merge::AllOk),
+        _ => None,
+    }
+}
+
+/// Where a request's reply comes from.
+enum Plan {
+    Done(Reply),
+    /// Reply `at` of batch `group`.
+    Single {
+        group: usize,
+        at: usize,
+    },
+    /// Several parts; each lists the original key indexes it carries.
+    Split {
+        merge: Merge,
+        parts: Vec<(usize, usize, Vec<usize>)>,
+    },
+}
+
+/// Batches per backend, built while planning.
+struct Groups {
+    groups: Vec<(Arc<dyn Backend>, Vec<Command>)>,
+}
+
+impl Groups {
+    fn push(&mut self, backend: &Arc<dyn Backend>, cmd: Command) -> (usize, usize) {
+        let g = match self
+            .groups
+            .iter()
+            .position(|(b, _)| Arc::ptr_eq(b, backend))
+        {
+            Some(g) => g,
+            None => {
+                self.groups.push((backend.clone(), Vec::new()));
+                self.groups.len() - 1
+            }
+        };
+        let batch = &mut self.groups[g].1;
+        batch.push(cmd);
+        (g, batch.len() - 1)
+    }
+}
+
+/// Executes requests that all go to backends (no LOCAL or KEYSPACE command)
+/// and returns one reply per request, in order.
+pub async fn execute(
+    router: &Router,
+    requests: Vec<(Request, &'static CommandSpec)>,
+) -> Vec<Reply> {
+    let mut groups = Groups { groups: Vec::new() };
+    let plans: Vec<Plan> = requests
+        .into_iter()
+        .map(|(req, spec)| plan(router, &mut groups, req, spec))
+        .collect();
+    let (backends, batches): (Vec<_>, Vec<_>) = groups.groups.into_iter().unzip();
+    let results = join_all(
+        backends
+            .iter()
+            .zip(batches)
+            .map(|(b, cmds)| b.execute(cmds))
+            .collect(),
+    )
+    .await;
+    let reply_at = |g: usize, at: usize| -> Reply {
+        results
+            .get(g)
+            .and_then(|r| r.get(at))
+            .cloned()
+            .unwrap_or_else(|| Reply::error("ERR backend returned too few replies"))
+    };
+    plans
+        .into_iter()
+        .map(|p| match p {
+            Plan::Done(r) => r,
+            Plan::Single { group, at } => reply_at(group, at),
+            Plan::Split { merge, parts } => {
+                let parts = parts
+                    .into_iter()
+                    .map(|(g, at, idx)| (reply_at(g, at), idx))
+                    .collect();
+                merge_parts(merge, parts)
+            }
+        })
+        .collect()
+}
+
+fn plan(router: &Router, groups: &mut Groups, req: Request, spec: &'static CommandSpec) -> Plan {
+    let positions = spec.key_positions(&req.args);
+    // Keyless commands (WAIT, SCRIPT, ...) go to the catch-all namespace.
+    let owners: Vec<&Arc<Namespace>> = if positions.is_empty() {
+        match router.route(b"") {
+            Some(ns) => vec![ns],
+            None => {
+                return Plan::Done(Reply::error(format!(
+                    "ERR '{}' has no key and no catch-all namespace (prefix = \"\") is configured",
+                    spec.name.to_uppercase()
+                )));
+            }
+        }
+    } else {
+        let mut owners = Vec::with_capacity(positions.len());
+        for &p in &positions {
+            match router.route(&req.args[p]) {
+                Some(ns) => owners.push(ns),
+                None => {
+                    return Plan::Done(
+                        CmdError::NoNamespace(crate::error::lossy(&req.args[p], 128)).into(),
+                    );
+                }
+            }
+        }
+        owners
+    };
+    let first = owners[0];
+    if !first.backend.supports(spec) {
+        return Plan::Done(unsupported(spec, first));
+    }
+    let one_backend = owners
+        .iter()
+        .all(|ns| Arc::ptr_eq(&ns.backend, &first.backend));
+    if one_backend {
+        let cmd = rewrite(req, spec, &positions, &owners);
+        let expires = default_ttl(&cmd.args, spec, &positions, &owners);
+        let (group, at) = groups.push(&first.backend, cmd);
+        expires.into_iter().for_each(|(b, e)| _ = groups.push(b, e));
+        return Plan::Single { group, at };
+    }
+    let Some(merge) = merge_kind(spec) else {
+        let mut names: Vec<&str> = owners.iter().map(|ns| ns.name.as_str()).collect();
+        names.dedup();
+        names.sort_unstable();
+        names.dedup();
+        let namespaces = names
+            .iter()
+            .map(|n| format!("'{n}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Plan::Done(
+            CmdError::CrossBackend {
+                command: spec.name.to_uppercase(),
+                namespaces,
+            }
+            .into(),
+        );
+    };
+    if let Some(ns) = owners.iter().find(|ns| !ns.backend.supports(spec)) {
+        return Plan::Done(unsupported(spec, ns));
+    }
+    // One sub-command per backend, keys (and MSET values) in original order.
+    let mut per_backend: Vec<(&Arc<Namespace>, Vec<usize>)> = Vec::new();
+    for (i, ns) in owners.iter().enumerate() {
+        match per_backend
+            .iter_mut()
+            .find(|(n, _)| Arc::ptr_eq(&n.backend, &ns.backend))
+        {
+            Some((_, idx)) => idx.push(i),
+            None => per_backend.push((ns, vec![i])),
+        }
+    }
+    let mut parts = Vec::with_capacity(per_backend.len());
+    for (ns, idx) in per_backend {
+        let mut args = vec![req.args[0].clone()];
+        let mut sub_positions = Vec::with_capacity(idx.len());
+        let mut sub_owners = Vec::with_capacity(idx.len());
+        for &i in &idx {
+            let p = positions[i];
+            sub_positions.push(args.len());
+            sub_owners.push(owners[i]);
+            args.push(req.args[p].clone());
+            if let Merge::AllOk = merge {
+                args.push(req.args.get(p + 1).cloned().unwrap_or_default());
+            }
+        }
+        let sub = rewrite(Request::from_args(args), spec, &sub_positions, &sub_owners);
+        let expires = default_ttl(&sub.args, spec, &sub_positions, &sub_owners);
+        let (g, at) = groups.push(&ns.backend, sub);
+        expires.into_iter().for_each(|(b, e)| _ = groups.push(b, e));
+        parts.push((g, at, idx));
+    }
+    Plan::Split { merge, parts }
+}
+
+fn unsupported(spec: &CommandSpec, ns: &Namespace) -> Reply {
+    CmdError::Unsupported {
+        command: spec.name.to_uppercase(),
+        namespace: ns.name.clone(),
+        backend: ns.backend.kind().to_string(),
+    }
+    .into()
+}
+
+/// The command as the backend must see it: keys rewritten where their
+/// namespace asks for it, and otherwise the client's raw bytes kept.
+fn rewrite(
+    req: Request,
+    spec: &'static CommandSpec,
+    positions: &[usize],
+    owners: &[&Arc<Namespace>],
+) -> Command {
+    if !owners.iter().any(|ns| ns.rewrites()) {
+        return Command {
+            spec,
+            args: req.args,
+            raw: Some(req.raw),
+        };
+    }
+    let mut args = req.args;
+    for (&p, ns) in positions.iter().zip(owners) {
+        if ns.rewrites() {
+            args[p] = ns.to_backend(&args[p]);
+        }
+    }
+    Command {
+        spec,
+        args,
+        raw: None,
+    }
+}
+
+/// After a write to a namespace with a default TTL, gives each written key
+/// that TTL unless it already has one (`EXPIRE key ttl NX`). The replies of
+/// these extra commands are not shown to the client.
+fn default_ttl<'r>(
+    args: &[Bytes],
+    spec: &CommandSpec,
+    positions: &[usize],
+    owners: &[&'r Arc<Namespace>],
+) -> Vec<(&'r Arc<dyn Backend>, Command)> {
+    if !spec.has(WRITE) || spec.has(TTL) {
+        return Vec::new();
+    }
+    positions
+        .iter()
+        .zip(owners)
+        .filter_map(|(&p, ns)| {
+            let ttl = ns.default_ttl?;
+            let expire = Command::internal(
+                command::known("expire"),
+                vec![
+                    bytes("EXPIRE"),
+                    args[p].clone(),
+                    bytes(&ttl.to_string()),
+                    bytes("NX"),
+                ],
+            );
+            Some((&ns.backend, expire))
+        })
+        .collect()
+}
+
+fn merge_parts(merge: Merge, parts: Vec<(Reply, Vec<usize>)>) -> Reply {
+    if let Some((err, _)) = parts.iter().find(|(r, _)| r.is_error()) {
+        return err.clone();
+    }
+    match merge {
+        Merge::Sum => Reply::Int(
+            parts
+                .iter()
+                .map(|(r, _)| if let Reply::Int(n) = r { *n } else { 0 })
+                .sum(),
+        ),
+        Merge::AllOk => Reply::ok(),
+        Merge::Values => {
+            let total = parts.iter().map(|(_, idx)| idx.len()).sum();
+            let mut out = vec![Reply::Nil; total];
+            for (r, idx) in parts {
+                if let Reply::Array(values) = r {
+                    for (v, i) in values.into_iter().zip(idx) {
+                        if let Some(slot) = out.get_mut(i) {
+                            *slot = v;
+                        }
+                    }
+                }
+            }
+            Reply::Array(out)
+        }
+    }
+}
+
+/// Polls futures concurrently and returns their outputs in order. Most
+/// segments touch one backend, so this stays tiny rather than pulling in a
+/// futures crate.
+pub async fn join_all<'a, T>(futures: Vec<BoxFuture<'a, T>>) -> Vec<T> {
+    struct JoinAll<'a, T> {
+        futures: Vec<Option<BoxFuture<'a, T>>>,
+        outputs: Vec<Option<T>>,
+    }
+    // Nothing in JoinAll is pinned structurally: the futures are boxed.
+    impl<T> Unpin for JoinAll<'_, T> {}
+    impl<T> Future for JoinAll<'_, T> {
+        type Output = Vec<T>;
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<T>> {
+            let this = self.get_mut();
+            let mut pending = false;
+            for (slot, out) in this.futures.iter_mut().zip(this.outputs.iter_mut()) {
+                if let Some(f) = slot {
+                    match f.as_mut().poll(cx) {
+                        Poll::Ready(v) => {
+                            *out = Some(v);
+                            *slot = None;
+                        }
+                        Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                Poll::Pending
+            } else {
+                Poll::Ready(this.outputs.iter_mut().filter_map(Option::take).collect())
+            }
+        }
+    }
+    let mut futures = futures;
+    if futures.len() == 1 {
+        if let Some(f) = futures.pop() {
+            return vec![f.await];
+        }
+    }
+    let n = futures.len();
+    JoinAll {
+        futures: futures.into_iter().map(Some).collect(),
+        outputs: (0..n).map(|_| None).collect(),
+    }
+    .await
+}

@@ -1,0 +1,35 @@
+//! keyway: a Redis-wire-compatible proxy that routes each key, by prefix, to
+//! the namespace that owns it, and each namespace to a backend.
+//!
+//! How a command flows, and where each step lives:
+//! - [`server`]: accepts clients, caps their number, shuts down gracefully.
+//! - [`connection`]: one client; reads every complete request, runs them as a
+//!   batch and writes the replies in order with one write.
+//! - [`protocol`]: the request codec (RESP multibulk and inline), keeping
+//!   each request's raw bytes for passthrough.
+//! - [`command`]: the command table (arity, key positions, flags) that every
+//!   other module reads.
+//! - [`admin`]: commands keyway answers itself (HELLO, AUTH, CLIENT, INFO, ...).
+//! - [`router`]: namespaces and longest-prefix routing, key rewriting.
+//! - [`dispatch`]: sends keyed commands to backends in batches, splits
+//!   multi-key commands across backends and merges the replies.
+//! - [`keyspace`]: KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSH* fanned out to all
+//!   namespaces.
+//! - [`backend`]: the `Backend` trait and its implementations (one file or
+//!   folder each), built from `[backends.NAME]` config tables.
+//! - [`reply`]: replies and their RESP2/RESP3 encoding; [`error`]: error types
+//!   with Redis's texts; [`config`]: TOML config, validation.
+
+pub mod admin;
+pub mod backend;
+pub mod command;
+pub mod config;
+pub mod connection;
+pub mod dispatch;
+pub mod error;
+pub mod keyspace;
+pub mod protocol;
+pub mod reply;
+pub mod router;
+pub mod server;
+pub mod util;

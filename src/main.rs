@@ -1,0 +1,95 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use keyway::config::Config;
+use keyway::server::Server;
+use tracing_subscriber::EnvFilter;
+
+/// A Redis-compatible proxy that routes key prefixes to Redis, memcached or
+/// an in-process store.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Config file (TOML). Without one, keyway serves a single in-memory
+    /// namespace on 127.0.0.1:6380.
+    #[arg(long, env = "KEYWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, overriding the config's `server.listen`.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Check the config, print every problem or a summary, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn load(args: &Args) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(listen) = &args.listen {
+        config.server.listen = listen.clone();
+        config.validate().map_err(|e| e.to_string())?;
+    }
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match load(&args) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.check_config {
+        print!("{}", config.summary());
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let server = match Server::bind(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot listen: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        server.run(shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,197 @@
+//! Namespaces and the prefix router.
+//!
+//! The router maps a key to the namespace with the longest matching prefix.
+//! It is built whole from a config and swapped atomically (see
+//! `server::Shared`), so every command sees one consistent table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::backend::Backend;
+use crate::config::Config;
+
+pub struct Namespace {
+    pub name: String,
+    /// Position in the config, used in SCAN cursors.
+    pub index: usize,
+    pub prefix: Bytes,
+    pub backend_name: String,
+    pub backend: Arc<dyn Backend>,
+    pub default_ttl: Option<u64>,
+    pub strip_prefix: bool,
+    pub key_prefix: Bytes,
+    /// The namespace is alone on its backend and maps keys one to one, so
+    /// whole-backend commands (DBSIZE, FLUSHDB) can act on it directly.
+    pub owns_backend: bool,
+}
+
+impl Namespace {
+    /// Whether keys change on their way to the backend.
+    pub fn rewrites(&self) -> bool {
+        (self.strip_prefix && !self.prefix.is_empty()) || !self.key_prefix.is_empty()
+    }
+
+    /// The backend's name for a client key of this namespace.
+    pub fn to_backend(&self, key: &[u8]) -> Bytes {
+        let rest = if self.strip_prefix {
+            &key[self.prefix.len().min(key.len())..]
+        } else {
+            key
+        };
+        let mut out = BytesMut::with_capacity(self.key_prefix.len() + rest.len());
+        out.extend_from_slice(&self.key_prefix);
+        out.extend_from_slice(rest);
+        out.freeze()
+    }
+
+    /// The client's name for a backend key, or None when the key is outside
+    /// this namespace's part of the backend.
+    pub fn from_backend(&self, key: &Bytes) -> Option<Bytes> {
+        let rest = key.strip_prefix(&self.key_prefix[..])?;
+        if self.strip_prefix {
+            let mut out = BytesMut::with_capacity(self.prefix.len() + rest.len());
+            out.extend_from_slice(&self.prefix);
+            out.extend_from_slice(rest);
+            Some(out.freeze())
+        } else if rest.starts_with(&self.prefix) {
+            Some(key.slice(self.key_prefix.len()..))
+        } else {
+            None
+        }
+    }
+
+    /// What every backend key of this namespace starts with.
+    pub fn scope(&self) -> Bytes {
+        if self.strip_prefix {
+            self.key_prefix.clone()
+        } else {
+            let mut out = BytesMut::from(&self.key_prefix[..]);
+            out.extend_from_slice(&self.prefix);
+            out.freeze()
+        }
+    }
+}
+
+pub struct Router {
+    /// In config order.
+    pub namespaces: Vec<Arc<Namespace>>,
+    /// Distinct prefix lengths, longest first.
+    lengths: Vec<usize>,
+    by_prefix: HashMap<Bytes, usize>,
+}
+
+impl Router {
+    /// Builds the router and its backends from a validated config.
+    pub fn new(config: &Config) -> Router {
+        let backends: HashMap<&str, Arc<dyn Backend>> = config
+            .backends
+            .iter()
+            .map(|(name, c)| (name.as_str(), c.build()))
+            .collect();
+        Router::with_backends(config, |name| backends.get(name).cloned())
+    }
+
+    /// Builds the router with backends supplied by `backend` (by name);
+    /// namespaces whose backend is unknown are left out.
+    pub fn with_backends(
+        config: &Config,
+        backend: impl Fn(&str) -> Option<Arc<dyn Backend>>,
+    ) -> Router {
+        let mut users: HashMap<&str, usize> = HashMap::new();
+        for ns in &config.namespaces {
+            *users.entry(ns.backend.as_str()).or_default() += 1;
+        }
+        let mut namespaces = Vec::new();
+        for (index, ns) in config.namespaces.iter().enumerate() {
+            let Some(b) = backend(&ns.backend) else {
+                continue;
+            };
+            namespaces.push(Arc::new(Namespace {
+                name: ns.name.clone(),
+                index,
+                prefix: Bytes::copy_from_slice(ns.prefix.as_bytes()),
+                backend_name: ns.backend.clone(),
+                backend: b,
+                default_ttl: ns.default_ttl,
+                strip_prefix: ns.strip_prefix,
+                key_prefix: Bytes::copy_from_slice(ns.key_prefix.as_bytes()),
+                owns_backend: users.get(ns.backend.as_str()) == Some(&1)
+                    && ns.key_prefix.is_empty()
+                    && (ns.prefix.is_empty() || ns.strip_prefix),
+            }));
+        }
+        let by_prefix: HashMap<Bytes, usize> = namespaces
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| (ns.prefix.clone(), i))
+            .collect();
+        let mut lengths: Vec<usize> = by_prefix.keys().map(|p| p.len()).collect();
+        lengths.sort_unstable_by(|a, b| b.cmp(a));
+        lengths.dedup();
+        Router {
+            namespaces,
+            lengths,
+            by_prefix,
+        }
+    }
+
+    /// The namespace owning `key`: the longest prefix that matches.
+    pub fn route(&self, key: &[u8]) -> Option<&Arc<Namespace>> {
+        self.lengths
+            .iter()
+            .filter(|&&len| len <= key.len())
+            .find_map(|&len| self.by_prefix.get(&key[..len]))
+            .map(|&i| &self.namespaces[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(spec: &[(&str, &str, bool, &str)]) -> Router {
+        let mut text = String::from("[backends.m]\ntype = \"memory\"\n");
+        for (name, prefix, strip, kp) in spec {
+            text.push_str(&format!(
+                "[[namespaces]]\nname = \"{name}\"\nprefix = \"{prefix}\"\nbackend = \"m\"\nstrip_prefix = {strip}\nkey_prefix = \"{kp}\"\n"
+            ));
+        }
+        Router::new(&Config::parse(&text, "t.toml").unwrap())
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let r = router(&[
+            ("all", "", false, ""),
+            ("u", "user:", false, ""),
+            ("ua", "user:admin:", false, ""),
+        ]);
+        let name = |k: &str| r.route(k.as_bytes()).map(|n| n.name.clone());
+        assert_eq!(name("user:admin:1").as_deref(), Some("ua"));
+        assert_eq!(name("user:1").as_deref(), Some("u"));
+        assert_eq!(name("other").as_deref(), Some("all"));
+        assert_eq!(name("").as_deref(), Some("all"));
+        let r = router(&[("u", "user:", false, "")]);
+        assert!(r.route(b"nope").is_none());
+    }
+
+    #[test]
+    fn rewriting_round_trips() {
+        let r = router(&[("c", "confirm:", true, "app1:")]);
+        let ns = r.route(b"confirm:42").unwrap();
+        assert_eq!(&ns.to_backend(b"confirm:42")[..], b"app1:42");
+        assert_eq!(
+            ns.from_backend(&Bytes::from("app1:42")).as_deref(),
+            Some(&b"confirm:42"[..])
+        );
+        assert_eq!(ns.from_backend(&Bytes::from("other:42")), None);
+        assert_eq!(&ns.scope()[..], b"app1:");
+        let r = router(&[("c", "confirm:", false, "app1:")]);
+        let ns = r.route(b"confirm:42").unwrap();
+        assert_eq!(&ns.to_backend(b"confirm:42")[..], b"app1:confirm:42");
+        assert_eq!(&ns.scope()[..], b"app1:confirm:");
+        assert!(!ns.owns_backend);
+    }
+}

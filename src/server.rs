@@ -1,0 +1,168 @@
+//! The listener: accepts clients, enforces `max_clients`, and shuts down
+//! gracefully (stop accepting, let connections finish the commands they are
+//! running, then return).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::router::Router;
+
+/// How long shutdown waits for connections to finish their commands.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Counters shown by INFO.
+#[derive(Default)]
+pub struct Stats {
+    pub connected: AtomicUsize,
+    pub connections_total: AtomicU64,
+    pub rejected: AtomicU64,
+    pub commands: AtomicU64,
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    /// The namespace table; replaced whole on reload.
+    pub router: ArcSwap<Router>,
+    pub config: ArcSwap<Config>,
+    pub stats: Stats,
+    pub started: Instant,
+    pub started_unix: u64,
+    pub local_addr: SocketAddr,
+    next_client_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds the configured address (port 0 picks a free port) and builds
+    /// the backends.
+    pub async fn bind(config: Config) -> std::io::Result<Server> {
+        let addr = config.listen_addr().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("invalid listen address '{}'", config.server.listen),
+            )
+        })?;
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let router = Router::new(&config);
+        let shared = Arc::new(Shared {
+            router: ArcSwap::from_pointee(router),
+            config: ArcSwap::from_pointee(config),
+            stats: Stats::default(),
+            started: Instant::now(),
+            started_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            local_addr,
+            next_client_id: AtomicU64::new(1),
+        });
+        Ok(Server { listener, shared })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown` completes, then waits for connections to
+    /// finish their in-flight commands.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Each connection holds a sender; recv() returns None once all are gone.
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        tokio::pin!(shutdown);
+        info!(addr = %self.shared.local_addr, "keyway listening");
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                a = self.listener.accept() => a,
+            };
+            match accepted {
+                Ok((stream, peer)) => self.admit(stream, peer, &stop_rx, &done_tx),
+                Err(e) => {
+                    // Typically out of file descriptors: back off rather than spin.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        drop(self.listener);
+        info!("shutting down: finishing in-flight commands");
+        let _ = stop_tx.send(true);
+        drop(done_tx);
+        if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv())
+            .await
+            .is_err()
+        {
+            warn!("connections still busy after {SHUTDOWN_GRACE:?}; exiting anyway");
+        }
+    }
+
+    fn admit(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        stop: &watch::Receiver<bool>,
+        done: &mpsc::Sender<()>,
+    ) {
+        let shared = self.shared.clone();
+        let max = shared.config.load().server.max_clients;
+        if shared.stats.connected.load(Ordering::Relaxed) >= max {
+            shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let _ = stream
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
+            });
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        shared.stats.connected.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        let id = shared.next_client_id();
+        let stop = stop.clone();
+        let done = done.clone();
+        let span = info_span!("client", id, %peer);
+        tokio::spawn(
+            async move {
+                debug!("connected");
+                let conn = Connection::new(stream, peer, id, shared.clone());
+                if let Err(e) = conn.run(stop).await {
+                    debug!(error = %e, "connection ended with an error");
+                }
+                shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
+                debug!("disconnected");
+                drop(done);
+            }
+            .instrument(span),
+        );
+    }
+}
