@@ -61,16 +61,21 @@ impl Entry {
 /// Milliseconds since the Unix epoch, read through tokio's clock so that
 /// tests can pause and advance time.
 pub fn now_ms() -> u64 {
-    static BASE: OnceLock<(u64, tokio::time::Instant)> = OnceLock::new();
-    let (unix, at) = BASE.get_or_init(|| {
+    static BASE: OnceLock<(i128, tokio::time::Instant)> = OnceLock::new();
+    let (unix_ns, at) = BASE.get_or_init(|| {
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+            .map_or(0, |d| d.as_nanos() as i128);
         (unix, tokio::time::Instant::now())
     });
-    unix + tokio::time::Instant::now()
-        .saturating_duration_since(*at)
-        .as_millis() as u64
+    // Signed: a paused test runtime's clock may stand before the base.
+    let now = tokio::time::Instant::now();
+    let delta = if now >= *at {
+        now.duration_since(*at).as_nanos() as i128
+    } else {
+        -(at.duration_since(now).as_nanos() as i128)
+    };
+    (unix_ns + delta).div_euclid(1_000_000) as u64
 }
 
 /// The key's position in SCAN order: a well-mixed 48-bit hash.

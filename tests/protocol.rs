@@ -1,0 +1,277 @@
+//! The wire: pipelining, inline commands, malformed input, limits, and the
+//! connection commands clients send at connect time.
+
+mod common;
+use common::{Keyway, resp};
+use keyway::config::{ByteSize, Config};
+use redis::AsyncCommands;
+
+#[tokio::test]
+async fn pipeline_of_ten_thousand_commands_in_one_write() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    let mut batch = Vec::new();
+    let mut expected = String::new();
+    for i in 0..10_000 {
+        batch.extend(resp(&["INCR", "counter"]));
+        expected.push_str(&format!(":{}\r\n", i + 1));
+    }
+    c.send(&batch).await;
+    c.expect(&expected).await;
+}
+
+#[tokio::test]
+async fn inline_commands() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    c.send(b"SET greeting \"hello world\"\r\nGET greeting\r\n\r\nPING\n")
+        .await;
+    c.expect("+OK\r\n$11\r\nhello world\r\n+PONG\r\n").await;
+    c.send(b"GET \"unbalanced\r\n").await;
+    c.expect("-ERR Protocol error: unbalanced quotes in request\r\n")
+        .await;
+    c.expect_closed().await;
+}
+
+#[tokio::test]
+async fn malformed_resp_gets_protocol_error_then_close() {
+    let cases: &[(&[u8], &str)] = &[
+        (
+            b"*1\r\n$4\r\nPING\r\n*x\r\n",
+            "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n:5\r\n",
+            "-ERR Protocol error: expected '$', got ':'\r\n",
+        ),
+        (
+            b"*1\r\n$-5\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*99999999999\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+    ];
+    let kw = Keyway::start().await;
+    for (input, reply) in cases {
+        let mut c = kw.raw().await;
+        c.send(input).await;
+        c.expect(reply).await;
+        c.expect_closed().await;
+    }
+}
+
+#[tokio::test]
+async fn oversized_bulk_is_refused_from_its_header() {
+    let mut config = Config::default();
+    config.server.max_bulk_len = ByteSize(1024);
+    let kw = Keyway::with_config(config).await;
+    let mut c = kw.raw().await;
+    c.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1025\r\n").await;
+    c.expect("-ERR Protocol error: invalid bulk length\r\n")
+        .await;
+    c.expect_closed().await;
+    // Exactly at the limit is fine.
+    let mut c = kw.raw().await;
+    let v = "x".repeat(1024);
+    c.check(&format!("SET k {v}"), "+OK\r\n").await;
+}
+
+#[tokio::test]
+async fn errors_keep_the_connection() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    c.check(
+        "FOO",
+        "-ERR unknown command 'FOO', with args beginning with: \r\n",
+    )
+    .await;
+    c.check("SELECT 1", "-ERR DB index is out of range\r\n")
+        .await;
+    c.check(
+        "SELECT x",
+        "-ERR value is not an integer or out of range\r\n",
+    )
+    .await;
+    c.check("SELECT 0", "+OK\r\n").await;
+    c.check(
+        "AUTH secret",
+        "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n",
+    )
+    .await;
+    c.check("AUTH default anything", "+OK\r\n").await;
+    c.check(
+        "AUTH bob pw",
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+    )
+    .await;
+    c.check("PING hi", "$2\r\nhi\r\n").await;
+    c.check("ECHO x", "$1\r\nx\r\n").await;
+    c.check("QUIT", "+OK\r\n").await;
+    c.expect_closed().await;
+}
+
+#[tokio::test]
+async fn password_gates_commands() {
+    let mut config = Config::default();
+    config.server.password = Some("s3cret".into());
+    let kw = Keyway::with_config(config).await;
+    let mut c = kw.raw().await;
+    c.check("GET a", "-NOAUTH Authentication required.\r\n")
+        .await;
+    c.check(
+        "AUTH wrong",
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+    )
+    .await;
+    c.check("AUTH s3cret", "+OK\r\n").await;
+    c.check("GET a", "$-1\r\n").await;
+    c.check("RESET", "+RESET\r\n").await;
+    c.check("GET a", "-NOAUTH Authentication required.\r\n")
+        .await;
+    let client = redis::Client::open(format!("redis://:s3cret@{}/", kw.addr)).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = con.set("k", "v").await.unwrap();
+    let v: String = con.get("k").await.unwrap();
+    assert_eq!(v, "v");
+}
+
+#[tokio::test]
+async fn max_clients() {
+    let mut config = Config::default();
+    config.server.max_clients = 1;
+    let kw = Keyway::with_config(config).await;
+    let mut first = kw.raw().await;
+    first.check("PING", "+PONG\r\n").await;
+    let mut second = kw.raw().await;
+    second
+        .expect("-ERR max number of clients reached\r\n")
+        .await;
+    second.expect_closed().await;
+    first.check("PING", "+PONG\r\n").await;
+}
+
+#[tokio::test]
+async fn hello_switches_protocol() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    c.check("HELLO 4", "-NOPROTO unsupported protocol version\r\n")
+        .await;
+    c.check(
+        "HELLO x",
+        "-ERR Protocol version is not an integer or out of range\r\n",
+    )
+    .await;
+    c.check("HSET h f v", ":1\r\n").await;
+    c.check("HGETALL h", "*2\r\n$1\r\nf\r\n$1\r\nv\r\n").await;
+    c.check(
+        "HELLO 3 SETNAME app",
+        "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.2.4\r\n$5\r\nproto\r\n:3\r\n\
+         $2\r\nid\r\n:1\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
+    )
+    .await;
+    c.check("HGETALL h", "%1\r\n$1\r\nf\r\n$1\r\nv\r\n").await;
+    c.check("GET nosuch", "_\r\n").await;
+    c.check("CLIENT GETNAME", "$3\r\napp\r\n").await;
+    c.check(
+        "HRANDFIELD h 1 WITHVALUES",
+        "*1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n",
+    )
+    .await;
+    c.check(
+        "HELLO 2 SETNAME a\tb",
+        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
+    )
+    .await;
+    c.check(
+        "HELLO 2 BOGUS",
+        "-ERR Syntax error in HELLO option 'BOGUS'\r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn client_subcommands() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    c.check("CLIENT GETNAME", "$-1\r\n").await;
+    c.check("CLIENT SETNAME worker-1", "+OK\r\n").await;
+    c.check("CLIENT GETNAME", "$8\r\nworker-1\r\n").await;
+    c.check(
+        "CLIENT SETNAME",
+        "-ERR wrong number of arguments for 'client|setname' command\r\n",
+    )
+    .await;
+    c.check("CLIENT SETINFO LIB-NAME redis-py", "+OK\r\n").await;
+    c.check("CLIENT SETINFO LIB-VER 5.0.1", "+OK\r\n").await;
+    c.check(
+        "CLIENT SETINFO BOGUS x",
+        "-ERR Unrecognized option 'BOGUS'\r\n",
+    )
+    .await;
+    c.check(
+        "CLIENT NOPE",
+        "-ERR unknown subcommand 'NOPE'. Try CLIENT HELP.\r\n",
+    )
+    .await;
+    c.check("CLIENT ID", ":1\r\n").await;
+    let mut con = kw.client().await;
+    let info: String = redis::cmd("CLIENT")
+        .arg("INFO")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(info.starts_with("id="), "{info}");
+    assert!(info.contains(" resp=2 "), "{info}");
+}
+
+#[tokio::test]
+async fn introspection_for_tools() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    // What redis-benchmark asks at start-up.
+    c.check("CONFIG GET save", "*2\r\n$4\r\nsave\r\n$0\r\n\r\n")
+        .await;
+    c.check(
+        "CONFIG GET appendonly",
+        "*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n",
+    )
+    .await;
+    c.check("CONFIG GET no-such-param", "*0\r\n").await;
+    c.check(
+        "CONFIG SET save x",
+        "-ERR CONFIG SET is not supported by keyway: edit keyway's config file\r\n",
+    )
+    .await;
+    c.check("COMMAND DOCS", "*0\r\n").await;
+    c.check(
+        "COMMAND GETKEYS MSET a 1 b 2",
+        "*2\r\n$1\r\na\r\n$1\r\nb\r\n",
+    )
+    .await;
+    c.check(
+        "COMMAND INFO get",
+        "*1\r\n*10\r\n$3\r\nget\r\n:2\r\n*1\r\n+readonly\r\n:1\r\n:1\r\n:1\r\n*0\r\n*0\r\n*0\r\n*0\r\n",
+    )
+    .await;
+    let mut con = kw.client().await;
+    let count: i64 = redis::cmd("COMMAND")
+        .arg("COUNT")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(count as usize, keyway::command::table().len());
+    let _: () = con.set("a", 1).await.unwrap();
+    let info: redis::InfoDict = redis::cmd("INFO").query_async(&mut con).await.unwrap();
+    assert_eq!(
+        info.get::<String>("redis_version").as_deref(),
+        Some("7.2.4")
+    );
+    assert_eq!(info.get::<i64>("arch_bits"), Some(64));
+    assert_eq!(info.get::<i64>("cluster_enabled"), Some(0));
+    assert_eq!(info.get::<String>("db0").as_deref(), Some("keys=1"));
+    assert!(info.get::<i64>("connected_clients").unwrap_or(0) >= 1);
+    let time: (String, String) = redis::cmd("TIME").query_async(&mut con).await.unwrap();
+    assert!(time.0.parse::<u64>().unwrap() > 1_700_000_000);
+}
