@@ -165,6 +165,9 @@ impl Config {
                 return Err(ConfigError(problems.list));
             }
         };
+        // Backends named in the file, even those with problems: a namespace
+        // naming one of them is not reported a second time.
+        let mut declared = Vec::new();
         let mut config = Config {
             source: file.to_string(),
             server: ServerConfig::default(),
@@ -181,6 +184,7 @@ impl Config {
                 "backends" => match value {
                     toml::Value::Table(t) => {
                         for (name, v) in t {
+                            declared.push(name.clone());
                             let field = format!("backends.{name}");
                             if let Some(b) = problems.item::<BackendConfig>(&field, v) {
                                 config.backends.insert(name, b);
@@ -206,7 +210,7 @@ impl Config {
                 ),
             }
         }
-        problems.list.extend(config.problems());
+        problems.list.extend(config.problems(&declared));
         if problems.list.is_empty() {
             Ok(config)
         } else {
@@ -216,7 +220,7 @@ impl Config {
 
     /// Checks how the parts fit together; Ok when there is no problem.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let p = self.problems();
+        let p = self.problems(&[]);
         if p.is_empty() {
             Ok(())
         } else {
@@ -224,7 +228,7 @@ impl Config {
         }
     }
 
-    fn problems(&self) -> Vec<ConfigProblem> {
+    fn problems(&self, declared: &[String]) -> Vec<ConfigProblem> {
         let mut p = Problems {
             file: self.source.clone(),
             list: Vec::new(),
@@ -271,8 +275,11 @@ impl Config {
                     format!("duplicate prefix '{}' (also namespaces[{j}])", ns.prefix),
                 );
             }
-            if !self.backends.contains_key(&ns.backend) {
-                let known: Vec<&str> = self.backends.keys().map(String::as_str).collect();
+            if !self.backends.contains_key(&ns.backend) && !declared.contains(&ns.backend) {
+                let mut known: Vec<&str> = self.backends.keys().map(String::as_str).collect();
+                known.extend(declared.iter().map(String::as_str));
+                known.sort_unstable();
+                known.dedup();
                 p.add(
                     field("backend"),
                     format!(
@@ -546,7 +553,7 @@ mod tests {
                 "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory)",
                 "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`",
                 "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`",
-                "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local)",
+                "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local, other)",
                 "k.toml: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])",
                 "k.toml: namespaces[1].prefix: duplicate prefix 'a:' (also namespaces[0])",
             ],

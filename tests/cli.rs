@@ -1,0 +1,221 @@
+//! The keyway binary: --check-config, serving redis-cli, graceful shutdown.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn keyway() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_keyway"))
+}
+
+fn write_config(text: &str) -> tempfile_path::Path {
+    tempfile_path::Path::new(text)
+}
+
+/// A config file removed when dropped.
+mod tempfile_path {
+    pub struct Path(pub std::path::PathBuf);
+    impl Path {
+        pub fn new(text: &str) -> Path {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "keyway-test-{}-{}.toml",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::write(&p, text).expect("write config");
+            Path(p)
+        }
+    }
+    impl Drop for Path {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+#[test]
+fn check_config_summarises_a_good_file() {
+    let out = keyway()
+        .args(["--config", "config/mixed.toml", "--check-config"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "config/mixed.toml: OK, listening on 127.0.0.1:6380, 3 namespace(s)\n  \
+         confirmation 'confirm:' -> cache (memory) [default_ttl=900s]\n  \
+         sessions 'sess:' -> sessions (memory) [strip_prefix, key_prefix='web:']\n  \
+         default (catch-all) -> cache (memory)\n"
+    );
+}
+
+#[test]
+fn every_example_config_is_valid() {
+    for entry in std::fs::read_dir("config").unwrap() {
+        let path = entry.unwrap().path();
+        let out = keyway()
+            .arg("--config")
+            .arg(&path)
+            .arg("--check-config")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn check_config_lists_every_problem() {
+    let file = write_config(
+        "[server]\nlisten = \"localhost\"\ncolour = \"blue\"\n\
+         [backends.m]\ntype = \"memory\"\nsize = 1\n\
+         [backends.x]\ntype = \"cassandra\"\n\
+         [[namespaces]]\nname = \"a\"\nprefix = \"\"\nbackend = \"nope\"\n\
+         [[namespaces]]\nname = \"a\"\nprefix = \"\"\nbackend = \"m\"\ndefault_ttl = 0\n",
+    );
+    let out = keyway()
+        .arg("--config")
+        .arg(&file.0)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let f = file.0.display().to_string();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{f}: backends.m.size: unknown field; there are no fields\n\
+             {f}: backends.x.type: unknown backend type 'cassandra' (built in: memory)\n\
+             {f}: server.colour: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`\n\
+             {f}: namespaces[0].backend: no backend named 'nope' (defined: m, x)\n\
+             {f}: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])\n\
+             {f}: namespaces[1].prefix: duplicate prefix '' (also namespaces[0])\n\
+             {f}: namespaces[1].default_ttl: must be at least 1 second (omit it for no TTL)\n"
+        )
+    );
+}
+
+#[test]
+fn missing_config_file_is_reported() {
+    let out = keyway()
+        .args(["--config", "/nonexistent/k.toml", "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("/nonexistent/k.toml: (file): cannot read:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// keyway serving on a free port; killed when dropped.
+struct Running(Child, u16);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve() -> Running {
+    let port = free_port();
+    let child = keyway()
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "keyway did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Running(child, port)
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli is installed by scripts/test.sh");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn redis_cli_talks_to_keyway() {
+    let kw = serve();
+    assert_eq!(redis_cli(kw.1, &["PING"]), "PONG\n");
+    assert_eq!(redis_cli(kw.1, &["SET", "greeting", "hello world"]), "OK\n");
+    assert_eq!(redis_cli(kw.1, &["GET", "greeting"]), "hello world\n");
+    assert_eq!(redis_cli(kw.1, &["HSET", "h", "a", "1", "b", "2"]), "2\n");
+    assert_eq!(redis_cli(kw.1, &["HMGET", "h", "a", "zz"]), "1\n\n");
+    // redis-cli prints an error reply followed by an empty line.
+    assert_eq!(
+        redis_cli(kw.1, &["GET", "h"]),
+        "WRONGTYPE Operation against a key holding the wrong kind of value\n\n"
+    );
+    assert_eq!(
+        redis_cli(kw.1, &["-3", "HELLO", "3"])
+            .lines()
+            .take(3)
+            .collect::<Vec<_>>(),
+        ["server redis", "version 7.2.4", "proto 3"]
+    );
+    // Interactive mode reads commands from stdin, as a person types them.
+    let mut child = Command::new("redis-cli")
+        .args(["-p", &kw.1.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"INCR n\nINCRBY n 41\nTTL n\nNOSUCH\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1\n42\n-1\nERR unknown command 'NOSUCH', with args beginning with: \n\n"
+    );
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let mut kw = serve();
+    assert_eq!(redis_cli(kw.1, &["PING"]), "PONG\n");
+    let status = Command::new("kill")
+        .args(["-TERM", &kw.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = kw.0.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "keyway did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
