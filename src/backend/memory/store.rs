@@ -136,7 +136,7 @@ impl Store {
     pub fn write<R>(&self, key: &[u8], f: impl FnOnce(&mut Option<Entry>) -> R) -> R {
         let now = now_ms();
         // The stored key is copied so it never pins a client's read buffer.
-        let r = match self.part(key).entry(Bytes::copy_from_slice(key)) {
+        match self.part(key).entry(Bytes::copy_from_slice(key)) {
             MapEntry::Occupied(mut o) => {
                 let mut slot = if o.get().expired(now) {
                     None
@@ -165,8 +165,7 @@ impl Store {
                 }
                 r
             }
-        };
-        r
+        }
     }
 
     fn note_ttl(&self, e: &Entry) {
