@@ -19,7 +19,13 @@ fn pipeline_of_16() -> Vec<u8> {
     for i in 0..8 {
         let key = format!("key:{i:08}");
         let value = "x".repeat(64);
-        out.extend(format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$64\r\n{value}\r\n", key.len()).bytes());
+        out.extend(
+            format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$64\r\n{value}\r\n",
+                key.len()
+            )
+            .bytes(),
+        );
         out.extend(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).bytes());
     }
     out
@@ -38,7 +44,11 @@ fn decode_route_execute_encode(c: &mut Criterion) {
                 let spec = command::lookup(&req.args[0]).expect("known");
                 let ns = router.route(&req.args[1]).expect("routed");
                 black_box(ns);
-                batch.push(Command { spec, args: req.args, raw: Some(req.raw) });
+                batch.push(Command {
+                    spec,
+                    args: req.args,
+                    raw: Some(req.raw),
+                });
             }
             let mut out = BytesMut::new();
             for r in backend.run(&batch) {
@@ -52,7 +62,10 @@ fn decode_route_execute_encode(c: &mut Criterion) {
 fn router_with_100_namespaces(c: &mut Criterion) {
     let mut text = String::from("[backends.m]\ntype = \"memory\"\n");
     for i in 0..100 {
-        text.push_str(&format!("[[namespaces]]\nname = \"n{i}\"\nprefix = \"app{i}:part{}:\"\nbackend = \"m\"\n", i % 7));
+        text.push_str(&format!(
+            "[[namespaces]]\nname = \"n{i}\"\nprefix = \"app{i}:part{}:\"\nbackend = \"m\"\n",
+            i % 7
+        ));
     }
     text.push_str("[[namespaces]]\nname = \"all\"\nprefix = \"\"\nbackend = \"m\"\n");
     let router = Router::new(&Config::parse(&text, "bench.toml").expect("valid"));
@@ -69,5 +82,9 @@ fn router_with_100_namespaces(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decode_route_execute_encode, router_with_100_namespaces);
+criterion_group!(
+    benches,
+    decode_route_execute_encode,
+    router_with_100_namespaces
+);
 criterion_main!(benches);

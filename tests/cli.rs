@@ -219,3 +219,20 @@ fn sigterm_shuts_down_cleanly() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn readme_lists_every_memory_command() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let table: String = readme
+        .lines()
+        .filter(|l| l.starts_with('|') && l.ends_with("| yes |"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .to_lowercase();
+    for name in keyway::backend::memory::supported_commands() {
+        let listed = table
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|word| word == name);
+        assert!(listed, "README's command table lacks {name}");
+    }
+}
