@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::store::{ORDER_BITS, Store, now_ms};
-use super::strings::Unit;
+use super::strings::{Unit, deadline};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::{parse_scan, scan_reply};
 use crate::reply::Reply;
@@ -58,16 +58,7 @@ fn expire_generic(s: &Store, a: &[Bytes], unit: Unit, absolute: bool) -> CmdResu
             "ERR GT and LT options at the same time are not compatible",
         ));
     }
-    let invalid = || CmdError::InvalidExpire(cmd.clone());
-    let ms = match unit {
-        Unit::Seconds => n.checked_mul(1000).ok_or_else(invalid)?,
-        Unit::Millis => n,
-    };
-    let when = if absolute {
-        ms
-    } else {
-        ms.checked_add(now_ms() as i64).ok_or_else(invalid)?
-    };
+    let when = deadline(n, unit, absolute, &cmd)?;
     s.write(&a[1], |slot| {
         let Some(e) = slot.as_mut() else {
             return Ok(Reply::Int(0));

@@ -23,24 +23,29 @@ pub enum Unit {
     Millis,
 }
 
-/// Converts an expiry argument (EX/PX relative, EXAT/PXAT absolute) into a
-/// Unix time in ms, with Redis's "invalid expire time" checks.
-pub fn expire_at(value: &[u8], unit: Unit, absolute: bool, cmd: &str) -> CmdResult<u64> {
-    let n = int_arg(value)?;
+/// The Unix time in ms that `n` units from now (or, `absolute`, since the
+/// epoch) stands for; "invalid expire time in '<cmd>'" on overflow.
+pub fn deadline(n: i64, unit: Unit, absolute: bool, cmd: &str) -> CmdResult<i64> {
     let invalid = || CmdError::InvalidExpire(cmd.to_string());
-    if n <= 0 {
-        return Err(invalid());
-    }
     let ms = match unit {
         Unit::Seconds => n.checked_mul(1000).ok_or_else(invalid)?,
         Unit::Millis => n,
     };
-    let at = if absolute {
-        ms
+    if absolute {
+        Ok(ms)
     } else {
-        ms.checked_add(now_ms() as i64).ok_or_else(invalid)?
-    };
-    Ok(at as u64)
+        ms.checked_add(now_ms() as i64).ok_or_else(invalid)
+    }
+}
+
+/// An expiry option's argument (EX/PX relative, EXAT/PXAT absolute) as a
+/// Unix time in ms; it must be positive, as SET, SETEX and GETEX require.
+pub fn expire_at(value: &[u8], unit: Unit, absolute: bool, cmd: &str) -> CmdResult<u64> {
+    let n = int_arg(value)?;
+    if n <= 0 {
+        return Err(CmdError::InvalidExpire(cmd.to_string()));
+    }
+    Ok(deadline(n, unit, absolute, cmd)? as u64)
 }
 
 pub fn get(s: &Store, a: &[Bytes]) -> CmdResult {
