@@ -4,8 +4,8 @@
 //! reasons: Redis bounds bulk and multibulk lengths as soon as their headers
 //! arrive (so a hostile `$4000000000` never makes us buffer gigabytes), and it
 //! answers each malformation with a specific `Protocol error: …` text that
-//! clients and tests rely on. redis-protocol decodes the replies of upstream
-//! servers, where any RESP2/RESP3 frame can appear.
+//! clients and tests rely on. redis-protocol is for the replies of upstream
+//! servers (the redis backend), where any RESP2/RESP3 frame can appear.
 //!
 //! Each [`Request`] keeps the raw bytes it was parsed from, and its arguments
 //! are zero-copy slices of those bytes, so a backend can forward a request
