@@ -43,8 +43,8 @@ pub async fn execute(
         "auth" => auth(state, shared, args),
         "client" => client(state, args),
         "command" => command_cmd(args),
-        "config" => config(state, shared, args),
-        "info" => info(state, shared, router, args).await,
+        "config" => config(shared, args),
+        "info" => info(shared, router, args).await,
         "time" => Ok(time()),
         "lastsave" => Ok(Reply::Int(shared.started_unix as i64)),
         "role" => Ok(Reply::Array(vec![
@@ -374,7 +374,7 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn config(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+fn config(shared: &Shared, args: &[Bytes]) -> CmdResult {
     let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
     match sub.as_str() {
         "get" => {
@@ -390,7 +390,6 @@ fn config(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
                 })
                 .map(|(n, v)| (Reply::bulk_str(n), Reply::Bulk(Bytes::from(v))))
                 .collect();
-            let _ = state;
             Ok(Reply::Map(pairs))
         }
         "resetstat" => Ok(Reply::ok()),
@@ -425,7 +424,7 @@ fn rss_bytes() -> u64 {
 
 /// INFO [section ...]: server, clients, memory, stats, replication,
 /// cluster, keyspace.
-async fn info(state: &ClientState, shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
+async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
     const DEFAULT: &[&str] = &[
         "server",
         "clients",
@@ -519,7 +518,6 @@ async fn info(state: &ClientState, shared: &Shared, router: &Router, args: &[Byt
         }
         out.push_str("\r\n");
     }
-    let _ = state;
     Ok(Reply::Verbatim(Bytes::from(out)))
 }
 
