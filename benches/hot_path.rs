@@ -48,6 +48,8 @@ fn decode_route_execute_encode(c: &mut Criterion) {
                     spec,
                     args: req.args,
                     raw: Some(req.raw),
+                    resp3: false,
+                    inspect: false,
                 });
             }
             let mut out = BytesMut::new();

@@ -18,14 +18,16 @@ use tokio_util::codec::Decoder;
 use tracing::debug;
 
 use crate::admin;
-use crate::command::{self, CommandSpec, KEYSPACE, LOCAL};
+use crate::command::{self, CommandSpec, KEYSPACE, LOCAL, PUBSUB, TX};
 use crate::dispatch;
 use crate::error::CmdError;
 use crate::keyspace;
 use crate::protocol::{ProtocolError, Request, RequestCodec};
+use crate::pubsub::{PubSub, Push};
 use crate::reply::Reply;
 use crate::router::Router;
 use crate::server::Shared;
+use crate::transaction::Transaction;
 
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -49,6 +51,8 @@ pub struct Connection {
     shared: Arc<Shared>,
     state: ClientState,
     codec: RequestCodec,
+    tx: Transaction,
+    pubsub: PubSub,
 }
 
 /// Requests waiting to be answered together, in order: each place holds a
@@ -81,14 +85,37 @@ impl Connection {
                 closing: false,
             },
             codec,
+            tx: Transaction::default(),
+            pubsub: PubSub::default(),
         }
     }
 
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
         let mut buf = BytesMut::new();
         loop {
+            let subscribed = self.pubsub.active();
             tokio::select! {
                 r = self.stream.readable() => r?,
+                push = self.pubsub.next(), if subscribed => {
+                    let mut out = BytesMut::new();
+                    let lost = match push {
+                        Push::Deliver(r) => {
+                            r.encode(self.state.resp3, &mut out);
+                            false
+                        }
+                        Push::Lost(r) => {
+                            r.encode(self.state.resp3, &mut out);
+                            true
+                        }
+                    };
+                    self.stream.write_all(&out).await?;
+                    if lost {
+                        // The client must reconnect and resubscribe.
+                        let _ = self.stream.shutdown().await;
+                        return Ok(());
+                    }
+                    continue;
+                }
                 _ = stop.changed() => return Ok(()),
             }
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -157,11 +184,54 @@ impl Connection {
             let spec = match self.check(&req) {
                 Ok(spec) => spec,
                 Err(e) => {
+                    self.tx.mark_dirty();
                     segment.order.push(Some(e.into()));
                     continue;
                 }
             };
-            if spec.has(LOCAL) || spec.has(KEYSPACE) {
+            if self.pubsub.active() && !self.state.resp3 {
+                // RESP2 pub/sub mode allows only these, as in Redis.
+                if !matches!(
+                    spec.name,
+                    "subscribe"
+                        | "unsubscribe"
+                        | "psubscribe"
+                        | "punsubscribe"
+                        | "ping"
+                        | "quit"
+                        | "reset"
+                ) {
+                    segment.order.push(Some(Reply::error(format!(
+                        "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                        spec.name
+                    ))));
+                    continue;
+                }
+                if spec.name == "ping" {
+                    let msg = req.args.get(1).cloned().unwrap_or_default();
+                    segment.order.push(Some(Reply::Array(vec![
+                        Reply::bulk(bytes::Bytes::from_static(b"pong")),
+                        Reply::Bulk(msg),
+                    ])));
+                    continue;
+                }
+            }
+            if spec.name == "reset" {
+                self.tx = Transaction::default();
+                self.pubsub = PubSub::default();
+            }
+            let subscription = spec.has(PUBSUB) && !matches!(spec.name, "publish" | "pubsub");
+            if (self.tx.in_multi() && !matches!(spec.name, "quit" | "reset")) || spec.has(TX) {
+                self.flush(&router, &mut segment, out).await;
+                let resp3 = self.state.resp3;
+                let reply = self.tx.execute(&router, req, spec, resp3).await;
+                reply.encode(resp3, out);
+            } else if subscription {
+                self.flush(&router, &mut segment, out).await;
+                for reply in self.pubsub.execute(&router, spec, &req.args).await {
+                    reply.encode(self.state.resp3, out);
+                }
+            } else if spec.has(LOCAL) || spec.has(KEYSPACE) {
                 self.flush(&router, &mut segment, out).await;
                 let reply = if spec.has(LOCAL) {
                     admin::execute(&mut self.state, &self.shared, &router, spec, &req.args).await
@@ -194,12 +264,14 @@ impl Connection {
         Ok(spec)
     }
 
-    async fn flush(&self, router: &Router, segment: &mut Segment, out: &mut BytesMut) {
+    async fn flush(&mut self, router: &Router, segment: &mut Segment, out: &mut BytesMut) {
         let routed = std::mem::take(&mut segment.routed);
         let mut replies = if routed.is_empty() {
             Vec::new().into_iter()
         } else {
-            dispatch::execute(router, routed).await.into_iter()
+            dispatch::execute(router, routed, self.state.resp3)
+                .await
+                .into_iter()
         };
         for place in segment.order.drain(..) {
             let reply = place

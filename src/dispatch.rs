@@ -45,10 +45,12 @@ fn merge_kind(spec: &CommandSpec) -> Option<Merge> {
 /// Where a request's reply comes from.
 enum Plan {
     Done(Reply),
-    /// Reply `at` of batch `group`.
+    /// Reply `at` of batch `group`; keys in it are mapped back through
+    /// `keys_from` when the namespaces rewrite them.
     Single {
         group: usize,
         at: usize,
+        keys_from: Option<(&'static str, Vec<Arc<Namespace>>)>,
     },
     /// Several parts; each lists the original key indexes it carries.
     Split {
@@ -86,11 +88,12 @@ impl Groups {
 pub async fn execute(
     router: &Router,
     requests: Vec<(Request, &'static CommandSpec)>,
+    resp3: bool,
 ) -> Vec<Reply> {
     let mut groups = Groups { groups: Vec::new() };
     let plans: Vec<Plan> = requests
         .into_iter()
-        .map(|(req, spec)| plan(router, &mut groups, req, spec))
+        .map(|(req, spec)| plan(router, &mut groups, req, spec, resp3))
         .collect();
     let (backends, batches): (Vec<_>, Vec<_>) = groups.groups.into_iter().unzip();
     let results = join_all(
@@ -112,7 +115,14 @@ pub async fn execute(
         .into_iter()
         .map(|p| match p {
             Plan::Done(r) => r,
-            Plan::Single { group, at } => reply_at(group, at),
+            Plan::Single {
+                group,
+                at,
+                keys_from,
+            } => match keys_from {
+                None => reply_at(group, at),
+                Some((name, owners)) => keys_back(name, reply_at(group, at), &owners),
+            },
             Plan::Split { merge, parts } => {
                 let parts = parts
                     .into_iter()
@@ -124,32 +134,60 @@ pub async fn execute(
         .collect()
 }
 
-fn plan(router: &Router, groups: &mut Groups, req: Request, spec: &'static CommandSpec) -> Plan {
-    let positions = spec.key_positions(&req.args);
-    // Keyless commands (WAIT, SCRIPT, ...) go to the catch-all namespace.
-    let owners: Vec<&Arc<Namespace>> = if positions.is_empty() {
-        match router.route(b"") {
-            Some(ns) => vec![ns],
-            None => {
-                return Plan::Done(Reply::error(format!(
-                    "ERR '{}' has no key and no catch-all namespace (prefix = \"\") is configured",
-                    spec.name.to_uppercase()
-                )));
-            }
+/// The key positions of a request and the namespace owning each key; a
+/// keyless command (WAIT, SCRIPT, ...) belongs to the catch-all namespace.
+pub fn owners<'r>(
+    router: &'r Router,
+    args: &[Bytes],
+    spec: &CommandSpec,
+) -> Result<(Vec<usize>, Vec<&'r Arc<Namespace>>), Reply> {
+    let positions = spec.key_positions(args);
+    if positions.is_empty() {
+        return match router.route(b"") {
+            Some(ns) => Ok((positions, vec![ns])),
+            None => Err(Reply::error(format!(
+                "ERR '{}' has no key and no catch-all namespace (prefix = \"\") is configured",
+                spec.name.to_uppercase()
+            ))),
+        };
+    }
+    let mut owners = Vec::with_capacity(positions.len());
+    for &p in &positions {
+        match router.route(&args[p]) {
+            Some(ns) => owners.push(ns),
+            None => return Err(CmdError::NoNamespace(crate::error::lossy(&args[p], 128)).into()),
         }
-    } else {
-        let mut owners = Vec::with_capacity(positions.len());
-        for &p in &positions {
-            match router.route(&req.args[p]) {
-                Some(ns) => owners.push(ns),
-                None => {
-                    return Plan::Done(
-                        CmdError::NoNamespace(crate::error::lossy(&req.args[p], 128)).into(),
-                    );
-                }
-            }
-        }
-        owners
+    }
+    Ok((positions, owners))
+}
+
+/// The error for a command whose keys live on different backends.
+pub fn cross_backend(spec: &CommandSpec, owners: &[&Arc<Namespace>]) -> Reply {
+    let mut names: Vec<&str> = owners.iter().map(|ns| ns.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let namespaces = names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    CmdError::CrossBackend {
+        command: spec.name.to_uppercase(),
+        namespaces,
+    }
+    .into()
+}
+
+fn plan(
+    router: &Router,
+    groups: &mut Groups,
+    req: Request,
+    spec: &'static CommandSpec,
+    resp3: bool,
+) -> Plan {
+    let (positions, owners) = match owners(router, &req.args, spec) {
+        Ok(found) => found,
+        Err(reply) => return Plan::Done(reply),
     };
     let first = owners[0];
     if !first.backend.supports(spec) {
@@ -159,29 +197,21 @@ fn plan(router: &Router, groups: &mut Groups, req: Request, spec: &'static Comma
         .iter()
         .all(|ns| Arc::ptr_eq(&ns.backend, &first.backend));
     if one_backend {
-        let cmd = rewrite(req, spec, &positions, &owners);
+        let cmd = rewrite(req, spec, &positions, &owners, resp3);
+        let keys_from = cmd
+            .inspect
+            .then(|| (spec.name, owners.iter().map(|ns| (*ns).clone()).collect()));
         let expires = default_ttl(&cmd.args, spec, &positions, &owners);
         let (group, at) = groups.push(&first.backend, cmd);
         expires.into_iter().for_each(|(b, e)| _ = groups.push(b, e));
-        return Plan::Single { group, at };
+        return Plan::Single {
+            group,
+            at,
+            keys_from,
+        };
     }
     let Some(merge) = merge_kind(spec) else {
-        let mut names: Vec<&str> = owners.iter().map(|ns| ns.name.as_str()).collect();
-        names.dedup();
-        names.sort_unstable();
-        names.dedup();
-        let namespaces = names
-            .iter()
-            .map(|n| format!("'{n}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Plan::Done(
-            CmdError::CrossBackend {
-                command: spec.name.to_uppercase(),
-                namespaces,
-            }
-            .into(),
-        );
+        return Plan::Done(cross_backend(spec, &owners));
     };
     if let Some(ns) = owners.iter().find(|ns| !ns.backend.supports(spec)) {
         return Plan::Done(unsupported(spec, ns));
@@ -211,7 +241,14 @@ fn plan(router: &Router, groups: &mut Groups, req: Request, spec: &'static Comma
                 args.push(req.args.get(p + 1).cloned().unwrap_or_default());
             }
         }
-        let sub = rewrite(Request::from_args(args), spec, &sub_positions, &sub_owners);
+        let mut sub = rewrite(
+            Request::from_args(args),
+            spec,
+            &sub_positions,
+            &sub_owners,
+            resp3,
+        );
+        sub.inspect = true;
         let expires = default_ttl(&sub.args, spec, &sub_positions, &sub_owners);
         let (g, at) = groups.push(&ns.backend, sub);
         expires.into_iter().for_each(|(b, e)| _ = groups.push(b, e));
@@ -229,19 +266,71 @@ fn unsupported(spec: &CommandSpec, ns: &Namespace) -> Reply {
     .into()
 }
 
+/// Commands whose replies name keys, which must be mapped back to the
+/// client's names when the namespace rewrites them.
+fn reply_has_keys(spec: &CommandSpec) -> bool {
+    matches!(
+        spec.name,
+        "blpop"
+            | "brpop"
+            | "bzpopmin"
+            | "bzpopmax"
+            | "blmpop"
+            | "lmpop"
+            | "zmpop"
+            | "bzmpop"
+            | "xread"
+            | "xreadgroup"
+    )
+}
+
+/// Maps the keys in a reply of `name` (see [`reply_has_keys`]) back to the
+/// client's names.
+fn keys_back(name: &str, reply: Reply, owners: &[Arc<Namespace>]) -> Reply {
+    let back = |k: Reply| match k {
+        Reply::Bulk(k) => Reply::Bulk(
+            owners
+                .iter()
+                .find_map(|ns| ns.from_backend(&k))
+                .unwrap_or(k),
+        ),
+        other => other,
+    };
+    let first_back = |r: Reply| match r {
+        Reply::Array(mut items) if !items.is_empty() => {
+            let k = std::mem::replace(&mut items[0], Reply::Nil);
+            items[0] = back(k);
+            Reply::Array(items)
+        }
+        other => other,
+    };
+    match (name, reply) {
+        ("xread" | "xreadgroup", Reply::Array(streams)) => {
+            Reply::Array(streams.into_iter().map(first_back).collect())
+        }
+        ("xread" | "xreadgroup", Reply::Map(streams)) => {
+            Reply::Map(streams.into_iter().map(|(k, v)| (back(k), v)).collect())
+        }
+        (_, reply) => first_back(reply),
+    }
+}
+
 /// The command as the backend must see it: keys rewritten where their
 /// namespace asks for it, and otherwise the client's raw bytes kept.
-fn rewrite(
+pub fn rewrite(
     req: Request,
     spec: &'static CommandSpec,
     positions: &[usize],
     owners: &[&Arc<Namespace>],
+    resp3: bool,
 ) -> Command {
     if !owners.iter().any(|ns| ns.rewrites()) {
         return Command {
             spec,
             args: req.args,
             raw: Some(req.raw),
+            resp3,
+            inspect: false,
         };
     }
     let mut args = req.args;
@@ -254,13 +343,15 @@ fn rewrite(
         spec,
         args,
         raw: None,
+        resp3,
+        inspect: reply_has_keys(spec),
     }
 }
 
 /// After a write to a namespace with a default TTL, gives each written key
 /// that TTL unless it already has one (`EXPIRE key ttl NX`). The replies of
 /// these extra commands are not shown to the client.
-fn default_ttl<'r>(
+pub fn default_ttl<'r>(
     args: &[Bytes],
     spec: &CommandSpec,
     positions: &[usize],

@@ -15,8 +15,12 @@
 //!   multi-key commands across backends and merges the replies.
 //! - [`keyspace`]: KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSH* fanned out to all
 //!   namespaces.
+//! - [`transaction`]: MULTI/EXEC queued by keyway, WATCH on a pinned
+//!   connection; [`pubsub`]: a client's subscriptions across backends.
 //! - [`backend`]: the `Backend` trait and its implementations (one file or
 //!   folder each), built from `[backends.NAME]` config tables.
+//! - [`upstream`]: connections to RESP servers (TLS, AUTH) and the
+//!   multiplexed pipes the `redis` backend shares between clients.
 //! - [`reply`]: replies and their RESP2/RESP3 encoding; [`error`]: error types
 //!   with Redis's texts; [`config`]: TOML config, validation.
 
@@ -29,7 +33,10 @@ pub mod dispatch;
 pub mod error;
 pub mod keyspace;
 pub mod protocol;
+pub mod pubsub;
 pub mod reply;
 pub mod router;
 pub mod server;
+pub mod transaction;
+pub mod upstream;
 pub mod util;

@@ -88,7 +88,7 @@ impl Router {
         let backends: HashMap<&str, Arc<dyn Backend>> = config
             .backends
             .iter()
-            .map(|(name, c)| (name.as_str(), c.build()))
+            .map(|(name, c)| (name.as_str(), c.build(name)))
             .collect();
         Router::with_backends(config, |name| backends.get(name).cloned())
     }

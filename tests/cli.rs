@@ -92,7 +92,7 @@ fn check_config_lists_every_problem() {
         String::from_utf8_lossy(&out.stderr),
         format!(
             "{f}: backends.m.size: unknown field; there are no fields\n\
-             {f}: backends.x.type: unknown backend type 'cassandra' (built in: memory)\n\
+             {f}: backends.x.type: unknown backend type 'cassandra' (built in: memory or redis)\n\
              {f}: server.colour: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`\n\
              {f}: namespaces[0].backend: no backend named 'nope' (defined: m, x)\n\
              {f}: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])\n\
@@ -220,19 +220,53 @@ fn sigterm_shuts_down_cleanly() {
     }
 }
 
+/// The README's command table: each row's command names (lower case) and
+/// its memory and redis columns.
+fn readme_table() -> Vec<(Vec<String>, bool, bool)> {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    readme
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| Command"))
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            let [names, memory, redis] = cols[..] else {
+                return None;
+            };
+            let names = names
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .map(str::to_lowercase)
+                .collect();
+            Some((names, memory == "yes", redis == "yes"))
+        })
+        .collect()
+}
+
 #[test]
 fn readme_lists_every_memory_command() {
-    let readme = std::fs::read_to_string("README.md").unwrap();
-    let table: String = readme
-        .lines()
-        .filter(|l| l.starts_with('|') && l.ends_with("| yes |"))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .to_lowercase();
+    let table = readme_table();
     for name in keyway::backend::memory::supported_commands() {
         let listed = table
-            .split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|word| word == name);
-        assert!(listed, "README's command table lacks {name}");
+            .iter()
+            .any(|(names, memory, _)| *memory && names.iter().any(|n| n == name));
+        assert!(listed, "README's command table lacks {name} for memory");
+    }
+}
+
+#[test]
+fn readme_lists_every_forwarded_command() {
+    use keyway::command::{KEYSPACE, LOCAL};
+    let table = readme_table();
+    for spec in keyway::command::table() {
+        if spec.has(LOCAL) || spec.has(KEYSPACE) && spec.name != "keys" && spec.name != "scan" {
+            continue;
+        }
+        let listed = table
+            .iter()
+            .any(|(names, _, redis)| *redis && names.iter().any(|n| n == spec.name));
+        assert!(
+            listed,
+            "README's command table lacks {} for redis",
+            spec.name
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! [`BackendConfig::build`].
 
 pub mod memory;
+pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,8 +13,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
+use tokio::sync::mpsc;
 
 use crate::command::CommandSpec;
+use crate::error::CmdError;
 use crate::reply::Reply;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -28,6 +31,11 @@ pub struct Command {
     /// The client's bytes for this command, when `args` are exactly what the
     /// client sent: a backend that speaks RESP may forward them as they are.
     pub raw: Option<Bytes>,
+    /// The client speaks RESP3: a reply left as `Reply::Raw` must be in it.
+    pub resp3: bool,
+    /// keyway reads the reply (merges, keys to map back): it must be a
+    /// structured reply, never `Reply::Raw`.
+    pub inspect: bool,
 }
 
 impl Command {
@@ -37,9 +45,15 @@ impl Command {
             spec,
             args,
             raw: None,
+            resp3: false,
+            inspect: true,
         }
     }
 }
+
+/// Messages and subscription confirmations for one client, tagged with the
+/// subscriber they came from.
+pub type Pushes = mpsc::UnboundedSender<(usize, Reply)>;
 
 /// A store that executes commands.
 ///
@@ -63,6 +77,33 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Executes a batch of commands; see the trait's invariants.
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>>;
+
+    /// A connection of one client's own, kept across that client's batches,
+    /// for commands that leave state on the server between commands (WATCH
+    /// until EXEC).
+    fn session(&self) -> BoxFuture<'_, Result<Box<dyn Session>, CmdError>>;
+
+    /// Subscribes on behalf of one client. Every message and confirmation
+    /// (`subscribe`, `message`, `pmessage`, ... as arrays) goes to `pushes`
+    /// tagged with `tag`; an error reply there means the subscription is
+    /// lost. Dropping the subscriber unsubscribes.
+    fn subscriber(
+        &self,
+        tag: usize,
+        pushes: Pushes,
+    ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>>;
+}
+
+/// See [`Backend::session`]. The same invariants as `Backend::execute`.
+pub trait Session: Send {
+    fn execute(&mut self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>>;
+}
+
+/// See [`Backend::subscriber`].
+pub trait Subscriber: Send {
+    /// Sends SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE or PUNSUBSCRIBE; their
+    /// confirmations arrive through the pushes, one per channel or pattern.
+    fn send(&mut self, cmd: Command) -> BoxFuture<'_, Result<(), CmdError>>;
 }
 
 /// `[backends.NAME]` tables; `type` selects the variant.
@@ -70,6 +111,7 @@ pub trait Backend: Send + Sync + 'static {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum BackendConfig {
     Memory(memory::MemoryConfig),
+    Redis(redis::RedisConfig),
 }
 
 impl BackendConfig {
@@ -80,6 +122,7 @@ impl BackendConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             BackendConfig::Memory(_) => "memory",
+            BackendConfig::Redis(_) => "redis",
         }
     }
 
@@ -87,12 +130,16 @@ impl BackendConfig {
     pub fn problems(&self) -> Vec<(String, String)> {
         match self {
             BackendConfig::Memory(_) => Vec::new(),
+            BackendConfig::Redis(c) => c.problems(),
         }
     }
 
-    pub fn build(&self) -> Arc<dyn Backend> {
+    /// Builds the backend called `name`. Backends that connect to servers do
+    /// so lazily, from inside the runtime, on first use.
+    pub fn build(&self, name: &str) -> Arc<dyn Backend> {
         match self {
             BackendConfig::Memory(c) => Arc::new(memory::MemoryBackend::new(c)),
+            BackendConfig::Redis(c) => Arc::new(redis::RedisBackend::new(name, c)),
         }
     }
 }

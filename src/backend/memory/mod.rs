@@ -8,6 +8,7 @@
 
 mod hashes;
 mod keys;
+mod pubsub;
 pub mod store;
 mod strings;
 
@@ -16,7 +17,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::{Backend, BoxFuture, Command};
+use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
 use crate::command::{self, CommandSpec};
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
@@ -103,6 +104,9 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("hincrbyfloat", hashes::hincrbyfloat, Shared),
     ("hrandfield", hashes::hrandfield, Shared),
     ("hscan", hashes::hscan, Shared),
+    // Pub/sub (SUBSCRIBE and friends go through `Backend::subscriber`).
+    ("publish", pubsub::publish, Shared),
+    ("pubsub", pubsub::pubsub, Shared),
 ];
 
 /// Handlers indexed by command id.
@@ -178,6 +182,21 @@ impl Backend for MemoryBackend {
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
         let replies = self.run(&batch);
         Box::pin(std::future::ready(replies))
+    }
+
+    fn session(&self) -> BoxFuture<'_, Result<Box<dyn Session>, CmdError>> {
+        Box::pin(std::future::ready(Err(CmdError::msg(
+            "ERR WATCH is not supported by the memory backend yet",
+        ))))
+    }
+
+    fn subscriber(
+        &self,
+        tag: usize,
+        pushes: Pushes,
+    ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>> {
+        let sub = self.store.hub.subscribe(tag, pushes);
+        Box::pin(std::future::ready(Ok(Box::new(sub) as Box<dyn Subscriber>)))
     }
 }
 

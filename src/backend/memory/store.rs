@@ -98,6 +98,8 @@ pub struct Store {
     parts: Box<[DashMap<Bytes, Entry>]>,
     /// Set when a TTL is written; lets the sweeper skip stores without any.
     has_volatile: AtomicBool,
+    /// Pub/sub subscribers of this backend.
+    pub hub: std::sync::Arc<super::pubsub::Hub>,
 }
 
 impl Default for Store {
@@ -107,6 +109,7 @@ impl Default for Store {
                 .map(|_| DashMap::with_shard_amount(2))
                 .collect(),
             has_volatile: AtomicBool::new(false),
+            hub: Default::default(),
         }
     }
 }

@@ -1,0 +1,542 @@
+//! The `redis` backend: a Redis or Valkey server, or a managed Redis over
+//! TLS with AUTH.
+//!
+//! Commands from every client share `connections` multiplexed pipes (see
+//! [`crate::upstream`]); a client's batch travels as one job, so a pipeline
+//! stays a pipeline and MULTI ... EXEC sent in one batch cannot interleave
+//! with other clients' commands. Blocking commands run on a connection of
+//! their own so they never hold up the pipes; WATCH pins a session, and
+//! subscriptions get a connection per subscribed client.
+//!
+//! RESP3 clients get pipes that spoke HELLO 3, so a reply forwarded as the
+//! server's bytes is already in the client's protocol.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+
+use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
+use crate::command::{BLOCKING, CommandSpec};
+use crate::error::CmdError;
+use crate::protocol::encode_multibulk;
+use crate::reply::Reply;
+use crate::upstream::{Conn, Endpoint, Feed, Pipe, Tls, unavailable};
+use crate::util::is;
+
+/// Dedicated connections kept for reuse by blocking commands, per protocol.
+const IDLE_DEDICATED: usize = 8;
+
+fn default_connections() -> usize {
+    4
+}
+fn default_connect_timeout() -> u64 {
+    1000
+}
+fn default_command_timeout() -> u64 {
+    2000
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
+    pub url: String,
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout_ms: u64,
+    /// PEM file of the CAs to trust; without it rediss:// uses the system's.
+    pub tls_ca_file: Option<String>,
+}
+
+/// A parsed `url`.
+#[derive(Debug, PartialEq)]
+pub struct Url {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
+}
+
+impl RedisConfig {
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let url = match parse_url(&self.url) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                out.push(("url".into(), e));
+                None
+            }
+        };
+        if !(1..=256).contains(&self.connections) {
+            out.push(("connections".into(), "must be between 1 and 256".into()));
+        }
+        if self.connect_timeout_ms == 0 {
+            out.push(("connect_timeout_ms".into(), "must be at least 1".into()));
+        }
+        if self.command_timeout_ms == 0 {
+            out.push(("command_timeout_ms".into(), "must be at least 1".into()));
+        }
+        if let Some(ca) = &self.tls_ca_file {
+            if url.as_ref().is_some_and(|u| !u.tls) {
+                out.push((
+                    "tls_ca_file".into(),
+                    "is set but url is not rediss:// (TLS)".into(),
+                ));
+            }
+            if let Err(e) = load_roots(Some(ca)) {
+                out.push(("tls_ca_file".into(), e));
+            }
+        }
+        out
+    }
+}
+
+/// Parses `redis[s]://[user:password@]host[:port][/db]`; user and password
+/// may be percent-encoded.
+pub fn parse_url(url: &str) -> Result<Url, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("redis://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("rediss://") {
+        (true, r)
+    } else {
+        return Err(format!(
+            "'{url}' must start with redis:// or rediss:// (TLS)"
+        ));
+    };
+    let (auth, rest) = match rest.rsplit_once('@') {
+        Some((a, r)) => (Some(a), r),
+        None => (None, rest),
+    };
+    let (hostport, db) = match rest.split_once('/') {
+        Some((h, "")) => (h, 0),
+        Some((h, d)) => (
+            h,
+            d.parse::<u32>()
+                .map_err(|_| format!("database '{d}' in '{url}' is not a number"))?,
+        ),
+        None => (rest, 0),
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, p)) => (h, p.strip_prefix(':')),
+            None => return Err(format!("unclosed '[' in '{url}'")),
+        }
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("'{url}' has no host"));
+    }
+    let port = match port {
+        None => 6379,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("port '{p}' in '{url}' is not a port number"))?,
+    };
+    let (username, password) = match auth {
+        None => (None, None),
+        Some(a) => {
+            let (u, p) = match a.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => ("", Some(a)),
+            };
+            let u = (!u.is_empty()).then(|| percent_decode(u));
+            (u, p.map(percent_decode))
+        }
+    };
+    Ok(Url {
+        tls,
+        host: host.to_string(),
+        port,
+        username,
+        password,
+        db,
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn load_roots(ca_file: Option<&str>) -> Result<rustls::RootCertStore, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read '{path}': {e}"))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("'{path}' is not valid PEM: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("'{path}' holds a bad certificate: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("'{path}' holds no certificate"));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err("no system CA certificates found; set tls_ca_file".into());
+            }
+        }
+    }
+    Ok(roots)
+}
+
+fn tls(host: &str, ca_file: Option<&str>) -> Result<Tls, String> {
+    let roots = load_roots(ca_file)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let server_name = rustls_pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("'{host}' is not a valid TLS server name: {e}"))?;
+    Ok(Tls {
+        connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        server_name,
+    })
+}
+
+pub struct RedisBackend {
+    endpoint: Arc<Endpoint>,
+    connections: usize,
+    /// Shared pipes for RESP2 and RESP3 clients, started on first use.
+    pipes: [OnceLock<Vec<Pipe>>; 2],
+    next: AtomicUsize,
+    idle: Mutex<[Vec<Conn>; 2]>,
+}
+
+impl RedisBackend {
+    pub fn new(name: &str, c: &RedisConfig) -> RedisBackend {
+        // Validation has checked the url; a bad one fails every connect.
+        let url = parse_url(&c.url);
+        let (host, port, username, password, db, tls) = match url {
+            Ok(u) => {
+                let tls = u.tls.then(|| tls(&u.host, c.tls_ca_file.as_deref()));
+                (u.host, u.port, u.username, u.password, u.db, tls)
+            }
+            Err(e) => (String::new(), 0, None, None, 0, Some(Err(e))),
+        };
+        RedisBackend {
+            endpoint: Arc::new(Endpoint {
+                name: name.to_string(),
+                host,
+                port,
+                username,
+                password,
+                db,
+                tls,
+                connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+                command_timeout: Duration::from_millis(c.command_timeout_ms),
+            }),
+            connections: c.connections.max(1),
+            pipes: [OnceLock::new(), OnceLock::new()],
+            next: AtomicUsize::new(0),
+            idle: Mutex::new([Vec::new(), Vec::new()]),
+        }
+    }
+
+    fn pipe(&self, resp3: bool) -> &Pipe {
+        let pipes = self.pipes[resp3 as usize].get_or_init(|| {
+            (0..self.connections)
+                .map(|_| Pipe::start(self.endpoint.clone(), resp3))
+                .collect()
+        });
+        &pipes[self.next.fetch_add(1, Ordering::Relaxed) % pipes.len()]
+    }
+
+    /// Runs a blocking command on a connection of its own.
+    async fn blocking(&self, cmd: &Command) -> Reply {
+        let reused = self
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle[cmd.resp3 as usize].pop());
+        let mut conn = match reused {
+            Some(c) => c,
+            None => match self.endpoint.connect(cmd.resp3).await {
+                Ok(c) => c,
+                Err(reason) => return unavailable(&self.endpoint.name, &reason),
+            },
+        };
+        let limit = block_timeout(cmd.spec, &cmd.args).map(|t| t + self.endpoint.command_timeout);
+        match conn.call(&encode(cmd), &[cmd.inspect], limit).await {
+            Ok(mut r) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    if idle[cmd.resp3 as usize].len() < IDLE_DEDICATED {
+                        idle[cmd.resp3 as usize].push(conn);
+                    }
+                }
+                r.pop()
+                    .unwrap_or_else(|| unavailable(&self.endpoint.name, "no reply"))
+            }
+            Err(reason) => unavailable(&self.endpoint.name, &reason),
+        }
+    }
+}
+
+fn encode(cmd: &Command) -> Bytes {
+    match &cmd.raw {
+        Some(raw) => raw.clone(),
+        None => encode_multibulk(&cmd.args),
+    }
+}
+
+/// How long a blocking command may block, from its arguments; None when it
+/// may block forever (a timeout of 0).
+fn block_timeout(spec: &CommandSpec, args: &[Bytes]) -> Option<Duration> {
+    let secs = |a: Option<&Bytes>| {
+        a.and_then(|a| std::str::from_utf8(a).ok())
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+    };
+    let t = match spec.name {
+        "blmpop" | "bzmpop" => secs(args.get(1)),
+        "xread" | "xreadgroup" => match args.iter().position(|a| is(a, "BLOCK")) {
+            Some(i) => secs(args.get(i + 1)).map(|ms| ms / 1000.0),
+            None => Some(-1.0),
+        },
+        "wait" => secs(args.get(2)).map(|ms| ms / 1000.0),
+        _ => secs(args.last()),
+    };
+    match t {
+        // Not blocking at all, or an argument the server will refuse.
+        None => Some(Duration::ZERO),
+        Some(t) if t < 0.0 => Some(Duration::ZERO),
+        Some(0.0) => None,
+        Some(t) => Some(Duration::from_secs_f64(t.min(1e9))),
+    }
+}
+
+impl Backend for RedisBackend {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn supports(&self, _spec: &CommandSpec) -> bool {
+        true
+    }
+
+    fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+        Box::pin(async move {
+            let resp3 = batch.first().is_some_and(|c| c.resp3);
+            let mut replies = Vec::with_capacity(batch.len());
+            let mut out = BytesMut::new();
+            let mut inspect = Vec::new();
+            for cmd in &batch {
+                if cmd.spec.has(BLOCKING) {
+                    if !inspect.is_empty() {
+                        let pipe = self.pipe(resp3);
+                        replies.extend(
+                            pipe.call(out.split().freeze(), std::mem::take(&mut inspect))
+                                .await,
+                        );
+                    }
+                    replies.push(self.blocking(cmd).await);
+                } else {
+                    match &cmd.raw {
+                        Some(raw) => out.extend_from_slice(raw),
+                        None => out.extend_from_slice(&encode_multibulk(&cmd.args)),
+                    }
+                    inspect.push(cmd.inspect);
+                }
+            }
+            if !inspect.is_empty() {
+                replies.extend(self.pipe(resp3).call(out.freeze(), inspect).await);
+            }
+            replies
+        })
+    }
+
+    fn session(&self) -> BoxFuture<'_, Result<Box<dyn Session>, CmdError>> {
+        Box::pin(async move {
+            let conn = self
+                .endpoint
+                .connect(false)
+                .await
+                .map_err(|reason| unavailable_error(&self.endpoint.name, &reason))?;
+            Ok(Box::new(RedisSession {
+                conn: Some(conn),
+                endpoint: self.endpoint.clone(),
+            }) as Box<dyn Session>)
+        })
+    }
+
+    fn subscriber(
+        &self,
+        tag: usize,
+        pushes: Pushes,
+    ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>> {
+        Box::pin(async move {
+            let name = &self.endpoint.name;
+            let conn = self
+                .endpoint
+                .connect(false)
+                .await
+                .map_err(|reason| unavailable_error(name, &reason))?;
+            Ok(Box::new(RedisSubscriber {
+                feed: Feed::start(conn, tag, pushes, name.clone()),
+                name: name.clone(),
+            }) as Box<dyn Subscriber>)
+        })
+    }
+}
+
+fn unavailable_error(name: &str, reason: &str) -> CmdError {
+    CmdError::msg(format!("ERR backend '{name}' unavailable: {reason}"))
+}
+
+/// A pinned connection (WATCH ... EXEC). Once it fails it stays failed: the
+/// server has forgotten what was watched, so a reconnect would be a lie.
+struct RedisSession {
+    conn: Option<Conn>,
+    endpoint: Arc<Endpoint>,
+}
+
+impl Session for RedisSession {
+    fn execute(&mut self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+        Box::pin(async move {
+            let name = &self.endpoint.name;
+            let Some(conn) = self.conn.as_mut() else {
+                return vec![unavailable(name, "pinned connection lost"); batch.len()];
+            };
+            let resp3 = batch.first().is_some_and(|c| c.resp3);
+            let mut out = BytesMut::new();
+            let mut inspect = Vec::with_capacity(batch.len() + 1);
+            if conn.resp3() != resp3 {
+                out.extend_from_slice(&encode_multibulk(&[
+                    Bytes::from_static(b"HELLO"),
+                    Bytes::from_static(if resp3 { b"3" } else { b"2" }),
+                ]));
+                inspect.push(true);
+            }
+            let hello = inspect.len();
+            for cmd in &batch {
+                out.extend_from_slice(&encode(cmd));
+                inspect.push(cmd.inspect);
+            }
+            conn.set_resp3(resp3);
+            let limit = Some(self.endpoint.command_timeout);
+            match conn.call(&out, &inspect, limit).await {
+                Ok(mut r) => r.split_off(hello),
+                Err(reason) => {
+                    self.conn = None;
+                    vec![unavailable(name, &reason); batch.len()]
+                }
+            }
+        })
+    }
+}
+
+struct RedisSubscriber {
+    feed: Feed,
+    name: String,
+}
+
+impl Subscriber for RedisSubscriber {
+    fn send(&mut self, cmd: Command) -> BoxFuture<'_, Result<(), CmdError>> {
+        Box::pin(async move {
+            self.feed
+                .send(&encode_multibulk(&cmd.args))
+                .await
+                .map_err(|reason| unavailable_error(&self.name, &reason))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command;
+
+    #[test]
+    fn parses_urls() {
+        let u = parse_url("rediss://app:p%40ss@cache.example.com:6380/2").unwrap();
+        assert_eq!(
+            u,
+            Url {
+                tls: true,
+                host: "cache.example.com".into(),
+                port: 6380,
+                username: Some("app".into()),
+                password: Some("p@ss".into()),
+                db: 2,
+            }
+        );
+        let u = parse_url("redis://:secret@[::1]").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 6379));
+        assert_eq!((u.username, u.password.as_deref()), (None, Some("secret")));
+        assert_eq!(
+            parse_url("http://x").unwrap_err(),
+            "'http://x' must start with redis:// or rediss:// (TLS)"
+        );
+        assert_eq!(
+            parse_url("redis://h:99999").unwrap_err(),
+            "port '99999' in 'redis://h:99999' is not a port number"
+        );
+    }
+
+    #[test]
+    fn blocking_timeouts() {
+        let t = |args: &[&str]| {
+            let spec = command::known(&args[0].to_lowercase());
+            let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+            block_timeout(spec, &args)
+        };
+        assert_eq!(
+            t(&["blpop", "a", "b", "1.5"]),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(t(&["blpop", "a", "0"]), None);
+        assert_eq!(
+            t(&["blmpop", "2", "1", "a", "LEFT"]),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            t(&["xread", "BLOCK", "250", "STREAMS", "s", "$"]),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(t(&["xread", "STREAMS", "s", "0"]), Some(Duration::ZERO));
+        assert_eq!(t(&["wait", "1", "0"]), None);
+    }
+}

@@ -1,0 +1,595 @@
+//! Connections to a RESP server (Redis, Valkey, a managed Redis): where it
+//! is, TLS and AUTH, and the multiplexed pipe that many clients share.
+//!
+//! A [`Pipe`] is one upstream connection owned by a task. Callers hand it
+//! jobs (a client's batch, already encoded); the task writes every job that
+//! is waiting with one write and routes replies back to each job in order.
+//! When the connection fails, every job in flight gets an error (never a
+//! silent retry) and the task reconnects with backoff, answering new jobs
+//! at once with the reason while the server is down.
+//!
+//! A [`Conn`] is a connection of one client's own, for commands that hold
+//! state on the server between commands (WATCH, SUBSCRIBE) or block.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::resp2::decode as resp2_decode;
+use redis_protocol::resp2::types::RangeFrame as Range2;
+use redis_protocol::resp3::decode::complete as resp3_decode;
+use redis_protocol::resp3::types::RangeFrame as Range3;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tracing::{debug, info, warn};
+
+use crate::protocol::encode_multibulk;
+use crate::reply::Reply;
+use crate::util::bytes;
+
+/// Jobs one pipe writes with a single write, at most.
+const MAX_JOBS_PER_WRITE: usize = 256;
+const READ_CHUNK: usize = 16 * 1024;
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Where a server is and how to open a session on it.
+pub struct Endpoint {
+    /// The backend's name, for error texts and logs.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
+    /// `Some` for rediss://; an error when the TLS settings cannot be used.
+    pub tls: Option<Result<Tls, String>>,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+pub struct Tls {
+    pub connector: tokio_rustls::TlsConnector,
+    pub server_name: rustls_pki_types::ServerName<'static>,
+}
+
+/// The error reply for commands a failure affected.
+pub fn unavailable(name: &str, reason: &str) -> Reply {
+    Reply::error(format!("ERR backend '{name}' unavailable: {reason}"))
+}
+
+/// A short, stable text for an I/O error.
+fn io_reason(e: &io::Error) -> String {
+    use io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused".into(),
+        ConnectionReset => "connection reset".into(),
+        ConnectionAborted => "connection aborted".into(),
+        BrokenPipe => "connection closed".into(),
+        UnexpectedEof => "connection closed by server".into(),
+        _ => e.to_string(),
+    }
+}
+
+impl Endpoint {
+    fn timed_out(&self, what: &str, d: Duration) -> String {
+        format!("{what} timed out after {} ms", d.as_millis())
+    }
+
+    /// Opens a connection: TCP, TLS when configured, then HELLO/AUTH/SELECT,
+    /// all within `connect_timeout`.
+    pub async fn connect(&self, resp3: bool) -> Result<Conn, String> {
+        let t = self.connect_timeout;
+        match timeout(t, self.open(resp3)).await {
+            Ok(r) => r,
+            Err(_) => Err(self.timed_out("connect", t)),
+        }
+    }
+
+    async fn open(&self, resp3: bool) -> Result<Conn, String> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| io_reason(&e))?;
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn Io> = match &self.tls {
+            None => Box::new(tcp),
+            Some(Err(e)) => return Err(e.clone()),
+            Some(Ok(tls)) => Box::new(
+                tls.connector
+                    .connect(tls.server_name.clone(), tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake failed: {e}"))?,
+            ),
+        };
+        let mut conn = Conn {
+            io,
+            buf: BytesMut::new(),
+            resp3,
+        };
+        let mut hello: Vec<Vec<Bytes>> = Vec::new();
+        let auth = self.password.as_ref().map(|p| {
+            let user = self.username.as_deref().unwrap_or("default");
+            (bytes(user), bytes(p))
+        });
+        if resp3 {
+            let mut h = vec![bytes("HELLO"), bytes("3")];
+            if let Some((u, p)) = &auth {
+                h.extend([bytes("AUTH"), u.clone(), p.clone()]);
+            }
+            hello.push(h);
+        } else if let Some((u, p)) = &auth {
+            hello.push(vec![bytes("AUTH"), u.clone(), p.clone()]);
+        }
+        if self.db != 0 {
+            hello.push(vec![bytes("SELECT"), bytes(&self.db.to_string())]);
+        }
+        if hello.is_empty() {
+            return Ok(conn);
+        }
+        let mut out = BytesMut::new();
+        for h in &hello {
+            out.extend_from_slice(&encode_multibulk(h));
+        }
+        let inspect = vec![true; hello.len()];
+        for r in conn.call(&out, &inspect, None).await? {
+            if let Reply::Error(e) = r {
+                return Err(String::from_utf8_lossy(&e).into_owned());
+            }
+        }
+        Ok(conn)
+    }
+}
+
+/// One connection, used by one owner at a time.
+pub struct Conn {
+    io: Box<dyn Io>,
+    buf: BytesMut,
+    resp3: bool,
+}
+
+impl Conn {
+    /// Writes `out` (encoded commands) and reads one reply per entry of
+    /// `inspect`, each waiting at most `limit` (None: as long as the
+    /// connection lives, for blocking commands).
+    pub async fn call(
+        &mut self,
+        out: &[u8],
+        inspect: &[bool],
+        limit: Option<Duration>,
+    ) -> Result<Vec<Reply>, String> {
+        self.io.write_all(out).await.map_err(|e| io_reason(&e))?;
+        let mut replies = Vec::with_capacity(inspect.len());
+        for &i in inspect {
+            replies.push(self.read(i, limit).await?);
+        }
+        Ok(replies)
+    }
+
+    pub fn resp3(&self) -> bool {
+        self.resp3
+    }
+
+    /// Records a protocol switch (HELLO) the caller is sending.
+    pub fn set_resp3(&mut self, resp3: bool) {
+        self.resp3 = resp3;
+    }
+
+    /// Reads one reply; `inspect` asks for a structured reply rather than
+    /// the raw bytes.
+    pub async fn read(&mut self, inspect: bool, limit: Option<Duration>) -> Result<Reply, String> {
+        loop {
+            if let Some(r) = decode(&mut self.buf, self.resp3, inspect)? {
+                return Ok(r);
+            }
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let n = match limit {
+                None => self.io.read_buf(&mut self.buf).await,
+                Some(d) => match timeout(d, self.io.read_buf(&mut self.buf)).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(format!("no reply within {} ms", d.as_millis())),
+                },
+            };
+            match n {
+                Ok(0) => return Err("connection closed by server".into()),
+                Ok(_) => {}
+                Err(e) => return Err(io_reason(&e)),
+            }
+        }
+    }
+}
+
+/// A subscribed connection: a task reads every push and hands it on,
+/// tagged; commands go out through [`Feed::send`]. Dropping the feed
+/// closes the connection.
+pub struct Feed {
+    wr: tokio::io::WriteHalf<Box<dyn Io>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Feed {
+    pub fn start(
+        conn: Conn,
+        tag: usize,
+        pushes: mpsc::UnboundedSender<(usize, Reply)>,
+        name: String,
+    ) -> Feed {
+        let Conn { io, mut buf, resp3 } = conn;
+        let (mut rd, wr) = tokio::io::split(io);
+        let task = tokio::spawn(async move {
+            let reason = loop {
+                match decode(&mut buf, resp3, true) {
+                    Ok(Some(r)) => {
+                        if pushes.send((tag, r)).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => break e,
+                }
+                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                    buf.reserve(READ_CHUNK);
+                }
+                match read_some(&mut rd, &mut buf, None).await {
+                    Ok(0) => break "connection closed by server".to_string(),
+                    Ok(_) => {}
+                    Err(e) => break e,
+                }
+            };
+            warn!(backend = name.as_str(), %reason, "subscription connection lost");
+            let _ = pushes.send((tag, unavailable(&name, &reason)));
+        });
+        Feed {
+            wr,
+            task: task.abort_handle(),
+        }
+    }
+
+    pub async fn send(&mut self, out: &[u8]) -> Result<(), String> {
+        self.wr.write_all(out).await.map_err(|e| io_reason(&e))
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Decodes one reply from the front of `buf`, or None when it is not all
+/// there yet. Uninspected replies stay the server's bytes, forwarded as they
+/// are; the connection speaks the client's protocol, so they fit.
+pub fn decode(buf: &mut BytesMut, resp3: bool, inspect: bool) -> Result<Option<Reply>, String> {
+    let bad = |e: redis_protocol::error::RedisProtocolError| format!("protocol error: {e}");
+    if resp3 {
+        let Some((frame, len)) = resp3_decode::decode_range(buf).map_err(bad)? else {
+            return Ok(None);
+        };
+        let raw = buf.split_to(len).freeze();
+        if !inspect {
+            return Ok(Some(Reply::Raw(raw)));
+        }
+        Ok(Some(from_resp3(&raw, &frame)))
+    } else {
+        let Some((frame, len)) = resp2_decode::decode_range(buf).map_err(bad)? else {
+            return Ok(None);
+        };
+        let raw = buf.split_to(len).freeze();
+        if !inspect {
+            return Ok(Some(Reply::Raw(raw)));
+        }
+        // RESP2 has two nulls; only a top-level one can be a null array here.
+        if matches!(frame, Range2::Null) && raw.first() == Some(&b'*') {
+            return Ok(Some(Reply::NilArray));
+        }
+        Ok(Some(from_resp2(&raw, &frame)))
+    }
+}
+
+fn sl(raw: &Bytes, r: &(usize, usize)) -> Bytes {
+    raw.slice(r.0..r.1)
+}
+
+fn from_resp2(raw: &Bytes, f: &Range2) -> Reply {
+    match f {
+        Range2::SimpleString(r) => Reply::Status(sl(raw, r)),
+        // Already one line: it came as a RESP error.
+        Range2::Error(r) => Reply::Error(sl(raw, r)),
+        Range2::Integer(n) => Reply::Int(*n),
+        Range2::BulkString(r) => Reply::Bulk(sl(raw, r)),
+        Range2::Array(items) => Reply::Array(items.iter().map(|i| from_resp2(raw, i)).collect()),
+        Range2::Null => Reply::Nil,
+    }
+}
+
+fn from_resp3(raw: &Bytes, f: &Range3) -> Reply {
+    let all = |items: &[Range3]| items.iter().map(|i| from_resp3(raw, i)).collect();
+    match f {
+        Range3::BlobString { data, .. } => Reply::Bulk(sl(raw, data)),
+        Range3::BlobError { data, .. } | Range3::SimpleError { data, .. } => {
+            Reply::Error(sl(raw, data))
+        }
+        Range3::SimpleString { data, .. } => Reply::Status(sl(raw, data)),
+        Range3::Boolean { data, .. } => Reply::Bool(*data),
+        Range3::Null => Reply::Nil,
+        Range3::Number { data, .. } => Reply::Int(*data),
+        Range3::Double { data, .. } => Reply::Double(*data),
+        Range3::BigNumber { data, .. } => {
+            let mut b = BytesMut::from(&b"("[..]);
+            b.extend_from_slice(&sl(raw, data));
+            b.extend_from_slice(b"\r\n");
+            Reply::Raw(b.freeze())
+        }
+        Range3::VerbatimString { data, .. } => Reply::Verbatim(sl(raw, data)),
+        Range3::Array { data, .. } => Reply::Array(all(data)),
+        Range3::Set { data, .. } => Reply::Set(data.iter().map(|i| from_resp3(raw, i)).collect()),
+        Range3::Push { data, .. } => Reply::Push(all(data)),
+        Range3::Map { data, .. } => Reply::Map(
+            data.iter()
+                .map(|(k, v)| (from_resp3(raw, k), from_resp3(raw, v)))
+                .collect(),
+        ),
+        _ => Reply::error("ERR unsupported RESP3 frame from backend"),
+    }
+}
+
+/// Commands for one pipe, from one caller.
+struct Job {
+    out: Bytes,
+    inspect: Vec<bool>,
+    reply: oneshot::Sender<Vec<Reply>>,
+    /// After this the caller has given up: a job not yet written is dropped
+    /// rather than run late.
+    deadline: Instant,
+}
+
+/// A job written and waiting for its replies.
+struct Pending {
+    inspect: Vec<bool>,
+    got: Vec<Reply>,
+    reply: oneshot::Sender<Vec<Reply>>,
+}
+
+impl Pending {
+    /// Keeps the replies already read (their commands ran) and fails the rest.
+    fn fail(mut self, name: &str, reason: &str) {
+        while self.got.len() < self.inspect.len() {
+            self.got.push(unavailable(name, reason));
+        }
+        let _ = self.reply.send(self.got);
+    }
+}
+
+/// A shared, multiplexed upstream connection and the task that owns it.
+pub struct Pipe {
+    tx: mpsc::Sender<Job>,
+    endpoint: Arc<Endpoint>,
+}
+
+impl Pipe {
+    /// Starts the pipe's task; it connects at once and lives until the pipe
+    /// is dropped. Must be called inside a tokio runtime.
+    pub fn start(endpoint: Arc<Endpoint>, resp3: bool) -> Pipe {
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(run_pipe(endpoint.clone(), resp3, rx));
+        Pipe { tx, endpoint }
+    }
+
+    /// Sends encoded commands and returns one reply per entry of `inspect`,
+    /// within the command timeout.
+    pub async fn call(&self, out: Bytes, inspect: Vec<bool>) -> Vec<Reply> {
+        let n = inspect.len();
+        let name = &self.endpoint.name;
+        let limit = self.endpoint.command_timeout;
+        let deadline = Instant::now() + limit;
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            out,
+            inspect,
+            reply,
+            deadline,
+        };
+        let fail = |reason: &str| vec![unavailable(name, reason); n];
+        match timeout_at(deadline, self.tx.send(job)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return fail("connection task stopped"),
+            Err(_) => return fail(&format!("no reply within {} ms", limit.as_millis())),
+        }
+        match timeout_at(deadline, rx).await {
+            Ok(Ok(replies)) => replies,
+            Ok(Err(_)) => fail("connection closed"),
+            Err(_) => fail(&format!("no reply within {} ms", limit.as_millis())),
+        }
+    }
+}
+
+async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<Job>) {
+    let name = endpoint.name.as_str();
+    let mut backoff = BACKOFF_MIN;
+    // Logged once per outage, not once per attempt.
+    let mut down: Option<String> = None;
+    loop {
+        let reason = match endpoint.connect(resp3).await {
+            Ok(conn) => {
+                if down.take().is_some() {
+                    info!(backend = name, "upstream reconnected");
+                } else {
+                    debug!(backend = name, "upstream connected");
+                }
+                backoff = BACKOFF_MIN;
+                match serve(conn, &mut rx, &endpoint).await {
+                    Some(reason) => reason,
+                    None => return,
+                }
+            }
+            Err(reason) => reason,
+        };
+        if down.as_ref() != Some(&reason) {
+            warn!(backend = name, %reason, "upstream unavailable; reconnecting");
+            down = Some(reason.clone());
+        }
+        // Until the next attempt, jobs fail at once rather than wait.
+        let until = Instant::now() + backoff;
+        loop {
+            tokio::select! {
+                job = rx.recv() => match job {
+                    Some(job) => {
+                        let _ = job.reply.send(vec![unavailable(name, &reason); job.inspect.len()]);
+                    }
+                    None => return,
+                },
+                _ = sleep_until(until) => break,
+            }
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Runs jobs on a connection until it fails (returns the reason) or the pipe
+/// is dropped (returns None). Jobs written but unanswered are failed here.
+async fn serve(conn: Conn, rx: &mut mpsc::Receiver<Job>, endpoint: &Endpoint) -> Option<String> {
+    let Conn { io, mut buf, resp3 } = conn;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let (ptx, mut prx) = mpsc::unbounded_channel::<Pending>();
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let limit = endpoint.command_timeout;
+
+    let writer = async {
+        let mut out = BytesMut::new();
+        let mut jobs = Vec::with_capacity(MAX_JOBS_PER_WRITE);
+        loop {
+            if rx.recv_many(&mut jobs, MAX_JOBS_PER_WRITE).await == 0 {
+                return None;
+            }
+            let now = Instant::now();
+            for job in jobs.drain(..) {
+                if job.reply.is_closed() || job.deadline <= now {
+                    continue;
+                }
+                out.extend_from_slice(&job.out);
+                let _ = ptx.send(Pending {
+                    inspect: job.inspect,
+                    got: Vec::new(),
+                    reply: job.reply,
+                });
+            }
+            if let Err(e) = wr.write_all(&out).await {
+                return Some(io_reason(&e));
+            }
+            out.clear();
+        }
+    };
+
+    let reader = async {
+        loop {
+            while let Some(p) = queue.front_mut() {
+                let inspect = p.inspect[p.got.len()];
+                match decode(&mut buf, resp3, inspect) {
+                    Ok(Some(r)) => {
+                        p.got.push(r);
+                        if p.got.len() == p.inspect.len() {
+                            if let Some(p) = queue.pop_front() {
+                                let _ = p.reply.send(p.got);
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Some(e),
+                }
+            }
+            if queue.is_empty() && !buf.is_empty() {
+                return Some("unexpected data from server".into());
+            }
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            let waiting = !queue.is_empty();
+            tokio::select! {
+                biased;
+                p = prx.recv() => match p {
+                    Some(p) => queue.push_back(p),
+                    None => return None,
+                },
+                n = read_some(&mut rd, &mut buf, waiting.then_some(limit)) => match n {
+                    Ok(0) => return Some("connection closed by server".into()),
+                    Ok(_) => {}
+                    Err(e) => return Some(e),
+                },
+            }
+        }
+    };
+
+    let reason = tokio::select! {
+        r = writer => r,
+        r = reader => r,
+    };
+    let reason = reason?;
+    while let Ok(p) = prx.try_recv() {
+        queue.push_back(p);
+    }
+    for p in queue.drain(..) {
+        p.fail(&endpoint.name, &reason);
+    }
+    Some(reason)
+}
+
+/// Reads into `buf`; with a limit, a server that sends nothing for that long
+/// while replies are owed is taken as stalled.
+async fn read_some<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    limit: Option<Duration>,
+) -> Result<usize, String> {
+    let r = match limit {
+        None => rd.read_buf(buf).await,
+        Some(d) => match timeout(d, rd.read_buf(buf)).await {
+            Ok(r) => r,
+            Err(_) => return Err(format!("no reply within {} ms", d.as_millis())),
+        },
+    };
+    r.map_err(|e| io_reason(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str, resp3: bool) -> Option<Reply> {
+        let mut b = BytesMut::from(s.as_bytes());
+        decode(&mut b, resp3, true).unwrap()
+    }
+
+    #[test]
+    fn decodes_replies() {
+        assert_eq!(dec("*-1\r\n", false), Some(Reply::NilArray));
+        assert_eq!(dec("$-1\r\n", false), Some(Reply::Nil));
+        assert_eq!(
+            dec("*2\r\n$1\r\na\r\n$-1\r\n", false),
+            Some(Reply::Array(vec![Reply::bulk_str("a"), Reply::Nil]))
+        );
+        assert_eq!(dec("*2\r\n$1\r\na\r\n", false), None);
+        assert_eq!(
+            dec("-ERR x\r\n", false),
+            Some(Reply::Error(Bytes::from("ERR x")))
+        );
+        assert_eq!(
+            dec("%1\r\n+a\r\n,1.5\r\n", true),
+            Some(Reply::Map(vec![(Reply::status("a"), Reply::Double(1.5))]))
+        );
+        let mut b = BytesMut::from(&b":1\r\n:2\r\n"[..]);
+        assert_eq!(
+            decode(&mut b, false, false).unwrap(),
+            Some(Reply::Raw(Bytes::from(":1\r\n")))
+        );
+        assert_eq!(&b[..], b":2\r\n");
+    }
+}
