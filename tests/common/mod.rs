@@ -91,6 +91,37 @@ impl Raw {
         assert_eq!(String::from_utf8_lossy(&got), expected);
     }
 
+    /// Sends a command and reads a one-line reply (status, error, integer).
+    pub async fn line(&mut self, cmd: &str) -> String {
+        let words: Vec<&str> = cmd.split(' ').collect();
+        self.send(&resp(&words)).await;
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !got.ends_with(b"\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(5), self.0.read(&mut b))
+                .await
+                .unwrap_or_else(|_| panic!("no reply to {cmd:?} within 5 s"))
+                .expect("read");
+            assert!(n == 1, "connection closed");
+            got.push(b[0]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    /// Reads whatever arrives within `wait`, as text.
+    pub async fn read_for(&mut self, wait: Duration) -> String {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut b = [0u8; 4096];
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, self.0.read(&mut b)).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&b[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
     /// Sends a command (split on spaces) and checks the whole reply.
     pub async fn check(&mut self, cmd: &str, expected: &str) {
         let words: Vec<&str> = cmd.split(' ').collect();
@@ -106,5 +137,113 @@ impl Raw {
             .expect("server closes the connection")
             .unwrap_or(0);
         assert_eq!(n, 0, "connection still open");
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A redis-server process of the test's own on a free port; killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    args: Vec<String>,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        RedisServer::with_args(&[])
+    }
+
+    /// Starts with extra arguments; `{port}` in them is the chosen port.
+    pub fn with_args(extra: &[&str]) -> RedisServer {
+        let port = free_port();
+        let mut server = RedisServer {
+            port,
+            args: extra
+                .iter()
+                .map(|a| a.replace("{port}", &port.to_string()))
+                .collect(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// (Re)starts the process on the same port.
+    pub fn restart(&mut self) {
+        let has_port = self.args.iter().any(|a| a == "--port");
+        let mut cmd = std::process::Command::new("redis-server");
+        if !has_port {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        self.child = Some(
+            cmd.spawn()
+                .expect("redis-server is installed (scripts/test.sh installs it)"),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let probe = self
+            .args
+            .iter()
+            .position(|a| a == "--port")
+            .and_then(|i| self.args.get(i + 1))
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(self.port);
+        while std::net::TcpStream::connect((
+            "127.0.0.1",
+            if probe == 0 { self.port } else { probe },
+        ))
+        .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal to the process (STOP and CONT freeze and thaw it).
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let ok = std::process::Command::new("kill")
+                .args([&format!("-{sig}"), &c.id().to_string()])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "kill -{sig} failed");
+        }
+    }
+
+    /// Kills the process (SIGKILL: no goodbye to connected clients).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A direct connection, bypassing keyway.
+    pub async fn direct(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .expect("client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("direct connection to redis-server")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -1,0 +1,630 @@
+//! The redis backend against real redis-server processes, each started by
+//! the test on a free port: routing and rewriting, fan-out across backends,
+//! transactions, blocking commands, pub/sub, RESP3, TLS with AUTH, and a
+//! server killed under load.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{Keyway, RedisServer, resp};
+use redis::AsyncCommands;
+
+/// users on r1 as they are; sessions on r2 as `app1:<id>`; the rest in memory.
+fn config(r1: &RedisServer, r2: &RedisServer) -> String {
+    format!(
+        r#"
+[backends.r1]
+type = "redis"
+url = "redis://127.0.0.1:{}"
+connections = 2
+command_timeout_ms = 1000
+
+[backends.r2]
+type = "redis"
+url = "redis://127.0.0.1:{}"
+
+[backends.mem]
+type = "memory"
+
+[[namespaces]]
+name = "users"
+prefix = "user:"
+backend = "r1"
+
+[[namespaces]]
+name = "sessions"
+prefix = "sess:"
+backend = "r2"
+strip_prefix = true
+key_prefix = "app1:"
+
+[[namespaces]]
+name = "rest"
+prefix = ""
+backend = "mem"
+"#,
+        r1.port, r2.port
+    )
+}
+
+struct Setup {
+    r1: RedisServer,
+    r2: RedisServer,
+    kw: Keyway,
+}
+
+async fn setup() -> Setup {
+    let r1 = RedisServer::start();
+    let r2 = RedisServer::start();
+    let kw = Keyway::with_toml(&config(&r1, &r2)).await;
+    Setup { r1, r2, kw }
+}
+
+#[tokio::test]
+async fn keys_land_on_their_servers_rewritten() {
+    let s = setup().await;
+    let mut c = s.kw.client().await;
+    let _: () = c.set("user:1", "alice").await.unwrap();
+    let _: () = c.set("sess:42", "token").await.unwrap();
+    let _: () = c.set("misc", "local").await.unwrap();
+
+    let mut r1 = s.r1.direct().await;
+    let mut r2 = s.r2.direct().await;
+    let on_r1: Vec<String> = r1.keys("*").await.unwrap();
+    let on_r2: Vec<String> = r2.keys("*").await.unwrap();
+    assert_eq!(on_r1, vec!["user:1"]);
+    assert_eq!(on_r2, vec!["app1:42"]);
+    let v: String = r2.get("app1:42").await.unwrap();
+    assert_eq!(v, "token");
+
+    // Keys come back under the client's names.
+    let mut keys: Vec<String> = c.keys("*").await.unwrap();
+    keys.sort();
+    assert_eq!(keys, vec!["misc", "sess:42", "user:1"]);
+    let v: String = c.get("sess:42").await.unwrap();
+    assert_eq!(v, "token");
+    let n: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(n, 3);
+
+    // A key a namespace rewrites comes back rewritten in BLPOP-style replies.
+    let _: () = c.rpush("sess:jobs", "j1").await.unwrap();
+    let popped: (String, String) = c.blpop("sess:jobs", 1.0).await.unwrap();
+    assert_eq!(popped, ("sess:jobs".into(), "j1".into()));
+
+    // FLUSHDB deletes only the namespace's own part of a shared server.
+    let _: () = r2.set("foreign", "kept").await.unwrap();
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut c).await.unwrap();
+    let left: Vec<String> = r2.keys("*").await.unwrap();
+    assert_eq!(left, vec!["foreign"]);
+    let n: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn multi_key_commands_span_three_backends() {
+    let s = setup().await;
+    let mut c = s.kw.client().await;
+    let _: () = c
+        .mset(&[
+            ("user:a", "1"),
+            ("sess:b", "2"),
+            ("c", "3"),
+            ("user:d", "4"),
+        ])
+        .await
+        .unwrap();
+    let got: Vec<Option<String>> = c
+        .mget(&["c", "user:a", "nope", "sess:b", "user:d", "sess:none"])
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Some("3".into()),
+            Some("1".into()),
+            None,
+            Some("2".into()),
+            Some("4".into()),
+            None
+        ]
+    );
+    let n: i64 = redis::cmd("EXISTS")
+        .arg(&["user:a", "sess:b", "c", "x"])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let n: i64 = c
+        .del(&["user:a", "sess:b", "c", "x", "user:d"])
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+
+    // What cannot keep its meaning across backends is refused, by name.
+    let mut raw = s.kw.raw().await;
+    raw.check(
+        "MSETNX user:x 1 sess:y 2",
+        "-ERR 'MSETNX' spans namespaces 'sessions', 'users' on different backends; keyway cannot run it atomically\r\n",
+    )
+    .await;
+    raw.check(
+        "RENAME user:x sess:y",
+        "-ERR 'RENAME' spans namespaces 'sessions', 'users' on different backends; keyway cannot run it atomically\r\n",
+    )
+    .await;
+    raw.check(
+        "SINTER user:s sess:s",
+        "-ERR 'SINTER' spans namespaces 'sessions', 'users' on different backends; keyway cannot run it atomically\r\n",
+    )
+    .await;
+    // Commands the memory backend lacks name the namespace; redis runs them.
+    raw.check("SADD user:s a b", ":2\r\n").await;
+    raw.check(
+        "SADD s a",
+        "-ERR 'SADD' is not supported by namespace 'rest' (memory backend)\r\n",
+    )
+    .await;
+    raw.check(
+        "FOO bar",
+        "-ERR unknown command 'FOO', with args beginning with: 'bar' \r\n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn scan_visits_every_key_once() {
+    let s = setup().await;
+    let mut c = s.kw.client().await;
+    let mut expected = HashSet::new();
+    for i in 0..150 {
+        for k in [format!("user:{i}"), format!("sess:{i}"), format!("k{i}")] {
+            let _: () = c.set(&k, i).await.unwrap();
+            expected.insert(k);
+        }
+    }
+    // Keys on r2 outside the sessions namespace are not keyway's.
+    let mut r2 = s.r2.direct().await;
+    for i in 0..50 {
+        let _: () = r2.set(format!("other:{i}"), i).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(25)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        seen.extend(keys);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    let unique: HashSet<String> = seen.iter().cloned().collect();
+    assert_eq!(seen.len(), unique.len(), "a key was returned twice");
+    assert_eq!(unique, expected);
+
+    let (_, matched): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(1u64 << 48)
+        .arg("MATCH")
+        .arg("sess:1?")
+        .arg("COUNT")
+        .arg(1000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut matched = matched;
+    matched.sort();
+    let want: Vec<String> = (10..20).map(|i| format!("sess:{i}")).collect();
+    assert_eq!(matched, want);
+}
+
+#[tokio::test]
+async fn transactions_run_on_one_backend() {
+    let s = setup().await;
+    let mut c = s.kw.client().await;
+    let (a, b): (String, i64) = redis::pipe()
+        .atomic()
+        .set("user:t", 5)
+        .incr("user:t", 2)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!((a.as_str(), b), ("OK", 7));
+
+    let mut raw = s.kw.raw().await;
+    raw.check("MULTI", "+OK\r\n").await;
+    raw.check("SET sess:t 1", "+QUEUED\r\n").await;
+    raw.check("INCR sess:t", "+QUEUED\r\n").await;
+    raw.check("EXEC", "*2\r\n+OK\r\n:2\r\n").await;
+    // Keys on two backends: refused at queue time, then EXECABORT.
+    raw.check("MULTI", "+OK\r\n").await;
+    raw.check("SET sess:t 1", "+QUEUED\r\n").await;
+    raw.check(
+        "SET user:t 1",
+        "-ERR 'SET' spans namespaces 'sessions', 'users' on different backends; keyway cannot run it atomically\r\n",
+    )
+    .await;
+    raw.check(
+        "EXEC",
+        "-EXECABORT Transaction discarded because of previous errors.\r\n",
+    )
+    .await;
+    raw.check("EXEC", "-ERR EXEC without MULTI\r\n").await;
+    raw.check("DISCARD", "-ERR DISCARD without MULTI\r\n").await;
+    raw.check("MULTI", "+OK\r\n").await;
+    raw.check("MULTI", "-ERR MULTI calls can not be nested\r\n")
+        .await;
+    raw.check("GET user:t", "+QUEUED\r\n").await;
+    raw.check("DISCARD", "+OK\r\n").await;
+
+    // WATCH: a change by another client aborts the transaction.
+    raw.check("WATCH user:w", "+OK\r\n").await;
+    let _: () = c.set("user:w", "changed").await.unwrap();
+    raw.check("MULTI", "+OK\r\n").await;
+    raw.check("SET user:w mine", "+QUEUED\r\n").await;
+    raw.check("EXEC", "*-1\r\n").await;
+    raw.check("GET user:w", "$7\r\nchanged\r\n").await;
+    // Untouched, it commits.
+    raw.check("WATCH sess:w", "+OK\r\n").await;
+    raw.check("MULTI", "+OK\r\n").await;
+    raw.check("SET sess:w mine", "+QUEUED\r\n").await;
+    raw.check("EXEC", "*1\r\n+OK\r\n").await;
+    raw.check("GET sess:w", "$4\r\nmine\r\n").await;
+}
+
+#[tokio::test]
+async fn blpop_is_woken_by_another_client_and_blocks_no_one() {
+    let s = setup().await;
+    let mut blocked = s.kw.raw().await;
+    blocked
+        .send(&resp(&["BLPOP", "sess:other", "sess:queue", "5"]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Other clients of the same backends are served meanwhile.
+    let mut c = s.kw.client().await;
+    for _ in 0..20 {
+        let _: () = c.set("sess:x", 1).await.unwrap();
+        let _: () = c.set("user:x", 1).await.unwrap();
+    }
+    let _: () = c.lpush("sess:queue", "job-1").await.unwrap();
+    blocked
+        .expect("*2\r\n$10\r\nsess:queue\r\n$5\r\njob-1\r\n")
+        .await;
+    // A timeout gives the null array.
+    blocked.check("BRPOP user:none 0.1", "*-1\r\n").await;
+}
+
+#[tokio::test]
+async fn pubsub_spans_backends() {
+    let s = setup().await;
+    let mut sub = s.kw.raw().await;
+    sub.send(&resp(&["SUBSCRIBE", "user:news", "sess:news", "chat"]))
+        .await;
+    sub.expect(
+        "*3\r\n$9\r\nsubscribe\r\n$9\r\nuser:news\r\n:1\r\n\
+         *3\r\n$9\r\nsubscribe\r\n$9\r\nsess:news\r\n:2\r\n\
+         *3\r\n$9\r\nsubscribe\r\n$4\r\nchat\r\n:3\r\n",
+    )
+    .await;
+    sub.check(
+        "PSUBSCRIBE sess:*",
+        "*3\r\n$10\r\npsubscribe\r\n$6\r\nsess:*\r\n:4\r\n",
+    )
+    .await;
+    sub.check(
+        "GET x",
+        "-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n",
+    )
+    .await;
+    sub.check("PING", "*2\r\n$4\r\npong\r\n$0\r\n\r\n").await;
+
+    let mut c = s.kw.client().await;
+    let n: i64 = c.publish("user:news", "u1").await.unwrap();
+    assert_eq!(n, 1);
+    sub.expect("*3\r\n$7\r\nmessage\r\n$9\r\nuser:news\r\n$2\r\nu1\r\n")
+        .await;
+    let n: i64 = c.publish("sess:news", "s1").await.unwrap();
+    assert_eq!(n, 2);
+    let got = sub.read_for(Duration::from_millis(300)).await;
+    assert!(
+        got.contains("*3\r\n$7\r\nmessage\r\n$9\r\nsess:news\r\n$2\r\ns1\r\n"),
+        "{got:?}"
+    );
+    assert!(
+        got.contains("*4\r\n$8\r\npmessage\r\n$6\r\nsess:*\r\n$9\r\nsess:news\r\n$2\r\ns1\r\n"),
+        "{got:?}"
+    );
+    let n: i64 = c.publish("chat", "m1").await.unwrap();
+    assert_eq!(n, 1);
+    sub.expect("*3\r\n$7\r\nmessage\r\n$4\r\nchat\r\n$2\r\nm1\r\n")
+        .await;
+
+    // The channel reached r2 under its rewritten name.
+    let mut r2 = s.r2.direct().await;
+    let chans: Vec<String> = redis::cmd("PUBSUB")
+        .arg("CHANNELS")
+        .query_async(&mut r2)
+        .await
+        .unwrap();
+    assert_eq!(chans, vec!["app1:news"]);
+
+    sub.check(
+        "UNSUBSCRIBE user:news",
+        "*3\r\n$11\r\nunsubscribe\r\n$9\r\nuser:news\r\n:3\r\n",
+    )
+    .await;
+    let n: i64 = c.publish("user:news", "u2").await.unwrap();
+    assert_eq!(n, 0);
+    sub.check(
+        "PUNSUBSCRIBE",
+        "*3\r\n$12\r\npunsubscribe\r\n$6\r\nsess:*\r\n:2\r\n",
+    )
+    .await;
+    sub.send(&resp(&["UNSUBSCRIBE"])).await;
+    sub.expect(
+        "*3\r\n$11\r\nunsubscribe\r\n$4\r\nchat\r\n:1\r\n\
+         *3\r\n$11\r\nunsubscribe\r\n$9\r\nsess:news\r\n:0\r\n",
+    )
+    .await;
+    // Out of pub/sub mode, commands work again.
+    sub.check("GET user:none", "$-1\r\n").await;
+}
+
+#[tokio::test]
+async fn resp3_clients_get_resp3_replies() {
+    let s = setup().await;
+    let mut raw = s.kw.raw().await;
+    raw.send(&resp(&["HELLO", "3"])).await;
+    let hello = raw.read_for(Duration::from_millis(200)).await;
+    assert!(hello.starts_with('%'), "{hello:?}");
+    for key in ["user:h", "sess:h"] {
+        raw.check(&format!("HSET {key} f v"), ":1\r\n").await;
+        raw.check(&format!("HGETALL {key}"), "%1\r\n$1\r\nf\r\n$1\r\nv\r\n")
+            .await;
+        raw.check(&format!("GET {key}x"), "_\r\n").await;
+    }
+    raw.check("ZADD user:z 1.5 m", ":1\r\n").await;
+    raw.check("ZSCORE user:z m", ",1.5\r\n").await;
+    raw.check("MGET user:h sess:none", "*2\r\n_\r\n_\r\n").await;
+}
+
+#[tokio::test]
+async fn a_dead_server_fails_fast_and_recovers() {
+    let mut s = setup().await;
+    let mut users = s.kw.raw().await;
+    let mut sessions = s.kw.raw().await;
+    assert_eq!(users.line("SET user:1 before").await, "+OK\r\n");
+
+    // Load on both namespaces while r1 dies.
+    let addr = s.kw.addr;
+    let load = tokio::spawn(async move {
+        let mut c = common::Raw(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let (mut ok, mut failed) = (0, 0);
+        for i in 0..400 {
+            let r = c.line(&format!("SET user:load{i} {i}")).await;
+            if r == "+OK\r\n" {
+                ok += 1;
+            } else {
+                assert!(r.starts_with("-ERR backend 'r1' unavailable: "), "{r:?}");
+                failed += 1;
+            }
+            assert_eq!(c.line(&format!("SET sess:load{i} {i}")).await, "+OK\r\n");
+        }
+        (ok, failed)
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    s.r1.kill();
+
+    let r = users.line("GET user:1").await;
+    assert!(r.starts_with("-ERR backend 'r1' unavailable: "), "{r:?}");
+    // Refused connections are reported as such, at once.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        users.line("GET user:1").await,
+        "-ERR backend 'r1' unavailable: connection refused\r\n"
+    );
+    assert_eq!(sessions.line("SET sess:during outage").await, "+OK\r\n");
+    let (ok, failed) = load.await.unwrap();
+    assert_eq!(ok + failed, 400);
+    assert!(failed > 0, "the load never saw the outage");
+
+    // Back on the same port: keyway reconnects by itself.
+    s.r1.restart();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if users.line("SET user:1 after").await == "+OK\r\n" {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "namespace 'users' did not recover");
+    let mut r1 = s.r1.direct().await;
+    let v: String = r1.get("user:1").await.unwrap();
+    assert_eq!(v, "after");
+}
+
+#[tokio::test]
+async fn a_stalled_server_times_out() {
+    let s = setup().await;
+    let mut users = s.kw.raw().await;
+    let mut sessions = s.kw.raw().await;
+    assert_eq!(users.line("SET user:1 x").await, "+OK\r\n");
+    s.r1.signal("STOP");
+    // command_timeout_ms = 1000 for r1.
+    assert_eq!(
+        users.line("GET user:1").await,
+        "-ERR backend 'r1' unavailable: no reply within 1000 ms\r\n"
+    );
+    assert_eq!(sessions.line("SET sess:1 y").await, "+OK\r\n");
+    s.r1.signal("CONT");
+    let mut recovered = false;
+    for _ in 0..100 {
+        if users.line("SET user:1 z").await == "+OK\r\n" {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "namespace 'users' did not recover");
+}
+
+/// A CA and a server certificate for localhost, made with openssl.
+fn test_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=keyway test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+#[tokio::test]
+async fn tls_and_auth_upstream() {
+    let dir = std::env::temp_dir().join(format!("keyway-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    test_certs(&dir);
+    let p = |f: &str| dir.join(f).display().to_string();
+    let server = RedisServer::with_args(&[
+        "--port",
+        "0",
+        "--tls-port",
+        "{port}",
+        "--tls-cert-file",
+        &p("server.crt"),
+        "--tls-key-file",
+        &p("server.key"),
+        "--tls-ca-cert-file",
+        &p("ca.crt"),
+        "--tls-auth-clients",
+        "no",
+        "--user",
+        "default",
+        "off",
+        "--user",
+        "app",
+        "on",
+        ">s3cret",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    let toml = format!(
+        r#"
+[backends.managed]
+type = "redis"
+url = "rediss://app:s3cret@localhost:{port}"
+tls_ca_file = "{ca}"
+
+[backends.wrongpass]
+type = "redis"
+url = "rediss://app:nope@localhost:{port}"
+tls_ca_file = "{ca}"
+
+[backends.untrusted]
+type = "redis"
+url = "rediss://app:s3cret@localhost:{port}"
+
+[[namespaces]]
+name = "cache"
+prefix = "cache:"
+backend = "managed"
+
+[[namespaces]]
+name = "bad"
+prefix = "bad:"
+backend = "wrongpass"
+
+[[namespaces]]
+name = "nocert"
+prefix = "nocert:"
+backend = "untrusted"
+"#,
+        port = server.port,
+        ca = p("ca.crt"),
+    );
+    let kw = Keyway::with_toml(&toml).await;
+    let mut c = kw.client().await;
+    let _: () = c.set("cache:k", "over tls").await.unwrap();
+    let v: String = c.get("cache:k").await.unwrap();
+    assert_eq!(v, "over tls");
+    let mut raw = kw.raw().await;
+    raw.send(&resp(&["HELLO", "3"])).await;
+    raw.read_for(Duration::from_millis(200)).await;
+    raw.check("HSET cache:h f v", ":1\r\n").await;
+    raw.check("HGETALL cache:h", "%1\r\n$1\r\nf\r\n$1\r\nv\r\n")
+        .await;
+    let mut raw = kw.raw().await;
+    assert_eq!(
+        raw.line("GET bad:k").await,
+        "-ERR backend 'wrongpass' unavailable: WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    let r = raw.line("GET nocert:k").await;
+    // Refused by the system's roots (or there are none on this machine).
+    assert!(
+        r.starts_with("-ERR backend 'untrusted' unavailable: ") && r.contains("certificate"),
+        "{r:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
