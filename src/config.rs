@@ -523,6 +523,38 @@ mod tests {
     }
 
     #[test]
+    fn redis_backend_problems() {
+        let text = r#"
+            [backends.a]
+            type = "redis"
+            url = "redis//x"
+            connections = 0
+            connect_timeout_ms = 0
+            [backends.b]
+            type = "redis"
+            url = "redis://cache:6379/x"
+            tls_ca_file = "/nonexistent/ca.pem"
+            [[namespaces]]
+            name = "a"
+            prefix = ""
+            backend = "a"
+        "#;
+        let e = errors(text);
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "k.toml: backends.a.url: 'redis//x' must start with redis:// or rediss:// (TLS)",
+                "k.toml: backends.a.connections: must be between 1 and 256",
+                "k.toml: backends.a.connect_timeout_ms: must be at least 1",
+                "k.toml: backends.b.url: database 'x' in 'redis://cache:6379/x' is not a number",
+                "k.toml: backends.b.tls_ca_file: cannot read '/nonexistent/ca.pem': I/O error: No such file or directory (os error 2)",
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
     fn reports_every_problem_at_once() {
         let text = r#"
             [server]

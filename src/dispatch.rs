@@ -42,6 +42,10 @@ fn merge_kind(spec: &CommandSpec) -> Option<Merge> {
     }
 }
 
+/// A command's name and its keys' namespaces, for mapping the keys in its
+/// reply back to the client's names.
+pub type KeysFrom = (&'static str, Vec<Arc<Namespace>>);
+
 /// Where a request's reply comes from.
 enum Plan {
     Done(Reply),
@@ -50,7 +54,7 @@ enum Plan {
     Single {
         group: usize,
         at: usize,
-        keys_from: Option<(&'static str, Vec<Arc<Namespace>>)>,
+        keys_from: Option<KeysFrom>,
     },
     /// Several parts; each lists the original key indexes it carries.
     Split {
@@ -286,7 +290,7 @@ fn reply_has_keys(spec: &CommandSpec) -> bool {
 
 /// Maps the keys in a reply of `name` (see [`reply_has_keys`]) back to the
 /// client's names.
-fn keys_back(name: &str, reply: Reply, owners: &[Arc<Namespace>]) -> Reply {
+pub fn keys_back(name: &str, reply: Reply, owners: &[Arc<Namespace>]) -> Reply {
     let back = |k: Reply| match k {
         Reply::Bulk(k) => Reply::Bulk(
             owners

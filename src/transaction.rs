@@ -34,6 +34,9 @@ struct Watch {
 #[derive(Default)]
 struct Queued {
     commands: Vec<Command>,
+    /// For each command whose reply names keys the namespace rewrote: the
+    /// command's name and namespaces, to map them back in EXEC's reply.
+    keys_from: Vec<Option<dispatch::KeysFrom>>,
     /// Default-TTL EXPIREs for written keys, run after EXEC.
     after: Vec<Command>,
     target: Option<(Arc<dyn Backend>, Arc<Namespace>)>,
@@ -181,6 +184,10 @@ impl Transaction {
             q.target = Some((backend.clone(), owners[0].clone()));
         }
         let mut cmd = dispatch::rewrite(req, spec, &positions, &owners, resp3);
+        q.keys_from.push(
+            cmd.inspect
+                .then(|| (spec.name, owners.iter().map(|ns| (*ns).clone()).collect())),
+        );
         cmd.inspect = false;
         for (_, expire) in dispatch::default_ttl(&cmd.args, spec, &positions, &owners) {
             q.after.push(expire);
@@ -204,15 +211,32 @@ impl Transaction {
         };
         let mut batch = wrap(q.commands, resp3);
         let n = batch.len();
+        let map_keys = q.keys_from.iter().any(Option::is_some);
+        if let Some(exec) = batch.last_mut() {
+            exec.inspect = map_keys;
+        }
         batch.extend(q.after);
         let mut replies = match watching {
             Some(mut w) if Arc::ptr_eq(&w.backend, &backend) => w.session.execute(batch).await,
             _ => backend.execute(batch).await,
         };
         replies.truncate(n);
-        replies
+        let reply = replies
             .pop()
-            .unwrap_or_else(|| Reply::error("ERR backend returned no reply"))
+            .unwrap_or_else(|| Reply::error("ERR backend returned no reply"));
+        match reply {
+            Reply::Array(items) if map_keys => Reply::Array(
+                items
+                    .into_iter()
+                    .zip(q.keys_from)
+                    .map(|(r, keys)| match keys {
+                        Some((name, owners)) => dispatch::keys_back(name, r, &owners),
+                        None => r,
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
     }
 }
 

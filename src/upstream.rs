@@ -287,11 +287,8 @@ pub fn decode(buf: &mut BytesMut, resp3: bool, inspect: bool) -> Result<Option<R
         if !inspect {
             return Ok(Some(Reply::Raw(raw)));
         }
-        // RESP2 has two nulls; only a top-level one can be a null array here.
-        if matches!(frame, Range2::Null) && raw.first() == Some(&b'*') {
-            return Ok(Some(Reply::NilArray));
-        }
-        Ok(Some(from_resp2(&raw, &frame)))
+        let mut nulls = null_kinds(&raw).into_iter();
+        Ok(Some(from_resp2(&raw, &frame, &mut nulls)))
     }
 }
 
@@ -299,14 +296,44 @@ fn sl(raw: &Bytes, r: &(usize, usize)) -> Bytes {
     raw.slice(r.0..r.1)
 }
 
-fn from_resp2(raw: &Bytes, f: &Range2) -> Reply {
+/// RESP2 has two nulls (`$-1` and `*-1`) that the decoded frame does not
+/// tell apart: for each null in the reply, in order, whether it is `*-1`.
+fn null_kinds(raw: &[u8]) -> Vec<bool> {
+    let mut kinds = Vec::new();
+    let mut at = 0;
+    while at < raw.len() {
+        let Some(end) = raw[at..].windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let line = &raw[at..at + end];
+        at += end + 2;
+        match line {
+            b"*-1" => kinds.push(true),
+            b"$-1" => kinds.push(false),
+            [b'$', len @ ..] => {
+                let n = std::str::from_utf8(len)
+                    .ok()
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap_or(0);
+                at += n + 2;
+            }
+            _ => {}
+        }
+    }
+    kinds
+}
+
+fn from_resp2(raw: &Bytes, f: &Range2, nulls: &mut std::vec::IntoIter<bool>) -> Reply {
     match f {
         Range2::SimpleString(r) => Reply::Status(sl(raw, r)),
         // Already one line: it came as a RESP error.
         Range2::Error(r) => Reply::Error(sl(raw, r)),
         Range2::Integer(n) => Reply::Int(*n),
         Range2::BulkString(r) => Reply::Bulk(sl(raw, r)),
-        Range2::Array(items) => Reply::Array(items.iter().map(|i| from_resp2(raw, i)).collect()),
+        Range2::Array(items) => {
+            Reply::Array(items.iter().map(|i| from_resp2(raw, i, nulls)).collect())
+        }
+        Range2::Null if nulls.next() == Some(true) => Reply::NilArray,
         Range2::Null => Reply::Nil,
     }
 }
@@ -577,6 +604,14 @@ mod tests {
             Some(Reply::Array(vec![Reply::bulk_str("a"), Reply::Nil]))
         );
         assert_eq!(dec("*2\r\n$1\r\na\r\n", false), None);
+        assert_eq!(
+            dec("*3\r\n*-1\r\n$2\r\n\r\n\r\n$-1\r\n", false),
+            Some(Reply::Array(vec![
+                Reply::NilArray,
+                Reply::bulk_str("\r\n"),
+                Reply::Nil
+            ]))
+        );
         assert_eq!(
             dec("-ERR x\r\n", false),
             Some(Reply::Error(Bytes::from("ERR x")))

@@ -242,6 +242,16 @@ async fn transactions_run_on_one_backend() {
     raw.check("SET sess:t 1", "+QUEUED\r\n").await;
     raw.check("INCR sess:t", "+QUEUED\r\n").await;
     raw.check("EXEC", "*2\r\n+OK\r\n:2\r\n").await;
+    // A blocking command inside MULTI runs in the transaction, without blocking.
+    raw.check("MULTI", "+OK\r\n").await;
+    raw.check("RPUSH sess:l a", "+QUEUED\r\n").await;
+    raw.check("BLPOP sess:l sess:m 0", "+QUEUED\r\n").await;
+    raw.check("BLPOP sess:l 0", "+QUEUED\r\n").await;
+    raw.check(
+        "EXEC",
+        "*3\r\n:1\r\n*2\r\n$6\r\nsess:l\r\n$1\r\na\r\n*-1\r\n",
+    )
+    .await;
     // Keys on two backends: refused at queue time, then EXECABORT.
     raw.check("MULTI", "+OK\r\n").await;
     raw.check("SET sess:t 1", "+QUEUED\r\n").await;

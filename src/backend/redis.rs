@@ -360,11 +360,14 @@ impl Backend for RedisBackend {
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
         Box::pin(async move {
             let resp3 = batch.first().is_some_and(|c| c.resp3);
+            // Inside MULTI a blocking command does not block, and the whole
+            // transaction must stay on one connection.
+            let in_multi = batch.iter().any(|c| c.spec.name == "multi");
             let mut replies = Vec::with_capacity(batch.len());
             let mut out = BytesMut::new();
             let mut inspect = Vec::new();
             for cmd in &batch {
-                if cmd.spec.has(BLOCKING) {
+                if cmd.spec.has(BLOCKING) && !in_multi {
                     if !inspect.is_empty() {
                         let pipe = self.pipe(resp3);
                         replies.extend(
