@@ -105,6 +105,14 @@ impl Transaction {
         if all.iter().any(|o| !Arc::ptr_eq(&o.backend, &ns.backend)) {
             return dispatch::cross_backend(spec, &all);
         }
+        if !ns.backend.supports(spec) {
+            return CmdError::Unsupported {
+                command: "WATCH".into(),
+                namespace: ns.name.clone(),
+                backend: ns.backend.kind().to_string(),
+            }
+            .into();
+        }
         if self.watching.is_none() {
             match ns.backend.session().await {
                 Ok(session) => {

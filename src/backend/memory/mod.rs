@@ -186,7 +186,7 @@ impl Backend for MemoryBackend {
 
     fn session(&self) -> BoxFuture<'_, Result<Box<dyn Session>, CmdError>> {
         Box::pin(std::future::ready(Err(CmdError::msg(
-            "ERR WATCH is not supported by the memory backend yet",
+            "ERR the memory backend has no sessions (WATCH) yet",
         ))))
     }
 
