@@ -25,6 +25,7 @@
 //!   with Redis's texts; [`config`]: TOML config, validation.
 
 pub mod admin;
+pub mod args;
 pub mod backend;
 pub mod command;
 pub mod config;

@@ -167,6 +167,28 @@ pub fn bytes(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
+/// Milliseconds since the Unix epoch, read through tokio's clock so that
+/// tests can pause and advance time.
+pub fn now_ms() -> u64 {
+    use std::sync::OnceLock;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static BASE: OnceLock<(i128, tokio::time::Instant)> = OnceLock::new();
+    let (unix_ns, at) = BASE.get_or_init(|| {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        (unix, tokio::time::Instant::now())
+    });
+    // Signed: a paused test runtime's clock may stand before the base.
+    let now = tokio::time::Instant::now();
+    let delta = if now >= *at {
+        now.duration_since(*at).as_nanos() as i128
+    } else {
+        -(at.duration_since(now).as_nanos() as i128)
+    };
+    (unix_ns + delta).div_euclid(1_000_000) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,11 +3,11 @@
 use bytes::Bytes;
 
 use super::store::{ORDER_BITS, Store, now_ms};
-use super::strings::{Unit, deadline};
+use crate::args::{ExpireArgs, Unit};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::{parse_scan, scan_reply};
 use crate::reply::Reply;
-use crate::util::{glob_match, int_arg, is};
+use crate::util::{glob_match, is};
 
 pub fn del(s: &Store, a: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(
@@ -29,53 +29,19 @@ pub fn type_(s: &Store, a: &[Bytes]) -> CmdResult {
 
 /// EXPIRE family: `unit` of the argument, `absolute` for the *AT forms.
 fn expire_generic(s: &Store, a: &[Bytes], unit: Unit, absolute: bool) -> CmdResult {
-    let cmd = String::from_utf8_lossy(&a[0]).to_lowercase();
-    let n = int_arg(&a[2])?;
-    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
-    for o in &a[3..] {
-        if is(o, "NX") {
-            nx = true;
-        } else if is(o, "XX") {
-            xx = true;
-        } else if is(o, "GT") {
-            gt = true;
-        } else if is(o, "LT") {
-            lt = true;
-        } else {
-            return Err(CmdError::msg(format!(
-                "ERR Unsupported option {}",
-                String::from_utf8_lossy(o)
-            )));
-        }
-    }
-    if nx && (xx || gt || lt) {
-        return Err(CmdError::msg(
-            "ERR NX and XX, GT or LT options at the same time are not compatible",
-        ));
-    }
-    if gt && lt {
-        return Err(CmdError::msg(
-            "ERR GT and LT options at the same time are not compatible",
-        ));
-    }
-    let when = deadline(n, unit, absolute, &cmd)?;
+    let args = ExpireArgs::parse(a, unit, absolute)?;
     s.write(&a[1], |slot| {
         let Some(e) = slot.as_mut() else {
             return Ok(Reply::Int(0));
         };
-        // No TTL counts as an infinite one for GT and LT.
         let current = (e.expires_at != 0).then_some(e.expires_at as i64);
-        let refuse = (nx && current.is_some())
-            || (xx && current.is_none())
-            || (gt && current.is_none_or(|c| when <= c))
-            || (lt && current.is_some_and(|c| when >= c));
-        if refuse {
+        if !args.allows(current) {
             return Ok(Reply::Int(0));
         }
-        if when <= now_ms() as i64 {
+        if args.deletes() {
             *slot = None;
         } else {
-            e.expires_at = when as u64;
+            e.expires_at = args.when as u64;
         }
         Ok(Reply::Int(1))
     })

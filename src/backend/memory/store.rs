@@ -12,8 +12,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -58,25 +58,7 @@ impl Entry {
     }
 }
 
-/// Milliseconds since the Unix epoch, read through tokio's clock so that
-/// tests can pause and advance time.
-pub fn now_ms() -> u64 {
-    static BASE: OnceLock<(i128, tokio::time::Instant)> = OnceLock::new();
-    let (unix_ns, at) = BASE.get_or_init(|| {
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        (unix, tokio::time::Instant::now())
-    });
-    // Signed: a paused test runtime's clock may stand before the base.
-    let now = tokio::time::Instant::now();
-    let delta = if now >= *at {
-        now.duration_since(*at).as_nanos() as i128
-    } else {
-        -(at.duration_since(now).as_nanos() as i128)
-    };
-    (unix_ns + delta).div_euclid(1_000_000) as u64
-}
+pub use crate::util::now_ms;
 
 /// The key's position in SCAN order: a well-mixed 48-bit hash.
 pub fn scan_order(key: &[u8]) -> u64 {

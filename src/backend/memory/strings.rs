@@ -4,48 +4,17 @@ use bytes::{Bytes, BytesMut};
 
 use super::store::{Entry, Store, Value, now_ms};
 use super::{as_str, own};
+use crate::args::{SetArgs, Unit, expire_at, getex_change};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::reply::Reply;
-use crate::util::{float_arg, int_arg, is, parse_f64};
+use crate::util::{float_arg, int_arg, parse_f64};
 
 /// Redis's proto-max-bulk-len default: the largest string a command may build.
 const MAX_STRING: usize = 512 * 1024 * 1024;
 
 fn too_big() -> CmdError {
     CmdError::msg("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
-}
-
-/// An expiry option's unit.
-#[derive(Clone, Copy)]
-pub enum Unit {
-    Seconds,
-    Millis,
-}
-
-/// The Unix time in ms that `n` units from now (or, `absolute`, since the
-/// epoch) stands for; "invalid expire time in '<cmd>'" on overflow.
-pub fn deadline(n: i64, unit: Unit, absolute: bool, cmd: &str) -> CmdResult<i64> {
-    let invalid = || CmdError::InvalidExpire(cmd.to_string());
-    let ms = match unit {
-        Unit::Seconds => n.checked_mul(1000).ok_or_else(invalid)?,
-        Unit::Millis => n,
-    };
-    if absolute {
-        Ok(ms)
-    } else {
-        ms.checked_add(now_ms() as i64).ok_or_else(invalid)
-    }
-}
-
-/// An expiry option's argument (EX/PX relative, EXAT/PXAT absolute) as a
-/// Unix time in ms; it must be positive, as SET, SETEX and GETEX require.
-pub fn expire_at(value: &[u8], unit: Unit, absolute: bool, cmd: &str) -> CmdResult<u64> {
-    let n = int_arg(value)?;
-    if n <= 0 {
-        return Err(CmdError::InvalidExpire(cmd.to_string()));
-    }
-    Ok(deadline(n, unit, absolute, cmd)? as u64)
 }
 
 pub fn get(s: &Store, a: &[Bytes]) -> CmdResult {
@@ -57,34 +26,13 @@ pub fn get(s: &Store, a: &[Bytes]) -> CmdResult {
 
 /// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms|KEEPTTL]
 pub fn set(s: &Store, a: &[Bytes]) -> CmdResult {
-    let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
-    let mut expires: Option<u64> = None;
-    let mut i = 3;
-    while i < a.len() {
-        let o = &a[i];
-        let expiry = [("EX", Unit::Seconds, false), ("PX", Unit::Millis, false)]
-            .into_iter()
-            .chain([("EXAT", Unit::Seconds, true), ("PXAT", Unit::Millis, true)])
-            .find(|(name, _, _)| is(o, name));
-        if is(o, "NX") && !xx {
-            nx = true;
-        } else if is(o, "XX") && !nx {
-            xx = true;
-        } else if is(o, "GET") {
-            get = true;
-        } else if is(o, "KEEPTTL") && expires.is_none() {
-            keepttl = true;
-        } else if let Some((_, unit, abs)) = expiry {
-            if keepttl || expires.is_some() || i + 1 >= a.len() {
-                return Err(CmdError::Syntax);
-            }
-            expires = Some(expire_at(&a[i + 1], unit, abs, "set")?);
-            i += 1;
-        } else {
-            return Err(CmdError::Syntax);
-        }
-        i += 1;
-    }
+    let SetArgs {
+        nx,
+        xx,
+        get,
+        keepttl,
+        expires,
+    } = SetArgs::parse(a)?;
     let value = own(&a[2]);
     s.write(&a[1], |slot| {
         let old = match slot.as_ref() {
@@ -174,29 +122,7 @@ pub fn getdel(s: &Store, a: &[Bytes]) -> CmdResult {
 
 /// GETEX key [EX s|PX ms|EXAT ts|PXAT ms|PERSIST]
 pub fn getex(s: &Store, a: &[Bytes]) -> CmdResult {
-    // None: leave the TTL; Some(0): persist; Some(t): expire at t.
-    let mut change: Option<u64> = None;
-    let mut i = 2;
-    while i < a.len() {
-        let o = &a[i];
-        let unit = if is(o, "EX") || is(o, "EXAT") {
-            Some(Unit::Seconds)
-        } else if is(o, "PX") || is(o, "PXAT") {
-            Some(Unit::Millis)
-        } else {
-            None
-        };
-        if is(o, "PERSIST") && change.is_none() {
-            change = Some(0);
-        } else if let (Some(unit), None, true) = (unit, change, i + 1 < a.len()) {
-            let absolute = o.len() == 4;
-            change = Some(expire_at(&a[i + 1], unit, absolute, "getex")?);
-            i += 1;
-        } else {
-            return Err(CmdError::Syntax);
-        }
-        i += 1;
-    }
+    let change = getex_change(a)?;
     s.write(&a[1], |slot| {
         let Some(e) = slot.as_mut() else {
             return Ok(Reply::Nil);
