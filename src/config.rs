@@ -353,6 +353,9 @@ impl Config {
                 "  {} {} -> {} ({kind}){policy}\n",
                 ns.name, prefix, ns.backend
             ));
+            if let Some(limits) = self.backends.get(&ns.backend).and_then(|b| b.limits()) {
+                out.push_str(&format!("    cannot serve: {limits}\n"));
+            }
         }
         out
     }
@@ -555,6 +558,42 @@ mod tests {
     }
 
     #[test]
+    fn memcached_backend_problems_and_limits() {
+        let text = r#"
+            [backends.m]
+            type = "memcached"
+            servers = ["localhost", "h:0"]
+            connections = 0
+            [[namespaces]]
+            name = "a"
+            prefix = ""
+            backend = "m"
+        "#;
+        let e = errors(text);
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "k.toml: backends.m.servers[0]: 'localhost' is not host:port",
+                "k.toml: backends.m.servers[1]: 'h:0' is not host:port",
+                "k.toml: backends.m.connections: must be between 1 and 256",
+            ],
+            "{e}"
+        );
+        let ok = Config::parse(
+            "[backends.m]\ntype = \"memcached\"\nservers = [\"h:1\"]\n[[namespaces]]\nname = \"s\"\nprefix = \"\"\nbackend = \"m\"\n",
+            "k.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.summary(),
+            "k.toml: OK, listening on 127.0.0.1:6380, 1 namespace(s)\n  \
+             s (catch-all) -> m (memcached)\n    \
+             cannot serve: hashes, lists, sets, sorted sets, streams, bitmaps, HyperLogLog, geo, KEYS/SCAN/DBSIZE/RANDOMKEY, transactions, scripting, pub/sub\n"
+        );
+    }
+
+    #[test]
     fn reports_every_problem_at_once() {
         let text = r#"
             [server]
@@ -582,7 +621,7 @@ mod tests {
         assert_eq!(
             lines,
             vec![
-                "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory or redis)",
+                "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory, redis, memcached)",
                 "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`",
                 "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`",
                 "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local, other)",

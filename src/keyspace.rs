@@ -311,6 +311,14 @@ async fn flush(router: &Router, args: &[Bytes]) -> CmdResult {
             call(ns, "flushdb", vec![bytes("FLUSHDB")]).await?;
             continue;
         }
+        if !ns.backend.supports(command::known("scan")) {
+            return Err(CmdError::msg(format!(
+                "ERR '{}' cannot flush namespace '{}': it shares its {} backend or rewrites its keys, and that backend cannot list keys",
+                String::from_utf8_lossy(&args[0]).to_uppercase(),
+                ns.name,
+                ns.backend.kind()
+            )));
+        }
         let keys = walk(router, ns).await?;
         for chunk in keys.chunks(1000) {
             let mut del = vec![bytes("DEL")];

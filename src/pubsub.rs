@@ -178,6 +178,13 @@ impl PubSub {
         let tag = match found {
             Some(tag) => tag,
             None => {
+                if !ns.backend.supports(command::known("subscribe")) {
+                    return Err(CmdError::Unsupported {
+                        command: "SUBSCRIBE".into(),
+                        namespace: ns.name.clone(),
+                        backend: ns.backend.kind().into(),
+                    });
+                }
                 let tag = self.feeds.len();
                 let sub = ns.backend.subscriber(tag, self.tx.clone()).await?;
                 self.feeds.push(Some(Feed {

@@ -66,7 +66,7 @@ pub fn unavailable(name: &str, reason: &str) -> Reply {
 }
 
 /// A short, stable text for an I/O error.
-fn io_reason(e: &io::Error) -> String {
+pub fn io_reason(e: &io::Error) -> String {
     use io::ErrorKind::*;
     match e.kind() {
         ConnectionRefused => "connection refused".into(),

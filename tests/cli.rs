@@ -92,7 +92,7 @@ fn check_config_lists_every_problem() {
         String::from_utf8_lossy(&out.stderr),
         format!(
             "{f}: backends.m.size: unknown field; there are no fields\n\
-             {f}: backends.x.type: unknown backend type 'cassandra' (built in: memory or redis)\n\
+             {f}: backends.x.type: unknown backend type 'cassandra' (built in: memory, redis, memcached)\n\
              {f}: server.colour: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`\n\
              {f}: namespaces[0].backend: no backend named 'nope' (defined: m, x)\n\
              {f}: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])\n\
@@ -220,25 +220,72 @@ fn sigterm_shuts_down_cleanly() {
     }
 }
 
-/// The README's command table: each row's command names (lower case) and
-/// its memory and redis columns.
-fn readme_table() -> Vec<(Vec<String>, bool, bool)> {
+/// One row of the README's command table.
+struct Row {
+    /// The command names (and option words) of the first column, lower case.
+    names: Vec<String>,
+    memory: bool,
+    redis: bool,
+    /// "yes", "no", or the names of the row it serves.
+    memcached: Vec<String>,
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+fn readme_table() -> Vec<Row> {
     let readme = std::fs::read_to_string("README.md").unwrap();
     readme
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| Command"))
         .filter_map(|l| {
             let cols: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
-            let [names, memory, redis] = cols[..] else {
+            let [names, memory, redis, memcached] = cols[..] else {
                 return None;
             };
-            let names = names
-                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-                .map(str::to_lowercase)
-                .collect();
-            Some((names, memory == "yes", redis == "yes"))
+            Some(Row {
+                names: words(names),
+                memory: memory == "yes",
+                redis: redis == "yes",
+                memcached: words(memcached),
+            })
         })
         .collect()
+}
+
+#[test]
+fn readme_lists_every_memcached_command() {
+    use keyway::backend::memcached::SUPPORTED;
+    let table = readme_table();
+    for name in SUPPORTED {
+        let listed = table.iter().any(|r| {
+            r.names.iter().any(|n| n == name)
+                && (r.memcached == ["yes"] || r.memcached.iter().any(|n| n == name))
+        });
+        assert!(listed, "README's command table lacks {name} for memcached");
+    }
+    // And claims nothing more.
+    for r in &table {
+        let claimed: Vec<&String> = if r.memcached == ["yes"] {
+            r.names.iter().collect()
+        } else if r.memcached == ["no"] {
+            Vec::new()
+        } else {
+            r.memcached.iter().collect()
+        };
+        for n in claimed {
+            if keyway::command::lookup(n.as_bytes()).is_some() {
+                assert!(
+                    SUPPORTED.contains(&n.as_str()),
+                    "README claims memcached runs {n}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -247,7 +294,7 @@ fn readme_lists_every_memory_command() {
     for name in keyway::backend::memory::supported_commands() {
         let listed = table
             .iter()
-            .any(|(names, memory, _)| *memory && names.iter().any(|n| n == name));
+            .any(|r| r.memory && r.names.iter().any(|n| n == name));
         assert!(listed, "README's command table lacks {name} for memory");
     }
 }
@@ -262,7 +309,7 @@ fn readme_lists_every_forwarded_command() {
         }
         let listed = table
             .iter()
-            .any(|(names, _, redis)| *redis && names.iter().any(|n| n == spec.name));
+            .any(|r| r.redis && r.names.iter().any(|n| n == spec.name));
         assert!(
             listed,
             "README's command table lacks {} for redis",

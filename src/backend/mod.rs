@@ -4,6 +4,7 @@
 //! [`BackendConfig`] (its `type = "..."` name) and one arm in
 //! [`BackendConfig::build`].
 
+pub mod memcached;
 pub mod memory;
 pub mod redis;
 
@@ -112,6 +113,7 @@ pub trait Subscriber: Send {
 pub enum BackendConfig {
     Memory(memory::MemoryConfig),
     Redis(redis::RedisConfig),
+    Memcached(memcached::MemcachedConfig),
 }
 
 impl BackendConfig {
@@ -123,6 +125,7 @@ impl BackendConfig {
         match self {
             BackendConfig::Memory(_) => "memory",
             BackendConfig::Redis(_) => "redis",
+            BackendConfig::Memcached(_) => "memcached",
         }
     }
 
@@ -131,6 +134,16 @@ impl BackendConfig {
         match self {
             BackendConfig::Memory(_) => Vec::new(),
             BackendConfig::Redis(c) => c.problems(),
+            BackendConfig::Memcached(c) => c.problems(),
+        }
+    }
+
+    /// Command families this kind of backend cannot serve, for
+    /// `--check-config`.
+    pub fn limits(&self) -> Option<&'static str> {
+        match self {
+            BackendConfig::Memcached(_) => Some(memcached::LIMITS),
+            BackendConfig::Memory(_) | BackendConfig::Redis(_) => None,
         }
     }
 
@@ -140,6 +153,7 @@ impl BackendConfig {
         match self {
             BackendConfig::Memory(c) => Arc::new(memory::MemoryBackend::new(c)),
             BackendConfig::Redis(c) => Arc::new(redis::RedisBackend::new(name, c)),
+            BackendConfig::Memcached(c) => Arc::new(memcached::MemcachedBackend::new(name, c)),
         }
     }
 }

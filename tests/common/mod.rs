@@ -247,3 +247,75 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A memcached process of the test's own on a free port; killed on drop.
+pub struct MemcachedServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl MemcachedServer {
+    pub fn start() -> MemcachedServer {
+        let mut server = MemcachedServer {
+            port: free_port(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("memcached")
+            // -u: memcached refuses to run as root without it (CI runs as root).
+            .args(["-u", "nobody", "-l", "127.0.0.1", "-U", "0", "-m", "64"])
+            .args(["-p", &self.port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("memcached is installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "memcached did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends one text-protocol line (e.g. a meta `mg`) directly and returns
+    /// the answer up to and including `end`.
+    pub fn ask(&self, line: &str, end: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect memcached");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).ends_with(end) {
+            let n = s.read(&mut b).expect("memcached answers");
+            assert!(n > 0, "memcached closed");
+            got.extend_from_slice(&b[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+}
+
+impl Drop for MemcachedServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
