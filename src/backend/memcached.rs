@@ -84,7 +84,7 @@ const MAX_WIRE_KEY: usize = 250;
 const MAX_RELATIVE_SECS: u64 = 30 * 24 * 3600;
 
 fn default_connections() -> usize {
-    2
+    16
 }
 fn default_timeout() -> u64 {
     1000
@@ -99,7 +99,9 @@ pub struct MemcachedConfig {
     /// `host:port` of each server; keys are spread over them by rendezvous
     /// (highest random weight) hashing.
     pub servers: Vec<String>,
-    /// Idle connections kept per server.
+    /// Connections kept open per server. The client checks one out per
+    /// exchange; more concurrent exchanges open extra ones, closed after
+    /// use, so this should cover the usual concurrency.
     #[serde(default = "default_connections")]
     pub connections: usize,
     #[serde(default = "default_timeout")]
