@@ -312,6 +312,16 @@ async fn one_server_down_fails_only_its_keys() {
         on[idx].get_or_insert(k);
     }
     let (k1, k2) = (on[0].clone().unwrap(), on[1].clone().unwrap());
+    // Stalled: an error within command_timeout_ms (500), never a hang.
+    s.m1.signal("STOP");
+    let r = c.line(&format!("GET {k1}")).await;
+    assert!(
+        r.starts_with("-ERR backend 'mc' unavailable: no reply within 500 ms"),
+        "{r:?}"
+    );
+    c.check(&format!("GET {k2}"), "$1\r\nv\r\n").await;
+    s.m1.signal("CONT");
+    c.check(&format!("GET {k1}"), "$1\r\nv\r\n").await;
     s.m1.kill();
     let r = c.line(&format!("GET {k1}")).await;
     assert!(r.starts_with("-ERR backend 'mc' unavailable: "), "{r:?}");

@@ -295,6 +295,17 @@ impl MemcachedServer {
         }
     }
 
+    /// Sends a signal to the process (STOP and CONT freeze and thaw it).
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let ok = std::process::Command::new("kill")
+                .args([&format!("-{sig}"), &c.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -{sig} failed");
+        }
+    }
+
     /// Sends one text-protocol line (e.g. a meta `mg`) directly and returns
     /// the answer up to and including `end`.
     pub fn ask(&self, line: &str, end: &str) -> String {
