@@ -433,6 +433,7 @@ async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
         "replication",
         "cluster",
         "keyspace",
+        "keyway",
     ];
     let asked: Vec<String> = args[1..].iter().map(|a| upper(a).to_lowercase()).collect();
     let all = asked.is_empty()
@@ -475,6 +476,7 @@ async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
             "memory" => {
                 let rss = rss_bytes();
                 vec![
+                    format!("used_memory:{rss}"),
                     format!("used_memory_rss:{rss}"),
                     format!(
                         "used_memory_rss_human:{:.2}M",
@@ -501,6 +503,7 @@ async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
             "replication" => vec!["role:master".into(), "connected_slaves:0".into()],
             "cluster" => vec!["cluster_enabled:0".into()],
             "keyspace" => keyspace_lines(router).await,
+            "keyway" => keyway_lines(shared, router),
             _ => Vec::new(),
         };
         let title = match *section {
@@ -519,6 +522,40 @@ async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
         out.push_str("\r\n");
     }
     Ok(Reply::Verbatim(Bytes::from(out)))
+}
+
+/// The `# Keyway` section: the namespace table and each backend's health.
+fn keyway_lines(shared: &Shared, router: &Router) -> Vec<String> {
+    let mut lines = vec![
+        format!("namespaces:{}", router.namespaces.len()),
+        format!("config_file:{}", shared.config.load().source),
+    ];
+    for ns in &router.namespaces {
+        lines.push(format!(
+            "namespace_{}:prefix={},backend={},type={}",
+            ns.name,
+            ns.prefix
+                .escape_ascii()
+                .to_string()
+                .replace([',', ':'], "_"),
+            ns.backend_name,
+            ns.backend.kind()
+        ));
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for ns in &router.namespaces {
+        if seen.contains(&ns.backend_name.as_str()) {
+            continue;
+        }
+        seen.push(&ns.backend_name);
+        lines.push(format!(
+            "backend_{}:type={},health={}",
+            ns.backend_name,
+            ns.backend.kind(),
+            ns.backend.health().replace([',', ':', '\r', '\n'], " ")
+        ));
+    }
+    lines
 }
 
 /// `db0` with the total, as clients expect, then one line per namespace.

@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub max_bulk_len: ByteSize,
     /// When set, clients must AUTH with it (user `default`) first.
     pub password: Option<String>,
+    /// `host:port` for Prometheus scrapes (`GET /metrics`); off when unset.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +39,7 @@ impl Default for ServerConfig {
             max_clients: 10_000,
             max_bulk_len: ByteSize(512 * 1024 * 1024),
             password: None,
+            metrics_listen: None,
         }
     }
 }
@@ -241,6 +244,16 @@ impl Config {
                     self.server.listen
                 ),
             );
+        }
+        if let Some(m) = &self.server.metrics_listen {
+            if m.parse::<SocketAddr>().is_err() {
+                p.add(
+                    "server.metrics_listen",
+                    format!("'{m}' is not an address (expected ip:port, such as 127.0.0.1:9121)"),
+                );
+            } else if *m == self.server.listen {
+                p.add("server.metrics_listen", "must differ from server.listen");
+            }
         }
         if self.server.max_clients == 0 {
             p.add("server.max_clients", "must be at least 1");
@@ -623,7 +636,7 @@ mod tests {
             vec![
                 "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory, redis, memcached)",
                 "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`",
-                "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`",
+                "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`",
                 "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local, other)",
                 "k.toml: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])",
                 "k.toml: namespaces[1].prefix: duplicate prefix 'a:' (also namespaces[0])",

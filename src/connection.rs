@@ -22,6 +22,7 @@ use crate::command::{self, CommandSpec, KEYSPACE, LOCAL, PUBSUB, TX};
 use crate::dispatch;
 use crate::error::CmdError;
 use crate::keyspace;
+use crate::metrics::{NamespaceMetrics, metrics};
 use crate::protocol::{ProtocolError, Request, RequestCodec};
 use crate::pubsub::{PubSub, Push};
 use crate::reply::Reply;
@@ -123,7 +124,7 @@ impl Connection {
             }
             match self.stream.try_read_buf(&mut buf) {
                 Ok(0) => return Ok(()),
-                Ok(_) => {}
+                Ok(n) => _ = metrics().bytes_in.inc_by(n as u64),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
@@ -153,6 +154,7 @@ impl Connection {
             }
             if !out.is_empty() {
                 self.stream.write_all(&out).await?;
+                metrics().bytes_out.inc_by(out.len() as u64);
             }
             if protocol_error.is_some() || self.state.closing {
                 let _ = self.stream.shutdown().await;
@@ -221,15 +223,18 @@ impl Connection {
                 self.pubsub = PubSub::default();
             }
             let subscription = spec.has(PUBSUB) && !matches!(spec.name, "publish" | "pubsub");
+            if spec.has(LOCAL) || spec.has(KEYSPACE) || spec.has(TX) || subscription {
+                keyway_commands().command(spec);
+            }
             if (self.tx.in_multi() && !matches!(spec.name, "quit" | "reset")) || spec.has(TX) {
                 self.flush(&router, &mut segment, out).await;
                 let resp3 = self.state.resp3;
                 let reply = self.tx.execute(&router, req, spec, resp3).await;
-                reply.encode(resp3, out);
+                emit(&reply, resp3, out);
             } else if subscription {
                 self.flush(&router, &mut segment, out).await;
                 for reply in self.pubsub.execute(&router, spec, &req.args).await {
-                    reply.encode(self.state.resp3, out);
+                    emit(&reply, self.state.resp3, out);
                 }
             } else if spec.has(LOCAL) || spec.has(KEYSPACE) {
                 self.flush(&router, &mut segment, out).await;
@@ -238,7 +243,7 @@ impl Connection {
                 } else {
                     keyspace::execute(&router, spec, &req.args).await
                 };
-                reply.encode(self.state.resp3, out);
+                emit(&reply, self.state.resp3, out);
                 if self.state.closing {
                     return;
                 }
@@ -277,7 +282,27 @@ impl Connection {
             let reply = place
                 .or_else(|| replies.next())
                 .unwrap_or_else(|| Reply::error("ERR missing reply"));
-            reply.encode(self.state.resp3, out);
+            emit(&reply, self.state.resp3, out);
         }
     }
+}
+
+/// Encodes a reply for the client, counting error replies by their code.
+fn emit(reply: &Reply, resp3: bool, out: &mut BytesMut) {
+    match reply {
+        Reply::Error(text) => metrics().error(text),
+        Reply::Raw(raw) if raw.first() == Some(&b'-') => {
+            let line = raw[1..].split(|&b| b == b'\r').next().unwrap_or_default();
+            metrics().error(line);
+        }
+        _ => {}
+    }
+    reply.encode(resp3, out);
+}
+
+/// Metrics of commands keyway answers itself (connection, keyspace,
+/// transaction and subscription commands).
+fn keyway_commands() -> &'static NamespaceMetrics {
+    static M: std::sync::OnceLock<Arc<NamespaceMetrics>> = std::sync::OnceLock::new();
+    M.get_or_init(|| NamespaceMetrics::new("(keyway)", "(keyway)"))
 }

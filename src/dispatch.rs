@@ -11,12 +11,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::backend::{Backend, BoxFuture, Command};
 use crate::command::{self, CommandSpec, TTL, WRITE};
 use crate::error::CmdError;
+use crate::metrics::NamespaceMetrics;
 use crate::protocol::Request;
 use crate::reply::Reply;
 use crate::router::{Namespace, Router};
@@ -63,21 +65,25 @@ enum Plan {
     },
 }
 
-/// Batches per backend, built while planning.
+/// Batches per backend, built while planning; each remembers the metrics of
+/// the namespace that opened it, for its latency.
 struct Groups {
-    groups: Vec<(Arc<dyn Backend>, Vec<Command>)>,
+    groups: Vec<Group>,
 }
 
+type Group = (Arc<dyn Backend>, Vec<Command>, Arc<NamespaceMetrics>);
+
 impl Groups {
-    fn push(&mut self, backend: &Arc<dyn Backend>, cmd: Command) -> (usize, usize) {
+    fn push(&mut self, ns: &Namespace, cmd: Command) -> (usize, usize) {
         let g = match self
             .groups
             .iter()
-            .position(|(b, _)| Arc::ptr_eq(b, backend))
+            .position(|(b, _, _)| Arc::ptr_eq(b, &ns.backend))
         {
             Some(g) => g,
             None => {
-                self.groups.push((backend.clone(), Vec::new()));
+                self.groups
+                    .push((ns.backend.clone(), Vec::new(), ns.metrics.clone()));
                 self.groups.len() - 1
             }
         };
@@ -99,12 +105,18 @@ pub async fn execute(
         .into_iter()
         .map(|(req, spec)| plan(router, &mut groups, req, spec, resp3))
         .collect();
-    let (backends, batches): (Vec<_>, Vec<_>) = groups.groups.into_iter().unzip();
     let results = join_all(
-        backends
-            .iter()
-            .zip(batches)
-            .map(|(b, cmds)| b.execute(cmds))
+        groups
+            .groups
+            .into_iter()
+            .map(|(b, cmds, m)| -> BoxFuture<'_, Vec<Reply>> {
+                Box::pin(async move {
+                    let started = Instant::now();
+                    let replies = b.execute(cmds).await;
+                    m.observe(started.elapsed());
+                    replies
+                })
+            })
             .collect(),
     )
     .await;
@@ -194,6 +206,7 @@ fn plan(
         Err(reply) => return Plan::Done(reply),
     };
     let first = owners[0];
+    first.metrics.command(spec);
     if !first.backend.supports(spec) {
         return Plan::Done(unsupported(spec, first));
     }
@@ -206,8 +219,10 @@ fn plan(
             .inspect
             .then(|| (spec.name, owners.iter().map(|ns| (*ns).clone()).collect()));
         let expires = default_ttl(&cmd.args, spec, &positions, &owners);
-        let (group, at) = groups.push(&first.backend, cmd);
-        expires.into_iter().for_each(|(b, e)| _ = groups.push(b, e));
+        let (group, at) = groups.push(first, cmd);
+        expires
+            .into_iter()
+            .for_each(|(ns, e)| _ = groups.push(ns, e));
         return Plan::Single {
             group,
             at,
@@ -254,8 +269,10 @@ fn plan(
         );
         sub.inspect = true;
         let expires = default_ttl(&sub.args, spec, &sub_positions, &sub_owners);
-        let (g, at) = groups.push(&ns.backend, sub);
-        expires.into_iter().for_each(|(b, e)| _ = groups.push(b, e));
+        let (g, at) = groups.push(ns, sub);
+        expires
+            .into_iter()
+            .for_each(|(ns, e)| _ = groups.push(ns, e));
         parts.push((g, at, idx));
     }
     Plan::Split { merge, parts }
@@ -360,7 +377,7 @@ pub fn default_ttl<'r>(
     spec: &CommandSpec,
     positions: &[usize],
     owners: &[&'r Arc<Namespace>],
-) -> Vec<(&'r Arc<dyn Backend>, Command)> {
+) -> Vec<(&'r Arc<Namespace>, Command)> {
     if !spec.has(WRITE) || spec.has(TTL) {
         return Vec::new();
     }
@@ -378,7 +395,7 @@ pub fn default_ttl<'r>(
                     bytes("NX"),
                 ],
             );
-            Some((&ns.backend, expire))
+            Some((*ns, expire))
         })
         .collect()
 }

@@ -21,6 +21,9 @@
 //!   folder each), built from `[backends.NAME]` config tables.
 //! - [`upstream`]: connections to RESP servers (TLS, AUTH) and the
 //!   multiplexed pipes the `redis` backend shares between clients.
+//! - [`reload`]: SIGHUP re-reads the config and swaps the router, keeping
+//!   unchanged backends; [`metrics`]: Prometheus counters and the scrape
+//!   endpoint.
 //! - [`reply`]: replies and their RESP2/RESP3 encoding; [`error`]: error types
 //!   with Redis's texts; [`config`]: TOML config, validation.
 
@@ -33,8 +36,10 @@ pub mod connection;
 pub mod dispatch;
 pub mod error;
 pub mod keyspace;
+pub mod metrics;
 pub mod protocol;
 pub mod pubsub;
+pub mod reload;
 pub mod reply;
 pub mod router;
 pub mod server;

@@ -3,7 +3,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use keyway::config::Config;
-use keyway::server::Server;
+use keyway::reload::Source;
+use keyway::server::{Server, Shared};
+use std::sync::Arc;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// A Redis-compatible proxy that routes key prefixes to Redis, memcached or
@@ -21,6 +24,15 @@ struct Args {
     /// Check the config, print every problem or a summary, and exit.
     #[arg(long)]
     check_config: bool,
+    /// Log lines as text (default) or JSON; RUST_LOG filters them.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn load(args: &Args) -> Result<Config, String> {
@@ -48,11 +60,15 @@ fn main() -> ExitCode {
         print!("{}", config.summary());
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_env_filter(filter)
+            .init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -71,9 +87,33 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        server.set_source(Source {
+            path: args.config.clone(),
+            listen_override: args.listen.clone(),
+        });
+        reload_on_sighup(server.shared());
         server.run(shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+/// Re-reads the config file on every SIGHUP.
+fn reload_on_sighup(shared: Arc<Shared>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        info!("SIGHUP: reloading the config");
+                        shared.reload();
+                    }
+                });
+            }
+            Err(e) => warn!(error = %e, "cannot watch SIGHUP; reload is off"),
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

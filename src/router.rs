@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::backend::Backend;
 use crate::config::Config;
+use crate::metrics::NamespaceMetrics;
 
 pub struct Namespace {
     pub name: String,
@@ -25,6 +26,7 @@ pub struct Namespace {
     /// The namespace is alone on its backend and maps keys one to one, so
     /// whole-backend commands (DBSIZE, FLUSHDB) can act on it directly.
     pub owns_backend: bool,
+    pub metrics: Arc<NamespaceMetrics>,
 }
 
 impl Namespace {
@@ -85,12 +87,7 @@ pub struct Router {
 impl Router {
     /// Builds the router and its backends from a validated config.
     pub fn new(config: &Config) -> Router {
-        let backends: HashMap<&str, Arc<dyn Backend>> = config
-            .backends
-            .iter()
-            .map(|(name, c)| (name.as_str(), c.build(name)))
-            .collect();
-        Router::with_backends(config, |name| backends.get(name).cloned())
+        crate::reload::build(config, &Default::default()).0
     }
 
     /// Builds the router with backends supplied by `backend` (by name);
@@ -120,6 +117,7 @@ impl Router {
                 owns_backend: users.get(ns.backend.as_str()) == Some(&1)
                     && ns.key_prefix.is_empty()
                     && (ns.prefix.is_empty() || ns.strip_prefix),
+                metrics: NamespaceMetrics::new(&ns.name, &ns.backend),
             }));
         }
         let by_prefix: HashMap<Bytes, usize> = namespaces

@@ -4,8 +4,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -16,6 +16,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::Config;
 use crate::connection::Connection;
+use crate::metrics::{self, metrics};
+use crate::reload::{self, Built, Source};
 use crate::router::Router;
 
 /// How long shutdown waits for connections to finish their commands.
@@ -39,6 +41,12 @@ pub struct Shared {
     pub started: Instant,
     pub started_unix: u64,
     pub local_addr: SocketAddr,
+    /// Where `[server] metrics_listen` bound, if set.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The backends behind `router`, reused by reloads when unchanged.
+    pub backends: Mutex<Built>,
+    /// The config file, for reloads.
+    pub source: Mutex<Source>,
     next_client_id: AtomicU64,
 }
 
@@ -50,6 +58,7 @@ impl Shared {
 
 pub struct Server {
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -65,7 +74,20 @@ impl Server {
         })?;
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
-        let router = Router::new(&config);
+        let metrics = match config
+            .server
+            .metrics_listen
+            .as_deref()
+            .map(str::parse::<SocketAddr>)
+        {
+            Some(Ok(a)) => Some(TcpListener::bind(a).await?),
+            _ => None,
+        };
+        let metrics_addr = match &metrics {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let (router, backends) = reload::build(&config, &Built::new());
         let shared = Arc::new(Shared {
             router: ArcSwap::from_pointee(router),
             config: ArcSwap::from_pointee(config),
@@ -75,9 +97,16 @@ impl Server {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             local_addr,
+            metrics_addr,
+            backends: Mutex::new(backends),
+            source: Mutex::new(Source::default()),
             next_client_id: AtomicU64::new(1),
         });
-        Ok(Server { listener, shared })
+        Ok(Server {
+            listener,
+            metrics,
+            shared,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -88,14 +117,24 @@ impl Server {
         self.shared.clone()
     }
 
+    /// Remembers the config file, so that reloads re-read it.
+    pub fn set_source(&self, source: Source) {
+        if let Ok(mut s) = self.shared.source.lock() {
+            *s = source;
+        }
+    }
+
     /// Serves until `shutdown` completes, then waits for connections to
     /// finish their in-flight commands.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Each connection holds a sender; recv() returns None once all are gone.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
         info!(addr = %self.shared.local_addr, "keyway listening");
+        if let Some(l) = self.metrics.take() {
+            tokio::spawn(metrics::serve(l, stop_rx.clone()));
+        }
         loop {
             let accepted = tokio::select! {
                 _ = &mut shutdown => break,
@@ -133,6 +172,7 @@ impl Server {
         let max = shared.config.load().server.max_clients;
         if shared.stats.connected.load(Ordering::Relaxed) >= max {
             shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            metrics().connections_rejected.inc();
             tokio::spawn(async move {
                 let mut stream = stream;
                 let _ = stream
@@ -143,6 +183,8 @@ impl Server {
         }
         let _ = stream.set_nodelay(true);
         shared.stats.connected.fetch_add(1, Ordering::Relaxed);
+        metrics().connections.inc();
+        metrics().connections_total.inc();
         shared
             .stats
             .connections_total
@@ -159,6 +201,7 @@ impl Server {
                     debug!(error = %e, "connection ended with an error");
                 }
                 shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
+                metrics().connections.dec();
                 debug!("disconnected");
                 drop(done);
             }

@@ -164,6 +164,7 @@ impl Transaction {
             Ok(found) => found,
             Err(reply) => return refuse(q, reply),
         };
+        owners[0].metrics.command(spec);
         let mut all: Vec<&Arc<Namespace>> = owners.clone();
         if let Some((_, ns)) = &q.target {
             all.push(ns);

@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tracing::{debug, info, warn};
 
+use crate::metrics::metrics;
 use crate::protocol::encode_multibulk;
 use crate::reply::Reply;
 use crate::util::bytes;
@@ -53,6 +55,10 @@ pub struct Endpoint {
     pub tls: Option<Result<Tls, String>>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// Shared pipes connected now, and the last reason one went down (for
+    /// INFO's health line).
+    pub up: AtomicUsize,
+    pub last_error: std::sync::Mutex<String>,
 }
 
 pub struct Tls {
@@ -449,11 +455,18 @@ async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<J
             Ok(conn) => {
                 if down.take().is_some() {
                     info!(backend = name, "upstream reconnected");
+                    metrics().reconnected(name);
                 } else {
                     debug!(backend = name, "upstream connected");
                 }
                 backoff = BACKOFF_MIN;
-                match serve(conn, &mut rx, &endpoint).await {
+                let open = metrics().upstream(name);
+                open.inc();
+                endpoint.up.fetch_add(1, Ordering::Relaxed);
+                let ended = serve(conn, &mut rx, &endpoint).await;
+                open.dec();
+                endpoint.up.fetch_sub(1, Ordering::Relaxed);
+                match ended {
                     Some(reason) => reason,
                     None => return,
                 }
@@ -463,6 +476,9 @@ async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<J
         if down.as_ref() != Some(&reason) {
             warn!(backend = name, %reason, "upstream unavailable; reconnecting");
             down = Some(reason.clone());
+        }
+        if let Ok(mut last) = endpoint.last_error.lock() {
+            last.clone_from(&reason);
         }
         // Until the next attempt, jobs fail at once rather than wait.
         let until = Instant::now() + backoff;

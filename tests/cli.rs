@@ -93,7 +93,7 @@ fn check_config_lists_every_problem() {
         format!(
             "{f}: backends.m.size: unknown field; there are no fields\n\
              {f}: backends.x.type: unknown backend type 'cassandra' (built in: memory, redis, memcached)\n\
-             {f}: server.colour: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`\n\
+             {f}: server.colour: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`\n\
              {f}: namespaces[0].backend: no backend named 'nope' (defined: m, x)\n\
              {f}: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])\n\
              {f}: namespaces[1].prefix: duplicate prefix '' (also namespaces[0])\n\
@@ -316,4 +316,67 @@ fn readme_lists_every_forwarded_command() {
             spec.name
         );
     }
+}
+
+#[test]
+fn sighup_reloads_the_config_file_and_logs_json() {
+    let port = free_port();
+    let config = |extra: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[backends.m]\ntype = \"memory\"\n\
+             [[namespaces]]\nname = \"users\"\nprefix = \"user:\"\nbackend = \"m\"\n{extra}"
+        )
+    };
+    let file = write_config(&config(""));
+    let log = std::env::temp_dir().join(format!("keyway-log-{}.jsonl", std::process::id()));
+    let child = keyway()
+        .args([
+            "--config",
+            &file.0.display().to_string(),
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let kw = Running(child, port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "keyway did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        redis_cli(port, &["SET", "other", "1"]),
+        "ERR no namespace owns key 'other'\n\n"
+    );
+    std::fs::write(
+        &file.0,
+        config("[[namespaces]]\nname = \"rest\"\nprefix = \"\"\nbackend = \"m\"\n"),
+    )
+    .unwrap();
+    let ok = Command::new("kill")
+        .args(["-HUP", &kw.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let mut reply = String::new();
+    for _ in 0..100 {
+        reply = redis_cli(port, &["SET", "other", "1"]);
+        if reply == "OK\n" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(reply, "OK\n", "the reload did not apply");
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert!(!lines.is_empty());
+    for line in lines.lines() {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not JSON: {line}"
+        );
+    }
+    assert!(lines.contains("\"message\":\"config reloaded\""), "{lines}");
+    let _ = std::fs::remove_file(&log);
 }

@@ -769,6 +769,14 @@ impl Backend for MemcachedBackend {
         SUPPORTED.contains(&spec.name)
     }
 
+    fn health(&self) -> String {
+        // The client keeps no per-server state to read without a round trip.
+        format!(
+            "{} server(s), checked per command",
+            self.config.servers.len()
+        )
+    }
+
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
         Box::pin(async move {
             let mut replies: Vec<Option<Reply>> = vec![None; batch.len()];

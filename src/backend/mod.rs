@@ -79,6 +79,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Executes a batch of commands; see the trait's invariants.
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>>;
 
+    /// One word on whether the backend can serve now ("up", "down ...",
+    /// "idle"), for INFO. Cheap: no round trip.
+    fn health(&self) -> String {
+        "up".into()
+    }
+
     /// A connection of one client's own, kept across that client's batches,
     /// for commands that leave state on the server between commands (WATCH
     /// until EXEC).

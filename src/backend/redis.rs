@@ -268,6 +268,8 @@ impl RedisBackend {
                 tls,
                 connect_timeout: Duration::from_millis(c.connect_timeout_ms),
                 command_timeout: Duration::from_millis(c.command_timeout_ms),
+                up: Default::default(),
+                last_error: Default::default(),
             }),
             connections: c.connections.max(1),
             pipes: [OnceLock::new(), OnceLock::new()],
@@ -355,6 +357,29 @@ impl Backend for RedisBackend {
 
     fn supports(&self, _spec: &CommandSpec) -> bool {
         true
+    }
+
+    fn health(&self) -> String {
+        let started = self
+            .pipes
+            .iter()
+            .filter_map(|p| p.get())
+            .map(Vec::len)
+            .sum::<usize>();
+        if started == 0 {
+            return "idle (connects on first use)".into();
+        }
+        let up = self.endpoint.up.load(Ordering::Relaxed);
+        if up > 0 {
+            return format!("up ({up}/{started} connections)");
+        }
+        let reason = self
+            .endpoint
+            .last_error
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        format!("down ({reason})")
     }
 
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {

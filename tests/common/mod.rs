@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 /// A running keyway; dropping it shuts the server down.
 pub struct Keyway {
     pub addr: SocketAddr,
+    pub shared: std::sync::Arc<keyway::server::Shared>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -37,16 +38,32 @@ impl Keyway {
         Keyway::with_config(config).await
     }
 
+    /// Starts keyway from a config file, which reloads re-read. The file's
+    /// listen address should be 127.0.0.1:0, as keyway runs with it here.
+    pub async fn from_file(path: &std::path::Path) -> Keyway {
+        let config = Config::load(path).expect("test config is valid");
+        let kw = Keyway::with_config(config).await;
+        if let Ok(mut s) = kw.shared.source.lock() {
+            *s = keyway::reload::Source {
+                path: Some(path.to_path_buf()),
+                listen_override: None,
+            };
+        }
+        kw
+    }
+
     pub async fn with_config(mut config: Config) -> Keyway {
         config.server.listen = "127.0.0.1:0".into();
         let server = Server::bind(config).await.expect("bind");
         let addr = server.local_addr();
+        let shared = server.shared();
         let (tx, rx) = oneshot::channel();
         tokio::spawn(server.run(async {
             let _ = rx.await;
         }));
         Keyway {
             addr,
+            shared,
             stop: Some(tx),
         }
     }

@@ -1,0 +1,305 @@
+//! Prometheus metrics, exposed on `[server] metrics_listen`.
+//!
+//! One process-wide set, like Prometheus's own default registry. The hot
+//! path touches only atomics: per-command counters are resolved once per
+//! (namespace, command) and cached in the namespace, and latency is
+//! observed once per backend batch, not per command.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::command::{self, CommandSpec};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    pub command: String,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub namespace: String,
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: Gauge,
+    pub connections_total: Counter,
+    pub connections_rejected: Counter,
+    commands: Family<CommandLabels, Counter>,
+    errors: Family<KindLabels, Counter>,
+    latency: HistogramFamily,
+    upstream_connections: Family<BackendLabels, Gauge>,
+    reconnects: Family<BackendLabels, Counter>,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~3 s.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("keyway"),
+            connections: Gauge::default(),
+            connections_total: Counter::default(),
+            connections_rejected: Counter::default(),
+            commands: Family::default(),
+            errors: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            upstream_connections: Family::default(),
+            reconnects: Family::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            reloads: Family::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "client_connections",
+            "Client connections open now",
+            m.connections.clone(),
+        );
+        r.register(
+            "client_connections_accepted",
+            "Client connections accepted",
+            m.connections_total.clone(),
+        );
+        r.register(
+            "client_connections_rejected",
+            "Client connections refused at max_clients",
+            m.connections_rejected.clone(),
+        );
+        r.register(
+            "commands",
+            "Commands run, by command and namespace",
+            m.commands.clone(),
+        );
+        r.register(
+            "errors",
+            "Error replies, by their code (ERR, WRONGTYPE, ...)",
+            m.errors.clone(),
+        );
+        r.register(
+            "backend_batch_seconds",
+            "Time a backend took for a batch of one client's commands",
+            m.latency.clone(),
+        );
+        r.register(
+            "upstream_connections",
+            "Upstream connections open, by backend",
+            m.upstream_connections.clone(),
+        );
+        r.register(
+            "upstream_reconnects",
+            "Upstream connections re-established after a failure, by backend",
+            m.reconnects.clone(),
+        );
+        r.register(
+            "client_read_bytes",
+            "Bytes read from clients",
+            m.bytes_in.clone(),
+        );
+        r.register(
+            "client_written_bytes",
+            "Bytes written to clients",
+            m.bytes_out.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Config reloads, by result",
+            m.reloads.clone(),
+        );
+        // Both results exist from the start, so a rate() sees the first one.
+        for result in ["success", "failure"] {
+            drop(m.reloads.get_or_create(&ResultLabels {
+                result: result.into(),
+            }));
+        }
+        m
+    }
+
+    /// The counter for a command in a namespace, to cache.
+    pub fn command(&self, spec: &CommandSpec, namespace: &str) -> Counter {
+        self.commands
+            .get_or_create(&CommandLabels {
+                command: spec.name.to_string(),
+                namespace: namespace.to_string(),
+            })
+            .clone()
+    }
+
+    pub fn latency(&self, namespace: &str, backend: &str) -> Histogram {
+        self.latency
+            .get_or_create(&RouteLabels {
+                namespace: namespace.to_string(),
+                backend: backend.to_string(),
+            })
+            .clone()
+    }
+
+    /// Counts an error reply by its code, the text before the first space.
+    pub fn error(&self, text: &[u8]) {
+        let code = text.split(|&b| b == b' ').next().unwrap_or_default();
+        let code = &code[..code.len().min(32)];
+        self.errors
+            .get_or_create(&KindLabels {
+                kind: String::from_utf8_lossy(code).into_owned(),
+            })
+            .inc();
+    }
+
+    pub fn upstream(&self, backend: &str) -> Gauge {
+        self.upstream_connections
+            .get_or_create(&BackendLabels {
+                backend: backend.to_string(),
+            })
+            .clone()
+    }
+
+    pub fn reconnected(&self, backend: &str) {
+        self.reconnects
+            .get_or_create(&BackendLabels {
+                backend: backend.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn reloads(&self, result: &str) {
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Per-namespace metric handles, resolved lazily and cached, so counting a
+/// command is an atomic increment.
+pub struct NamespaceMetrics {
+    name: String,
+    commands: Box<[OnceLock<Counter>]>,
+    latency: OnceLock<Histogram>,
+    backend: String,
+}
+
+impl NamespaceMetrics {
+    pub fn new(name: &str, backend: &str) -> Arc<NamespaceMetrics> {
+        Arc::new(NamespaceMetrics {
+            name: name.to_string(),
+            commands: (0..command::table().len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            latency: OnceLock::new(),
+            backend: backend.to_string(),
+        })
+    }
+
+    pub fn command(&self, spec: &CommandSpec) {
+        if let Some(c) = self.commands.get(spec.id) {
+            c.get_or_init(|| metrics().command(spec, &self.name)).inc();
+        }
+    }
+
+    pub fn observe(&self, took: Duration) {
+        self.latency
+            .get_or_init(|| metrics().latency(&self.name, &self.backend))
+            .observe(took.as_secs_f64());
+    }
+}
+
+/// Serves `GET /metrics` until `stop` turns true.
+pub async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "metrics listening");
+    }
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let Ok((mut stream, _)) = accepted else {
+            warn!("metrics accept failed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            // A scrape is one small request; anything slower or bigger is dropped.
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                true
+            })
+            .await;
+            if !matches!(read, Ok(true)) {
+                return;
+            }
+            let (status, body) =
+                if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
+                    ("200 OK", metrics().encode())
+                } else {
+                    ("404 Not Found", "not found: try /metrics\n".to_string())
+                };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if let Err(e) = stream.write_all(response.as_bytes()).await {
+                debug!(error = %e, "metrics response not sent");
+            }
+        });
+    }
+}

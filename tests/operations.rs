@@ -1,0 +1,281 @@
+//! Operations: config reload, the metrics endpoint, INFO, logs.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{Keyway, RedisServer};
+use keyway::reload::Outcome;
+use redis::AsyncCommands;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn temp_config(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keyway-ops-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keyway.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn memory_config() -> String {
+    r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.local]
+type = "memory"
+[[namespaces]]
+name = "app"
+prefix = ""
+backend = "local"
+"#
+    .to_string()
+}
+
+fn redis_config(port: u16) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.local]
+type = "memory"
+[backends.main]
+type = "redis"
+url = "redis://127.0.0.1:{port}"
+[[namespaces]]
+name = "app"
+prefix = ""
+backend = "main"
+[[namespaces]]
+name = "scratch"
+prefix = "tmp:"
+backend = "local"
+"#
+    )
+}
+
+#[tokio::test]
+async fn reload_moves_a_namespace_under_a_connected_client() {
+    let redis = RedisServer::start();
+    let path = temp_config("move", &memory_config());
+    let kw = Keyway::from_file(&path).await;
+    let mut c = kw.client().await;
+    let _: () = c.set("tmp:kept", "x").await.unwrap();
+
+    // One connection keeps writing and reading back while the config moves.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let mut c = kw.client().await;
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) || i < 50 {
+                let key = format!("k{i}");
+                let set: redis::RedisResult<()> = c.set(&key, i).await;
+                set.unwrap_or_else(|e| panic!("SET {key} failed during reload: {e}"));
+                let got: u64 = c
+                    .get(&key)
+                    .await
+                    .unwrap_or_else(|e| panic!("GET {key}: {e}"));
+                assert_eq!(got, i);
+                i += 1;
+            }
+            i
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    std::fs::write(&path, redis_config(redis.port)).unwrap();
+    assert_eq!(kw.shared.reload(), Outcome::Applied);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(written >= 50);
+
+    // After the swap, writes land in redis.
+    let _: () = c.set("after", "in redis").await.unwrap();
+    let mut direct = redis.direct().await;
+    let v: String = direct.get("after").await.unwrap();
+    assert_eq!(v, "in redis");
+    let last = format!("k{}", written - 1);
+    let v: u64 = direct.get(&last).await.unwrap();
+    assert_eq!(v, written - 1);
+    // The memory backend's settings did not change, so it kept its data.
+    let v: String = c.get("tmp:kept").await.unwrap();
+    assert_eq!(v, "x");
+}
+
+#[tokio::test]
+async fn reload_keeps_unchanged_backends_and_refuses_bad_files() {
+    let redis = RedisServer::start();
+    let path = temp_config("keep", &redis_config(redis.port));
+    let kw = Keyway::from_file(&path).await;
+    let mut c = kw.client().await;
+    let _: () = c.set("tmp:kept", "still here").await.unwrap();
+    let _: () = c.set("r", "1").await.unwrap();
+    let before = kw.shared.backends.lock().unwrap().clone();
+
+    // A new namespace; the backends' settings are unchanged.
+    let mut text = redis_config(redis.port);
+    text.push_str("[[namespaces]]\nname = \"extra\"\nprefix = \"x:\"\nbackend = \"local\"\n");
+    std::fs::write(&path, &text).unwrap();
+    assert_eq!(kw.shared.reload(), Outcome::Applied);
+    let after = kw.shared.backends.lock().unwrap().clone();
+    for name in ["local", "main"] {
+        assert!(
+            Arc::ptr_eq(&before[name].1, &after[name].1),
+            "{name} was rebuilt"
+        );
+    }
+    let v: String = c.get("tmp:kept").await.unwrap();
+    assert_eq!(v, "still here");
+    assert_eq!(kw.shared.router.load().namespaces.len(), 3);
+
+    // A bad file: every problem reported, the running config kept.
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\nbogus = 1\n[[namespaces]]\nname = \"a\"\nprefix = \"\"\nbackend = \"nope\"\n",
+    )
+    .unwrap();
+    let Outcome::Rejected(problems) = kw.shared.reload() else {
+        panic!("a bad config was applied");
+    };
+    let file = path.display();
+    assert_eq!(
+        problems,
+        format!(
+            "{file}: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`\n\
+             {file}: namespaces[0].backend: no backend named 'nope' (defined: none)"
+        )
+    );
+    let v: String = c.get("r").await.unwrap();
+    assert_eq!(v, "1");
+    assert_eq!(kw.shared.router.load().namespaces.len(), 3);
+
+    // The listen address cannot change: the rest applies, listen stays.
+    std::fs::write(&path, text.replace("127.0.0.1:0", "127.0.0.1:1")).unwrap();
+    assert_eq!(kw.shared.reload(), Outcome::Applied);
+    assert_eq!(kw.shared.config.load().server.listen, "127.0.0.1:0");
+    let v: String = c.get("r").await.unwrap();
+    assert_eq!(v, "1");
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+/// The value of the sample whose line starts with `series`.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_endpoint_counts() {
+    let kw = Keyway::with_toml(
+        "[server]\nmetrics_listen = \"127.0.0.1:0\"\n[backends.m]\ntype = \"memory\"\n[[namespaces]]\nname = \"metered\"\nprefix = \"\"\nbackend = \"m\"\n",
+    )
+    .await;
+    let addr = kw.shared.metrics_addr.expect("metrics listener");
+    let before = scrape(addr).await;
+    assert!(before.starts_with("HTTP/1.1 200 OK\r\n"), "{before}");
+    let set = "keyway_commands_total{command=\"set\",namespace=\"metered\"}";
+    let errors = "keyway_errors_total{kind=\"WRONGTYPE\"}";
+    let mut raw = kw.raw().await;
+    for _ in 0..3 {
+        raw.check("SET k v", "+OK\r\n").await;
+    }
+    raw.check(
+        "HGET k f",
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    )
+    .await;
+    let after = scrape(addr).await;
+    assert!(sample(&after, set) >= sample(&before, set) + 3.0, "{after}");
+    assert!(
+        sample(&after, errors) >= sample(&before, errors) + 1.0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, "keyway_client_connections ") >= 1.0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, "keyway_client_read_bytes_total") > 0.0,
+        "{after}"
+    );
+    assert!(
+        after.contains("keyway_backend_batch_seconds_count{namespace=\"metered\",backend=\"m\"}"),
+        "{after}"
+    );
+    assert!(
+        after.contains("keyway_config_reloads_total{result=\"failure\"}"),
+        "{after}"
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /nope HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 404 Not Found\r\n"), "{body}");
+}
+
+#[tokio::test]
+async fn info_has_the_sections_dashboards_read() {
+    let redis = RedisServer::start();
+    let kw = Keyway::with_toml(&redis_config(redis.port)).await;
+    let mut c = kw.client().await;
+    let _: () = c.set("a", 1).await.unwrap();
+    let info: redis::InfoDict = redis::cmd("INFO").query_async(&mut c).await.unwrap();
+    let get = |k: &str| {
+        info.get::<String>(k)
+            .unwrap_or_else(|| panic!("INFO lacks {k}"))
+    };
+    assert_eq!(get("redis_version"), "7.2.4");
+    assert!(get("connected_clients").parse::<u64>().unwrap() >= 1);
+    assert!(get("used_memory").parse::<u64>().unwrap() > 0);
+    assert!(get("total_commands_processed").parse::<u64>().unwrap() >= 1);
+    assert_eq!(get("namespaces"), "2");
+    assert_eq!(get("namespace_app"), "prefix=,backend=main,type=redis");
+    assert!(
+        get("backend_main").starts_with("type=redis,health=up ("),
+        "{}",
+        get("backend_main")
+    );
+    assert_eq!(get("backend_local"), "type=memory,health=up");
+    let section: String = redis::cmd("INFO")
+        .arg("keyway")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(
+        section.starts_with("# Keyway\r\nnamespaces:2\r\n"),
+        "{section}"
+    );
+    drop(redis);
+    // A dead backend shows in its health line.
+    let mut down = String::new();
+    for _ in 0..50 {
+        let _: redis::RedisResult<()> = c.set("a", 2).await;
+        let info: redis::InfoDict = redis::cmd("INFO")
+            .arg("keyway")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        down = info.get::<String>("backend_main").unwrap_or_default();
+        if down.contains("health=down") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(down.starts_with("type=redis,health=down ("), "{down}");
+}
