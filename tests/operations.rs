@@ -75,11 +75,10 @@ async fn reload_moves_a_namespace_under_a_connected_client() {
                 let key = format!("k{i}");
                 let set: redis::RedisResult<()> = c.set(&key, i).await;
                 set.unwrap_or_else(|e| panic!("SET {key} failed during reload: {e}"));
-                let got: u64 = c
-                    .get(&key)
-                    .await
-                    .unwrap_or_else(|e| panic!("GET {key}: {e}"));
-                assert_eq!(got, i);
+                // A read right after the swap may go to the new, empty
+                // backend (no data is migrated); it must never fail.
+                let got: redis::RedisResult<Option<u64>> = c.get(&key).await;
+                got.unwrap_or_else(|e| panic!("GET {key} failed during reload: {e}"));
                 i += 1;
             }
             i
