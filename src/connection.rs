@@ -18,7 +18,7 @@ use tokio_util::codec::Decoder;
 use tracing::debug;
 
 use crate::admin;
-use crate::command::{self, CommandSpec, KEYSPACE, LOCAL, PUBSUB, TX};
+use crate::command::{self, BLOCKING, CommandSpec, KEYSPACE, LOCAL, PUBSUB, TX};
 use crate::dispatch;
 use crate::error::CmdError;
 use crate::keyspace;
@@ -48,7 +48,8 @@ pub struct ClientState {
 }
 
 pub struct Connection {
-    stream: TcpStream,
+    /// Taken by `run` for its lifetime.
+    stream: Option<TcpStream>,
     shared: Arc<Shared>,
     state: ClientState,
     codec: RequestCodec,
@@ -71,7 +72,7 @@ impl Connection {
         let authenticated = config.server.password.is_none();
         let now = Instant::now();
         Connection {
-            stream,
+            stream: Some(stream),
             shared,
             state: ClientState {
                 id,
@@ -92,11 +93,14 @@ impl Connection {
     }
 
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
+        let Some(mut stream) = self.stream.take() else {
+            return Ok(());
+        };
         let mut buf = BytesMut::new();
         loop {
             let subscribed = self.pubsub.active();
             tokio::select! {
-                r = self.stream.readable() => r?,
+                r = stream.readable() => r?,
                 push = self.pubsub.next(), if subscribed => {
                     let mut out = BytesMut::new();
                     let lost = match push {
@@ -109,10 +113,10 @@ impl Connection {
                             true
                         }
                     };
-                    self.stream.write_all(&out).await?;
+                    stream.write_all(&out).await?;
                     if lost {
                         // The client must reconnect and resubscribe.
-                        let _ = self.stream.shutdown().await;
+                        let _ = stream.shutdown().await;
                         return Ok(());
                     }
                     continue;
@@ -122,7 +126,7 @@ impl Connection {
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
             }
-            match self.stream.try_read_buf(&mut buf) {
+            match stream.try_read_buf(&mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => _ = metrics().bytes_in.inc_by(n as u64),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -141,7 +145,24 @@ impl Connection {
                 }
             }
             let mut out = BytesMut::new();
-            if !requests.is_empty() {
+            let blocking = requests
+                .iter()
+                .any(|r| command::lookup(&r.args[0]).is_some_and(|s| s.has(BLOCKING)));
+            if blocking {
+                // A client that goes away while blocked must not take an
+                // element it will never read: the batch is dropped with it.
+                let batch = self.run_batch(requests, &mut out);
+                tokio::pin!(batch);
+                tokio::select! {
+                    _ = &mut batch => {}
+                    gone = client_gone(&stream) => {
+                        if gone {
+                            return Ok(());
+                        }
+                        batch.await;
+                    }
+                }
+            } else if !requests.is_empty() {
                 self.run_batch(requests, &mut out).await;
             }
             if let Some(e) = &protocol_error {
@@ -153,11 +174,11 @@ impl Connection {
                 }
             }
             if !out.is_empty() {
-                self.stream.write_all(&out).await?;
+                stream.write_all(&out).await?;
                 metrics().bytes_out.inc_by(out.len() as u64);
             }
             if protocol_error.is_some() || self.state.closing {
-                let _ = self.stream.shutdown().await;
+                let _ = stream.shutdown().await;
                 return Ok(());
             }
             if buf.is_empty() {
@@ -305,4 +326,11 @@ fn emit(reply: &Reply, resp3: bool, out: &mut BytesMut) {
 fn keyway_commands() -> &'static NamespaceMetrics {
     static M: std::sync::OnceLock<Arc<NamespaceMetrics>> = std::sync::OnceLock::new();
     M.get_or_init(|| NamespaceMetrics::new("(keyway)", "(keyway)"))
+}
+
+/// Completes with true when the client closed its connection, or false
+/// when it sent more data (which stays unread for the next batch).
+async fn client_gone(stream: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    !matches!(stream.peek(&mut b).await, Ok(n) if n > 0)
 }

@@ -153,8 +153,8 @@ async fn wrong_type_and_arity() {
             "-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n",
         ),
         (
-            "LPUSH l a",
-            "-ERR 'LPUSH' is not supported by namespace 'default' (memory backend)\r\n",
+            "XADD s * f v",
+            "-ERR 'XADD' is not supported by namespace 'default' (memory backend)\r\n",
         ),
         ("PING", "+PONG\r\n"),
     ])

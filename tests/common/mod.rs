@@ -125,6 +125,55 @@ impl Raw {
         String::from_utf8_lossy(&got).into_owned()
     }
 
+    /// Reads one whole RESP2 reply and returns its bytes.
+    pub async fn reply(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.frame(&mut out).await;
+        out
+    }
+
+    async fn head_line(&mut self, out: &mut Vec<u8>) -> String {
+        let start = out.len();
+        let mut b = [0u8; 1];
+        while !out[start..].ends_with(b"\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(5), self.0.read(&mut b))
+                .await
+                .expect("reply within 5 s")
+                .expect("read");
+            assert_eq!(n, 1, "connection closed");
+            out.push(b[0]);
+        }
+        String::from_utf8_lossy(&out[start..out.len() - 2]).into_owned()
+    }
+
+    fn frame<'a>(
+        &'a mut self,
+        out: &'a mut Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>> {
+        Box::pin(async move {
+            let head = self.head_line(out).await;
+            let n: i64 = head[1..].parse().unwrap_or(0);
+            match head.as_bytes()[0] {
+                b'$' if n >= 0 => {
+                    let mut body = vec![0u8; n as usize + 2];
+                    self.0.read_exact(&mut body).await.expect("bulk body");
+                    out.extend_from_slice(&body);
+                }
+                b'*' | b'~' | b'>' => {
+                    for _ in 0..n.max(0) {
+                        self.frame(out).await;
+                    }
+                }
+                b'%' => {
+                    for _ in 0..n.max(0) * 2 {
+                        self.frame(out).await;
+                    }
+                }
+                _ => {}
+            }
+        })
+    }
+
     /// Reads whatever arrives within `wait`, as text.
     pub async fn read_for(&mut self, wait: Duration) -> String {
         let mut got = Vec::new();

@@ -5,64 +5,28 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use super::own;
-use super::store::{Entry, Store, Value, scan_order};
+use super::store::Store;
+use super::typed::{self, random_picks, scan_step};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::{parse_scan, scan_reply};
 use crate::protocol::parse_i64;
 use crate::reply::Reply;
 use crate::util::{float_arg, glob_match, int_arg, is, parse_f64, random_below};
 
-/// Hashes up to this size are returned whole by HSCAN, as Redis does for
-/// its compact encoding.
-const HSCAN_WHOLE: usize = 128;
+type Hash = HashMap<Bytes, Bytes>;
 
-fn as_hash(e: &Entry) -> CmdResult<&HashMap<Bytes, Bytes>> {
-    match &e.value {
-        Value::Hash(h) => Ok(h),
-        _ => Err(CmdError::WrongType),
-    }
+fn read<R>(s: &Store, key: &[u8], f: impl FnOnce(Option<&Hash>) -> R) -> CmdResult<R> {
+    typed::read::<Hash, R>(s, key, f)
 }
 
-/// Reads the hash at `key` (None when missing).
-fn read<R>(
-    s: &Store,
-    key: &[u8],
-    f: impl FnOnce(Option<&HashMap<Bytes, Bytes>>) -> R,
-) -> CmdResult<R> {
-    s.read(key, |e| match e {
-        None => Ok(f(None)),
-        Some(e) => as_hash(e).map(|h| f(Some(h))),
-    })
-}
-
-/// Modifies the hash at `key`, creating it if `create`; deletes it if left empty.
 fn modify<R>(
     s: &Store,
     key: &[u8],
     create: bool,
-    f: impl FnOnce(&mut HashMap<Bytes, Bytes>) -> CmdResult<R>,
+    f: impl FnOnce(&mut Hash) -> CmdResult<R>,
     missing: R,
 ) -> CmdResult<R> {
-    s.write(key, |slot| {
-        if slot.is_none() {
-            if !create {
-                return Ok(missing);
-            }
-            *slot = Some(Entry::new(Value::Hash(HashMap::new())));
-        }
-        let Some(Entry {
-            value: Value::Hash(h),
-            ..
-        }) = slot.as_mut()
-        else {
-            return Err(CmdError::WrongType);
-        };
-        let r = f(h);
-        if h.is_empty() {
-            *slot = None;
-        }
-        r
-    })
+    typed::modify::<Hash, R>(s, key, create, f, missing)
 }
 
 fn check_pairs(a: &[Bytes]) -> CmdResult<()> {
@@ -263,23 +227,7 @@ pub fn hrandfield(s: &Store, a: &[Bytes]) -> CmdResult {
             let (f, _) = fields[random_below(fields.len() as u64) as usize];
             return Ok(Reply::Bulk(f.clone()));
         };
-        let picked: Vec<(&Bytes, &Bytes)> = if fields.is_empty() {
-            Vec::new()
-        } else if count < 0 {
-            // A negative count may repeat fields.
-            (0..count.unsigned_abs())
-                .map(|_| fields[random_below(fields.len() as u64) as usize])
-                .collect()
-        } else {
-            let mut all = fields.clone();
-            let n = (count as usize).min(all.len());
-            for i in 0..n {
-                let j = i + random_below((all.len() - i) as u64) as usize;
-                all.swap(i, j);
-            }
-            all.truncate(n);
-            all
-        };
+        let picked = random_picks(&fields, count);
         Ok(if with_values {
             Reply::Pairs(
                 picked
@@ -308,24 +256,7 @@ pub fn hscan(s: &Store, a: &[Bytes]) -> CmdResult {
             return scan_reply(0, Vec::new());
         };
         let keep = |f: &Bytes| sa.pattern.as_ref().is_none_or(|p| glob_match(p, f));
-        let (next, fields): (u64, Vec<(&Bytes, &Bytes)>) = if h.len() <= HSCAN_WHOLE {
-            (0, h.iter().collect())
-        } else {
-            // Large hashes: walk fields in scan order, as the keyspace SCAN does.
-            let mut v: Vec<(u64, &Bytes, &Bytes)> = h
-                .iter()
-                .map(|(f, v)| (scan_order(f), f, v))
-                .filter(|x| x.0 >= sa.cursor)
-                .collect();
-            v.sort_unstable_by_key(|x| x.0);
-            if v.len() > sa.count {
-                let last = v[sa.count - 1].0;
-                v.retain(|x| x.0 <= last);
-                (last + 1, v.into_iter().map(|x| (x.1, x.2)).collect())
-            } else {
-                (0, v.into_iter().map(|x| (x.1, x.2)).collect())
-            }
-        };
+        let (next, fields) = scan_step(h.iter(), h.len(), &sa);
         let mut items = Vec::new();
         for (f, v) in fields.into_iter().filter(|(f, _)| keep(f)) {
             items.push(Reply::Bulk(f.clone()));

@@ -6,11 +6,16 @@
 //! multi-key write (RENAME, MSET, ...) takes the store's gate exclusively,
 //! so no other client's command interleaves with it, as in Redis.
 
+mod blocking;
 mod hashes;
 mod keys;
+mod lists;
 mod pubsub;
+mod sets;
 pub mod store;
 mod strings;
+mod typed;
+mod zset;
 
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -104,6 +109,47 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("hincrbyfloat", hashes::hincrbyfloat, Shared),
     ("hrandfield", hashes::hrandfield, Shared),
     ("hscan", hashes::hscan, Shared),
+    // Lists.
+    ("lpush", lists::lpush, Shared),
+    ("rpush", lists::rpush, Shared),
+    ("lpushx", lists::lpushx, Shared),
+    ("rpushx", lists::rpushx, Shared),
+    ("lpop", lists::lpop, Shared),
+    ("rpop", lists::rpop, Shared),
+    ("llen", lists::llen, Shared),
+    ("lrange", lists::lrange, Shared),
+    ("lindex", lists::lindex, Shared),
+    ("lset", lists::lset, Shared),
+    ("lrem", lists::lrem, Shared),
+    ("ltrim", lists::ltrim, Shared),
+    ("linsert", lists::linsert, Shared),
+    ("lpos", lists::lpos, Shared),
+    ("lmove", lists::lmove, Exclusive),
+    ("rpoplpush", lists::rpoplpush, Exclusive),
+    ("lmpop", lists::lmpop, Exclusive),
+    ("blpop", lists::blpop, Exclusive),
+    ("brpop", lists::brpop, Exclusive),
+    ("blmove", lists::blmove, Exclusive),
+    ("brpoplpush", lists::brpoplpush, Exclusive),
+    ("blmpop", lists::blmpop, Exclusive),
+    // Sets.
+    ("sadd", sets::sadd, Shared),
+    ("srem", sets::srem, Shared),
+    ("smembers", sets::smembers, Shared),
+    ("sismember", sets::sismember, Shared),
+    ("smismember", sets::smismember, Shared),
+    ("scard", sets::scard, Shared),
+    ("spop", sets::spop, Shared),
+    ("srandmember", sets::srandmember, Shared),
+    ("smove", sets::smove, Exclusive),
+    ("sinter", sets::sinter, Exclusive),
+    ("sintercard", sets::sintercard, Exclusive),
+    ("sunion", sets::sunion, Exclusive),
+    ("sdiff", sets::sdiff, Exclusive),
+    ("sinterstore", sets::sinterstore, Exclusive),
+    ("sunionstore", sets::sunionstore, Exclusive),
+    ("sdiffstore", sets::sdiffstore, Exclusive),
+    ("sscan", sets::sscan, Shared),
     // Pub/sub (SUBSCRIBE and friends go through `Backend::subscriber`).
     ("publish", pubsub::publish, Shared),
     ("pubsub", pubsub::pubsub, Shared),
@@ -133,6 +179,7 @@ pub fn supported_commands() -> impl Iterator<Item = &'static str> {
 pub struct MemoryBackend {
     store: Arc<Store>,
     gate: RwLock<()>,
+    waiters: Arc<blocking::Waiters>,
 }
 
 impl MemoryBackend {
@@ -142,6 +189,7 @@ impl MemoryBackend {
         MemoryBackend {
             store,
             gate: RwLock::new(()),
+            waiters: Default::default(),
         }
     }
 
@@ -181,8 +229,31 @@ impl Backend for MemoryBackend {
     }
 
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
-        let replies = self.run(&batch);
-        Box::pin(std::future::ready(replies))
+        let blocks = batch.iter().any(|c| c.spec.has(command::BLOCKING))
+            && !batch.iter().any(|c| c.spec.name == "multi");
+        if !blocks {
+            let replies = self.run(&batch);
+            self.serve_after(&batch);
+            return Box::pin(std::future::ready(replies));
+        }
+        Box::pin(async move {
+            let mut replies = Vec::with_capacity(batch.len());
+            let mut start = 0;
+            for (i, cmd) in batch.iter().enumerate() {
+                if cmd.spec.has(command::BLOCKING) {
+                    let before = &batch[start..i];
+                    replies.extend(self.run(before));
+                    self.serve_after(before);
+                    replies.push(self.block(cmd).await);
+                    self.serve_after(std::slice::from_ref(cmd));
+                    start = i + 1;
+                }
+            }
+            let rest = &batch[start..];
+            replies.extend(self.run(rest));
+            self.serve_after(rest);
+            replies
+        })
     }
 
     fn session(&self) -> BoxFuture<'_, Result<Box<dyn Session>, CmdError>> {
@@ -199,6 +270,20 @@ impl Backend for MemoryBackend {
         let sub = self.store.hub.subscribe(tag, pushes);
         Box::pin(std::future::ready(Ok(Box::new(sub) as Box<dyn Subscriber>)))
     }
+}
+
+/// Keys that commands of a batch may have written, for blocked clients.
+fn written_keys(batch: &[Command]) -> Vec<Bytes> {
+    batch
+        .iter()
+        .filter(|c| c.spec.has(command::WRITE))
+        .flat_map(|c| {
+            c.spec
+                .key_positions(&c.args)
+                .into_iter()
+                .map(|p| c.args[p].clone())
+        })
+        .collect()
 }
 
 /// Copies an argument for storage, so that a stored value never pins the

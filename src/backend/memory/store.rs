@@ -10,7 +10,9 @@
 //! Expired keys are removed when touched and, in the background, by a task
 //! that sweeps a few partitions every 100 ms.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::zset::ZSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -28,6 +30,9 @@ const PART_SHIFT: u32 = ORDER_BITS - 8;
 pub enum Value {
     Str(Bytes),
     Hash(HashMap<Bytes, Bytes>),
+    List(VecDeque<Bytes>),
+    Set(HashSet<Bytes>),
+    ZSet(ZSet),
 }
 
 impl Value {
@@ -35,6 +40,9 @@ impl Value {
         match self {
             Value::Str(_) => "string",
             Value::Hash(_) => "hash",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
         }
     }
 }

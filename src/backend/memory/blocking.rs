@@ -1,0 +1,228 @@
+//! Blocking commands on the memory backend (BLPOP, BRPOP, BLMOVE,
+//! BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP), as Redis serves them.
+//!
+//! A command that finds nothing registers a waiter on each of its keys, in
+//! arrival order. After every batch that wrote keys, waiters on those keys
+//! are served in the order they blocked, each getting what it would have
+//! got had it been sent then, until the key has nothing more for them. A
+//! waiter whose client went away is skipped and takes nothing.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::MemoryBackend;
+use crate::backend::Command;
+use crate::command::CommandSpec;
+use crate::error::{CmdError, CmdResult};
+use crate::reply::Reply;
+
+struct Waiter {
+    spec: &'static CommandSpec,
+    args: Vec<Bytes>,
+    keys: Vec<Bytes>,
+    reply: Option<oneshot::Sender<Reply>>,
+}
+
+#[derive(Default)]
+struct Queues {
+    next_id: u64,
+    by_key: HashMap<Bytes, VecDeque<u64>>,
+    waiters: HashMap<u64, Waiter>,
+}
+
+#[derive(Default)]
+pub struct Waiters {
+    queues: Mutex<Queues>,
+    /// Waiters registered; lets writers skip the lock when there are none.
+    count: AtomicUsize,
+}
+
+impl Waiters {
+    fn lock(&self) -> MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn unregister(&self, q: &mut Queues, id: u64) -> Option<Waiter> {
+        let w = q.waiters.remove(&id)?;
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        for k in &w.keys {
+            if let Some(ids) = q.by_key.get_mut(k) {
+                ids.retain(|&i| i != id);
+                if ids.is_empty() {
+                    q.by_key.remove(k);
+                }
+            }
+        }
+        Some(w)
+    }
+}
+
+/// Removes a waiter whose command was dropped (its client went away).
+struct Registration {
+    waiters: Arc<Waiters>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut q = self.waiters.lock();
+        self.waiters.unregister(&mut q, self.id);
+    }
+}
+
+/// The timeout argument of a blocking command, in seconds (0: forever).
+pub fn timeout_arg(a: &[u8]) -> CmdResult<f64> {
+    let t = std::str::from_utf8(a)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|t| t.is_finite())
+        .ok_or_else(|| CmdError::msg("ERR timeout is not a float or out of range"))?;
+    if t < 0.0 {
+        return Err(CmdError::msg("ERR timeout is negative"));
+    }
+    if t > 1e12 {
+        return Err(CmdError::msg("ERR timeout is out of range"));
+    }
+    Ok(t)
+}
+
+/// Where a blocking command keeps its timeout and keys.
+fn timeout_and_keys(spec: &CommandSpec, a: &[Bytes]) -> CmdResult<(f64, Vec<Bytes>)> {
+    let (t, keys) = match spec.name {
+        "blmove" | "brpoplpush" => (a.last(), vec![a[1].clone()]),
+        "blmpop" | "bzmpop" => {
+            let n = crate::util::int_arg(&a[2])?.max(0) as usize;
+            (
+                a.get(1),
+                a.get(3..3 + n).map(<[Bytes]>::to_vec).unwrap_or_default(),
+            )
+        }
+        _ => (a.last(), a[1..a.len() - 1].to_vec()),
+    };
+    let t = t.ok_or(CmdError::Syntax)?;
+    Ok((timeout_arg(t)?, keys))
+}
+
+/// Whether a reply means "nothing there": the command would block.
+fn is_empty(r: &Reply) -> bool {
+    matches!(r, Reply::Nil | Reply::NilArray)
+}
+
+impl MemoryBackend {
+    /// Runs a blocking command: at once if it finds something, otherwise
+    /// when a write serves it or its timeout passes.
+    pub(super) async fn block(&self, cmd: &Command) -> Reply {
+        let (t, keys) = match timeout_and_keys(cmd.spec, &cmd.args) {
+            Ok(x) => x,
+            Err(e) => return e.into(),
+        };
+        let rx = {
+            let mut q = self.waiters.lock();
+            // Tried under the waiters' lock, so no write can slip between
+            // the attempt and the registration unseen.
+            let r = self.attempt(cmd.spec, &cmd.args);
+            if !is_empty(&r) {
+                return r;
+            }
+            let (tx, rx) = oneshot::channel();
+            q.next_id += 1;
+            let id = q.next_id;
+            for k in &keys {
+                q.by_key.entry(k.clone()).or_default().push_back(id);
+            }
+            q.waiters.insert(
+                id,
+                Waiter {
+                    spec: cmd.spec,
+                    args: cmd.args.clone(),
+                    keys,
+                    reply: Some(tx),
+                },
+            );
+            self.waiters.count.fetch_add(1, Ordering::Relaxed);
+            (rx, id)
+        };
+        let (mut rx, id) = rx;
+        let registration = Registration {
+            waiters: self.waiters.clone(),
+            id,
+        };
+        let served = if t == 0.0 {
+            (&mut rx).await.ok()
+        } else {
+            let d = Duration::from_secs_f64(t);
+            tokio::time::timeout(d, &mut rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        };
+        if let Some(r) = served {
+            return r;
+        }
+        // Timed out: unregister, unless a write served us in the meantime.
+        {
+            let mut q = self.waiters.lock();
+            self.waiters.unregister(&mut q, registration.id);
+        }
+        match rx.try_recv() {
+            Ok(r) => r,
+            Err(_) => timeout_reply(cmd.spec.name),
+        }
+    }
+
+    /// The command's non-blocking attempt, under the gate held exclusively.
+    fn attempt(&self, spec: &'static CommandSpec, args: &[Bytes]) -> Reply {
+        let cmd = Command::internal(spec, args.to_vec());
+        self.run(std::slice::from_ref(&cmd))
+            .pop()
+            .unwrap_or(Reply::Nil)
+    }
+
+    /// Serves the waiters on keys a batch wrote, in the order they blocked.
+    pub(super) fn serve_after(&self, batch: &[Command]) {
+        if self.waiters.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let written = super::written_keys(batch);
+        let mut q = self.waiters.lock();
+        let mut work: VecDeque<Bytes> = written.into();
+        while let Some(key) = work.pop_front() {
+            while let Some(&id) = q.by_key.get(&key).and_then(|ids| ids.front()) {
+                let Some(w) = q.waiters.get(&id) else {
+                    break;
+                };
+                if w.reply.as_ref().is_none_or(|tx| tx.is_closed()) {
+                    self.waiters.unregister(&mut q, id);
+                    continue;
+                }
+                let (spec, args) = (w.spec, w.args.clone());
+                let r = self.attempt(spec, &args);
+                if is_empty(&r) {
+                    break;
+                }
+                if let Some(mut w) = self.waiters.unregister(&mut q, id) {
+                    // A move pushed to its destination: serve that key too.
+                    if matches!(spec.name, "blmove" | "brpoplpush") {
+                        work.push_back(args[2].clone());
+                    }
+                    if let Some(tx) = w.reply.take() {
+                        let _ = tx.send(r);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The timeout reply: a null bulk for the moves, a null array otherwise.
+fn timeout_reply(name: &str) -> Reply {
+    match name {
+        "blmove" | "brpoplpush" => Reply::Nil,
+        _ => Reply::NilArray,
+    }
+}

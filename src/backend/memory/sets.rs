@@ -1,0 +1,267 @@
+//! Set commands. A set left empty is deleted, as in Redis.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+
+use super::own;
+use super::store::{Store, Value};
+use super::typed::{modify, random_picks, read, scan_step, store};
+use crate::error::{CmdError, CmdResult};
+use crate::keyspace::{parse_scan, scan_reply};
+use crate::reply::Reply;
+use crate::util::{glob_match, int_arg, is, random_below};
+
+type Set = HashSet<Bytes>;
+
+fn members(set: impl IntoIterator<Item = Bytes>) -> Reply {
+    Reply::Set(set.into_iter().map(Reply::Bulk).collect())
+}
+
+pub fn sadd(s: &Store, a: &[Bytes]) -> CmdResult {
+    let n = modify::<Set, _>(
+        s,
+        &a[1],
+        true,
+        |set| Ok(a[2..].iter().filter(|m| set.insert(own(m))).count() as i64),
+        0,
+    )?;
+    Ok(Reply::Int(n))
+}
+
+pub fn srem(s: &Store, a: &[Bytes]) -> CmdResult {
+    let n = modify::<Set, _>(
+        s,
+        &a[1],
+        false,
+        |set| Ok(a[2..].iter().filter(|m| set.remove(&m[..])).count() as i64),
+        0,
+    )?;
+    Ok(Reply::Int(n))
+}
+
+pub fn smembers(s: &Store, a: &[Bytes]) -> CmdResult {
+    read::<Set, _>(s, &a[1], |set| members(set.into_iter().flatten().cloned()))
+}
+
+pub fn sismember(s: &Store, a: &[Bytes]) -> CmdResult {
+    read::<Set, _>(s, &a[1], |set| {
+        Reply::Int(set.is_some_and(|set| set.contains(&a[2][..])) as i64)
+    })
+}
+
+pub fn smismember(s: &Store, a: &[Bytes]) -> CmdResult {
+    read::<Set, _>(s, &a[1], |set| {
+        Reply::Array(
+            a[2..]
+                .iter()
+                .map(|m| Reply::Int(set.is_some_and(|set| set.contains(&m[..])) as i64))
+                .collect(),
+        )
+    })
+}
+
+pub fn scard(s: &Store, a: &[Bytes]) -> CmdResult {
+    read::<Set, _>(s, &a[1], |set| {
+        Reply::Int(set.map_or(0, |s| s.len() as i64))
+    })
+}
+
+fn count_arg(a: Option<&Bytes>) -> CmdResult<Option<i64>> {
+    a.map(|c| int_arg(c)).transpose()
+}
+
+pub fn spop(s: &Store, a: &[Bytes]) -> CmdResult {
+    if a.len() > 3 {
+        return Err(CmdError::Syntax);
+    }
+    let count = count_arg(a.get(2))?;
+    if count.is_some_and(|c| c < 0) {
+        return Err(CmdError::msg("ERR value is out of range, must be positive"));
+    }
+    modify::<Set, _>(
+        s,
+        &a[1],
+        false,
+        |set| {
+            let all: Vec<Bytes> = set.iter().cloned().collect();
+            Ok(match count {
+                None => {
+                    let m = all[random_below(all.len() as u64) as usize].clone();
+                    set.remove(&m);
+                    Reply::Bulk(m)
+                }
+                Some(n) => {
+                    let picked = random_picks(&all, n);
+                    for m in &picked {
+                        set.remove(m);
+                    }
+                    members(picked)
+                }
+            })
+        },
+        if count.is_some() {
+            Reply::Set(Vec::new())
+        } else {
+            Reply::Nil
+        },
+    )
+}
+
+pub fn srandmember(s: &Store, a: &[Bytes]) -> CmdResult {
+    if a.len() > 3 {
+        return Err(CmdError::Syntax);
+    }
+    let count = count_arg(a.get(2))?;
+    read::<Set, _>(s, &a[1], |set| {
+        let all: Vec<Bytes> = set.into_iter().flatten().cloned().collect();
+        match count {
+            None if all.is_empty() => Reply::Nil,
+            None => Reply::Bulk(all[random_below(all.len() as u64) as usize].clone()),
+            Some(n) => Reply::Array(random_picks(&all, n).into_iter().map(Reply::Bulk).collect()),
+        }
+    })
+}
+
+pub fn smove(s: &Store, a: &[Bytes]) -> CmdResult {
+    // Both types are checked before anything moves.
+    read::<Set, _>(s, &a[2], |_| ())?;
+    let moved = modify::<Set, _>(s, &a[1], false, |set| Ok(set.remove(&a[3][..])), false)?;
+    if moved {
+        modify::<Set, _>(
+            s,
+            &a[2],
+            true,
+            |set| {
+                set.insert(own(&a[3]));
+                Ok(())
+            },
+            (),
+        )?;
+    }
+    Ok(Reply::Int(moved as i64))
+}
+
+/// The sets at `keys` (missing keys are empty), or WRONGTYPE.
+fn load(s: &Store, keys: &[Bytes]) -> CmdResult<Vec<Set>> {
+    keys.iter()
+        .map(|k| read::<Set, _>(s, k, |set| set.cloned().unwrap_or_default()))
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Inter,
+    Union,
+    Diff,
+}
+
+fn combine(sets: Vec<Set>, op: Op) -> Set {
+    let mut it = sets.into_iter();
+    let Some(first) = it.next() else {
+        return Set::new();
+    };
+    match op {
+        Op::Union => it.fold(first, |mut acc, s| {
+            acc.extend(s);
+            acc
+        }),
+        Op::Inter => {
+            let rest: Vec<Set> = it.collect();
+            first
+                .into_iter()
+                .filter(|m| rest.iter().all(|s| s.contains(m)))
+                .collect()
+        }
+        Op::Diff => {
+            let rest: Vec<Set> = it.collect();
+            first
+                .into_iter()
+                .filter(|m| !rest.iter().any(|s| s.contains(m)))
+                .collect()
+        }
+    }
+}
+
+fn op_reply(s: &Store, a: &[Bytes], op: Op) -> CmdResult {
+    Ok(members(combine(load(s, &a[1..])?, op)))
+}
+
+fn op_store(s: &Store, a: &[Bytes], op: Op) -> CmdResult {
+    let result = combine(load(s, &a[2..])?, op);
+    let n = result.len() as i64;
+    store(s, &a[1], result, Value::Set);
+    Ok(Reply::Int(n))
+}
+
+pub fn sinter(s: &Store, a: &[Bytes]) -> CmdResult {
+    op_reply(s, a, Op::Inter)
+}
+
+pub fn sunion(s: &Store, a: &[Bytes]) -> CmdResult {
+    op_reply(s, a, Op::Union)
+}
+
+pub fn sdiff(s: &Store, a: &[Bytes]) -> CmdResult {
+    op_reply(s, a, Op::Diff)
+}
+
+pub fn sinterstore(s: &Store, a: &[Bytes]) -> CmdResult {
+    op_store(s, a, Op::Inter)
+}
+
+pub fn sunionstore(s: &Store, a: &[Bytes]) -> CmdResult {
+    op_store(s, a, Op::Union)
+}
+
+pub fn sdiffstore(s: &Store, a: &[Bytes]) -> CmdResult {
+    op_store(s, a, Op::Diff)
+}
+
+/// The `numkeys key... [LIMIT n]` of SINTERCARD and ZINTERCARD.
+pub fn card_args(a: &[Bytes]) -> CmdResult<(Vec<Bytes>, usize)> {
+    let n = int_arg(&a[1])?;
+    if n <= 0 {
+        return Err(CmdError::msg("ERR numkeys should be greater than 0"));
+    }
+    let n = n as usize;
+    let Some(keys) = a.get(2..2 + n) else {
+        return Err(CmdError::msg(
+            "ERR Number of keys can't be greater than number of args",
+        ));
+    };
+    let limit = match &a[2 + n..] {
+        [] => 0,
+        [l, v] if is(l, "LIMIT") => {
+            let v = int_arg(v)?;
+            if v < 0 {
+                return Err(CmdError::msg("ERR LIMIT can't be negative"));
+            }
+            v as usize
+        }
+        _ => return Err(CmdError::Syntax),
+    };
+    Ok((keys.to_vec(), limit))
+}
+
+pub fn sintercard(s: &Store, a: &[Bytes]) -> CmdResult {
+    let (keys, limit) = card_args(a)?;
+    let n = combine(load(s, &keys)?, Op::Inter).len();
+    Ok(Reply::Int(if limit == 0 { n } else { n.min(limit) } as i64))
+}
+
+pub fn sscan(s: &Store, a: &[Bytes]) -> CmdResult {
+    let sa = parse_scan(a, 2, false)?;
+    read::<Set, _>(s, &a[1], |set| {
+        let Some(set) = set else {
+            return scan_reply(0, Vec::new());
+        };
+        let (next, found) = scan_step(set.iter().map(|m| (m, ())), set.len(), &sa);
+        let items = found
+            .into_iter()
+            .filter(|(m, _)| sa.pattern.as_ref().is_none_or(|p| glob_match(p, m)))
+            .map(|(m, _)| Reply::Bulk(m.clone()))
+            .collect();
+        scan_reply(next, items)
+    })
+}

@@ -1,0 +1,261 @@
+//! The memory backend's lists, sets, sorted sets, bitmaps and HyperLogLogs,
+//! checked against a real redis-server: the same commands go to both and
+//! the replies must be byte for byte the same.
+
+mod common;
+
+use common::{Keyway, Raw, RedisServer, resp};
+
+/// Splits a command line on spaces; `''` is an empty argument.
+fn words(cmd: &str) -> Vec<&str> {
+    cmd.split(' ')
+        .map(|w| if w == "''" { "" } else { w })
+        .collect()
+}
+
+/// Sorts the elements of a flat array reply, for commands whose order is
+/// unspecified (SMEMBERS, SUNION...).
+fn sorted(reply: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(reply);
+    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+    let Some(head) = lines.next() else {
+        return reply.to_vec();
+    };
+    let rest: Vec<&str> = lines.collect();
+    let mut items: Vec<String> = rest.chunks(2).map(|c| c.join("\r\n")).collect();
+    items.sort();
+    format!("{head}\r\n{}", items.join("\r\n")).into_bytes()
+}
+
+struct Pair {
+    redis: Raw,
+    keyway: Raw,
+    _server: RedisServer,
+    _kw: Keyway,
+}
+
+async fn pair() -> Pair {
+    let server = RedisServer::start();
+    let kw = Keyway::start().await;
+    let redis = Raw(tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap());
+    let keyway = kw.raw().await;
+    Pair {
+        redis,
+        keyway,
+        _server: server,
+        _kw: kw,
+    }
+}
+
+/// Runs each command on both; a leading `~` compares the reply sorted.
+async fn same(steps: &[&str]) {
+    let mut p = pair().await;
+    for step in steps {
+        let (unordered, cmd) = match step.strip_prefix('~') {
+            Some(c) => (true, c),
+            None => (false, *step),
+        };
+        let req = resp(&words(cmd));
+        p.redis.send(&req).await;
+        p.keyway.send(&req).await;
+        let (want, got) = (p.redis.reply().await, p.keyway.reply().await);
+        let (want, got) = if unordered {
+            (sorted(&want), sorted(&got))
+        } else {
+            (want, got)
+        };
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "{cmd}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lists_answer_as_redis() {
+    same(&[
+        "LPUSH l a b c",
+        "RPUSH l d e",
+        "LRANGE l 0 -1",
+        "LRANGE l -2 100",
+        "LRANGE l 3 1",
+        "LRANGE nope 0 -1",
+        "LLEN l",
+        "LLEN nope",
+        "LINDEX l 0",
+        "LINDEX l -1",
+        "LINDEX l 99",
+        "LPUSHX nope a",
+        "RPUSHX l f",
+        "LPOP l",
+        "RPOP l",
+        "LPOP l 2",
+        "LPOP l 0",
+        "LPOP nope 2",
+        "LPOP nope",
+        "LPOP l -1",
+        "LPOP l 1 2",
+        "RPUSH m x y x z x",
+        "LREM m 2 x",
+        "LRANGE m 0 -1",
+        "RPUSH m x x",
+        "LREM m -1 x",
+        "LREM m 0 x",
+        "LRANGE m 0 -1",
+        "LSET m 0 Y",
+        "LSET m 9 Y",
+        "LSET nope 0 Y",
+        "LINSERT m BEFORE Y w",
+        "LINSERT m AFTER nothere w",
+        "LINSERT nope AFTER a b",
+        "LINSERT m MIDDLE Y w",
+        "LRANGE m 0 -1",
+        "RPUSH t 0 1 2 3 4 5 6",
+        "LTRIM t 1 -2",
+        "LRANGE t 0 -1",
+        "LTRIM t 5 1",
+        "EXISTS t",
+        "RPUSH p a b c a b c a",
+        "LPOS p a",
+        "LPOS p a RANK 2",
+        "LPOS p a RANK -1",
+        "LPOS p a COUNT 0",
+        "LPOS p a COUNT 2 RANK -1",
+        "LPOS p a MAXLEN 3 COUNT 0",
+        "LPOS p z",
+        "LPOS p z COUNT 1",
+        "LPOS p a RANK 0",
+        "LPOS p a COUNT -1",
+        "LPOS p a MAXLEN -1",
+        "RPUSH src 1 2 3",
+        "LMOVE src dst RIGHT LEFT",
+        "LMOVE src dst LEFT RIGHT",
+        "LMOVE src src LEFT RIGHT",
+        "LRANGE src 0 -1",
+        "LRANGE dst 0 -1",
+        "RPOPLPUSH dst src",
+        "RPOPLPUSH nope src",
+        "LMOVE src dst UP LEFT",
+        "LMPOP 2 nope src LEFT",
+        "LMPOP 2 nope src RIGHT COUNT 10",
+        "LMPOP 1 nope LEFT",
+        "LMPOP 0 src LEFT",
+        "LMPOP 1 src LEFT COUNT 0",
+        "SET s v",
+        "LPUSH s a",
+        "LRANGE s 0 1",
+        "LMOVE l s LEFT LEFT",
+        "TYPE m",
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn sets_answer_as_redis() {
+    same(&[
+        "SADD s a b c",
+        "SADD s a d",
+        "SCARD s",
+        "SCARD nope",
+        "SISMEMBER s a",
+        "SISMEMBER s z",
+        "SMISMEMBER s a z b",
+        "~SMEMBERS s",
+        "SMEMBERS nope",
+        "SREM s a z",
+        "SREM nope a",
+        "SADD t c d e",
+        "~SINTER s t",
+        "~SUNION s t",
+        "~SDIFF s t",
+        "SINTER s nope",
+        "~SDIFF s nope",
+        "SINTERSTORE d s t",
+        "~SMEMBERS d",
+        "SUNIONSTORE d s t",
+        "SDIFFSTORE d s t",
+        "SINTERSTORE d s nope",
+        "EXISTS d",
+        "SINTERCARD 2 s t",
+        "SINTERCARD 2 s t LIMIT 1",
+        "SINTERCARD 0 s",
+        "SINTERCARD 3 s t",
+        "SINTERCARD 2 s t LIMIT -1",
+        "SMOVE s t b",
+        "SMOVE s t nothere",
+        "SMOVE nope t a",
+        "SRANDMEMBER nope",
+        "SRANDMEMBER nope 3",
+        "SRANDMEMBER s 0",
+        "SPOP nope",
+        "SPOP nope 2",
+        "SPOP s -1",
+        "SET str v",
+        "SADD str a",
+        "SINTER s str",
+        "SMOVE s str c",
+        "~KEYS *",
+        "TYPE t",
+        "SSCAN nope 0",
+        "SADD one x",
+        "SSCAN one 0",
+        "SSCAN one 0 MATCH y*",
+        "SPOP one",
+        "EXISTS one",
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn blocked_clients_are_served_in_order() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    c.check("BLPOP k -1", "-ERR timeout is negative\r\n").await;
+    c.check(
+        "BLPOP k abc",
+        "-ERR timeout is not a float or out of range\r\n",
+    )
+    .await;
+    c.check("BLPOP k 0.05", "*-1\r\n").await;
+    c.check("BLMOVE k d LEFT RIGHT 0.05", "$-1\r\n").await;
+    c.check("RPUSH ready x", ":1\r\n").await;
+    c.check("BRPOP nope ready 0", "*2\r\n$5\r\nready\r\n$1\r\nx\r\n")
+        .await;
+
+    // Three clients block on the same key, in order; a fourth goes away.
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let mut w = kw.raw().await;
+        w.send(&resp(&["BLPOP", "q", "0"])).await;
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        waiting.push(w);
+    }
+    let mut gone = kw.raw().await;
+    gone.send(&resp(&["BLPOP", "q", "0"])).await;
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    drop(gone);
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    c.check("RPUSH q 1 2 3 4", ":4\r\n").await;
+    for (i, w) in waiting.iter_mut().enumerate() {
+        w.expect(&format!("*2\r\n$1\r\nq\r\n$1\r\n{}\r\n", i + 1))
+            .await;
+    }
+    // The client that left took nothing.
+    c.check("LRANGE q 0 -1", "*1\r\n$1\r\n4\r\n").await;
+
+    // A move wakes whoever waits on its destination.
+    let mut on_dst = kw.raw().await;
+    on_dst.send(&resp(&["BRPOP", "dst", "5"])).await;
+    let mut mover = kw.raw().await;
+    mover
+        .send(&resp(&["BLMOVE", "src", "dst", "LEFT", "LEFT", "5"]))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    c.check("RPUSH src job", ":1\r\n").await;
+    mover.expect("$3\r\njob\r\n").await;
+    on_dst.expect("*2\r\n$3\r\ndst\r\n$3\r\njob\r\n").await;
+    c.check("EXISTS src dst", ":0\r\n").await;
+}
