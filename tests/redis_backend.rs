@@ -160,10 +160,10 @@ async fn multi_key_commands_span_three_backends() {
     )
     .await;
     // Commands the memory backend lacks name the namespace; redis runs them.
-    raw.check("SADD user:s a b", ":2\r\n").await;
+    raw.check("XADD user:s 1-1 f v", "$3\r\n1-1\r\n").await;
     raw.check(
-        "SADD s a",
-        "-ERR 'SADD' is not supported by namespace 'rest' (memory backend)\r\n",
+        "XADD s 1-1 f v",
+        "-ERR 'XADD' is not supported by namespace 'rest' (memory backend)\r\n",
     )
     .await;
     raw.check(

@@ -16,6 +16,7 @@ pub mod store;
 mod strings;
 mod typed;
 mod zset;
+mod zsets;
 
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -150,6 +151,42 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("sunionstore", sets::sunionstore, Exclusive),
     ("sdiffstore", sets::sdiffstore, Exclusive),
     ("sscan", sets::sscan, Shared),
+    // Sorted sets.
+    ("zadd", zsets::zadd, Shared),
+    ("zincrby", zsets::zincrby, Shared),
+    ("zrem", zsets::zrem, Shared),
+    ("zscore", zsets::zscore, Shared),
+    ("zmscore", zsets::zmscore, Shared),
+    ("zcard", zsets::zcard, Shared),
+    ("zcount", zsets::zcount, Shared),
+    ("zlexcount", zsets::zlexcount, Shared),
+    ("zrange", zsets::zrange, Shared),
+    ("zrangebyscore", zsets::zrangebyscore, Shared),
+    ("zrevrangebyscore", zsets::zrevrangebyscore, Shared),
+    ("zrangebylex", zsets::zrangebylex, Shared),
+    ("zrevrangebylex", zsets::zrevrangebylex, Shared),
+    ("zrevrange", zsets::zrevrange, Shared),
+    ("zrank", zsets::zrank, Shared),
+    ("zrevrank", zsets::zrevrank, Shared),
+    ("zpopmin", zsets::zpopmin, Shared),
+    ("zpopmax", zsets::zpopmax, Shared),
+    ("zremrangebyrank", zsets::zremrangebyrank, Shared),
+    ("zremrangebyscore", zsets::zremrangebyscore, Shared),
+    ("zremrangebylex", zsets::zremrangebylex, Shared),
+    ("zrandmember", zsets::zrandmember, Shared),
+    ("zscan", zsets::zscan, Shared),
+    ("zrangestore", zsets::zrangestore, Exclusive),
+    ("zmpop", zsets::zmpop, Exclusive),
+    ("bzpopmin", zsets::bzpopmin, Exclusive),
+    ("bzpopmax", zsets::bzpopmax, Exclusive),
+    ("bzmpop", zsets::bzmpop, Exclusive),
+    ("zunionstore", zsets::zunionstore, Exclusive),
+    ("zinterstore", zsets::zinterstore, Exclusive),
+    ("zdiffstore", zsets::zdiffstore, Exclusive),
+    ("zunion", zsets::zunion, Exclusive),
+    ("zinter", zsets::zinter, Exclusive),
+    ("zdiff", zsets::zdiff, Exclusive),
+    ("zintercard", zsets::zintercard, Exclusive),
     // Pub/sub (SUBSCRIBE and friends go through `Backend::subscriber`).
     ("publish", pubsub::publish, Shared),
     ("pubsub", pubsub::pubsub, Shared),
