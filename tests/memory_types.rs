@@ -406,3 +406,100 @@ async fn resp3_replies_match_redis() {
     ])
     .await;
 }
+
+#[tokio::test]
+async fn bitmaps_and_hyperloglogs_answer_as_redis() {
+    same(&[
+        "SETBIT b 7 1",
+        "SETBIT b 7 0",
+        "SETBIT b 100 1",
+        "SETBIT b 3 1",
+        "GETBIT b 100",
+        "GETBIT b 101",
+        "GETBIT nope 5",
+        "SETBIT b -1 1",
+        "SETBIT b 4294967296 1",
+        "SETBIT b 1 2",
+        "GET b",
+        "STRLEN b",
+        "SET s foobar",
+        "BITCOUNT s",
+        "BITCOUNT s 0 0",
+        "BITCOUNT s 1 1",
+        "BITCOUNT s -2 -1",
+        "BITCOUNT s 5 30 BIT",
+        "BITCOUNT s 0",
+        "BITCOUNT s 0 1 NIBBLE",
+        "BITCOUNT nope",
+        "SET z \\xff\\xf0\\x00",
+        "BITPOS s 1",
+        "BITPOS s 0",
+        "BITPOS s 1 2",
+        "BITPOS s 1 2 -1 BYTE",
+        "BITPOS s 0 8 15 BIT",
+        "BITPOS nope 1",
+        "BITPOS nope 0",
+        "BITPOS s 2",
+        "SET ones \\xff",
+        "SETBIT full 0 1",
+        "SETBIT full 1 1",
+        "SETBIT full 2 1",
+        "SETBIT full 3 1",
+        "SETBIT full 4 1",
+        "SETBIT full 5 1",
+        "SETBIT full 6 1",
+        "SETBIT full 7 1",
+        "BITPOS full 0",
+        "BITPOS full 0 0 0",
+        "SET x abc",
+        "SET y az",
+        "BITOP AND d x y",
+        "GET d",
+        "BITOP OR d x y",
+        "GET d",
+        "BITOP XOR d x y nope",
+        "GET d",
+        "BITOP NOT d x",
+        "GET d",
+        "BITOP NOT d x y",
+        "BITOP NAND d x y",
+        "BITOP AND d nope1 nope2",
+        "EXISTS d",
+        "LPUSH l a",
+        "BITCOUNT l",
+        "PFADD h a b c d e f g",
+        "PFADD h a b",
+        "PFADD h",
+        "PFADD new",
+        "PFCOUNT h",
+        "PFCOUNT nope",
+        "PFADD h2 e f g h i j k l m n o p",
+        "PFCOUNT h h2",
+        "PFMERGE m h h2",
+        "PFCOUNT m",
+        "PFMERGE m",
+        "PFCOUNT m",
+        "PFADD s x",
+        "PFCOUNT s",
+        "PFCOUNT l",
+        "TYPE h",
+    ])
+    .await;
+    // Many elements: the same estimate as Redis, element for element.
+    let mut p = pair().await;
+    for chunk in 0..20 {
+        let mut cmd = vec!["PFADD".to_string(), "big".to_string()];
+        cmd.extend((0..500).map(|i| format!("user:{}", chunk * 500 + i)));
+        let words: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        p.redis.send(&resp(&words)).await;
+        p.keyway.send(&resp(&words)).await;
+        assert_eq!(p.redis.reply().await, p.keyway.reply().await);
+    }
+    p.redis.send(&resp(&["PFCOUNT", "big"])).await;
+    p.keyway.send(&resp(&["PFCOUNT", "big"])).await;
+    let (want, got) = (p.redis.reply().await, p.keyway.reply().await);
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+}

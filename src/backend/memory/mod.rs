@@ -6,8 +6,10 @@
 //! multi-key write (RENAME, MSET, ...) takes the store's gate exclusively,
 //! so no other client's command interleaves with it, as in Redis.
 
+mod bits;
 mod blocking;
 mod hashes;
+mod hll;
 mod keys;
 mod lists;
 mod pubsub;
@@ -187,6 +189,15 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("zinter", zsets::zinter, Exclusive),
     ("zdiff", zsets::zdiff, Exclusive),
     ("zintercard", zsets::zintercard, Exclusive),
+    // Bitmaps and HyperLogLogs (both are strings).
+    ("setbit", bits::setbit, Shared),
+    ("getbit", bits::getbit, Shared),
+    ("bitcount", bits::bitcount, Shared),
+    ("bitpos", bits::bitpos, Shared),
+    ("bitop", bits::bitop, Exclusive),
+    ("pfadd", hll::pfadd, Exclusive),
+    ("pfcount", hll::pfcount, Exclusive),
+    ("pfmerge", hll::pfmerge, Exclusive),
     // Pub/sub (SUBSCRIBE and friends go through `Backend::subscriber`).
     ("publish", pubsub::publish, Shared),
     ("pubsub", pubsub::pubsub, Shared),
