@@ -37,6 +37,9 @@ struct Queued {
     /// For each command whose reply names keys the namespace rewrote: the
     /// command's name and namespaces, to map them back in EXEC's reply.
     keys_from: Vec<Option<dispatch::KeysFrom>>,
+    /// Replies keyway gives itself (PING, ECHO), by their place in the
+    /// transaction, spliced into EXEC's reply.
+    local: Vec<(usize, Reply)>,
     /// Default-TTL EXPIREs for written keys, run after EXEC.
     after: Vec<Command>,
     target: Option<(Arc<dyn Backend>, Arc<Namespace>)>,
@@ -151,6 +154,18 @@ impl Transaction {
             q.dirty = true;
             r
         };
+        let place = q.commands.len() + q.local.len();
+        match (spec.name, req.args.get(1)) {
+            ("ping", None) => {
+                q.local.push((place, Reply::status("PONG")));
+                return Reply::status("QUEUED");
+            }
+            ("ping" | "echo", Some(msg)) => {
+                q.local.push((place, Reply::Bulk(msg.clone())));
+                return Reply::status("QUEUED");
+            }
+            _ => {}
+        }
         if spec.has(LOCAL) || spec.has(KEYSPACE) || spec.has(PUBSUB) && spec.name != "publish" {
             return refuse(
                 q,
@@ -212,17 +227,19 @@ impl Transaction {
             return Reply::error("EXECABORT Transaction discarded because of previous errors.");
         }
         let Some((backend, _)) = q.target else {
-            // Nothing queued (or only WATCHed): EXEC of an empty transaction.
-            return match watching {
+            // No backend command (empty, or only PING/ECHO): the watched
+            // keys still decide.
+            let reply = match watching {
                 Some(mut w) => exec_on_session(&mut *w.session, Vec::new(), resp3).await,
                 None => Reply::Array(Vec::new()),
             };
+            return splice(reply, q.local);
         };
         let mut batch = wrap(q.commands, resp3);
         let n = batch.len();
         let map_keys = q.keys_from.iter().any(Option::is_some);
         if let Some(exec) = batch.last_mut() {
-            exec.inspect = map_keys;
+            exec.inspect = map_keys || !q.local.is_empty();
         }
         batch.extend(q.after);
         let mut replies = match watching {
@@ -233,7 +250,7 @@ impl Transaction {
         let reply = replies
             .pop()
             .unwrap_or_else(|| Reply::error("ERR backend returned no reply"));
-        match reply {
+        let reply = match reply {
             Reply::Array(items) if map_keys => Reply::Array(
                 items
                     .into_iter()
@@ -245,7 +262,21 @@ impl Transaction {
                     .collect(),
             ),
             other => other,
+        };
+        splice(reply, q.local)
+    }
+}
+
+/// Puts keyway's own replies back at their places in EXEC's array.
+fn splice(reply: Reply, local: Vec<(usize, Reply)>) -> Reply {
+    match reply {
+        Reply::Array(mut items) if !local.is_empty() => {
+            for (at, r) in local {
+                items.insert(at.min(items.len()), r);
+            }
+            Reply::Array(items)
         }
+        other => other,
     }
 }
 

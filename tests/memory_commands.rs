@@ -391,7 +391,7 @@ async fn large_hash_scans_every_field_once() {
 }
 
 #[tokio::test]
-async fn pubsub_and_what_memory_cannot_do_yet() {
+async fn pubsub() {
     let kw = Keyway::start().await;
     let mut sub = kw.raw().await;
     let mut c = kw.raw().await;
@@ -419,22 +419,4 @@ async fn pubsub_and_what_memory_cannot_do_yet() {
     c.check("PUBSUB CHANNELS", "*1\r\n$4\r\nnews\r\n").await;
     sub.check("RESET", "+RESET\r\n").await;
     c.check("PUBLISH news again", ":0\r\n").await;
-    // Transactions come to the memory backend with issue 5; until then the
-    // refusal names the namespace.
-    c.check("MULTI", "+OK\r\n").await;
-    c.check(
-        "SET k v",
-        "-ERR 'MULTI' is not supported by namespace 'default' (memory backend)\r\n",
-    )
-    .await;
-    c.check(
-        "EXEC",
-        "-EXECABORT Transaction discarded because of previous errors.\r\n",
-    )
-    .await;
-    c.check(
-        "WATCH k",
-        "-ERR 'WATCH' is not supported by namespace 'default' (memory backend)\r\n",
-    )
-    .await;
 }

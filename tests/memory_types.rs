@@ -503,3 +503,135 @@ async fn bitmaps_and_hyperloglogs_answer_as_redis() {
         String::from_utf8_lossy(&want)
     );
 }
+
+/// Two clients on redis-server and the same two on keyway.
+struct Two {
+    a: Pair,
+    b_redis: Raw,
+    b_keyway: Raw,
+}
+
+impl Two {
+    async fn new() -> Two {
+        let a = pair().await;
+        let b_redis = Raw(
+            tokio::net::TcpStream::connect(("127.0.0.1", a._server.port))
+                .await
+                .unwrap(),
+        );
+        let b_keyway = a._kw.raw().await;
+        Two {
+            a,
+            b_redis,
+            b_keyway,
+        }
+    }
+
+    /// `a:` or `b:` picks the client; the replies must match.
+    async fn step(&mut self, step: &str) {
+        let (on_b, cmd) = match step.strip_prefix("b:") {
+            Some(c) => (true, c),
+            None => (false, step.strip_prefix("a:").unwrap_or(step)),
+        };
+        let req = resp(&words(cmd));
+        let (r, k) = if on_b {
+            (&mut self.b_redis, &mut self.b_keyway)
+        } else {
+            (&mut self.a.redis, &mut self.a.keyway)
+        };
+        r.send(&req).await;
+        k.send(&req).await;
+        let (want, got) = (r.reply().await, k.reply().await);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "{step}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn transactions_and_watch_answer_as_redis() {
+    let mut t = Two::new().await;
+    for step in [
+        "MULTI",
+        "SET k 1",
+        "INCR k",
+        "LPUSH k x",
+        "GET k",
+        "EXEC",
+        "MULTI",
+        "SET k 2",
+        "DISCARD",
+        "GET k",
+        "EXEC",
+        "DISCARD",
+        "MULTI",
+        "MULTI",
+        "SET k 3",
+        "NOSUCHCMD",
+        "EXEC",
+        "GET k",
+        "MULTI",
+        "EXEC",
+        // WATCH: another client's write aborts.
+        "WATCH w",
+        "b:SET w changed",
+        "MULTI",
+        "SET w mine",
+        "EXEC",
+        "GET w",
+        // Untouched, it commits; EXEC forgets the watch.
+        "WATCH w",
+        "MULTI",
+        "SET w mine",
+        "EXEC",
+        "b:SET w other",
+        "MULTI",
+        "GET w",
+        "EXEC",
+        // UNWATCH forgets too.
+        "WATCH w",
+        "b:SET w again",
+        "UNWATCH",
+        "MULTI",
+        "GET w",
+        "EXEC",
+        // A watched key that is deleted, or created, counts as changed.
+        "WATCH w gone",
+        "b:DEL w",
+        "MULTI",
+        "PING",
+        "EXEC",
+        "WATCH gone",
+        "b:SET gone here",
+        "MULTI",
+        "GET gone",
+        "EXEC",
+        // Blocking commands inside MULTI do not block.
+        "MULTI",
+        "BLPOP nolist 0",
+        "RPUSH q a",
+        "BRPOP q 0",
+        "EXEC",
+        "WATCH k",
+        "WATCH w",
+        "MULTI",
+        "WATCH k",
+        "DISCARD",
+    ] {
+        t.step(step).await;
+    }
+}
+
+#[tokio::test]
+async fn watch_sees_expiry_as_a_change() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    c.check("SET t v PX 50", "+OK\r\n").await;
+    c.check("WATCH t", "+OK\r\n").await;
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    c.check("MULTI", "+OK\r\n").await;
+    c.check("SET t new", "+QUEUED\r\n").await;
+    c.check("EXEC", "*-1\r\n").await;
+}

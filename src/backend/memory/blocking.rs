@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::MemoryBackend;
+use super::Memory;
 use crate::backend::Command;
 use crate::command::CommandSpec;
 use crate::error::{CmdError, CmdResult};
@@ -113,7 +113,7 @@ fn is_empty(r: &Reply) -> bool {
     matches!(r, Reply::Nil | Reply::NilArray)
 }
 
-impl MemoryBackend {
+impl Memory {
     /// Runs a blocking command: at once if it finds something, otherwise
     /// when a write serves it or its timeout passes.
     pub(super) async fn block(&self, cmd: &Command) -> Reply {

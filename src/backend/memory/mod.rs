@@ -224,45 +224,137 @@ pub fn supported_commands() -> impl Iterator<Item = &'static str> {
     HANDLERS.iter().map(|h| h.0)
 }
 
-pub struct MemoryBackend {
+/// The backend's state, shared with its sessions (WATCH).
+pub struct Memory {
     store: Arc<Store>,
     gate: RwLock<()>,
     waiters: Arc<blocking::Waiters>,
 }
+
+pub struct MemoryBackend {
+    inner: Arc<Memory>,
+}
+
+impl std::ops::Deref for MemoryBackend {
+    type Target = Memory;
+    fn deref(&self) -> &Memory {
+        &self.inner
+    }
+}
+
+/// Watched keys and the versions they had when watched.
+type Watched = [(Bytes, Option<u64>)];
 
 impl MemoryBackend {
     pub fn new(_config: &MemoryConfig) -> MemoryBackend {
         let store = Arc::new(Store::default());
         store::spawn_sweeper(&store);
         MemoryBackend {
-            store,
-            gate: RwLock::new(()),
-            waiters: Default::default(),
+            inner: Arc::new(Memory {
+                store,
+                gate: RwLock::new(()),
+                waiters: Default::default(),
+            }),
         }
     }
+}
 
+impl Memory {
     /// Runs a batch synchronously; the [`Backend`] impl wraps this.
     pub fn run(&self, batch: &[Command]) -> Vec<Reply> {
+        self.run_with(batch, &[])
+    }
+
+    /// Runs a batch; MULTI ... EXEC in it runs as Redis runs a transaction
+    /// (QUEUED for each command, the results in EXEC's reply), aborted when
+    /// a `watched` key changed. The gate is held for the whole batch, so no
+    /// other client's command runs in between.
+    fn run_with(&self, batch: &[Command], watched: &Watched) -> Vec<Reply> {
         let table = dispatch();
         let exclusive = batch
             .iter()
-            .any(|c| matches!(table[c.spec.id], Some((_, Exclusive))));
+            .any(|c| matches!(table[c.spec.id], Some((_, Exclusive))) || c.spec.has(command::TX));
         // The gate guards no data, so a poisoned lock (a panic elsewhere) is harmless.
         let _guard = if exclusive {
             Err(self.gate.write().unwrap_or_else(|e| e.into_inner()))
         } else {
             Ok(self.gate.read().unwrap_or_else(|e| e.into_inner()))
         };
-        batch
-            .iter()
-            .map(|c| match table[c.spec.id] {
-                Some((h, _)) => h(&self.store, &c.args).unwrap_or_else(Reply::from),
-                None => Reply::from(CmdError::msg(format!(
-                    "ERR '{}' is not supported by the memory backend",
-                    c.spec.name
-                ))),
-            })
-            .collect()
+        let mut replies = Vec::with_capacity(batch.len());
+        // Inside MULTI: the results so far, or None when a watched key changed.
+        let mut tx: Option<Option<Vec<Reply>>> = None;
+        for c in batch {
+            match (c.spec.name, tx.as_mut()) {
+                ("multi", None) => {
+                    let unchanged = watched.iter().all(|(k, v)| self.store.version(k) == *v);
+                    tx = Some(unchanged.then(Vec::new));
+                    replies.push(Reply::ok());
+                }
+                ("exec", Some(_)) => {
+                    let results = tx.take().flatten();
+                    replies.push(results.map_or(Reply::NilArray, Reply::Array));
+                }
+                (_, Some(results)) => {
+                    if let Some(results) = results {
+                        results.push(self.one(table, c));
+                    }
+                    replies.push(Reply::status("QUEUED"));
+                }
+                (_, None) => replies.push(self.one(table, c)),
+            }
+        }
+        replies
+    }
+
+    fn one(&self, table: &[Option<(Handler, Gate)>], c: &Command) -> Reply {
+        match table[c.spec.id] {
+            Some((h, _)) => h(&self.store, &c.args).unwrap_or_else(Reply::from),
+            None => Reply::from(CmdError::msg(format!(
+                "ERR '{}' is not supported by the memory backend",
+                c.spec.name
+            ))),
+        }
+    }
+}
+
+/// A client's WATCH: versions of its watched keys, checked at EXEC.
+struct MemorySession {
+    memory: Arc<Memory>,
+    watched: Vec<(Bytes, Option<u64>)>,
+}
+
+impl Session for MemorySession {
+    fn execute(&mut self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+        let replies = if batch.iter().any(|c| c.spec.name == "multi") {
+            let r = self.memory.run_with(&batch, &self.watched);
+            // EXEC forgets what was watched, as in Redis.
+            self.watched.clear();
+            self.memory.serve_after(&batch);
+            r
+        } else {
+            batch
+                .iter()
+                .map(|c| match c.spec.name {
+                    "watch" => {
+                        for k in &c.args[1..] {
+                            let v = self.memory.store.version(k);
+                            self.watched.push((k.clone(), v));
+                        }
+                        Reply::ok()
+                    }
+                    "unwatch" => {
+                        self.watched.clear();
+                        Reply::ok()
+                    }
+                    _ => {
+                        let r = self.memory.run(std::slice::from_ref(c));
+                        self.memory.serve_after(std::slice::from_ref(c));
+                        r.into_iter().next().unwrap_or(Reply::Nil)
+                    }
+                })
+                .collect()
+        };
+        Box::pin(std::future::ready(replies))
     }
 }
 
@@ -272,8 +364,9 @@ impl Backend for MemoryBackend {
     }
 
     fn supports(&self, spec: &CommandSpec) -> bool {
-        // SUBSCRIBE and friends go through `subscriber`, not the handlers.
-        dispatch()[spec.id].is_some() || spec.has(command::PUBSUB)
+        // SUBSCRIBE and friends go through `subscriber`, MULTI/EXEC through
+        // `run_with` and WATCH through sessions, not the handlers.
+        dispatch()[spec.id].is_some() || spec.has(command::PUBSUB) || spec.has(command::TX)
     }
 
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
@@ -305,9 +398,13 @@ impl Backend for MemoryBackend {
     }
 
     fn session(&self) -> BoxFuture<'_, Result<Box<dyn Session>, CmdError>> {
-        Box::pin(std::future::ready(Err(CmdError::msg(
-            "ERR the memory backend has no sessions (WATCH) yet",
-        ))))
+        let session = MemorySession {
+            memory: self.inner.clone(),
+            watched: Vec::new(),
+        };
+        Box::pin(std::future::ready(
+            Ok(Box::new(session) as Box<dyn Session>),
+        ))
     }
 
     fn subscriber(

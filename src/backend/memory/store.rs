@@ -51,6 +51,8 @@ pub struct Entry {
     pub value: Value,
     /// Unix time in milliseconds; 0 means no expiry.
     pub expires_at: u64,
+    /// Set by the store on every write, for WATCH.
+    pub version: u64,
 }
 
 impl Entry {
@@ -58,6 +60,7 @@ impl Entry {
         Entry {
             value,
             expires_at: 0,
+            version: 0,
         }
     }
 
@@ -88,6 +91,8 @@ pub struct Store {
     parts: Box<[DashMap<Bytes, Entry>]>,
     /// Set when a TTL is written; lets the sweeper skip stores without any.
     has_volatile: AtomicBool,
+    /// The last version given to a write.
+    versions: std::sync::atomic::AtomicU64,
     /// Pub/sub subscribers of this backend.
     pub hub: std::sync::Arc<super::pubsub::Hub>,
 }
@@ -99,6 +104,7 @@ impl Default for Store {
                 .map(|_| DashMap::with_shard_amount(2))
                 .collect(),
             has_volatile: AtomicBool::new(false),
+            versions: Default::default(),
             hub: Default::default(),
         }
     }
@@ -139,8 +145,9 @@ impl Store {
                 };
                 let r = f(&mut slot);
                 match slot {
-                    Some(e) => {
+                    Some(mut e) => {
                         self.note_ttl(&e);
+                        e.version = self.next_version();
                         *o.get_mut() = e;
                     }
                     None => {
@@ -152,13 +159,24 @@ impl Store {
             MapEntry::Vacant(v) => {
                 let mut slot = None;
                 let r = f(&mut slot);
-                if let Some(e) = slot {
+                if let Some(mut e) = slot {
                     self.note_ttl(&e);
+                    e.version = self.next_version();
                     v.insert(e);
                 }
                 r
             }
         }
+    }
+
+    fn next_version(&self) -> u64 {
+        self.versions.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The version of a live key (None when missing or expired), for WATCH:
+    /// any write, expiry or deletion changes it.
+    pub fn version(&self, key: &[u8]) -> Option<u64> {
+        self.read(key, |e| e.map(|e| e.version))
     }
 
     fn note_ttl(&self, e: &Entry) {

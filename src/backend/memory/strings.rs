@@ -62,6 +62,7 @@ pub fn set(s: &Store, a: &[Bytes]) -> CmdResult {
             Some(Entry {
                 value: Value::Str(value),
                 expires_at: ttl,
+                version: 0,
             })
         };
         Ok(reply(true))
@@ -85,6 +86,7 @@ fn set_with_ttl(s: &Store, a: &[Bytes], unit: Unit, cmd: &str) -> CmdResult {
         *slot = Some(Entry {
             value: Value::Str(value),
             expires_at: at,
+            version: 0,
         })
     });
     Ok(Reply::ok())
