@@ -362,8 +362,8 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
         ("bind", shared.local_addr.ip().to_string()),
         ("databases", "1".into()),
         ("maxclients", config.server.max_clients.to_string()),
-        ("maxmemory", "0".into()),
-        ("maxmemory-policy", "noeviction".into()),
+        ("maxmemory", memory_limits(&config).0.to_string()),
+        ("maxmemory-policy", memory_limits(&config).1.into()),
         ("port", shared.local_addr.port().to_string()),
         (
             "proto-max-bulk-len",
@@ -475,15 +475,18 @@ async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
             ],
             "memory" => {
                 let rss = rss_bytes();
+                let used = crate::alloc::allocated();
+                let (max, policy) = memory_limits(&config);
                 vec![
-                    format!("used_memory:{rss}"),
+                    format!("used_memory:{used}"),
+                    format!("used_memory_human:{:.2}M", used as f64 / (1024.0 * 1024.0)),
                     format!("used_memory_rss:{rss}"),
                     format!(
                         "used_memory_rss_human:{:.2}M",
                         rss as f64 / (1024.0 * 1024.0)
                     ),
-                    "maxmemory:0".into(),
-                    "maxmemory_policy:noeviction".into(),
+                    format!("maxmemory:{max}"),
+                    format!("maxmemory_policy:{policy}"),
                 ]
             }
             "stats" => vec![
@@ -522,6 +525,21 @@ async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
         out.push_str("\r\n");
     }
     Ok(Reply::Verbatim(Bytes::from(out)))
+}
+
+/// `max_memory` and `eviction` of the memory backend that sets them (the
+/// bound is on the whole process), for INFO and CONFIG GET.
+fn memory_limits(config: &crate::config::Config) -> (u64, &'static str) {
+    config
+        .backends
+        .values()
+        .find_map(|b| match b {
+            crate::backend::BackendConfig::Memory(m) => {
+                m.max_memory.map(|max| (max.0, m.eviction.name()))
+            }
+            _ => None,
+        })
+        .unwrap_or((0, "noeviction"))
 }
 
 /// The `# Keyway` section: the namespace table and each backend's health.

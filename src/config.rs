@@ -422,12 +422,18 @@ fn describe_serde_error(msg: &str) -> (String, String) {
     if let Some(rest) = msg.strip_prefix("unknown variant `") {
         let name = quoted(rest);
         let expected = rest.split_once(", expected ").map(|x| x.1).unwrap_or("");
+        let choices = expected.replace("one of ", "").replace('`', "");
+        // serde names the value, not the field: the backend enums are
+        // told apart by their choices.
+        if choices.contains("noeviction") {
+            return (
+                "eviction".into(),
+                format!("unknown policy '{name}' (one of: {choices})"),
+            );
+        }
         return (
             "type".into(),
-            format!(
-                "unknown backend type '{name}' (built in: {})",
-                expected.replace("one of ", "").replace('`', "")
-            ),
+            format!("unknown backend type '{name}' (built in: {choices})"),
         );
     }
     (String::new(), msg.to_string())

@@ -28,6 +28,7 @@
 //!   with Redis's texts; [`config`]: TOML config, validation.
 
 pub mod admin;
+pub mod alloc;
 pub mod args;
 pub mod backend;
 pub mod command;

@@ -138,7 +138,7 @@ impl BackendConfig {
     /// Problems with this backend's settings, as (field, problem).
     pub fn problems(&self) -> Vec<(String, String)> {
         match self {
-            BackendConfig::Memory(_) => Vec::new(),
+            BackendConfig::Memory(c) => c.problems(),
             BackendConfig::Redis(c) => c.problems(),
             BackendConfig::Memcached(c) => c.problems(),
         }

@@ -33,7 +33,92 @@ use store::{Entry, Store, Value};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MemoryConfig {}
+pub struct MemoryConfig {
+    /// Bound on the process's allocated memory (bytes, or kb/mb/gb);
+    /// writes beyond it evict keys or are refused with OOM.
+    pub max_memory: Option<crate::config::ByteSize>,
+    #[serde(default)]
+    pub eviction: Eviction,
+}
+
+/// What a write does when `max_memory` is reached (Redis's maxmemory-policy).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Eviction {
+    /// Refuse the write with OOM.
+    #[default]
+    Noeviction,
+    AllkeysLru,
+    VolatileLru,
+    AllkeysRandom,
+    VolatileTtl,
+}
+
+impl MemoryConfig {
+    pub fn problems(&self) -> Vec<(String, String)> {
+        match self.max_memory {
+            Some(m) if m.0 < 1024 * 1024 => vec![(
+                "max_memory".into(),
+                "must be at least 1mb (it bounds the whole process's memory)".into(),
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Eviction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Eviction::Noeviction => "noeviction",
+            Eviction::AllkeysLru => "allkeys-lru",
+            Eviction::VolatileLru => "volatile-lru",
+            Eviction::AllkeysRandom => "allkeys-random",
+            Eviction::VolatileTtl => "volatile-ttl",
+        }
+    }
+}
+
+/// Writes that only shrink or keep the data, allowed over `max_memory`.
+const SHRINKS: &[&str] = &[
+    "del",
+    "unlink",
+    "expire",
+    "pexpire",
+    "expireat",
+    "pexpireat",
+    "persist",
+    "getdel",
+    "getex",
+    "lpop",
+    "rpop",
+    "lmpop",
+    "blpop",
+    "brpop",
+    "blmpop",
+    "ltrim",
+    "lrem",
+    "srem",
+    "spop",
+    "hdel",
+    "zrem",
+    "zpopmin",
+    "zpopmax",
+    "zmpop",
+    "bzpopmin",
+    "bzpopmax",
+    "bzmpop",
+    "zremrangebyrank",
+    "zremrangebyscore",
+    "zremrangebylex",
+    "flushdb",
+    "flushall",
+    "rename",
+    "renamenx",
+    "touch",
+];
+
+/// Keys evicted in one round at most, from one partition.
+const EVICT_BATCH: usize = 16;
 
 type Handler = fn(&Store, &[Bytes]) -> CmdResult;
 
@@ -229,6 +314,9 @@ pub struct Memory {
     store: Arc<Store>,
     gate: RwLock<()>,
     waiters: Arc<blocking::Waiters>,
+    max_memory: Option<usize>,
+    eviction: Eviction,
+    evicted: std::sync::atomic::AtomicU64,
 }
 
 pub struct MemoryBackend {
@@ -246,7 +334,7 @@ impl std::ops::Deref for MemoryBackend {
 type Watched = [(Bytes, Option<u64>)];
 
 impl MemoryBackend {
-    pub fn new(_config: &MemoryConfig) -> MemoryBackend {
+    pub fn new(config: &MemoryConfig) -> MemoryBackend {
         let store = Arc::new(Store::default());
         store::spawn_sweeper(&store);
         MemoryBackend {
@@ -254,6 +342,9 @@ impl MemoryBackend {
                 store,
                 gate: RwLock::new(()),
                 waiters: Default::default(),
+                max_memory: config.max_memory.map(|m| m.0 as usize),
+                eviction: config.eviction,
+                evicted: Default::default(),
             }),
         }
     }
@@ -306,7 +397,53 @@ impl Memory {
         replies
     }
 
+    /// Below `max_memory` before a write that may grow the data: evicts as
+    /// the policy says, or refuses with Redis's OOM error.
+    fn make_room(&self, spec: &CommandSpec) -> Result<(), Reply> {
+        let Some(max) = self.max_memory else {
+            return Ok(());
+        };
+        if !spec.has(command::WRITE) || SHRINKS.contains(&spec.name) {
+            return Ok(());
+        }
+        let oom = || Reply::error("OOM command not allowed when used memory > 'maxmemory'.");
+        let (volatile, by) = match self.eviction {
+            Eviction::Noeviction => (false, store::Victims::Random),
+            Eviction::AllkeysLru => (false, store::Victims::Lru),
+            Eviction::VolatileLru => (true, store::Victims::Lru),
+            Eviction::AllkeysRandom => (false, store::Victims::Random),
+            Eviction::VolatileTtl => (true, store::Victims::Ttl),
+        };
+        while crate::alloc::allocated() > max {
+            if self.eviction == Eviction::Noeviction {
+                return Err(oom());
+            }
+            let victims = self.store.victims(EVICT_BATCH, volatile, by);
+            if victims.is_empty() {
+                return Err(oom());
+            }
+            for k in victims {
+                if self.store.remove(&k).is_some() {
+                    self.evicted
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                if crate::alloc::allocated() <= max {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys evicted so far, for INFO.
+    pub fn evicted_keys(&self) -> u64 {
+        self.evicted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn one(&self, table: &[Option<(Handler, Gate)>], c: &Command) -> Reply {
+        if let Err(oom) = self.make_room(c.spec) {
+            return oom;
+        }
         match table[c.spec.id] {
             Some((h, _)) => h(&self.store, &c.args).unwrap_or_else(Reply::from),
             None => Reply::from(CmdError::msg(format!(

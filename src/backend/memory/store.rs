@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::zset::ZSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -47,12 +47,22 @@ impl Value {
     }
 }
 
+/// How eviction ranks keys.
+#[derive(Clone, Copy)]
+pub enum Victims {
+    Lru,
+    Ttl,
+    Random,
+}
+
 pub struct Entry {
     pub value: Value,
     /// Unix time in milliseconds; 0 means no expiry.
     pub expires_at: u64,
     /// Set by the store on every write, for WATCH.
     pub version: u64,
+    /// Seconds (of the store's clock) of the last access, for LRU eviction.
+    pub access: AtomicU32,
 }
 
 impl Entry {
@@ -61,6 +71,7 @@ impl Entry {
             value,
             expires_at: 0,
             version: 0,
+            access: AtomicU32::new(clock()),
         }
     }
 
@@ -70,6 +81,11 @@ impl Entry {
 }
 
 pub use crate::util::now_ms;
+
+/// Whole seconds, for access times: coarse is enough for LRU.
+pub fn clock() -> u32 {
+    (now_ms() / 1000) as u32
+}
 
 /// The key's position in SCAN order: a well-mixed 48-bit hash.
 pub fn scan_order(key: &[u8]) -> u64 {
@@ -121,6 +137,7 @@ impl Store {
         let now = now_ms();
         if let Some(e) = part.get(key) {
             if !e.expired(now) {
+                e.access.store((now / 1000) as u32, Ordering::Relaxed);
                 return f(Some(&e));
             }
             drop(e);
@@ -148,6 +165,7 @@ impl Store {
                     Some(mut e) => {
                         self.note_ttl(&e);
                         e.version = self.next_version();
+                        *e.access.get_mut() = (now / 1000) as u32;
                         *o.get_mut() = e;
                     }
                     None => {
@@ -260,6 +278,36 @@ impl Store {
     }
 
     /// A random live key.
+    /// Up to `n` keys to evict, chosen in one random partition: the least
+    /// recently used (`lru`), the nearest to expire (`ttl`), or any; only
+    /// keys with a TTL when `volatile`.
+    pub fn victims(&self, n: usize, volatile: bool, by: Victims) -> Vec<Bytes> {
+        let now = now_ms();
+        let start = crate::util::random_below(PARTITIONS as u64) as usize;
+        for i in 0..PARTITIONS {
+            let part = &self.parts[(start + i) % PARTITIONS];
+            let mut found: Vec<(u64, Bytes)> = part
+                .iter()
+                .filter(|e| !e.value().expired(now) && (!volatile || e.value().expires_at != 0))
+                .map(|e| {
+                    let rank = match by {
+                        Victims::Lru => u64::from(e.value().access.load(Ordering::Relaxed)),
+                        Victims::Ttl => e.value().expires_at,
+                        Victims::Random => crate::util::random_below(u64::MAX),
+                    };
+                    (rank, e.key().clone())
+                })
+                .collect();
+            if found.is_empty() {
+                continue;
+            }
+            found.sort_unstable_by_key(|x| x.0);
+            found.truncate(n);
+            return found.into_iter().map(|x| x.1).collect();
+        }
+        Vec::new()
+    }
+
     pub fn random_key(&self) -> Option<Bytes> {
         let now = now_ms();
         let start = crate::util::random_below(PARTITIONS as u64) as usize;

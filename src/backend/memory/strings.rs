@@ -63,6 +63,7 @@ pub fn set(s: &Store, a: &[Bytes]) -> CmdResult {
                 value: Value::Str(value),
                 expires_at: ttl,
                 version: 0,
+                access: Default::default(),
             })
         };
         Ok(reply(true))
@@ -87,6 +88,7 @@ fn set_with_ttl(s: &Store, a: &[Bytes], unit: Unit, cmd: &str) -> CmdResult {
             value: Value::Str(value),
             expires_at: at,
             version: 0,
+            access: Default::default(),
         })
     });
     Ok(Reply::ok())
