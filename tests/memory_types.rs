@@ -635,3 +635,43 @@ async fn watch_sees_expiry_as_a_change() {
     c.check("SET t new", "+QUEUED\r\n").await;
     c.check("EXEC", "*-1\r\n").await;
 }
+
+#[tokio::test]
+async fn key_commands_work_on_every_type() {
+    same(&[
+        "RPUSH l a b",
+        "SADD s 1 2",
+        "SADD t x",
+        "ZADD z 1 m",
+        "HSET h f v",
+        "SET n 123",
+        "SET e hello",
+        "TYPE l",
+        "TYPE s",
+        "TYPE z",
+        "TYPE h",
+        // (Small lists are "listpack" from Redis 7.2 on, as keyway reports;
+        // the redis-server here may be older.)
+        "!OBJECT ENCODING l",
+        "OBJECT ENCODING s",
+        "!OBJECT ENCODING t",
+        "OBJECT ENCODING z",
+        "OBJECT ENCODING h",
+        "OBJECT ENCODING n",
+        "OBJECT ENCODING e",
+        "OBJECT ENCODING nope",
+        "OBJECT REFCOUNT l",
+        "RENAME l l2",
+        "LRANGE l2 0 -1",
+        "RENAME z z2",
+        "ZRANGE z2 0 -1",
+        "EXPIRE s 100",
+        "TTL s",
+        "PERSIST s",
+        "~SCAN 0 TYPE zset",
+        "~KEYS *",
+        "DEL l2 s z2 h",
+        "~KEYS *",
+    ])
+    .await;
+}

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::store::{ORDER_BITS, Store, now_ms};
+use super::store::{ORDER_BITS, Store, Value, now_ms};
 use crate::args::{ExpireArgs, Unit};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::{parse_scan, scan_reply};
@@ -174,4 +174,59 @@ pub fn flushdb(s: &Store, a: &[Bytes]) -> CmdResult {
     }
     s.clear();
     Ok(Reply::ok())
+}
+
+/// OBJECT ENCODING | REFCOUNT | IDLETIME | FREQ key. Encodings are the ones
+/// Redis would report for the value's size (listpack/intset while small).
+pub fn object(s: &Store, a: &[Bytes]) -> CmdResult {
+    let sub = &a[1];
+    let Some(key) = a.get(2).filter(|_| a.len() == 3) else {
+        return Err(CmdError::UnknownSubcommand {
+            cmd: "OBJECT".into(),
+            sub: String::from_utf8_lossy(sub).into_owned(),
+        });
+    };
+    s.read(key, |e| {
+        let Some(e) = e else {
+            return Ok(Reply::Nil);
+        };
+        if is(sub, "ENCODING") {
+            let small = |n: usize| n <= 128;
+            let enc = match &e.value {
+                Value::Str(v) if v.len() <= 20 && crate::protocol::parse_i64(v).is_some() => "int",
+                Value::Str(v) if v.len() <= 44 => "embstr",
+                Value::Str(_) => "raw",
+                Value::Hash(h) if small(h.len()) => "listpack",
+                Value::Hash(_) => "hashtable",
+                Value::List(l) if small(l.len()) => "listpack",
+                Value::List(_) => "quicklist",
+                Value::Set(set)
+                    if set.len() <= 512
+                        && set.iter().all(|m| crate::protocol::parse_i64(m).is_some()) =>
+                {
+                    "intset"
+                }
+                Value::Set(set) if small(set.len()) => "listpack",
+                Value::Set(_) => "hashtable",
+                Value::ZSet(z) if small(z.len()) => "listpack",
+                Value::ZSet(_) => "skiplist",
+            };
+            Ok(Reply::bulk(Bytes::from_static(enc.as_bytes())))
+        } else if is(sub, "REFCOUNT") {
+            Ok(Reply::Int(1))
+        } else if is(sub, "IDLETIME") {
+            let idle = super::store::clock()
+                .saturating_sub(e.access.load(std::sync::atomic::Ordering::Relaxed));
+            Ok(Reply::Int(i64::from(idle)))
+        } else if is(sub, "FREQ") {
+            Err(CmdError::msg(
+                "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+            ))
+        } else {
+            Err(CmdError::UnknownSubcommand {
+                cmd: "OBJECT".into(),
+                sub: String::from_utf8_lossy(sub).into_owned(),
+            })
+        }
+    })
 }

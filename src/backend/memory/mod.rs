@@ -174,6 +174,7 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("persist", keys::persist, Shared),
     ("rename", keys::rename, Exclusive),
     ("renamenx", keys::renamenx, Exclusive),
+    ("object", keys::object, Shared),
     ("keys", keys::keys, Shared),
     ("scan", keys::scan, Shared),
     ("randomkey", keys::randomkey, Shared),
