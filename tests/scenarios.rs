@@ -23,9 +23,15 @@ async fn job_queue(kw: &Keyway) -> Vec<String> {
     }
     // Delayed jobs: due ones are moved to the queue atomically.
     for (i, due) in [(0, 0), (1, 0), (2, 1_000_000)] {
-        let _: () = producer.zadd("delayed", format!("later-{i}"), due).await.unwrap();
+        let _: () = producer
+            .zadd("delayed", format!("later-{i}"), due)
+            .await
+            .unwrap();
     }
-    let due: Vec<String> = producer.zrangebyscore_limit("delayed", "-inf", 10, 0, 10).await.unwrap();
+    let due: Vec<String> = producer
+        .zrangebyscore_limit("delayed", "-inf", 10, 0, 10)
+        .await
+        .unwrap();
     for job in &due {
         let (removed, len): (i64, i64) = redis::pipe()
             .atomic()
@@ -67,7 +73,10 @@ async fn job_queue(kw: &Keyway) -> Vec<String> {
     let delayed: Vec<(String, i64)> = producer.zrange_withscores("delayed", 0, -1).await.unwrap();
     let d0: i64 = producer.llen("done:0").await.unwrap();
     let d1: i64 = producer.llen("done:1").await.unwrap();
-    log.push(format!("left {left}, delayed {delayed:?}, done {}", d0 + d1));
+    log.push(format!(
+        "left {left}, delayed {delayed:?}, done {}",
+        d0 + d1
+    ));
     log
 }
 
@@ -80,7 +89,10 @@ async fn rate_limiter(kw: &Keyway) -> Vec<String> {
         if n == 1 {
             let _: () = c.expire("rl:alice", 60).await.unwrap();
         }
-        log.push(format!("fixed {attempt}: {}", if n <= 5 { "allowed" } else { "limited" }));
+        log.push(format!(
+            "fixed {attempt}: {}",
+            if n <= 5 { "allowed" } else { "limited" }
+        ));
     }
     let ttl: i64 = c.ttl("rl:alice").await.unwrap();
     log.push(format!("ttl {ttl}"));

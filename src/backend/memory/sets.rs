@@ -1,6 +1,6 @@
 //! Set commands. A set left empty is deleted, as in Redis.
 
-use std::collections::HashSet;
+use indexmap::IndexSet;
 
 use bytes::Bytes;
 
@@ -12,7 +12,7 @@ use crate::keyspace::{parse_scan, scan_reply};
 use crate::reply::Reply;
 use crate::util::{glob_match, int_arg, is, random_below};
 
-type Set = HashSet<Bytes>;
+type Set = IndexSet<Bytes>;
 
 fn members(set: impl IntoIterator<Item = Bytes>) -> Reply {
     Reply::Set(set.into_iter().map(Reply::Bulk).collect())
@@ -34,7 +34,7 @@ pub fn srem(s: &Store, a: &[Bytes]) -> CmdResult {
         s,
         &a[1],
         false,
-        |set| Ok(a[2..].iter().filter(|m| set.remove(&m[..])).count() as i64),
+        |set| Ok(a[2..].iter().filter(|m| set.swap_remove(&m[..])).count() as i64),
         0,
     )?;
     Ok(Reply::Int(n))
@@ -84,18 +84,19 @@ pub fn spop(s: &Store, a: &[Bytes]) -> CmdResult {
         &a[1],
         false,
         |set| {
-            let all: Vec<Bytes> = set.iter().cloned().collect();
             Ok(match count {
                 None => {
-                    let m = all[random_below(all.len() as u64) as usize].clone();
-                    set.remove(&m);
-                    Reply::Bulk(m)
+                    let i = random_below(set.len() as u64) as usize;
+                    Reply::opt_bulk(set.swap_remove_index(i))
                 }
                 Some(n) => {
-                    let picked = random_picks(&all, n);
-                    for m in &picked {
-                        set.remove(m);
-                    }
+                    let n = (n as usize).min(set.len());
+                    let picked: Vec<Bytes> = (0..n)
+                        .filter_map(|_| {
+                            let i = random_below(set.len() as u64) as usize;
+                            set.swap_remove_index(i)
+                        })
+                        .collect();
                     members(picked)
                 }
             })
@@ -114,11 +115,21 @@ pub fn srandmember(s: &Store, a: &[Bytes]) -> CmdResult {
     }
     let count = count_arg(a.get(2))?;
     read::<Set, _>(s, &a[1], |set| {
-        let all: Vec<Bytes> = set.into_iter().flatten().cloned().collect();
+        let len = set.map_or(0, |s| s.len());
+        let at = |i: usize| set.and_then(|s| s.get_index(i)).cloned();
         match count {
-            None if all.is_empty() => Reply::Nil,
-            None => Reply::Bulk(all[random_below(all.len() as u64) as usize].clone()),
-            Some(n) => Reply::Array(random_picks(&all, n).into_iter().map(Reply::Bulk).collect()),
+            None if len == 0 => Reply::Nil,
+            None => Reply::opt_bulk(at(random_below(len as u64) as usize)),
+            Some(n) if n < 0 => Reply::Array(
+                (0..n.unsigned_abs())
+                    .filter_map(|_| at(random_below(len as u64) as usize))
+                    .map(Reply::Bulk)
+                    .collect(),
+            ),
+            Some(n) => {
+                let all: Vec<Bytes> = set.into_iter().flatten().cloned().collect();
+                Reply::Array(random_picks(&all, n).into_iter().map(Reply::Bulk).collect())
+            }
         }
     })
 }
@@ -126,7 +137,7 @@ pub fn srandmember(s: &Store, a: &[Bytes]) -> CmdResult {
 pub fn smove(s: &Store, a: &[Bytes]) -> CmdResult {
     // Both types are checked before anything moves.
     read::<Set, _>(s, &a[2], |_| ())?;
-    let moved = modify::<Set, _>(s, &a[1], false, |set| Ok(set.remove(&a[3][..])), false)?;
+    let moved = modify::<Set, _>(s, &a[1], false, |set| Ok(set.swap_remove(&a[3][..])), false)?;
     if moved {
         modify::<Set, _>(
             s,
@@ -183,12 +194,44 @@ fn combine(sets: Vec<Set>, op: Op) -> Set {
     }
 }
 
+/// SINTER without copying every set: the smallest is copied and each of
+/// its members looked up in the others, O(N * M) as in Redis.
+fn intersect(s: &Store, keys: &[Bytes]) -> CmdResult<Set> {
+    let mut sizes = Vec::with_capacity(keys.len());
+    for k in keys {
+        sizes.push(read::<Set, _>(s, k, |set| set.map_or(0, |s| s.len()))?);
+    }
+    let Some((smallest, _)) = sizes.iter().enumerate().min_by_key(|x| x.1) else {
+        return Ok(Set::new());
+    };
+    let base = read::<Set, _>(s, &keys[smallest], |set| set.cloned().unwrap_or_default())?;
+    let mut out = Set::new();
+    'members: for m in base {
+        for (i, k) in keys.iter().enumerate() {
+            if i != smallest
+                && !read::<Set, _>(s, k, |set| set.is_some_and(|set| set.contains(&m)))?
+            {
+                continue 'members;
+            }
+        }
+        out.insert(m);
+    }
+    Ok(out)
+}
+
+fn compute(s: &Store, keys: &[Bytes], op: Op) -> CmdResult<Set> {
+    match op {
+        Op::Inter => intersect(s, keys),
+        _ => Ok(combine(load(s, keys)?, op)),
+    }
+}
+
 fn op_reply(s: &Store, a: &[Bytes], op: Op) -> CmdResult {
-    Ok(members(combine(load(s, &a[1..])?, op)))
+    Ok(members(compute(s, &a[1..], op)?))
 }
 
 fn op_store(s: &Store, a: &[Bytes], op: Op) -> CmdResult {
-    let result = combine(load(s, &a[2..])?, op);
+    let result = compute(s, &a[2..], op)?;
     let n = result.len() as i64;
     store(s, &a[1], result, Value::Set);
     Ok(Reply::Int(n))
@@ -246,7 +289,7 @@ pub fn card_args(a: &[Bytes]) -> CmdResult<(Vec<Bytes>, usize)> {
 
 pub fn sintercard(s: &Store, a: &[Bytes]) -> CmdResult {
     let (keys, limit) = card_args(a)?;
-    let n = combine(load(s, &keys)?, Op::Inter).len();
+    let n = intersect(s, &keys)?.len();
     Ok(Reply::Int(if limit == 0 { n } else { n.min(limit) } as i64))
 }
 

@@ -10,7 +10,9 @@
 //! Expired keys are removed when touched and, in the background, by a task
 //! that sweeps a few partitions every 100 ms.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use indexmap::IndexSet;
 
 use super::zset::ZSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -31,7 +33,8 @@ pub enum Value {
     Str(Bytes),
     Hash(HashMap<Bytes, Bytes>),
     List(VecDeque<Bytes>),
-    Set(HashSet<Bytes>),
+    /// Indexable, so SPOP and SRANDMEMBER pick in O(1).
+    Set(IndexSet<Bytes>),
     ZSet(ZSet),
 }
 

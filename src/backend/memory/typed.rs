@@ -2,7 +2,9 @@
 //! rules: WRONGTYPE for another type, created on first write, deleted when
 //! left empty. Also the pieces the *SCAN and random-member commands share.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use indexmap::IndexSet;
 
 use bytes::Bytes;
 
@@ -47,7 +49,7 @@ macro_rules! kind {
 
 kind!(HashMap<Bytes, Bytes>, Hash);
 kind!(VecDeque<Bytes>, List);
-kind!(HashSet<Bytes>, Set);
+kind!(IndexSet<Bytes>, Set);
 kind!(ZSet, ZSet);
 
 /// Reads the value at `key` as a `T` (None when missing).
