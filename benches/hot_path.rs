@@ -61,6 +61,21 @@ fn decode_route_execute_encode(c: &mut Criterion) {
     });
 }
 
+fn memory_get_set(c: &mut Criterion) {
+    let backend = MemoryBackend::new(&MemoryConfig::default());
+    let set = Command::internal(
+        command::known("set"),
+        vec!["SET".into(), "key:1".into(), vec![b'x'; 64].into()],
+    );
+    let get = Command::internal(command::known("get"), vec!["GET".into(), "key:1".into()]);
+    c.bench_function("memory_set", |b| {
+        b.iter(|| black_box(backend.run(std::slice::from_ref(&set))))
+    });
+    c.bench_function("memory_get", |b| {
+        b.iter(|| black_box(backend.run(std::slice::from_ref(&get))))
+    });
+}
+
 fn router_with_100_namespaces(c: &mut Criterion) {
     let mut text = String::from("[backends.m]\ntype = \"memory\"\n");
     for i in 0..100 {
@@ -87,6 +102,7 @@ fn router_with_100_namespaces(c: &mut Criterion) {
 criterion_group!(
     benches,
     decode_route_execute_encode,
+    memory_get_set,
     router_with_100_namespaces
 );
 criterion_main!(benches);

@@ -54,7 +54,9 @@ pub struct Connection {
     state: ClientState,
     codec: RequestCodec,
     tx: Transaction,
-    pubsub: PubSub,
+    /// Created on first SUBSCRIBE: most clients never subscribe, and an idle
+    /// connection should cost little.
+    pubsub: Option<Box<PubSub>>,
 }
 
 /// Requests waiting to be answered together, in order: each place holds a
@@ -88,7 +90,7 @@ impl Connection {
             },
             codec,
             tx: Transaction::default(),
-            pubsub: PubSub::default(),
+            pubsub: None,
         }
     }
 
@@ -98,10 +100,10 @@ impl Connection {
         };
         let mut buf = BytesMut::new();
         loop {
-            let subscribed = self.pubsub.active();
+            let subscribed = self.pubsub.as_ref().is_some_and(|p| p.active());
             tokio::select! {
                 r = stream.readable() => r?,
-                push = self.pubsub.next(), if subscribed => {
+                push = next_push(&mut self.pubsub), if subscribed => {
                     let mut out = BytesMut::new();
                     let lost = match push {
                         Push::Deliver(r) => {
@@ -151,8 +153,7 @@ impl Connection {
             if blocking {
                 // A client that goes away while blocked must not take an
                 // element it will never read: the batch is dropped with it.
-                let batch = self.run_batch(requests, &mut out);
-                tokio::pin!(batch);
+                let mut batch = Box::pin(self.run_batch(requests, &mut out));
                 tokio::select! {
                     _ = &mut batch => {}
                     gone = client_gone(&stream) => {
@@ -163,7 +164,9 @@ impl Connection {
                     }
                 }
             } else if !requests.is_empty() {
-                self.run_batch(requests, &mut out).await;
+                // Boxed: the batch's future is large, and an idle connection
+                // should not carry it.
+                Box::pin(self.run_batch(requests, &mut out)).await;
             }
             if let Some(e) = &protocol_error {
                 // As Redis: answer what came before, then the error, then close.
@@ -212,7 +215,7 @@ impl Connection {
                     continue;
                 }
             };
-            if self.pubsub.active() && !self.state.resp3 {
+            if self.pubsub.as_ref().is_some_and(|p| p.active()) && !self.state.resp3 {
                 // RESP2 pub/sub mode allows only these, as in Redis.
                 if !matches!(
                     spec.name,
@@ -241,7 +244,7 @@ impl Connection {
             }
             if spec.name == "reset" {
                 self.tx = Transaction::default();
-                self.pubsub = PubSub::default();
+                self.pubsub = None;
             }
             let subscription = spec.has(PUBSUB) && !matches!(spec.name, "publish" | "pubsub");
             if spec.has(LOCAL) || spec.has(KEYSPACE) || spec.has(TX) || subscription {
@@ -254,7 +257,8 @@ impl Connection {
                 emit(&reply, resp3, out);
             } else if subscription {
                 self.flush(&router, &mut segment, out).await;
-                for reply in self.pubsub.execute(&router, spec, &req.args).await {
+                let pubsub = self.pubsub.get_or_insert_with(Default::default);
+                for reply in pubsub.execute(&router, spec, &req.args).await {
                     emit(&reply, self.state.resp3, out);
                 }
             } else if spec.has(LOCAL) || spec.has(KEYSPACE) {
@@ -333,4 +337,12 @@ fn keyway_commands() -> &'static NamespaceMetrics {
 async fn client_gone(stream: &TcpStream) -> bool {
     let mut b = [0u8; 1];
     !matches!(stream.peek(&mut b).await, Ok(n) if n > 0)
+}
+
+/// The next message of a subscribed client (only polled when subscribed).
+async fn next_push(pubsub: &mut Option<Box<PubSub>>) -> Push {
+    match pubsub {
+        Some(p) => p.next().await,
+        None => std::future::pending().await,
+    }
 }

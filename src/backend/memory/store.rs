@@ -29,13 +29,15 @@ const PARTITIONS: usize = 256;
 pub const ORDER_BITS: u32 = 48;
 const PART_SHIFT: u32 = ORDER_BITS - 8;
 
+/// A key's value. Collections are boxed so that the common case, a
+/// string, keeps entries small (a million keys cost what Redis's do).
 pub enum Value {
     Str(Bytes),
-    Hash(HashMap<Bytes, Bytes>),
-    List(VecDeque<Bytes>),
+    Hash(Box<HashMap<Bytes, Bytes>>),
+    List(Box<VecDeque<Bytes>>),
     /// Indexable, so SPOP and SRANDMEMBER pick in O(1).
-    Set(IndexSet<Bytes>),
-    ZSet(ZSet),
+    Set(Box<IndexSet<Bytes>>),
+    ZSet(Box<ZSet>),
 }
 
 impl Value {

@@ -27,13 +27,13 @@ macro_rules! kind {
         impl Kind for $t {
             fn of(v: &Value) -> Option<&Self> {
                 match v {
-                    Value::$variant(x) => Some(x),
+                    Value::$variant(x) => Some(&**x),
                     _ => None,
                 }
             }
             fn of_mut(v: &mut Value) -> Option<&mut Self> {
                 match v {
-                    Value::$variant(x) => Some(x),
+                    Value::$variant(x) => Some(&mut **x),
                     _ => None,
                 }
             }
@@ -91,9 +91,9 @@ pub fn modify<T: Kind, R>(
 
 /// Replaces whatever `key` holds with `value` (deleting the key when it is
 /// empty), as the *STORE commands do; keeps no TTL.
-pub fn store<T: Kind>(s: &Store, key: &[u8], value: T, into: fn(T) -> Value) {
+pub fn store<T: Kind>(s: &Store, key: &[u8], value: T, into: fn(Box<T>) -> Value) {
     s.write(key, |slot| {
-        *slot = (!value.is_empty()).then(|| Entry::new(into(value)));
+        *slot = (!value.is_empty()).then(|| Entry::new(into(Box::new(value))));
     });
 }
 

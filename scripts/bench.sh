@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Load comparison on 127.0.0.1, in one run: direct redis-server, twemproxy
+# (nutcracker) in front of it, keyway (release) with a redis backend on the
+# same server, keyway with its memory backend, and keyway in front of a
+# memcached. redis-benchmark runs SET, GET and MSET (10 keys) at pipeline 1
+# and 16, 50 clients, 64-byte values, 100,000 keys, against each target in
+# turn, round after round (A B C A B C ...) so that machine drift cancels.
+# Prints one table (medians) and, with --write, puts it in BENCHMARKS.md.
+#
+#   bash scripts/bench.sh [--write] [--quick]
+#
+# Needs redis-server, redis-benchmark, nutcracker and memcached (the test
+# command `bash scripts/test.sh` installs them). Everything it starts is
+# stopped by pid on exit; every benchmark run is bounded by `timeout`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WRITE=0
+ROUNDS=3
+REQUESTS=100000
+for arg in "$@"; do
+    case "$arg" in
+        --write) WRITE=1 ;;
+        --quick) ROUNDS=1; REQUESTS=20000 ;;
+        *) echo "usage: $0 [--write] [--quick]" >&2; exit 2 ;;
+    esac
+done
+CLIENTS=50
+KEYSPACE=100000
+SIZE=64
+
+for tool in redis-server redis-benchmark nutcracker memcached python3; do
+    command -v "$tool" >/dev/null || { echo "missing $tool: run bash scripts/test.sh first" >&2; exit 1; }
+done
+
+cargo build --release --quiet
+KEYWAY=target/release/keyway
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    done
+    sleep 0.2
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "port $1 did not open" >&2
+    exit 1
+}
+
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --logfile "$WORK/redis.log" &
+PIDS+=($!); REDIS_PID=$!
+
+MC_PORT=$(free_port)
+memcached -u nobody -l 127.0.0.1 -p "$MC_PORT" -U 0 -m 1024 -t 1 &
+PIDS+=($!)
+
+TW_PORT=$(free_port)
+cat > "$WORK/nutcracker.yml" <<YML
+bench:
+  listen: 127.0.0.1:$TW_PORT
+  redis: true
+  hash: fnv1a_64
+  distribution: ketama
+  servers:
+   - 127.0.0.1:$REDIS_PORT:1
+YML
+nutcracker -c "$WORK/nutcracker.yml" -o "$WORK/nutcracker.log" -a 127.0.0.1 -s "$(free_port)" &
+PIDS+=($!); TW_PID=$!
+
+KR_PORT=$(free_port)
+cat > "$WORK/keyway-redis.toml" <<TOML
+[server]
+listen = "127.0.0.1:$KR_PORT"
+[backends.r]
+type = "redis"
+url = "redis://127.0.0.1:$REDIS_PORT"
+[[namespaces]]
+name = "all"
+prefix = ""
+backend = "r"
+TOML
+RUST_LOG=warn $KEYWAY --config "$WORK/keyway-redis.toml" > "$WORK/keyway-redis.log" 2>&1 &
+PIDS+=($!); KR_PID=$!
+
+KM_PORT=$(free_port)
+RUST_LOG=warn $KEYWAY --listen "127.0.0.1:$KM_PORT" > "$WORK/keyway-memory.log" 2>&1 &
+PIDS+=($!); KM_PID=$!
+
+KC_PORT=$(free_port)
+cat > "$WORK/keyway-memcached.toml" <<TOML
+[server]
+listen = "127.0.0.1:$KC_PORT"
+[backends.mc]
+type = "memcached"
+servers = ["127.0.0.1:$MC_PORT"]
+connections = 64
+[[namespaces]]
+name = "all"
+prefix = ""
+backend = "mc"
+TOML
+RUST_LOG=warn $KEYWAY --config "$WORK/keyway-memcached.toml" > "$WORK/keyway-memcached.log" 2>&1 &
+PIDS+=($!); KC_PID=$!
+
+for p in $REDIS_PORT $MC_PORT $TW_PORT $KR_PORT $KM_PORT $KC_PORT; do wait_port "$p"; done
+
+# name port pid-whose-CPU-counts
+TARGETS=(
+    "redis $REDIS_PORT $REDIS_PID"
+    "twemproxy $TW_PORT $TW_PID"
+    "keyway-redis $KR_PORT $KR_PID"
+    "keyway-memory $KM_PORT $KM_PID"
+    "keyway-memcached $KC_PORT $KC_PID"
+)
+
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+RESULTS="$WORK/results.csv"
+echo "target,round,pipeline,test,rps,p50,p99,cpu_us" > "$RESULTS"
+echo "benchmarking: $ROUNDS round(s), $REQUESTS requests per run" >&2
+for round in $(seq 1 "$ROUNDS"); do
+    for pipeline in 1 16; do
+        for test in set get mset; do
+            for t in "${TARGETS[@]}"; do
+                read -r name port pid <<< "$t"
+                # MSET is not a memcached command: skip keyway-memcached there.
+                if [ "$name" = keyway-memcached ] && [ "$test" = mset ]; then continue; fi
+                before=$(cpu_ticks "$pid")
+                out=$(timeout 300 redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" \
+                    -n "$REQUESTS" -c "$CLIENTS" -P "$pipeline" -d "$SIZE" -r "$KEYSPACE" --csv \
+                    2>/dev/null | tail -1)
+                after=$(cpu_ticks "$pid")
+                ticks=$((after - before))
+                cpu_us=$(python3 -c "import os; print(round($ticks * 1e6 / os.sysconf('SC_CLK_TCK') / $REQUESTS, 2))")
+                # "SET","rps","avg","min","p50","p95","p99","max"
+                IFS=, read -r _ rps _ _ p50 _ p99 _ <<< "$(echo "$out" | tr -d '"')"
+                echo "$name,$round,$pipeline,$test,$rps,$p50,$p99,$cpu_us" >> "$RESULTS"
+                printf '  round %s  P%-2s %-5s %-17s %10s rps\n' "$round" "$pipeline" "$test" "$name" "$rps" >&2
+            done
+        done
+    done
+done
+
+# Idle connections: RSS of each process holding 10,000 idle clients.
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+idle_rss() {
+    local port=$1 pid=$2
+    python3 - "$port" "$pid" <<'PY'
+import resource, socket, sys, time
+port, pid = int(sys.argv[1]), sys.argv[2]
+resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+def rss():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+before = rss()
+conns = []
+for _ in range(10000):
+    s = socket.create_connection(("127.0.0.1", port))
+    conns.append(s)
+for s in conns[:100]:
+    s.sendall(b"PING\r\n")
+    s.recv(16)
+time.sleep(1)
+print(before, rss())
+PY
+}
+IDLE="$WORK/idle.csv"
+echo "target,before_kb,with_10k_idle_kb" > "$IDLE"
+ulimit -n 20000 2>/dev/null || true
+# Fresh processes, so that the benchmark's data does not count.
+IR_PORT=$(free_port)
+redis-server --port "$IR_PORT" --bind 127.0.0.1 --save '' --appendonly no --maxclients 20000 \
+    --logfile "$WORK/redis-idle.log" &
+PIDS+=($!); IR_PID=$!
+IK_PORT=$(free_port)
+RUST_LOG=warn $KEYWAY --listen "127.0.0.1:$IK_PORT" > "$WORK/keyway-idle.log" 2>&1 &
+PIDS+=($!); IK_PID=$!
+IT_PORT=$(free_port)
+sed "s/127.0.0.1:$TW_PORT/127.0.0.1:$IT_PORT/; s/^bench:/idle:/" "$WORK/nutcracker.yml" > "$WORK/nutcracker-idle.yml"
+nutcracker -c "$WORK/nutcracker-idle.yml" -o "$WORK/nutcracker-idle.log" -a 127.0.0.1 -s "$(free_port)" &
+PIDS+=($!); IT_PID=$!
+for p in $IR_PORT $IK_PORT $IT_PORT; do wait_port "$p"; done
+for t in "redis $IR_PORT $IR_PID" "twemproxy $IT_PORT $IT_PID" "keyway-memory $IK_PORT $IK_PID"; do
+    read -r name port pid <<< "$t"
+    if out=$(timeout 120 bash -c "$(declare -f idle_rss); idle_rss $port $pid" 2>/dev/null); then
+        read -r before with <<< "$out"
+        echo "$name,$before,$with" >> "$IDLE"
+    fi
+done
+
+# 1,000,000 keys of 64 bytes: RSS of redis-server and of keyway's memory backend.
+load_keys() {
+    python3 - "$1" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+value = b"v" * 64
+batch = 10000
+for start in range(0, 1_000_000, batch):
+    buf = bytearray()
+    for i in range(start, start + batch):
+        k = b"key:%d" % i
+        buf += b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$64\r\n%s\r\n" % (len(k), k, value)
+    s.sendall(buf)
+    need, got = batch * 5, 0
+    while got < need:
+        got += len(s.recv(1 << 20))
+PY
+}
+MEM="$WORK/memory.csv"
+echo "target,rss_kb_1m_keys" > "$MEM"
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
+redis-cli -p "$KM_PORT" flushall >/dev/null
+for t in "redis $REDIS_PORT $REDIS_PID" "keyway-memory $KM_PORT $KM_PID"; do
+    read -r name port pid <<< "$t"
+    if timeout 300 bash -c "$(declare -f load_keys); load_keys $port"; then
+        echo "$name,$(rss_kb "$pid")" >> "$MEM"
+    fi
+done
+
+python3 - "$RESULTS" "$IDLE" "$MEM" "$WRITE" "$ROUNDS" "$REQUESTS" <<'PY'
+import csv, statistics, sys, datetime, platform, os, subprocess
+results, idle, mem, write, rounds, requests = sys.argv[1:7]
+rows = list(csv.DictReader(open(results)))
+groups = {}
+for r in rows:
+    groups.setdefault((r["pipeline"], r["test"], r["target"]), []).append(r)
+med = lambda rs, k: statistics.median(float(r[k]) for r in rs)
+targets = ["redis", "twemproxy", "keyway-redis", "keyway-memory", "keyway-memcached"]
+out = []
+out.append("| test | target | req/s | p50 ms | p99 ms | proxy CPU µs/req | ÷ redis | ÷ twemproxy |")
+out.append("|---|---|---:|---:|---:|---:|---:|---:|")
+for pipeline in ["1", "16"]:
+    for test in ["set", "get", "mset"]:
+        base = groups.get((pipeline, test, "redis"))
+        tw = groups.get((pipeline, test, "twemproxy"))
+        for t in targets:
+            rs = groups.get((pipeline, test, t))
+            if not rs:
+                continue
+            rps = med(rs, "rps")
+            vs_redis = f"{rps / med(base, 'rps'):.2f}" if base and t != "redis" else ""
+            vs_tw = f"{rps / med(tw, 'rps'):.2f}" if tw and t.startswith("keyway") else ""
+            cpu = f"{med(rs, 'cpu_us'):.2f}" if t != "redis" else f"({med(rs, 'cpu_us'):.2} server)"
+            out.append(f"| {test.upper()} P{pipeline} | {t} | {rps:,.0f} | {med(rs, 'p50'):.3f} | {med(rs, 'p99'):.3f} | {cpu} | {vs_redis} | {vs_tw} |")
+out.append("")
+out.append("| idle clients | RSS before | RSS with 10,000 idle connections |")
+out.append("|---|---:|---:|")
+for r in csv.DictReader(open(idle)):
+    out.append(f"| {r['target']} | {int(r['before_kb'])/1024:.1f} MB | {int(r['with_10k_idle_kb'])/1024:.1f} MB |")
+out.append("")
+out.append("| 1,000,000 keys, 64-byte values | RSS |")
+out.append("|---|---:|")
+for r in csv.DictReader(open(mem)):
+    out.append(f"| {r['target']} | {int(r['rss_kb_1m_keys'])/1024:.0f} MB |")
+table = "\n".join(out)
+print(table)
+if write == "1":
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    header = (f"Measured {datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores ({cpu}); "
+              f"redis-benchmark, client, proxies and servers share the cores. "
+              f"Medians of {rounds} round(s) of {requests} requests, 50 clients, 64-byte values, 100,000 keys.")
+    text = open("BENCHMARKS.md").read()
+    start, end = "<!-- table:start -->", "<!-- table:end -->"
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    open("BENCHMARKS.md", "w").write(f"{before}{start}\n{header}\n\n{table}\n{end}{after}")
+    print("BENCHMARKS.md updated", file=sys.stderr)
+PY
