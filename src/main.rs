@@ -24,6 +24,11 @@ struct Args {
     /// Check the config, print every problem or a summary, and exit.
     #[arg(long)]
     check_config: bool,
+    /// Runtime worker threads (default: one per core). On a machine whose
+    /// cores are shared with Redis and the clients, 1 avoids cross-thread
+    /// wakeups on every proxied command.
+    #[arg(long, env = "KEYWAY_THREADS")]
+    threads: Option<usize>,
     /// Log lines as text (default) or JSON; RUST_LOG filters them.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -69,10 +74,19 @@ fn main() -> ExitCode {
             .with_env_filter(filter)
             .init(),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.max(1))
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
