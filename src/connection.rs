@@ -131,7 +131,14 @@ impl Connection {
             match stream.try_read_buf(&mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => _ = metrics().bytes_in.inc_by(n as u64),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // A new socket reads as ready once before any data
+                    // came: an idle client keeps no buffer.
+                    if buf.is_empty() {
+                        buf = BytesMut::new();
+                    }
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
             let mut requests = Vec::new();
