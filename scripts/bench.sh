@@ -231,9 +231,16 @@ PY
 }
 MEM="$WORK/memory.csv"
 echo "target,rss_kb_1m_keys" > "$MEM"
-redis-cli -p "$REDIS_PORT" flushall >/dev/null
-redis-cli -p "$KM_PORT" flushall >/dev/null
-for t in "redis $REDIS_PORT $REDIS_PID" "keyway-memory $KM_PORT $KM_PID"; do
+# Fresh processes again: freed benchmark data would stay in their RSS.
+LR_PORT=$(free_port)
+redis-server --port "$LR_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --logfile "$WORK/redis-load.log" &
+PIDS+=($!); LR_PID=$!
+LK_PORT=$(free_port)
+RUST_LOG=warn $KEYWAY --listen "127.0.0.1:$LK_PORT" > "$WORK/keyway-load.log" 2>&1 &
+PIDS+=($!); LK_PID=$!
+for p in $LR_PORT $LK_PORT; do wait_port "$p"; done
+for t in "redis $LR_PORT $LR_PID" "keyway-memory $LK_PORT $LK_PID"; do
     read -r name port pid <<< "$t"
     if timeout 300 bash -c "$(declare -f load_keys); load_keys $port"; then
         echo "$name,$(rss_kb "$pid")" >> "$MEM"
