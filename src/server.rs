@@ -2,14 +2,14 @@
 //! gracefully (stop accepting, let connections finish the commands they are
 //! running, then return).
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -48,6 +48,8 @@ pub struct Shared {
     /// The config file, for reloads.
     pub source: Mutex<Source>,
     next_client_id: AtomicU64,
+    /// Becomes true when the server starts shutting down.
+    stop: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -101,6 +103,7 @@ impl Server {
             backends: Mutex::new(backends),
             source: Mutex::new(Source::default()),
             next_client_id: AtomicU64::new(1),
+            stop: watch::Sender::new(false),
         });
         Ok(Server {
             listener,
@@ -127,7 +130,7 @@ impl Server {
     /// Serves until `shutdown` completes, then waits for connections to
     /// finish their in-flight commands.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_rx = self.shared.stop.subscribe();
         // Each connection holds a sender; recv() returns None once all are gone.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
@@ -141,7 +144,7 @@ impl Server {
                 a = self.listener.accept() => a,
             };
             match accepted {
-                Ok((stream, peer)) => self.admit(stream, peer, &stop_rx, &done_tx),
+                Ok((stream, _)) => self.admit(stream, &done_tx),
                 Err(e) => {
                     // Typically out of file descriptors: back off rather than spin.
                     warn!(error = %e, "accept failed");
@@ -151,7 +154,7 @@ impl Server {
         }
         drop(self.listener);
         info!("shutting down: finishing in-flight commands");
-        let _ = stop_tx.send(true);
+        self.shared.stop.send_replace(true);
         drop(done_tx);
         if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv())
             .await
@@ -161,13 +164,7 @@ impl Server {
         }
     }
 
-    fn admit(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        stop: &watch::Receiver<bool>,
-        done: &mpsc::Sender<()>,
-    ) {
+    fn admit(&self, stream: TcpStream, done: &mpsc::Sender<()>) {
         let shared = self.shared.clone();
         let max = shared.config.load().server.max_clients;
         if shared.stats.connected.load(Ordering::Relaxed) >= max {
@@ -189,23 +186,45 @@ impl Server {
             .stats
             .connections_total
             .fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(client(stream, shared, done.downgrade()));
+    }
+}
+
+/// One client's task. Until its first bytes arrive a client is only this
+/// small future (no Connection, buffers, span or shutdown watch), because
+/// many clients connect and then sit idle in a pool. Shutdown does not wait
+/// for such a client; it ends with the process.
+async fn client(stream: TcpStream, shared: Arc<Shared>, done: mpsc::WeakSender<()>) {
+    // Peek rather than readable(): a new socket reports ready once before
+    // any data came. poll_peek keeps no waiter state in this future.
+    let first = poll_fn(|cx| {
+        let mut byte = [0u8; 1];
+        stream.poll_peek(cx, &mut ReadBuf::new(&mut byte))
+    })
+    .await;
+    // Gone when the server has stopped and its last busy client finished.
+    let done = done.upgrade();
+    let stop = shared.stop.subscribe();
+    let stopping = *stop.borrow();
+    let peer = stream.peer_addr();
+    if let (Ok(_), Some(done), false, Ok(peer)) = (first, done, stopping, peer) {
         let id = shared.next_client_id();
-        let stop = stop.clone();
-        let done = done.clone();
         let span = info_span!("client", id, %peer);
-        tokio::spawn(
+        let conn = Connection::new(stream, peer, id, Instant::now(), shared.clone());
+        // Boxed so that the idle stage above stays small.
+        Box::pin(
             async move {
                 debug!("connected");
-                let conn = Connection::new(stream, peer, id, shared.clone());
                 if let Err(e) = conn.run(stop).await {
                     debug!(error = %e, "connection ended with an error");
                 }
-                shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
-                metrics().connections.dec();
                 debug!("disconnected");
                 drop(done);
             }
             .instrument(span),
-        );
+        )
+        .await;
     }
+    shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
+    metrics().connections.dec();
 }
