@@ -24,8 +24,10 @@ use memcache::exp::{
     MutationStatus, Op, OpResult, Set, Ttl,
 };
 use serde::Deserialize;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::OnceCell;
+
+use tokio::sync::{OnceCell, Semaphore, mpsc, oneshot};
 
 use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
 use crate::args::{ExpireArgs, SetArgs, Unit, getex_change};
@@ -99,9 +101,8 @@ pub struct MemcachedConfig {
     /// `host:port` of each server; keys are spread over them by rendezvous
     /// (highest random weight) hashing.
     pub servers: Vec<String>,
-    /// Connections kept open per server. The client checks one out per
-    /// exchange; more concurrent exchanges open extra ones, closed after
-    /// use, so this should cover the usual concurrency.
+    /// Connections kept open per server, and merged batches in flight: each
+    /// batch checks out one connection per server it touches.
     #[serde(default = "default_connections")]
     pub connections: usize,
     #[serde(default = "default_timeout")]
@@ -146,7 +147,71 @@ impl MemcachedConfig {
 pub struct MemcachedBackend {
     name: String,
     config: MemcachedConfig,
-    client: OnceCell<AsyncMetaClient>,
+    /// Where operations go to be merged with other clients' (see `merge`).
+    jobs: OnceCell<mpsc::UnboundedSender<Job>>,
+}
+
+type McResults = Result<Vec<Result<OpResult, McError>>, McError>;
+
+/// One caller's operations, waiting to be merged into a batch.
+struct Job {
+    ops: Vec<Op>,
+    done: oneshot::Sender<McResults>,
+}
+
+/// Merges the operations of concurrent clients into shared batches, so that
+/// under load one write and one read to a server serve many clients, as the
+/// redis backend's pipes do. Up to `limit` batches (the connections kept per
+/// server) are in flight; what queues meanwhile goes out as the next batch.
+async fn merge(client: AsyncMetaClient, mut rx: mpsc::UnboundedReceiver<Job>, limit: usize) {
+    let slots = Arc::new(Semaphore::new(limit));
+    let mut jobs = Vec::new();
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        if rx.recv_many(&mut jobs, MAX_MERGED).await == 0 {
+            return;
+        }
+        let jobs = std::mem::take(&mut jobs);
+        let client = client.clone();
+        tokio::spawn(async move {
+            run_merged(&client, jobs).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Callers merged into one batch at most.
+const MAX_MERGED: usize = 256;
+
+async fn run_merged(client: &AsyncMetaClient, jobs: Vec<Job>) {
+    let mut sizes = Vec::with_capacity(jobs.len());
+    let mut dones = Vec::with_capacity(jobs.len());
+    let mut ops = Vec::new();
+    for job in jobs {
+        sizes.push(job.ops.len());
+        dones.push(job.done);
+        ops.extend(job.ops);
+    }
+    match client.run_batch(ops).await {
+        Ok(results) => {
+            let mut results = results.into_iter();
+            for (n, done) in sizes.into_iter().zip(dones) {
+                let _ = done.send(Ok(results.by_ref().take(n).collect()));
+            }
+        }
+        // The client validates a whole batch before writing any of it.
+        // keyway builds only valid operations (keys encoded, sizes checked),
+        // so this does not happen; if it did, nothing ran, and every caller
+        // of the batch hears why.
+        Err(e) => {
+            let reason = e.to_string();
+            for done in dones {
+                let _ = done.send(Err(McError::Protocol(reason.clone())));
+            }
+        }
+    }
 }
 
 /// How the results of a command's operations become its reply.
@@ -185,19 +250,23 @@ impl MemcachedBackend {
         MemcachedBackend {
             name: name.to_string(),
             config: config.clone(),
-            client: OnceCell::new(),
+            jobs: OnceCell::new(),
         }
     }
 
-    async fn client(&self) -> Step<&AsyncMetaClient> {
-        self.client
+    /// The merging task's queue; connects and starts it on first use.
+    async fn jobs(&self) -> Step<&mpsc::UnboundedSender<Job>> {
+        self.jobs
             .get_or_try_init(|| async {
-                MetaClientBuilder::new()
+                let client = MetaClientBuilder::new()
                     .max_idle(self.config.connections)
                     .connect_timeout(Some(Duration::from_millis(self.config.connect_timeout_ms)))
                     .io_timeout(Some(Duration::from_millis(self.config.command_timeout_ms)))
                     .connect_multiple_async(self.config.servers.iter().cloned())
-                    .await
+                    .await?;
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(merge(client, rx, self.config.connections.max(1)));
+                Ok(tx)
             })
             .await
             .map_err(|e| self.fail(&e))
@@ -363,19 +432,32 @@ impl MemcachedBackend {
         })
     }
 
-    /// Runs operations in one batch (one exchange per server).
+    /// Runs operations in one batch (one exchange per server), merged with
+    /// whatever other clients have queued meanwhile.
     async fn run(&self, ops: Vec<Op>) -> Vec<Result<OpResult, Reply>> {
         let n = ops.len();
-        let client = match self.client().await {
-            Ok(c) => c,
+        let jobs = match self.jobs().await {
+            Ok(j) => j,
             Err(e) => return vec![Err(e); n],
         };
-        match client.run_batch(ops).await {
-            Ok(results) => results
+        let (done, results) = oneshot::channel();
+        if jobs.send(Job { ops, done }).is_err() {
+            return vec![Err(unavailable(&self.name, "connection task stopped")); n];
+        }
+        // A merged batch is bounded by the client's own timeouts; this bounds
+        // the wait for a free connection behind a stalled server too.
+        let limit = Duration::from_millis(self.config.command_timeout_ms);
+        match tokio::time::timeout(limit, results).await {
+            Ok(Ok(Ok(results))) => results
                 .into_iter()
                 .map(|r| r.map_err(|e| self.fail(&e)))
                 .collect(),
-            Err(e) => vec![Err(self.fail(&e)); n],
+            Ok(Ok(Err(e))) => vec![Err(self.fail(&e)); n],
+            Ok(Err(_)) => vec![Err(unavailable(&self.name, "connection task stopped")); n],
+            Err(_) => {
+                let reason = format!("no reply within {} ms", limit.as_millis());
+                vec![Err(unavailable(&self.name, &reason)); n]
+            }
         }
     }
 
