@@ -432,3 +432,28 @@ async fn the_same_application_runs_on_every_backend() {
     assert_eq!(logs[1], logs[0], "redis differs from memory");
     assert_eq!(logs[2], logs[0], "memcached differs from memory");
 }
+
+/// Concurrent clients' commands are merged into shared batches: each client
+/// must still get its own replies, in its own order.
+#[tokio::test]
+async fn merged_batches_answer_each_client() {
+    let s = setup().await;
+    let mut tasks = Vec::new();
+    for client in 0..20 {
+        let mut c = s.kw.client().await;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let key = format!("merge:{client}:{i}");
+                let value = format!("{client}-{i}");
+                let _: () = c.set(&key, &value).await.unwrap();
+                let got: String = c.get(&key).await.unwrap();
+                assert_eq!(got, value);
+                let n: i64 = c.incr(format!("merge:count:{client}"), 1).await.unwrap();
+                assert_eq!(n, i + 1);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
