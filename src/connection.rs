@@ -68,16 +68,11 @@ struct Segment {
 }
 
 impl Connection {
-    pub fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        id: u64,
-        since: Instant,
-        shared: Arc<Shared>,
-    ) -> Self {
+    pub fn new(stream: TcpStream, peer: SocketAddr, id: u64, shared: Arc<Shared>) -> Self {
         let config = shared.config.load();
         let codec = RequestCodec::new(config.server.max_bulk_len.0 as usize);
         let authenticated = config.server.password.is_none();
+        let now = Instant::now();
         Connection {
             stream: Some(stream),
             shared,
@@ -89,8 +84,8 @@ impl Connection {
                 name: None,
                 lib_name: None,
                 lib_ver: None,
-                since,
-                last_command: Instant::now(),
+                since: now,
+                last_command: now,
                 closing: false,
             },
             codec,

@@ -210,7 +210,7 @@ async fn client(stream: TcpStream, shared: Arc<Shared>, done: mpsc::WeakSender<(
     if let (Ok(_), Some(done), false, Ok(peer)) = (first, done, stopping, peer) {
         let id = shared.next_client_id();
         let span = info_span!("client", id, %peer);
-        let conn = Connection::new(stream, peer, id, Instant::now(), shared.clone());
+        let conn = Connection::new(stream, peer, id, shared.clone());
         // Boxed so that the idle stage above stays small.
         Box::pin(
             async move {

@@ -16,6 +16,7 @@
 //! - TTLs are whole seconds: sub-second expiries round up; over 30 days the
 //!   crate sends an absolute time, as memcached requires.
 
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -24,9 +25,7 @@ use memcache::exp::{
     MutationStatus, Op, OpResult, Set, Ttl,
 };
 use serde::Deserialize;
-use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use tokio::sync::{OnceCell, Semaphore, mpsc, oneshot};
 
 use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
@@ -265,7 +264,8 @@ impl MemcachedBackend {
                     .connect_multiple_async(self.config.servers.iter().cloned())
                     .await?;
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(merge(client, rx, self.config.connections.max(1)));
+                // validate() keeps connections within 1..=256.
+                tokio::spawn(merge(client, rx, self.config.connections));
                 Ok(tx)
             })
             .await
@@ -440,9 +440,10 @@ impl MemcachedBackend {
             Ok(j) => j,
             Err(e) => return vec![Err(e); n],
         };
+        let all = |reason: &str| vec![Err(unavailable(&self.name, reason)); n];
         let (done, results) = oneshot::channel();
         if jobs.send(Job { ops, done }).is_err() {
-            return vec![Err(unavailable(&self.name, "connection task stopped")); n];
+            return all("connection task stopped");
         }
         // A merged batch is bounded by the client's own timeouts; this bounds
         // the wait for a free connection behind a stalled server too.
@@ -453,11 +454,8 @@ impl MemcachedBackend {
                 .map(|r| r.map_err(|e| self.fail(&e)))
                 .collect(),
             Ok(Ok(Err(e))) => vec![Err(self.fail(&e)); n],
-            Ok(Err(_)) => vec![Err(unavailable(&self.name, "connection task stopped")); n],
-            Err(_) => {
-                let reason = format!("no reply within {} ms", limit.as_millis());
-                vec![Err(unavailable(&self.name, &reason)); n]
-            }
+            Ok(Err(_)) => all("connection task stopped"),
+            Err(_) => all(&format!("no reply within {} ms", limit.as_millis())),
         }
     }
 
