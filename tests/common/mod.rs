@@ -287,6 +287,9 @@ impl RedisServer {
                 .map(|s| s.success())
                 .unwrap_or(false);
             assert!(ok, "kill -{sig} failed");
+            if sig == "STOP" {
+                wait_stopped(c.id());
+            }
         }
     }
 
@@ -322,20 +325,39 @@ pub struct MemcachedServer {
 
 impl MemcachedServer {
     pub fn start() -> MemcachedServer {
-        let mut server = MemcachedServer {
-            port: free_port(),
-            child: None,
-        };
-        server.restart();
-        server
+        // A port found free can be taken again before memcached binds it (by
+        // a parallel test's server or an outgoing connection): then try
+        // another.
+        for _ in 0..5 {
+            let mut server = MemcachedServer {
+                port: free_port(),
+                child: None,
+            };
+            if server.launch() {
+                return server;
+            }
+            server.kill();
+        }
+        panic!("memcached did not start on any of 5 free ports");
     }
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// (Re)starts the process on the same port.
     pub fn restart(&mut self) {
-        let child = std::process::Command::new("memcached")
+        assert!(
+            self.launch(),
+            "memcached did not start on port {}",
+            self.port
+        );
+    }
+
+    /// Starts the process; true once it, not some other process, answers
+    /// on the port.
+    fn launch(&mut self) -> bool {
+        let mut child = std::process::Command::new("memcached")
             // -u: memcached refuses to run as root without it (CI runs as root).
             .args(["-u", "nobody", "-l", "127.0.0.1", "-U", "0", "-m", "64"])
             .args(["-p", &self.port.to_string()])
@@ -343,15 +365,22 @@ impl MemcachedServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("memcached is installed (scripts/test.sh installs it)");
-        self.child = Some(child);
+        let pid = child.id();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "memcached did not start"
-            );
+        let answered = loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break false;
+            }
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                break stats_pid(&mut s) == Some(pid);
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        self.child = Some(child);
+        answered
     }
 
     pub fn kill(&mut self) {
@@ -369,6 +398,9 @@ impl MemcachedServer {
                 .status()
                 .is_ok_and(|s| s.success());
             assert!(ok, "kill -{sig} failed");
+            if sig == "STOP" {
+                wait_stopped(c.id());
+            }
         }
     }
 
@@ -395,4 +427,49 @@ impl Drop for MemcachedServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// SIGSTOP takes effect asynchronously, thread by thread: wait until every
+/// thread of `pid` is stopped, so that a test's next request meets a stalled
+/// server rather than one still finishing its work.
+fn wait_stopped(pid: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc");
+        let all_stopped = tasks.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                // The state follows the parenthesised command name.
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T'))
+            })
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The pid a memcached reports in `stats`.
+fn stats_pid(s: &mut std::net::TcpStream) -> Option<u32> {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"stats\r\n").ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"END\r\n") {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got)
+        .lines()
+        .find_map(|l| l.strip_prefix("STAT pid "))
+        .and_then(|p| p.trim().parse().ok())
 }
