@@ -228,21 +228,38 @@ impl RedisServer {
 
     /// Starts with extra arguments; `{port}` in them is the chosen port.
     pub fn with_args(extra: &[&str]) -> RedisServer {
-        let port = free_port();
-        let mut server = RedisServer {
-            port,
-            args: extra
-                .iter()
-                .map(|a| a.replace("{port}", &port.to_string()))
-                .collect(),
-            child: None,
-        };
-        server.restart();
-        server
+        // A port found free can be taken again before redis-server binds it:
+        // then it exits, and another port is tried.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = RedisServer {
+                port,
+                args: extra
+                    .iter()
+                    .map(|a| a.replace("{port}", &port.to_string()))
+                    .collect(),
+                child: None,
+            };
+            if server.launch() {
+                return server;
+            }
+            server.kill();
+        }
+        panic!("redis-server did not start on any of 5 free ports");
     }
 
     /// (Re)starts the process on the same port.
     pub fn restart(&mut self) {
+        assert!(
+            self.launch(),
+            "redis-server did not start on port {}",
+            self.port
+        );
+    }
+
+    /// Starts the process; true once it accepts connections and is still
+    /// running (one that lost its port exits at once).
+    fn launch(&mut self) -> bool {
         let has_port = self.args.iter().any(|a| a == "--port");
         let mut cmd = std::process::Command::new("redis-server");
         if !has_port {
@@ -252,30 +269,33 @@ impl RedisServer {
             .args(&self.args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        self.child = Some(
-            cmd.spawn()
-                .expect("redis-server is installed (scripts/test.sh installs it)"),
-        );
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut child = cmd
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh installs it)");
         let probe = self
             .args
             .iter()
             .position(|a| a == "--port")
             .and_then(|i| self.args.get(i + 1))
             .and_then(|p| p.parse::<u16>().ok())
+            .filter(|&p| p != 0)
             .unwrap_or(self.port);
-        while std::net::TcpStream::connect((
-            "127.0.0.1",
-            if probe == 0 { self.port } else { probe },
-        ))
-        .is_err()
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let up = loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", probe)).is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+                break matches!(child.try_wait(), Ok(None));
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        self.child = Some(child);
+        up
     }
 
     /// Sends a signal to the process (STOP and CONT freeze and thaw it).
