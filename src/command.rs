@@ -20,7 +20,7 @@ pub const WRITE: u16 = 1;
 pub const READ: u16 = 1 << 1;
 /// Answered by keyway itself, never sent to a backend.
 pub const LOCAL: u16 = 1 << 2;
-/// Whole-keyspace: fanned out to every namespace and merged.
+/// Whole-keyspace: fanned out to every namespace (or backend) and merged.
 pub const KEYSPACE: u16 = 1 << 3;
 /// May block the client (BLPOP, XREAD BLOCK, WAIT).
 pub const BLOCKING: u16 = 1 << 4;
@@ -184,6 +184,8 @@ table![
     ("randomkey", 1, KEYSPACE | READ, N),
     ("flushdb", -1, KEYSPACE | WRITE, N),
     ("flushall", -1, KEYSPACE | WRITE, N),
+    // Sent to every backend that runs scripts.
+    ("script", -2, KEYSPACE, N),
     // Strings.
     ("get", 2, READ, K1),
     ("set", -3, WRITE, K1),

@@ -1,5 +1,6 @@
 //! Whole-keyspace commands, fanned out to every namespace and merged:
-//! KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSHDB and FLUSHALL.
+//! KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSHDB and FLUSHALL; and SCRIPT, sent to
+//! every backend that runs scripts.
 //!
 //! Each namespace is asked only about its own part of its backend (keys
 //! starting with its scope), keys are mapped back to the client's names, and
@@ -85,6 +86,7 @@ pub async fn execute(router: &Router, spec: &CommandSpec, args: &[Bytes]) -> Rep
         "dbsize" => dbsize(router).await,
         "randomkey" => randomkey(router).await,
         "flushdb" | "flushall" => flush(router, args).await,
+        "script" => script(router, args).await,
         _ => Err(CmdError::msg(format!(
             "ERR '{}' is not a keyspace command",
             spec.name
@@ -327,4 +329,61 @@ async fn flush(router: &Router, args: &[Bytes]) -> CmdResult {
         }
     }
     Ok(Reply::ok())
+}
+
+/// SCRIPT goes to every backend that runs scripts, once each however many
+/// namespaces share it, so that EVALSHA finds a loaded script whichever
+/// backend its keys live on. LOAD answers the (same) digest, EXISTS a 1 only
+/// where every backend has the script, KILL OK where any backend was
+/// running one; other subcommands (FLUSH, HELP, unknown ones) answer as the
+/// first backend does, after all have run them.
+async fn script(router: &Router, args: &[Bytes]) -> CmdResult {
+    let eval = command::known("eval");
+    let mut targets: Vec<&Arc<Namespace>> = Vec::new();
+    for ns in &router.namespaces {
+        if ns.backend.supports(eval) && !targets.iter().any(|t| t.backend_name == ns.backend_name) {
+            targets.push(ns);
+        }
+    }
+    if targets.is_empty() {
+        return Err(CmdError::msg(
+            "ERR 'SCRIPT' needs a backend that runs scripts (redis); no namespace has one",
+        ));
+    }
+    let mut replies = Vec::with_capacity(targets.len());
+    for ns in targets {
+        replies.push(call(ns, "script", args.to_vec()).await);
+    }
+    let sub = &args[1];
+    if is(sub, "KILL") {
+        if replies.iter().any(Result::is_ok) {
+            return Ok(Reply::ok());
+        }
+        return replies.swap_remove(0);
+    }
+    if is(sub, "EXISTS") {
+        let mut all: Option<Vec<Reply>> = None;
+        for r in replies {
+            let Reply::Array(flags) = r? else {
+                return Err(CmdError::msg(
+                    "ERR unexpected SCRIPT EXISTS reply from backend",
+                ));
+            };
+            all = Some(match all {
+                None => flags,
+                Some(acc) => acc
+                    .into_iter()
+                    .zip(flags)
+                    .map(|(a, b)| match (a, b) {
+                        (Reply::Int(1), Reply::Int(1)) => Reply::Int(1),
+                        _ => Reply::Int(0),
+                    })
+                    .collect(),
+            });
+        }
+        return Ok(Reply::Array(all.unwrap_or_default()));
+    }
+    // Any failure wins: a script that did not load everywhere must say so.
+    let first_error = replies.iter().position(Result::is_err);
+    replies.swap_remove(first_error.unwrap_or(0))
 }

@@ -638,3 +638,72 @@ backend = "untrusted"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SCRIPT LOAD reaches every redis backend, so EVALSHA works wherever the
+/// keys live; EXISTS is 1 only where every backend has the script.
+#[tokio::test]
+async fn scripts_load_on_every_redis_backend() {
+    let s = setup().await;
+    let mut c = s.kw.client().await;
+    let body = "return redis.call('SET', KEYS[1], ARGV[1])";
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(body)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    // The digest is the script's SHA-1, as a server computes it.
+    let mut r1 = s.r1.direct().await;
+    let direct: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(body)
+        .query_async(&mut r1)
+        .await
+        .unwrap();
+    assert_eq!(sha, direct);
+    assert_eq!(sha.len(), 40);
+    for key in ["user:s", "sess:s"] {
+        let ok: String = redis::cmd("EVALSHA")
+            .arg(&sha)
+            .arg(1)
+            .arg(key)
+            .arg("v")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(ok, "OK");
+        let v: String = c.get(key).await.unwrap();
+        assert_eq!(v, "v");
+    }
+    let mut raw = s.kw.raw().await;
+    raw.check(
+        &format!("SCRIPT EXISTS {sha} 0000000000000000000000000000000000000000"),
+        "*2\r\n:1\r\n:0\r\n",
+    )
+    .await;
+    // Flushed on one server only: no longer loaded everywhere.
+    let mut r2 = s.r2.direct().await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut r2)
+        .await
+        .unwrap();
+    raw.check(&format!("SCRIPT EXISTS {sha}"), "*1\r\n:0\r\n")
+        .await;
+    raw.check("SCRIPT FLUSH", "+OK\r\n").await;
+    raw.check(
+        "SCRIPT NOPE",
+        "-ERR unknown subcommand 'NOPE'. Try SCRIPT HELP.\r\n",
+    )
+    .await;
+    raw.check(
+        "SCRIPT KILL",
+        "-NOTBUSY No scripts in execution right now.\r\n",
+    )
+    .await;
+    raw.check(
+        "SCRIPT LOAD +",
+        "-ERR Error compiling script (new function): user_script:1: unexpected symbol near '+'\r\n",
+    )
+    .await;
+}
