@@ -79,9 +79,12 @@ impl Namespace {
 pub struct Router {
     /// In config order.
     pub namespaces: Vec<Arc<Namespace>>,
-    /// Distinct prefix lengths, longest first.
+    /// Distinct non-empty prefix lengths, longest first.
     lengths: Vec<usize>,
     by_prefix: HashMap<Bytes, usize>,
+    /// The namespace with the empty prefix, if any: found without hashing
+    /// the key, since it is often the only one.
+    catch_all: Option<usize>,
 }
 
 impl Router {
@@ -125,13 +128,19 @@ impl Router {
             .enumerate()
             .map(|(i, ns)| (ns.prefix.clone(), i))
             .collect();
-        let mut lengths: Vec<usize> = by_prefix.keys().map(|p| p.len()).collect();
+        let mut lengths: Vec<usize> = by_prefix
+            .keys()
+            .map(|p| p.len())
+            .filter(|&l| l > 0)
+            .collect();
         lengths.sort_unstable_by(|a, b| b.cmp(a));
         lengths.dedup();
+        let catch_all = by_prefix.get(&b""[..]).copied();
         Router {
             namespaces,
             lengths,
             by_prefix,
+            catch_all,
         }
     }
 
@@ -140,8 +149,9 @@ impl Router {
         self.lengths
             .iter()
             .filter(|&&len| len <= key.len())
-            .find_map(|&len| self.by_prefix.get(&key[..len]))
-            .map(|&i| &self.namespaces[i])
+            .find_map(|&len| self.by_prefix.get(&key[..len]).copied())
+            .or(self.catch_all)
+            .map(|i| &self.namespaces[i])
     }
 }
 
