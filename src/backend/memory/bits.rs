@@ -3,8 +3,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::as_str;
 use super::store::{Entry, Store, Value};
+use super::{as_str, str_of};
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
 use crate::util::{int_arg, is};
@@ -62,7 +62,7 @@ pub fn getbit(s: &Store, a: &[Bytes]) -> CmdResult {
     let offset = offset_arg(&a[2])?;
     s.read(&a[1], |e| match e {
         None => Ok(Reply::Int(0)),
-        Some(e) => Ok(Reply::Int(get_bit(as_str(e)?, offset) as i64)),
+        Some(e) => Ok(Reply::Int(get_bit(str_of(e)?, offset) as i64)),
     })
 }
 
@@ -131,7 +131,7 @@ pub fn bitcount(s: &Store, a: &[Bytes]) -> CmdResult {
         let Some(e) = e else {
             return Ok(Reply::Int(0));
         };
-        let v = as_str(e)?;
+        let v = str_of(e)?;
         let (from, to) = match range {
             None if v.is_empty() => return Ok(Reply::Int(0)),
             None => (0, v.len() as u64 * 8 - 1),
@@ -155,7 +155,7 @@ pub fn bitpos(s: &Store, a: &[Bytes]) -> CmdResult {
         let Some(e) = e else {
             return Ok(Reply::Int(if bit == 1 { -1 } else { 0 }));
         };
-        let v = as_str(e)?;
+        let v = str_of(e)?;
         let end_given = matches!(range, Some((_, Some(_), _)));
         let (from, to) = match range {
             None => (0, (v.len() as u64 * 8).saturating_sub(1)),
@@ -196,7 +196,7 @@ pub fn bitop(s: &Store, a: &[Bytes]) -> CmdResult {
         .map(|k| {
             s.read(k, |e| match e {
                 None => Ok(Bytes::new()),
-                Some(e) => as_str(e).cloned(),
+                Some(e) => str_of(e).map(Bytes::copy_from_slice),
             })
         })
         .collect::<CmdResult<_>>()?;

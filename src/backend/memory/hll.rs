@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::store::{Entry, Store, Value};
+use super::store::{Entry, Store, Value, ValueRef};
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
 
@@ -55,12 +55,12 @@ fn position(element: &[u8]) -> (usize, u8) {
 
 /// The registers of the string at a key (None when missing).
 fn load(s: &Store, key: &[u8]) -> CmdResult<Option<Vec<u8>>> {
-    s.read(key, |e| match e.map(|e| &e.value) {
+    s.read(key, |e| match e.map(|e| e.value) {
         None => Ok(None),
-        Some(Value::Str(v)) if v.starts_with(MAGIC) && v.len() == MAGIC.len() + REGISTERS => {
+        Some(ValueRef::Str(v)) if v.starts_with(MAGIC) && v.len() == MAGIC.len() + REGISTERS => {
             Ok(Some(v[MAGIC.len()..].to_vec()))
         }
-        Some(Value::Str(_)) => Err(not_hll()),
+        Some(ValueRef::Str(_)) => Err(not_hll()),
         Some(_) => Err(CmdError::WrongType),
     })
 }

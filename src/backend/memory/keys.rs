@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::store::{ORDER_BITS, Store, Value, now_ms};
+use super::store::{ORDER_BITS, Store, ValueRef, now_ms};
 use crate::args::{ExpireArgs, Unit};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::{parse_scan, scan_reply};
@@ -11,7 +11,7 @@ use crate::util::{glob_match, is};
 
 pub fn del(s: &Store, a: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(
-        a[1..].iter().filter(|k| s.remove(k).is_some()).count() as i64,
+        a[1..].iter().filter(|k| s.delete(k)).count() as i64
     ))
 }
 
@@ -30,21 +30,17 @@ pub fn type_(s: &Store, a: &[Bytes]) -> CmdResult {
 /// EXPIRE family: `unit` of the argument, `absolute` for the *AT forms.
 fn expire_generic(s: &Store, a: &[Bytes], unit: Unit, absolute: bool) -> CmdResult {
     let args = ExpireArgs::parse(a, unit, absolute)?;
-    s.write(&a[1], |slot| {
-        let Some(e) = slot.as_mut() else {
-            return Ok(Reply::Int(0));
-        };
-        let current = (e.expires_at != 0).then_some(e.expires_at as i64);
+    let done = s.write_expiry(&a[1], |at| {
+        let current = (at != 0).then_some(at as i64);
         if !args.allows(current) {
-            return Ok(Reply::Int(0));
-        }
-        if args.deletes() {
-            *slot = None;
+            (Some(at), 0)
+        } else if args.deletes() {
+            (None, 1)
         } else {
-            e.expires_at = args.when as u64;
+            (Some(args.when as u64), 1)
         }
-        Ok(Reply::Int(1))
-    })
+    });
+    Ok(Reply::Int(done.unwrap_or(0)))
 }
 
 pub fn expire(s: &Store, a: &[Bytes]) -> CmdResult {
@@ -91,13 +87,8 @@ pub fn pexpiretime(s: &Store, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn persist(s: &Store, a: &[Bytes]) -> CmdResult {
-    s.write(&a[1], |slot| match slot.as_mut() {
-        Some(e) if e.expires_at != 0 => {
-            e.expires_at = 0;
-            Ok(Reply::Int(1))
-        }
-        _ => Ok(Reply::Int(0)),
-    })
+    let done = s.write_expiry(&a[1], |at| (Some(0), i64::from(at != 0)));
+    Ok(Reply::Int(done.unwrap_or(0)))
 }
 
 /// Moves `src` to `dst` (keeping its TTL); `nx` refuses to overwrite.
@@ -133,7 +124,7 @@ pub fn keys(s: &Store, a: &[Bytes]) -> CmdResult {
     let all = &a[1][..] == b"*";
     s.for_each_key(|k, _| {
         if all || glob_match(&a[1], k) {
-            out.push(Reply::Bulk(k.clone()));
+            out.push(Reply::Bulk(Bytes::copy_from_slice(k)));
         }
     });
     Ok(Reply::Array(out))
@@ -149,7 +140,7 @@ pub fn scan(s: &Store, a: &[Bytes]) -> CmdResult {
             && sa
                 .type_
                 .as_ref()
-                .is_none_or(|t| t.eq_ignore_ascii_case(e.value.type_name().as_bytes()))
+                .is_none_or(|t| t.eq_ignore_ascii_case(e.type_name().as_bytes()))
     });
     Ok(scan_reply(
         next,
@@ -192,31 +183,30 @@ pub fn object(s: &Store, a: &[Bytes]) -> CmdResult {
         };
         if is(sub, "ENCODING") {
             let small = |n: usize| n <= 128;
-            let enc = match &e.value {
-                Value::Str(v) if v.len() <= 20 && crate::protocol::parse_i64(v).is_some() => "int",
-                Value::Str(v) if v.len() <= 44 => "embstr",
-                Value::Str(_) => "raw",
-                Value::Hash(h) if small(h.len()) => "listpack",
-                Value::Hash(_) => "hashtable",
-                Value::List(l) if small(l.len()) => "listpack",
-                Value::List(_) => "quicklist",
-                Value::Set(set)
+            let enc = match e.value {
+                ValueRef::Str(v) if v.len() <= 20 && crate::protocol::parse_i64(v).is_some() => "int",
+                ValueRef::Str(v) if v.len() <= 44 => "embstr",
+                ValueRef::Str(_) => "raw",
+                ValueRef::Hash(h) if small(h.len()) => "listpack",
+                ValueRef::Hash(_) => "hashtable",
+                ValueRef::List(l) if small(l.len()) => "listpack",
+                ValueRef::List(_) => "quicklist",
+                ValueRef::Set(set)
                     if set.len() <= 512
                         && set.iter().all(|m| crate::protocol::parse_i64(m).is_some()) =>
                 {
                     "intset"
                 }
-                Value::Set(set) if small(set.len()) => "listpack",
-                Value::Set(_) => "hashtable",
-                Value::ZSet(z) if small(z.len()) => "listpack",
-                Value::ZSet(_) => "skiplist",
+                ValueRef::Set(set) if small(set.len()) => "listpack",
+                ValueRef::Set(_) => "hashtable",
+                ValueRef::ZSet(z) if small(z.len()) => "listpack",
+                ValueRef::ZSet(_) => "skiplist",
             };
             Ok(Reply::bulk(Bytes::from_static(enc.as_bytes())))
         } else if is(sub, "REFCOUNT") {
             Ok(Reply::Int(1))
         } else if is(sub, "IDLETIME") {
-            let idle = super::store::clock()
-                .saturating_sub(e.access.load(std::sync::atomic::Ordering::Relaxed));
+            let idle = super::store::clock().saturating_sub(e.access);
             Ok(Reply::Int(i64::from(idle)))
         } else if is(sub, "FREQ") {
             Err(CmdError::msg(

@@ -2,7 +2,7 @@
 //! working Redis for development and tests.
 //!
 //! Commands run synchronously on the caller's task. Single-key commands run
-//! concurrently with each other (dashmap locks per shard); a batch holding a
+//! concurrently with each other (the store locks per partition); a batch holding a
 //! multi-key write (RENAME, MSET, ...) takes the store's gate exclusively,
 //! so no other client's command interleaves with it, as in Redis.
 
@@ -12,6 +12,7 @@ mod hashes;
 mod hll;
 mod keys;
 mod lists;
+mod node;
 mod pubsub;
 mod sets;
 pub mod store;
@@ -29,7 +30,7 @@ use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
 use crate::command::{self, CommandSpec};
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
-use store::{Entry, Store, Value};
+use store::{Entry, EntryRef, Store, Value, ValueRef};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -424,7 +425,7 @@ impl Memory {
                 return Err(oom());
             }
             for k in victims {
-                if self.store.remove(&k).is_some() {
+                if self.store.delete(&k) {
                     self.evicted
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -575,10 +576,18 @@ fn own(b: &Bytes) -> Bytes {
     Bytes::copy_from_slice(b)
 }
 
-/// The string held by an entry, or WRONGTYPE.
+/// The string held by an entry being written, or WRONGTYPE.
 fn as_str(e: &Entry) -> CmdResult<&Bytes> {
     match &e.value {
         Value::Str(s) => Ok(s),
+        _ => Err(CmdError::WrongType),
+    }
+}
+
+/// The string held by an entry being read, or WRONGTYPE.
+fn str_of(e: EntryRef<'_>) -> CmdResult<&[u8]> {
+    match e.value {
+        ValueRef::Str(s) => Ok(s),
         _ => Err(CmdError::WrongType),
     }
 }

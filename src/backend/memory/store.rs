@@ -11,17 +11,17 @@
 //! that sweeps a few partitions every 100 ms.
 
 use std::collections::{HashMap, VecDeque};
-
-use indexmap::IndexSet;
-
-use super::zset::ZSet;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry as MapEntry;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as Slot;
+use indexmap::IndexSet;
+
+use super::node::Node;
+use super::zset::ZSet;
 
 const PARTITIONS: usize = 256;
 /// Scan orders are 48 bits so that the router can put a namespace index in
@@ -29,8 +29,8 @@ const PARTITIONS: usize = 256;
 pub const ORDER_BITS: u32 = 48;
 const PART_SHIFT: u32 = ORDER_BITS - 8;
 
-/// A key's value. Collections are boxed so that the common case, a
-/// string, keeps entries small (a million keys cost what Redis's do).
+/// A key's value, owned: what writes take and leave. Collections are boxed
+/// so that a node holding one stays small.
 pub enum Value {
     Str(Bytes),
     Hash(Box<HashMap<Bytes, Bytes>>),
@@ -40,14 +40,24 @@ pub enum Value {
     ZSet(Box<ZSet>),
 }
 
-impl Value {
+/// A key's value as stored, borrowed: what reads see.
+#[derive(Clone, Copy)]
+pub enum ValueRef<'a> {
+    Str(&'a [u8]),
+    Hash(&'a HashMap<Bytes, Bytes>),
+    List(&'a VecDeque<Bytes>),
+    Set(&'a IndexSet<Bytes>),
+    ZSet(&'a ZSet),
+}
+
+impl ValueRef<'_> {
     pub fn type_name(&self) -> &'static str {
         match self {
-            Value::Str(_) => "string",
-            Value::Hash(_) => "hash",
-            Value::List(_) => "list",
-            Value::Set(_) => "set",
-            Value::ZSet(_) => "zset",
+            ValueRef::Str(_) => "string",
+            ValueRef::Hash(_) => "hash",
+            ValueRef::List(_) => "list",
+            ValueRef::Set(_) => "set",
+            ValueRef::ZSet(_) => "zset",
         }
     }
 }
@@ -60,14 +70,11 @@ pub enum Victims {
     Random,
 }
 
+/// A key's value and expiry, owned, as a write sees and leaves them.
 pub struct Entry {
     pub value: Value,
     /// Unix time in milliseconds; 0 means no expiry.
     pub expires_at: u64,
-    /// Set by the store on every write, for WATCH.
-    pub version: u64,
-    /// Seconds (of the store's clock) of the last access, for LRU eviction.
-    pub access: AtomicU32,
 }
 
 impl Entry {
@@ -75,14 +82,17 @@ impl Entry {
         Entry {
             value,
             expires_at: 0,
-            version: 0,
-            access: AtomicU32::new(clock()),
         }
     }
+}
 
-    pub fn expired(&self, now: u64) -> bool {
-        self.expires_at != 0 && self.expires_at <= now
-    }
+/// A live key as a read sees it.
+#[derive(Clone, Copy)]
+pub struct EntryRef<'a> {
+    pub value: ValueRef<'a>,
+    pub expires_at: u64,
+    /// Seconds (of the store's clock) of the last access before this one.
+    pub access: u32,
 }
 
 pub use crate::util::now_ms;
@@ -92,8 +102,9 @@ pub fn clock() -> u32 {
     (now_ms() / 1000) as u32
 }
 
-/// The key's position in SCAN order: a well-mixed 48-bit hash.
-pub fn scan_order(key: &[u8]) -> u64 {
+/// A well-mixed 64-bit hash of the key: its top 48 bits are the key's scan
+/// order, the low bits index the partition's table.
+fn hash(key: &[u8]) -> u64 {
     let mut h: u64 = 0x9E37_79B9_7F4A_7C15 ^ key.len() as u64;
     for chunk in key.chunks(8) {
         let mut w = [0u8; 8];
@@ -101,29 +112,61 @@ pub fn scan_order(key: &[u8]) -> u64 {
         h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
         h = h.rotate_left(29);
     }
-    // murmur3's finalizer spreads every input bit over the top bits.
+    // murmur3's finalizer spreads every input bit over every output bit.
     h ^= h >> 33;
     h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
     h ^= h >> 33;
-    h >> (64 - ORDER_BITS)
+    h
+}
+
+/// The key's position in SCAN order: the top 48 bits of its hash.
+pub fn scan_order(key: &[u8]) -> u64 {
+    hash(key) >> (64 - ORDER_BITS)
+}
+
+/// The hash a partition's table files a key under. The top byte picked the
+/// partition, so it is rotated to the bottom of the word, out of the bits
+/// the table uses.
+fn table_hash(h: u64) -> u64 {
+    h.rotate_right(8)
+}
+
+fn node_hash(n: &Node) -> u64 {
+    table_hash(hash(n.key()))
+}
+
+/// One partition's table, on its own cache line so that writers to
+/// neighbouring partitions do not contend.
+#[repr(align(64))]
+#[derive(Default)]
+struct Partition(RwLock<HashTable<Node>>);
+
+impl Partition {
+    // A panic inside a command leaves the table itself consistent (nodes
+    // are swapped in and out whole), so a poisoned lock is still usable.
+    fn read(&self) -> RwLockReadGuard<'_, HashTable<Node>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashTable<Node>> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 pub struct Store {
-    parts: Box<[DashMap<Bytes, Entry>]>,
+    parts: Box<[Partition]>,
     /// Set when a TTL is written; lets the sweeper skip stores without any.
     has_volatile: AtomicBool,
     /// The last version given to a write.
-    versions: std::sync::atomic::AtomicU64,
+    versions: AtomicU64,
     /// Pub/sub subscribers of this backend.
-    pub hub: std::sync::Arc<super::pubsub::Hub>,
+    pub hub: Arc<super::pubsub::Hub>,
 }
 
 impl Default for Store {
     fn default() -> Self {
         Store {
-            parts: (0..PARTITIONS)
-                .map(|_| DashMap::with_shard_amount(2))
-                .collect(),
+            parts: (0..PARTITIONS).map(|_| Partition::default()).collect(),
             has_volatile: AtomicBool::new(false),
             versions: Default::default(),
             hub: Default::default(),
@@ -132,64 +175,108 @@ impl Default for Store {
 }
 
 impl Store {
-    fn part(&self, key: &[u8]) -> &DashMap<Bytes, Entry> {
-        &self.parts[(scan_order(key) >> PART_SHIFT) as usize]
+    /// The key's hash and its partition.
+    fn locate(&self, key: &[u8]) -> (u64, &Partition) {
+        let h = hash(key);
+        (h, &self.parts[(h >> (64 - 8)) as usize])
     }
 
     /// Reads a live entry.
-    pub fn read<R>(&self, key: &[u8], f: impl FnOnce(Option<&Entry>) -> R) -> R {
-        let part = self.part(key);
+    pub fn read<R>(&self, key: &[u8], f: impl FnOnce(Option<EntryRef<'_>>) -> R) -> R {
+        let (h, part) = self.locate(key);
         let now = now_ms();
-        if let Some(e) = part.get(key) {
-            if !e.expired(now) {
-                e.access.store((now / 1000) as u32, Ordering::Relaxed);
-                return f(Some(&e));
+        let expired = {
+            let t = part.read();
+            match t.find(table_hash(h), |n| n.key() == key) {
+                None => false,
+                Some(n) if n.expired(now) => true,
+                Some(n) => {
+                    let header = n.header();
+                    let access = header.access.load(Ordering::Relaxed);
+                    let secs = (now / 1000) as u32;
+                    // Written only when it changes: a store to a line other
+                    // cores read is what costs.
+                    if access != secs {
+                        header.access.store(secs, Ordering::Relaxed);
+                    }
+                    return f(Some(EntryRef {
+                        value: n.value(),
+                        expires_at: header.expires_at,
+                        access,
+                    }));
+                }
             }
-            drop(e);
-            part.remove_if(key, |_, e| e.expired(now));
+        };
+        if expired {
+            self.remove_expired(h, part, key, now);
         }
         f(None)
+    }
+
+    fn remove_expired(&self, h: u64, part: &Partition, key: &[u8], now: u64) {
+        let mut t = part.write();
+        if let Ok(o) = t.find_entry(table_hash(h), |n| n.key() == key) {
+            if o.get().expired(now) {
+                o.remove();
+            }
+        }
     }
 
     /// Reads and possibly replaces or deletes an entry, atomically for that
     /// key: `f` sees the live entry (None if missing or expired) and leaves
     /// in the slot what the key should hold afterwards.
     pub fn write<R>(&self, key: &[u8], f: impl FnOnce(&mut Option<Entry>) -> R) -> R {
+        let (h, part) = self.locate(key);
         let now = now_ms();
-        // The stored key is copied so it never pins a client's read buffer.
-        match self.part(key).entry(Bytes::copy_from_slice(key)) {
-            MapEntry::Occupied(mut o) => {
-                let mut slot = if o.get().expired(now) {
-                    None
-                } else {
-                    let placeholder = Entry::new(Value::Str(Bytes::new()));
-                    Some(std::mem::replace(o.get_mut(), placeholder))
-                };
-                let r = f(&mut slot);
-                match slot {
-                    Some(mut e) => {
-                        self.note_ttl(&e);
-                        e.version = self.next_version();
-                        *e.access.get_mut() = (now / 1000) as u32;
-                        *o.get_mut() = e;
-                    }
-                    None => {
-                        o.remove();
-                    }
-                }
-                r
+        let mut t = part.write();
+        let (mut slot, vacant) = match t.entry(table_hash(h), |n| n.key() == key, node_hash) {
+            Slot::Occupied(o) => {
+                let (node, vacant) = o.remove();
+                let live = (!node.expired(now)).then(|| node.into_entry());
+                (live, vacant)
             }
-            MapEntry::Vacant(v) => {
-                let mut slot = None;
-                let r = f(&mut slot);
-                if let Some(mut e) = slot {
-                    self.note_ttl(&e);
-                    e.version = self.next_version();
-                    v.insert(e);
-                }
-                r
+            Slot::Vacant(v) => (None, v),
+        };
+        let r = f(&mut slot);
+        if let Some(e) = slot {
+            self.note_ttl(e.expires_at);
+            vacant.insert(Node::new(key, e, self.next_version(), (now / 1000) as u32));
+        }
+        r
+    }
+
+    /// Changes a live key's expiry in place (strings are not copied out and
+    /// back, as `write` would): `f` gets the current expiry and returns the
+    /// new one, or None to delete the key. None when the key is missing.
+    pub fn write_expiry<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(u64) -> (Option<u64>, R),
+    ) -> Option<R> {
+        let (h, part) = self.locate(key);
+        let now = now_ms();
+        let mut t = part.write();
+        let Ok(mut o) = t.find_entry(table_hash(h), |n| n.key() == key) else {
+            return None;
+        };
+        if o.get().expired(now) {
+            o.remove();
+            return None;
+        }
+        let (at, r) = f(o.get().expires_at());
+        match at {
+            None => {
+                o.remove();
+            }
+            Some(at) => {
+                let version = self.next_version();
+                let header = o.get_mut().header_mut();
+                header.expires_at = at;
+                header.version = version;
+                self.note_ttl(at);
             }
         }
+        Some(r)
     }
 
     fn next_version(&self) -> u64 {
@@ -199,21 +286,37 @@ impl Store {
     /// The version of a live key (None when missing or expired), for WATCH:
     /// any write, expiry or deletion changes it.
     pub fn version(&self, key: &[u8]) -> Option<u64> {
-        self.read(key, |e| e.map(|e| e.version))
+        let (h, part) = self.locate(key);
+        let now = now_ms();
+        let t = part.read();
+        t.find(table_hash(h), |n| n.key() == key)
+            .filter(|n| !n.expired(now))
+            .map(|n| n.header().version)
     }
 
-    fn note_ttl(&self, e: &Entry) {
-        if e.expires_at != 0 && !self.has_volatile.load(Ordering::Relaxed) {
+    fn note_ttl(&self, expires_at: u64) {
+        if expires_at != 0 && !self.has_volatile.load(Ordering::Relaxed) {
             self.has_volatile.store(true, Ordering::Relaxed);
         }
     }
 
+    /// Removes a key, returning its live entry.
     pub fn remove(&self, key: &[u8]) -> Option<Entry> {
+        self.take(key).map(Node::into_entry)
+    }
+
+    /// Deletes a key; whether it was live.
+    pub fn delete(&self, key: &[u8]) -> bool {
+        self.take(key).is_some()
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Node> {
+        let (h, part) = self.locate(key);
         let now = now_ms();
-        self.part(key)
-            .remove(key)
-            .map(|(_, e)| e)
-            .filter(|e| !e.expired(now))
+        let mut t = part.write();
+        let o = t.find_entry(table_hash(h), |n| n.key() == key).ok()?;
+        let (node, _) = o.remove();
+        (!node.expired(now)).then_some(node)
     }
 
     pub fn exists(&self, key: &[u8]) -> bool {
@@ -222,24 +325,28 @@ impl Store {
 
     /// Number of keys, counting expired keys not yet swept (as Redis does).
     pub fn len(&self) -> usize {
-        self.parts.iter().map(|p| p.len()).sum()
+        self.parts.iter().map(|p| p.read().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(|p| p.is_empty())
+        self.parts.iter().all(|p| p.read().is_empty())
     }
 
     pub fn clear(&self) {
-        self.parts.iter().for_each(|p| p.clear());
+        for p in self.parts.iter() {
+            // Replaced, not cleared: a cleared table keeps its capacity.
+            let old = std::mem::take(&mut *p.write());
+            drop(old);
+        }
     }
 
     /// Calls `f` for every live key.
-    pub fn for_each_key(&self, mut f: impl FnMut(&Bytes, &Entry)) {
+    pub fn for_each_key(&self, mut f: impl FnMut(&[u8], ValueRef<'_>)) {
         let now = now_ms();
         for part in self.parts.iter() {
-            for e in part.iter() {
-                if !e.value().expired(now) {
-                    f(e.key(), e.value());
+            for n in part.read().iter() {
+                if !n.expired(now) {
+                    f(n.key(), n.value());
                 }
             }
         }
@@ -252,7 +359,7 @@ impl Store {
         &self,
         cursor: u64,
         count: usize,
-        mut keep: impl FnMut(&Bytes, &Entry) -> bool,
+        mut keep: impl FnMut(&[u8], ValueRef<'_>) -> bool,
     ) -> (u64, Vec<Bytes>) {
         let now = now_ms();
         let end = 1u64 << ORDER_BITS;
@@ -261,10 +368,10 @@ impl Store {
         while from < end {
             let p = (from >> PART_SHIFT) as usize;
             let before = found.len();
-            for e in self.parts[p].iter() {
-                let order = scan_order(e.key());
-                if order >= from && !e.value().expired(now) && keep(e.key(), e.value()) {
-                    found.push((order, e.key().clone()));
+            for n in self.parts[p].read().iter() {
+                let order = scan_order(n.key());
+                if order >= from && !n.expired(now) && keep(n.key(), n.value()) {
+                    found.push((order, Bytes::copy_from_slice(n.key())));
                 }
             }
             found[before..].sort_unstable_by_key(|x| x.0);
@@ -282,7 +389,6 @@ impl Store {
         (0, found.into_iter().map(|x| x.1).collect())
     }
 
-    /// A random live key.
     /// Up to `n` keys to evict, chosen in one random partition: the least
     /// recently used (`lru`), the nearest to expire (`ttl`), or any; only
     /// keys with a TTL when `volatile`.
@@ -290,17 +396,17 @@ impl Store {
         let now = now_ms();
         let start = crate::util::random_below(PARTITIONS as u64) as usize;
         for i in 0..PARTITIONS {
-            let part = &self.parts[(start + i) % PARTITIONS];
-            let mut found: Vec<(u64, Bytes)> = part
+            let part = self.parts[(start + i) % PARTITIONS].read();
+            let mut found: Vec<(u64, &Node)> = part
                 .iter()
-                .filter(|e| !e.value().expired(now) && (!volatile || e.value().expires_at != 0))
+                .filter(|e| !e.expired(now) && (!volatile || e.expires_at() != 0))
                 .map(|e| {
                     let rank = match by {
-                        Victims::Lru => u64::from(e.value().access.load(Ordering::Relaxed)),
-                        Victims::Ttl => e.value().expires_at,
+                        Victims::Lru => u64::from(e.header().access.load(Ordering::Relaxed)),
+                        Victims::Ttl => e.expires_at(),
                         Victims::Random => crate::util::random_below(u64::MAX),
                     };
-                    (rank, e.key().clone())
+                    (rank, e)
                 })
                 .collect();
             if found.is_empty() {
@@ -308,24 +414,24 @@ impl Store {
             }
             found.sort_unstable_by_key(|x| x.0);
             found.truncate(n);
-            return found.into_iter().map(|x| x.1).collect();
+            return found
+                .into_iter()
+                .map(|x| Bytes::copy_from_slice(x.1.key()))
+                .collect();
         }
         Vec::new()
     }
 
+    /// A random live key.
     pub fn random_key(&self) -> Option<Bytes> {
         let now = now_ms();
         let start = crate::util::random_below(PARTITIONS as u64) as usize;
         for i in 0..PARTITIONS {
-            let part = &self.parts[(start + i) % PARTITIONS];
-            let live: Vec<Bytes> = part
-                .iter()
-                .filter(|e| !e.value().expired(now))
-                .map(|e| e.key().clone())
-                .collect();
+            let part = self.parts[(start + i) % PARTITIONS].read();
+            let live: Vec<&Node> = part.iter().filter(|e| !e.expired(now)).collect();
             if !live.is_empty() {
                 let pick = crate::util::random_below(live.len() as u64) as usize;
-                return live.into_iter().nth(pick);
+                return Some(Bytes::copy_from_slice(live[pick].key()));
             }
         }
         None
@@ -337,8 +443,8 @@ impl Store {
         let now = now_ms();
         let mut volatile = false;
         for i in from..from + n {
-            self.parts[i % PARTITIONS].retain(|_, e| {
-                volatile |= e.expires_at != 0;
+            self.parts[i % PARTITIONS].write().retain(|e| {
+                volatile |= e.expires_at() != 0;
                 !e.expired(now)
             });
         }

@@ -2,8 +2,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::store::{Entry, Store, Value, now_ms};
-use super::{as_str, own};
+use super::store::{Entry, Store, Value, ValueRef, now_ms};
+use super::{as_str, str_of};
 use crate::args::{SetArgs, Unit, expire_at, getex_change};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
@@ -20,7 +20,7 @@ fn too_big() -> CmdError {
 pub fn get(s: &Store, a: &[Bytes]) -> CmdResult {
     s.read(&a[1], |e| match e {
         None => Ok(Reply::Nil),
-        Some(e) => as_str(e).map(|v| Reply::Bulk(v.clone())),
+        Some(e) => str_of(e).map(|v| Reply::Bulk(Bytes::copy_from_slice(v))),
     })
 }
 
@@ -33,7 +33,7 @@ pub fn set(s: &Store, a: &[Bytes]) -> CmdResult {
         keepttl,
         expires,
     } = SetArgs::parse(a)?;
-    let value = own(&a[2]);
+    let value = a[2].clone();
     s.write(&a[1], |slot| {
         let old = match slot.as_ref() {
             Some(e) if get => Some(as_str(e)?.clone()),
@@ -62,8 +62,6 @@ pub fn set(s: &Store, a: &[Bytes]) -> CmdResult {
             Some(Entry {
                 value: Value::Str(value),
                 expires_at: ttl,
-                version: 0,
-                access: Default::default(),
             })
         };
         Ok(reply(true))
@@ -75,20 +73,18 @@ pub fn setnx(s: &Store, a: &[Bytes]) -> CmdResult {
         if slot.is_some() {
             return Ok(Reply::Int(0));
         }
-        *slot = Some(Entry::new(Value::Str(own(&a[2]))));
+        *slot = Some(Entry::new(Value::Str(a[2].clone())));
         Ok(Reply::Int(1))
     })
 }
 
 fn set_with_ttl(s: &Store, a: &[Bytes], unit: Unit, cmd: &str) -> CmdResult {
     let at = expire_at(&a[2], unit, false, cmd)?;
-    let value = own(&a[3]);
+    let value = a[3].clone();
     s.write(&a[1], |slot| {
         *slot = Some(Entry {
             value: Value::Str(value),
             expires_at: at,
-            version: 0,
-            access: Default::default(),
         })
     });
     Ok(Reply::ok())
@@ -108,7 +104,7 @@ pub fn getset(s: &Store, a: &[Bytes]) -> CmdResult {
             Some(e) => Some(as_str(e)?.clone()),
             None => None,
         };
-        *slot = Some(Entry::new(Value::Str(own(&a[2]))));
+        *slot = Some(Entry::new(Value::Str(a[2].clone())));
         Ok(Reply::opt_bulk(old))
     })
 }
@@ -146,8 +142,8 @@ pub fn mget(s: &Store, a: &[Bytes]) -> CmdResult {
         a[1..]
             .iter()
             .map(|k| {
-                s.read(k, |e| match e.map(|e| &e.value) {
-                    Some(Value::Str(v)) => Reply::Bulk(v.clone()),
+                s.read(k, |e| match e.map(|e| e.value) {
+                    Some(ValueRef::Str(v)) => Reply::Bulk(Bytes::copy_from_slice(v)),
                     _ => Reply::Nil,
                 })
             })
@@ -168,7 +164,7 @@ pub fn mset(s: &Store, a: &[Bytes]) -> CmdResult {
     check_pairs(a)?;
     for kv in a[1..].chunks(2) {
         s.write(&kv[0], |slot| {
-            *slot = Some(Entry::new(Value::Str(own(&kv[1]))))
+            *slot = Some(Entry::new(Value::Str(kv[1].clone())))
         });
     }
     Ok(Reply::ok())
@@ -186,7 +182,7 @@ pub fn msetnx(s: &Store, a: &[Bytes]) -> CmdResult {
 pub fn append(s: &Store, a: &[Bytes]) -> CmdResult {
     s.write(&a[1], |slot| {
         let Some(e) = slot.as_mut() else {
-            *slot = Some(Entry::new(Value::Str(own(&a[2]))));
+            *slot = Some(Entry::new(Value::Str(a[2].clone())));
             return Ok(Reply::Int(a[2].len() as i64));
         };
         let old = as_str(e)?;
@@ -205,7 +201,7 @@ pub fn append(s: &Store, a: &[Bytes]) -> CmdResult {
 pub fn strlen(s: &Store, a: &[Bytes]) -> CmdResult {
     s.read(&a[1], |e| match e {
         None => Ok(Reply::Int(0)),
-        Some(e) => as_str(e).map(|v| Reply::Int(v.len() as i64)),
+        Some(e) => str_of(e).map(|v| Reply::Int(v.len() as i64)),
     })
 }
 
@@ -273,7 +269,7 @@ pub fn getrange(s: &Store, a: &[Bytes]) -> CmdResult {
         let Some(e) = e else {
             return Ok(Reply::Bulk(Bytes::new()));
         };
-        let v = as_str(e)?;
+        let v = str_of(e)?;
         let len = v.len() as i64;
         if start < 0 && end < 0 && start > end {
             return Ok(Reply::Bulk(Bytes::new()));
@@ -288,7 +284,9 @@ pub fn getrange(s: &Store, a: &[Bytes]) -> CmdResult {
         if start > end || len == 0 {
             return Ok(Reply::Bulk(Bytes::new()));
         }
-        Ok(Reply::Bulk(v.slice(start as usize..=end as usize)))
+        Ok(Reply::Bulk(Bytes::copy_from_slice(
+            &v[start as usize..=end as usize],
+        )))
     })
 }
 

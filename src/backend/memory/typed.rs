@@ -8,7 +8,7 @@ use indexmap::IndexSet;
 
 use bytes::Bytes;
 
-use super::store::{Entry, Store, Value, scan_order};
+use super::store::{Entry, Store, Value, ValueRef, scan_order};
 use super::zset::ZSet;
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::ScanArgs;
@@ -16,7 +16,7 @@ use crate::util::random_below;
 
 /// A value type stored under a key.
 pub trait Kind: Sized {
-    fn of(v: &Value) -> Option<&Self>;
+    fn of(v: ValueRef<'_>) -> Option<&Self>;
     fn of_mut(v: &mut Value) -> Option<&mut Self>;
     fn new_value() -> Value;
     fn is_empty(&self) -> bool;
@@ -25,9 +25,9 @@ pub trait Kind: Sized {
 macro_rules! kind {
     ($t:ty, $variant:ident) => {
         impl Kind for $t {
-            fn of(v: &Value) -> Option<&Self> {
+            fn of(v: ValueRef<'_>) -> Option<&Self> {
                 match v {
-                    Value::$variant(x) => Some(&**x),
+                    ValueRef::$variant(x) => Some(x),
                     _ => None,
                 }
             }
@@ -56,7 +56,7 @@ kind!(ZSet, ZSet);
 pub fn read<T: Kind, R>(s: &Store, key: &[u8], f: impl FnOnce(Option<&T>) -> R) -> CmdResult<R> {
     s.read(key, |e| match e {
         None => Ok(f(None)),
-        Some(e) => T::of(&e.value)
+        Some(e) => T::of(e.value)
             .map(|v| f(Some(v)))
             .ok_or(CmdError::WrongType),
     })

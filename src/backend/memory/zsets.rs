@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::blocking::timeout_arg;
 use super::own;
-use super::store::{Store, Value};
+use super::store::{Store, Value, ValueRef};
 use super::typed::{modify, random_picks, read, scan_step, store};
 use super::zset::ZSet;
 use crate::error::{CmdError, CmdResult};
@@ -695,10 +695,10 @@ enum Aggregate {
 
 /// The members and scores of a sorted set, or of a plain set (score 1).
 fn load(s: &Store, key: &[u8]) -> CmdResult<Option<HashMap<Bytes, f64>>> {
-    s.read(key, |e| match e.map(|e| &e.value) {
+    s.read(key, |e| match e.map(|e| e.value) {
         None => Ok(None),
-        Some(Value::ZSet(z)) => Ok(Some(z.members().map(|(m, s)| (m.clone(), *s)).collect())),
-        Some(Value::Set(set)) => Ok(Some(set.iter().map(|m| (m.clone(), 1.0)).collect())),
+        Some(ValueRef::ZSet(z)) => Ok(Some(z.members().map(|(m, s)| (m.clone(), *s)).collect())),
+        Some(ValueRef::Set(set)) => Ok(Some(set.iter().map(|m| (m.clone(), 1.0)).collect())),
         Some(_) => Err(CmdError::WrongType),
     })
 }
