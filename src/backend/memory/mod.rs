@@ -576,6 +576,28 @@ fn own(b: &Bytes) -> Bytes {
     Bytes::copy_from_slice(b)
 }
 
+/// A copy of a stored string for a reply (the store's own bytes stay under
+/// its lock). Short strings are cut from a per-thread buffer, so that a
+/// GET costs a reference count rather than an allocation.
+fn reply_bytes(v: &[u8]) -> Bytes {
+    const CHUNK: usize = 16 * 1024;
+    if v.len() > CHUNK / 16 {
+        return Bytes::copy_from_slice(v);
+    }
+    thread_local! {
+        static ARENA: std::cell::RefCell<bytes::BytesMut> = Default::default();
+    }
+    ARENA.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.capacity() < v.len() {
+            // The old buffer is freed when the last reply cut from it is.
+            *a = bytes::BytesMut::with_capacity(CHUNK);
+        }
+        a.extend_from_slice(v);
+        a.split().freeze()
+    })
+}
+
 /// The string held by an entry being written, or WRONGTYPE.
 fn as_str(e: &Entry) -> CmdResult<&Bytes> {
     match &e.value {

@@ -1,7 +1,9 @@
 //! The in-process keyspace.
 //!
-//! Keys live in 256 dashmaps ("partitions") chosen by the top bits of a
-//! 48-bit hash of the key, the key's *scan order*. SCAN walks keys in scan
+//! Keys live in 256 hash tables ("partitions"), each behind its own
+//! read-write lock, chosen by the top bits of a 48-bit hash of the key, the
+//! key's *scan order*. A table slot is one pointer to the key's node (see
+//! node.rs). SCAN walks keys in scan
 //! order and its cursor is the next order to visit, so a key present for a
 //! whole iteration is returned exactly once however the maps grow or shrink
 //! meanwhile (Redis gets the same guarantee from its reverse-binary cursor).

@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::store::{Entry, Store, Value, ValueRef, now_ms};
-use super::{as_str, str_of};
+use super::{as_str, reply_bytes, str_of};
 use crate::args::{SetArgs, Unit, expire_at, getex_change};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
@@ -20,7 +20,7 @@ fn too_big() -> CmdError {
 pub fn get(s: &Store, a: &[Bytes]) -> CmdResult {
     s.read(&a[1], |e| match e {
         None => Ok(Reply::Nil),
-        Some(e) => str_of(e).map(|v| Reply::Bulk(Bytes::copy_from_slice(v))),
+        Some(e) => str_of(e).map(|v| Reply::Bulk(reply_bytes(v))),
     })
 }
 
@@ -143,7 +143,7 @@ pub fn mget(s: &Store, a: &[Bytes]) -> CmdResult {
             .iter()
             .map(|k| {
                 s.read(k, |e| match e.map(|e| e.value) {
-                    Some(ValueRef::Str(v)) => Reply::Bulk(Bytes::copy_from_slice(v)),
+                    Some(ValueRef::Str(v)) => Reply::Bulk(reply_bytes(v)),
                     _ => Reply::Nil,
                 })
             })
@@ -284,9 +284,7 @@ pub fn getrange(s: &Store, a: &[Bytes]) -> CmdResult {
         if start > end || len == 0 {
             return Ok(Reply::Bulk(Bytes::new()));
         }
-        Ok(Reply::Bulk(Bytes::copy_from_slice(
-            &v[start as usize..=end as usize],
-        )))
+        Ok(Reply::Bulk(reply_bytes(&v[start as usize..=end as usize])))
     })
 }
 
