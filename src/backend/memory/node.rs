@@ -163,29 +163,30 @@ impl Node {
     /// collection moved out.
     pub fn into_entry(self) -> Entry {
         let layout = layout(self.header().key_len as usize, self.str_len());
-        let value = match self.value() {
-            ValueRef::Str(s) => Some(Value::Str(Bytes::copy_from_slice(s))),
-            _ => None,
+        let string = match self.value() {
+            ValueRef::Str(s) => Bytes::copy_from_slice(s),
+            _ => Bytes::new(),
         };
-        let expires_at = self.expires_at();
         let node = std::mem::ManuallyDrop::new(self);
         // SAFETY: the header is read out once and the allocation freed once;
         // ManuallyDrop keeps Drop from doing either again. The body's box,
-        // now owned by `header`, is moved into the entry or dropped with it.
+        // now owned by `header`, is moved into the entry.
         let header = unsafe {
             let header = node.ptr.as_ptr().read();
             dealloc(node.ptr.as_ptr().cast(), layout);
             header
         };
-        let value = match (value, header.body) {
-            (Some(v), _) => v,
-            (None, Body::Hash(h)) => Value::Hash(h),
-            (None, Body::List(l)) => Value::List(l),
-            (None, Body::Set(s)) => Value::Set(s),
-            (None, Body::ZSet(z)) => Value::ZSet(z),
-            (None, Body::Str(_)) => Value::Str(Bytes::new()),
+        let value = match header.body {
+            Body::Str(_) => Value::Str(string),
+            Body::Hash(h) => Value::Hash(h),
+            Body::List(l) => Value::List(l),
+            Body::Set(s) => Value::Set(s),
+            Body::ZSet(z) => Value::ZSet(z),
         };
-        Entry { value, expires_at }
+        Entry {
+            value,
+            expires_at: header.expires_at,
+        }
     }
 }
 

@@ -137,6 +137,10 @@ fn node_hash(n: &Node) -> u64 {
     table_hash(hash(n.key()))
 }
 
+fn is_key(key: &[u8]) -> impl Fn(&Node) -> bool + '_ {
+    move |n| n.key() == key
+}
+
 /// One partition's table, on its own cache line so that writers to
 /// neighbouring partitions do not contend.
 #[repr(align(64))]
@@ -177,10 +181,10 @@ impl Default for Store {
 }
 
 impl Store {
-    /// The key's hash and its partition.
+    /// The partition holding `key` and the hash its table files it under.
     fn locate(&self, key: &[u8]) -> (u64, &Partition) {
         let h = hash(key);
-        (h, &self.parts[(h >> (64 - 8)) as usize])
+        (table_hash(h), &self.parts[(h >> (64 - 8)) as usize])
     }
 
     /// Reads a live entry.
@@ -189,7 +193,7 @@ impl Store {
         let now = now_ms();
         let expired = {
             let t = part.read();
-            match t.find(table_hash(h), |n| n.key() == key) {
+            match t.find(h, is_key(key)) {
                 None => false,
                 Some(n) if n.expired(now) => true,
                 Some(n) => {
@@ -217,7 +221,7 @@ impl Store {
 
     fn remove_expired(&self, h: u64, part: &Partition, key: &[u8], now: u64) {
         let mut t = part.write();
-        if let Ok(o) = t.find_entry(table_hash(h), |n| n.key() == key) {
+        if let Ok(o) = t.find_entry(h, is_key(key)) {
             if o.get().expired(now) {
                 o.remove();
             }
@@ -231,7 +235,7 @@ impl Store {
         let (h, part) = self.locate(key);
         let now = now_ms();
         let mut t = part.write();
-        let (mut slot, vacant) = match t.entry(table_hash(h), |n| n.key() == key, node_hash) {
+        let (mut slot, vacant) = match t.entry(h, is_key(key), node_hash) {
             Slot::Occupied(o) => {
                 let (node, vacant) = o.remove();
                 let live = (!node.expired(now)).then(|| node.into_entry());
@@ -258,7 +262,7 @@ impl Store {
         let (h, part) = self.locate(key);
         let now = now_ms();
         let mut t = part.write();
-        let Ok(mut o) = t.find_entry(table_hash(h), |n| n.key() == key) else {
+        let Ok(mut o) = t.find_entry(h, is_key(key)) else {
             return None;
         };
         if o.get().expired(now) {
@@ -291,7 +295,7 @@ impl Store {
         let (h, part) = self.locate(key);
         let now = now_ms();
         let t = part.read();
-        t.find(table_hash(h), |n| n.key() == key)
+        t.find(h, is_key(key))
             .filter(|n| !n.expired(now))
             .map(|n| n.header().version)
     }
@@ -316,7 +320,7 @@ impl Store {
         let (h, part) = self.locate(key);
         let now = now_ms();
         let mut t = part.write();
-        let o = t.find_entry(table_hash(h), |n| n.key() == key).ok()?;
+        let o = t.find_entry(h, is_key(key)).ok()?;
         let (node, _) = o.remove();
         (!node.expired(now)).then_some(node)
     }
