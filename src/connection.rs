@@ -67,6 +67,15 @@ mod pool {
             }
         });
     }
+
+    /// Gives back a drained read buffer, leaving none; `large` is whether
+    /// it grew past LARGEST since it was taken, and is reset.
+    pub fn give_read(buf: &mut BytesMut, large: &mut bool) {
+        if buf.is_empty() {
+            give(std::mem::take(buf), !*large);
+            *large = false;
+        }
+    }
 }
 
 /// What keyway knows about a client, for HELLO, CLIENT and AUTH.
@@ -178,10 +187,7 @@ impl Connection {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // A new socket reads as ready once before any data
                     // came: an idle client keeps no buffer.
-                    if buf.is_empty() {
-                        pool::give(std::mem::take(&mut buf), !buf_large);
-                        buf_large = false;
-                    }
+                    pool::give_read(&mut buf, &mut buf_large);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -239,10 +245,7 @@ impl Connection {
                 let _ = stream.shutdown().await;
                 return Ok(());
             }
-            if buf.is_empty() {
-                pool::give(std::mem::take(&mut buf), !buf_large);
-                buf_large = false;
-            }
+            pool::give_read(&mut buf, &mut buf_large);
             if *stop.borrow() {
                 return Ok(());
             }
