@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,12 +12,37 @@ use keyway::reload::Outcome;
 use redis::AsyncCommands;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn temp_config(name: &str, text: &str) -> PathBuf {
+/// A config file in its own directory, both removed when the test ends.
+struct TempConfig {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for TempConfig {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TempConfig {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn temp_config(name: &str, text: &str) -> TempConfig {
     let dir = std::env::temp_dir().join(format!("keyway-ops-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("keyway.toml");
     std::fs::write(&path, text).unwrap();
-    path
+    TempConfig { dir, path }
 }
 
 fn memory_config() -> String {
