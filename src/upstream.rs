@@ -513,6 +513,20 @@ async fn serve(conn: Conn, rx: &mut mpsc::Receiver<Job>, endpoint: &Endpoint) ->
             if rx.recv_many(&mut jobs, MAX_JOBS_PER_WRITE).await == 0 {
                 return None;
             }
+            if jobs.len() < MAX_JOBS_PER_WRITE {
+                // Let the runtime poll the sockets once more before writing,
+                // so that clients whose requests have already arrived join
+                // this write. Each write wakes the server, and on a busy
+                // machine that wake-up costs more than the write itself:
+                // at pipeline 1 this raised throughput by about a tenth.
+                tokio::task::yield_now().await;
+                while jobs.len() < MAX_JOBS_PER_WRITE {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+            }
             let now = Instant::now();
             for job in jobs.drain(..) {
                 if job.reply.is_closed() || job.deadline <= now {
