@@ -380,25 +380,40 @@ struct Job {
     out: Bytes,
     inspect: Vec<bool>,
     reply: oneshot::Sender<Vec<Reply>>,
-    /// After this the caller has given up: a job not yet written is dropped
-    /// rather than run late.
+    /// When the caller must have an answer: the pipe's task answers every
+    /// job by then, so that callers need no timer of their own (one per
+    /// call cost a timer-wheel insertion and often a driver wake-up).
     deadline: Instant,
+}
+
+impl Job {
+    fn fail(self, name: &str, reason: &str) {
+        let _ = self
+            .reply
+            .send(vec![unavailable(name, reason); self.inspect.len()]);
+    }
 }
 
 /// A job written and waiting for its replies.
 struct Pending {
     inspect: Vec<bool>,
     got: Vec<Reply>,
-    reply: oneshot::Sender<Vec<Reply>>,
+    /// None once the caller was answered with a timeout: the replies still
+    /// come, and are read and dropped to keep the connection in step.
+    reply: Option<oneshot::Sender<Vec<Reply>>>,
+    deadline: Instant,
 }
 
 impl Pending {
-    /// Keeps the replies already read (their commands ran) and fails the rest.
-    fn fail(mut self, name: &str, reason: &str) {
-        while self.got.len() < self.inspect.len() {
-            self.got.push(unavailable(name, reason));
-        }
-        let _ = self.reply.send(self.got);
+    /// Answers the caller now: the replies already read (their commands
+    /// ran), then an error for each of the rest.
+    fn answer(&mut self, name: &str, reason: &str) {
+        let Some(reply) = self.reply.take() else {
+            return;
+        };
+        let mut replies = self.got.clone();
+        replies.resize(self.inspect.len(), unavailable(name, reason));
+        let _ = reply.send(replies);
     }
 }
 
@@ -432,17 +447,18 @@ impl Pipe {
             deadline,
         };
         let fail = |reason: &str| vec![unavailable(name, reason); n];
+        // The timer here is only armed when the queue is full.
         match timeout_at(deadline, self.tx.send(job)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return fail("connection task stopped"),
-            Err(_) => return fail(&format!("no reply within {} ms", limit.as_millis())),
+            Err(_) => return fail(&late(limit)),
         }
-        match timeout_at(deadline, rx).await {
-            Ok(Ok(replies)) => replies,
-            Ok(Err(_)) => fail("connection closed"),
-            Err(_) => fail(&format!("no reply within {} ms", limit.as_millis())),
-        }
+        rx.await.unwrap_or_else(|_| fail("connection closed"))
     }
+}
+
+fn late(limit: Duration) -> String {
+    format!("no reply within {} ms", limit.as_millis())
 }
 
 async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<Job>) {
@@ -450,8 +466,32 @@ async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<J
     let mut backoff = BACKOFF_MIN;
     // Logged once per outage, not once per attempt.
     let mut down: Option<String> = None;
+    // Jobs that arrived while connecting, written first once connected.
+    let mut backlog: VecDeque<Job> = VecDeque::new();
     loop {
-        let reason = match endpoint.connect(resp3).await {
+        let connected = {
+            let connecting = endpoint.connect(resp3);
+            tokio::pin!(connecting);
+            loop {
+                let expiry = backlog.front().map(|j| j.deadline);
+                tokio::select! {
+                    r = &mut connecting => break r,
+                    job = rx.recv() => match job {
+                        Some(job) => backlog.push_back(job),
+                        None => return,
+                    },
+                    _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
+                        let now = Instant::now();
+                        while backlog.front().is_some_and(|j| j.deadline <= now) {
+                            if let Some(job) = backlog.pop_front() {
+                                job.fail(name, &late(endpoint.command_timeout));
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let reason = match connected {
             Ok(conn) => {
                 if down.take().is_some() {
                     info!(backend = name, "upstream reconnected");
@@ -463,7 +503,7 @@ async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<J
                 let open = metrics().upstream(name);
                 open.inc();
                 endpoint.up.fetch_add(1, Ordering::Relaxed);
-                let ended = serve(conn, &mut rx, &endpoint).await;
+                let ended = serve(conn, &mut backlog, &mut rx, &endpoint).await;
                 open.dec();
                 endpoint.up.fetch_sub(1, Ordering::Relaxed);
                 match ended {
@@ -480,14 +520,15 @@ async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<J
         if let Ok(mut last) = endpoint.last_error.lock() {
             last.clone_from(&reason);
         }
+        for job in backlog.drain(..) {
+            job.fail(name, &reason);
+        }
         // Until the next attempt, jobs fail at once rather than wait.
         let until = Instant::now() + backoff;
         loop {
             tokio::select! {
                 job = rx.recv() => match job {
-                    Some(job) => {
-                        let _ = job.reply.send(vec![unavailable(name, &reason); job.inspect.len()]);
-                    }
+                    Some(job) => job.fail(name, &reason),
                     None => return,
                 },
                 _ = sleep_until(until) => break,
@@ -499,44 +540,58 @@ async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<J
 
 /// Runs jobs on a connection until it fails (returns the reason) or the pipe
 /// is dropped (returns None). Jobs written but unanswered are failed here.
-async fn serve(conn: Conn, rx: &mut mpsc::Receiver<Job>, endpoint: &Endpoint) -> Option<String> {
+async fn serve(
+    conn: Conn,
+    backlog: &mut VecDeque<Job>,
+    rx: &mut mpsc::Receiver<Job>,
+    endpoint: &Endpoint,
+) -> Option<String> {
     let Conn { io, mut buf, resp3 } = conn;
     let (mut rd, mut wr) = tokio::io::split(io);
     let (ptx, mut prx) = mpsc::unbounded_channel::<Pending>();
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let limit = endpoint.command_timeout;
+    let name = endpoint.name.as_str();
 
     let writer = async {
         let mut out = BytesMut::new();
-        let mut jobs = Vec::with_capacity(MAX_JOBS_PER_WRITE);
+        let mut jobs: Vec<Job> = backlog.drain(..).collect();
         loop {
-            if rx.recv_many(&mut jobs, MAX_JOBS_PER_WRITE).await == 0 {
-                return None;
-            }
-            if jobs.len() < MAX_JOBS_PER_WRITE {
-                // Let the runtime poll the sockets once more before writing,
-                // so that clients whose requests have already arrived join
-                // this write. Each write wakes the server, and on a busy
-                // machine that wake-up costs more than the write itself:
-                // at pipeline 1 this raised throughput by about a tenth.
-                tokio::task::yield_now().await;
-                while jobs.len() < MAX_JOBS_PER_WRITE {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
+            if jobs.is_empty() {
+                if rx.recv_many(&mut jobs, MAX_JOBS_PER_WRITE).await == 0 {
+                    return None;
+                }
+                if jobs.len() < MAX_JOBS_PER_WRITE {
+                    // Let the runtime poll the sockets once more before
+                    // writing, so that clients whose requests have already
+                    // arrived join this write. Each write wakes the server,
+                    // and on a busy machine that wake-up costs more than the
+                    // write itself: at pipeline 1 this raised throughput by
+                    // about a tenth.
+                    tokio::task::yield_now().await;
+                    while jobs.len() < MAX_JOBS_PER_WRITE {
+                        match rx.try_recv() {
+                            Ok(job) => jobs.push(job),
+                            Err(_) => break,
+                        }
                     }
                 }
             }
             let now = Instant::now();
             for job in jobs.drain(..) {
-                if job.reply.is_closed() || job.deadline <= now {
+                if job.reply.is_closed() {
+                    continue;
+                }
+                if job.deadline <= now {
+                    job.fail(name, &late(limit));
                     continue;
                 }
                 out.extend_from_slice(&job.out);
                 let _ = ptx.send(Pending {
                     inspect: job.inspect,
                     got: Vec::new(),
-                    reply: job.reply,
+                    reply: Some(job.reply),
+                    deadline: job.deadline,
                 });
             }
             if let Err(e) = wr.write_all(&out).await {
@@ -547,15 +602,24 @@ async fn serve(conn: Conn, rx: &mut mpsc::Receiver<Job>, endpoint: &Endpoint) ->
     };
 
     let reader = async {
+        // One timer, re-armed only when it fires: it watches both the
+        // oldest job's deadline and a server that sends nothing at all.
+        let watchdog = sleep_until(Instant::now() + limit);
+        tokio::pin!(watchdog);
+        // When the server last sent something, or replies started being
+        // owed after none were.
+        let mut progress = Instant::now();
         loop {
             while let Some(p) = queue.front_mut() {
-                let inspect = p.inspect[p.got.len()];
+                let inspect = p.reply.is_some() && p.inspect[p.got.len()];
                 match decode(&mut buf, resp3, inspect) {
                     Ok(Some(r)) => {
                         p.got.push(r);
                         if p.got.len() == p.inspect.len() {
                             if let Some(p) = queue.pop_front() {
-                                let _ = p.reply.send(p.got);
+                                if let Some(reply) = p.reply {
+                                    let _ = reply.send(p.got);
+                                }
                             }
                         }
                     }
@@ -573,14 +637,35 @@ async fn serve(conn: Conn, rx: &mut mpsc::Receiver<Job>, endpoint: &Endpoint) ->
             tokio::select! {
                 biased;
                 p = prx.recv() => match p {
-                    Some(p) => queue.push_back(p),
+                    Some(p) => {
+                        if queue.is_empty() {
+                            progress = Instant::now();
+                        }
+                        queue.push_back(p);
+                    }
                     None => return None,
                 },
-                n = read_some(&mut rd, &mut buf, waiting.then_some(limit)) => match n {
+                n = rd.read_buf(&mut buf) => match n {
                     Ok(0) => return Some("connection closed by server".into()),
-                    Ok(_) => {}
-                    Err(e) => return Some(e),
+                    Ok(_) => progress = Instant::now(),
+                    Err(e) => return Some(io_reason(&e)),
                 },
+                _ = &mut watchdog, if waiting => {
+                    let now = Instant::now();
+                    if now >= progress + limit {
+                        return Some(late(limit));
+                    }
+                    // Callers past their deadline hear so now; their
+                    // replies are dropped when they come.
+                    for p in queue.iter_mut().take_while(|p| p.deadline <= now) {
+                        p.answer(name, &late(limit));
+                    }
+                    let next = queue
+                        .iter()
+                        .find(|p| p.reply.is_some())
+                        .map_or(progress + limit, |p| p.deadline.min(progress + limit));
+                    watchdog.as_mut().reset(next);
+                }
             }
         }
     };
@@ -593,8 +678,8 @@ async fn serve(conn: Conn, rx: &mut mpsc::Receiver<Job>, endpoint: &Endpoint) ->
     while let Ok(p) = prx.try_recv() {
         queue.push_back(p);
     }
-    for p in queue.drain(..) {
-        p.fail(&endpoint.name, &reason);
+    for mut p in queue.drain(..) {
+        p.answer(name, &reason);
     }
     Some(reason)
 }

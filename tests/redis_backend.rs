@@ -485,6 +485,88 @@ async fn a_stalled_server_times_out() {
     assert!(recovered, "namespace 'users' did not recover");
 }
 
+/// A stand-in server on a free port that answers each command it reads
+/// with `+OK`, one every `pace`, in order. Its task ends with the runtime.
+async fn paced_server(pace: Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let (mut rd, mut wr) = sock.into_split();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+            tokio::spawn(async move {
+                while rx.recv().await.is_some() {
+                    tokio::time::sleep(pace).await;
+                    if wr.write_all(b"+OK\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let mut b = [0u8; 4096];
+                while let Ok(n) = rd.read(&mut b).await {
+                    if n == 0 {
+                        return;
+                    }
+                    // The commands here are multibulks of plain words:
+                    // each starts a line with '*'.
+                    let lines = b[..n].split(|&c| c == b'\n');
+                    for _ in lines.filter(|l| l.first() == Some(&b'*')) {
+                        let _ = tx.send(());
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn paced_config(port: u16, extra: &str) -> String {
+    format!(
+        "[backends.slow]\ntype = \"redis\"\nurl = \"redis://{extra}127.0.0.1:{port}\"\n\
+         connections = 1\ncommand_timeout_ms = 500\nconnect_timeout_ms = 5000\n\
+         [[namespaces]]\nname = \"all\"\nprefix = \"\"\nbackend = \"slow\"\n"
+    )
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out_each_late_command_and_keeps_the_connection() {
+    // Replies come every 300 ms: the server is alive, but the third and
+    // fourth of a pipeline come after the 500 ms command timeout.
+    let port = paced_server(Duration::from_millis(300)).await;
+    let kw = Keyway::with_toml(&paced_config(port, "")).await;
+    let mut c = kw.raw().await;
+    let mut pipeline = Vec::new();
+    for k in ["a", "b", "c", "d"] {
+        pipeline.extend(resp(&["SET", k, "1"]));
+    }
+    c.send(&pipeline).await;
+    let late = "-ERR backend 'slow' unavailable: no reply within 500 ms\r\n";
+    c.expect(&format!("+OK\r\n{late}{late}{late}")).await;
+    // The late replies are read and dropped; the connection stays in step.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(c.line("SET e 1").await, "+OK\r\n");
+}
+
+#[tokio::test]
+async fn a_server_that_never_finishes_connecting_times_out_commands() {
+    // The server accepts but never answers AUTH: commands wait no longer
+    // than the command timeout, though connecting may take 5 s.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let kw = Keyway::with_toml(&paced_config(port, ":secret@")).await;
+    let mut c = kw.raw().await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        c.line("GET a").await,
+        "-ERR backend 'slow' unavailable: no reply within 500 ms\r\n"
+    );
+    // Well before the connect timeout, however slow the machine.
+    assert!(started.elapsed() < Duration::from_millis(4000));
+    drop(silent);
+}
+
 /// A CA and a server certificate for localhost, made with openssl.
 fn test_certs(dir: &std::path::Path) {
     let run = |args: &[&str]| {
