@@ -97,6 +97,19 @@ impl CommandSpec {
         }
     }
 
+    /// The position of the only key, for commands that always have exactly
+    /// one (GET, SET, HSET...): the same as `key_positions` without a list.
+    pub fn single_key(&self, argc: usize) -> Option<usize> {
+        match self.keys {
+            Keys::Range { first, last, .. }
+                if last >= 0 && first == last as usize && first < argc =>
+            {
+                Some(first)
+            }
+            _ => None,
+        }
+    }
+
     pub fn arity_error(&self) -> CmdError {
         CmdError::WrongArity(self.name.to_string())
     }
@@ -404,9 +417,33 @@ pub fn table() -> &'static [CommandSpec] {
     })
 }
 
+/// FNV-1a for the name index. SipHash guards tables whose keys clients
+/// choose; this one holds only the command table's names, and hashing
+/// each command's name with SipHash was a visible share of the hot path.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type Index = HashMap<&'static [u8], usize, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Looks a command up by name, in any case.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    static INDEX: OnceLock<HashMap<&'static [u8], usize>> = OnceLock::new();
+    static INDEX: OnceLock<Index> = OnceLock::new();
     let index = INDEX.get_or_init(|| table().iter().map(|c| (c.name.as_bytes(), c.id)).collect());
     let mut lower = [0u8; 24];
     if name.len() > lower.len() {
@@ -467,5 +504,19 @@ mod tests {
         assert_eq!(pos("SORT k BY x STORE d"), vec![1, 5]);
         assert_eq!(pos("GET k"), vec![1]);
         assert_eq!(pos("PING"), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn single_key_agrees_with_key_positions() {
+        for c in table() {
+            for argc in 1..8 {
+                let a: Vec<Bytes> = (0..argc).map(|i| Bytes::from(i.to_string())).collect();
+                if let Some(p) = c.single_key(argc) {
+                    assert_eq!(c.key_positions(&a), vec![p], "{} with {argc} args", c.name);
+                }
+            }
+        }
+        assert_eq!(lookup(b"get").and_then(|c| c.single_key(2)), Some(1));
+        assert_eq!(lookup(b"mset").and_then(|c| c.single_key(3)), None);
     }
 }

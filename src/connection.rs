@@ -192,11 +192,14 @@ impl Connection {
                 }
                 Err(e) => return Err(e),
             }
-            let mut requests = Vec::new();
+            let mut requests = Vec::with_capacity(16);
             let mut protocol_error = None;
             loop {
                 match self.codec.decode(&mut buf) {
-                    Ok(Some(r)) => requests.push(r),
+                    Ok(Some(r)) => {
+                        let spec = command::lookup(&r.args[0]);
+                        requests.push((r, spec));
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         protocol_error = Some(e);
@@ -207,7 +210,7 @@ impl Connection {
             let mut out = pool::take();
             let blocking = requests
                 .iter()
-                .any(|r| command::lookup(&r.args[0]).is_some_and(|s| s.has(BLOCKING)));
+                .any(|(_, spec)| spec.is_some_and(|s| s.has(BLOCKING)));
             if blocking {
                 // A client that goes away while blocked must not take an
                 // element it will never read: the batch is dropped with it.
@@ -256,7 +259,12 @@ impl Connection {
     /// for backends accumulate until a request keyway must answer itself
     /// (or that walks the keyspace), so that pipelines reach backends as
     /// batches while every reply keeps its place.
-    async fn run_batch(&mut self, requests: Vec<Request>, out: &mut BytesMut) {
+    /// Each request comes with its command, looked up once.
+    async fn run_batch(
+        &mut self,
+        requests: Vec<(Request, Option<&'static CommandSpec>)>,
+        out: &mut BytesMut,
+    ) {
         self.shared
             .stats
             .commands
@@ -264,9 +272,14 @@ impl Connection {
         self.state.last_command = Instant::now();
         // One router for the whole batch: a reload applies to later batches.
         let router = self.shared.router.load_full();
-        let mut segment = Segment::default();
-        for req in requests {
-            let spec = match self.check(&req) {
+        // Sized for the batch: growing them command by command cost a few
+        // reallocations per pipeline.
+        let mut segment = Segment {
+            order: Vec::with_capacity(requests.len()),
+            routed: Vec::with_capacity(requests.len()),
+        };
+        for (req, spec) in requests {
+            let spec = match self.check(&req, spec) {
                 Ok(spec) => spec,
                 Err(e) => {
                     self.tx.mark_dirty();
@@ -339,9 +352,14 @@ impl Connection {
         self.flush(&router, &mut segment, out).await;
     }
 
-    /// Finds the command and checks what keyway checks before routing.
-    fn check(&self, req: &Request) -> Result<&'static CommandSpec, CmdError> {
-        let Some(spec) = command::lookup(&req.args[0]) else {
+    /// Checks what keyway checks before routing; `spec` is the request's
+    /// command, None when unknown.
+    fn check(
+        &self,
+        req: &Request,
+        spec: Option<&'static CommandSpec>,
+    ) -> Result<&'static CommandSpec, CmdError> {
+        let Some(spec) = spec else {
             return Err(CmdError::unknown_command(&req.args));
         };
         if !self.state.authenticated && !matches!(spec.name, "auth" | "hello" | "quit" | "reset") {

@@ -69,6 +69,9 @@ enum Plan {
 /// the namespace that opened it, for its latency.
 struct Groups {
     groups: Vec<Group>,
+    /// Commands in the run: a new batch is sized for all of them, as most
+    /// runs go to one backend.
+    commands: usize,
 }
 
 type Group = (Arc<dyn Backend>, Vec<Command>, Arc<NamespaceMetrics>);
@@ -82,8 +85,11 @@ impl Groups {
         {
             Some(g) => g,
             None => {
-                self.groups
-                    .push((ns.backend.clone(), Vec::new(), ns.metrics.clone()));
+                self.groups.push((
+                    ns.backend.clone(),
+                    Vec::with_capacity(self.commands),
+                    ns.metrics.clone(),
+                ));
                 self.groups.len() - 1
             }
         };
@@ -100,7 +106,10 @@ pub async fn execute(
     requests: Vec<(Request, &'static CommandSpec)>,
     resp3: bool,
 ) -> Vec<Reply> {
-    let mut groups = Groups { groups: Vec::new() };
+    let mut groups = Groups {
+        groups: Vec::new(),
+        commands: requests.len(),
+    };
     let plans: Vec<Plan> = requests
         .into_iter()
         .map(|(req, spec)| plan(router, &mut groups, req, spec, resp3))
@@ -120,11 +129,13 @@ pub async fn execute(
             .collect(),
     )
     .await;
-    let reply_at = |g: usize, at: usize| -> Reply {
+    let mut results = results;
+    // Each reply is taken by exactly one plan: moved out, not cloned.
+    let mut reply_at = |g: usize, at: usize| -> Reply {
         results
-            .get(g)
-            .and_then(|r| r.get(at))
-            .cloned()
+            .get_mut(g)
+            .and_then(|r| r.get_mut(at))
+            .map(|r| std::mem::replace(r, Reply::Nil))
             .unwrap_or_else(|| Reply::error("ERR backend returned too few replies"))
     };
     plans
@@ -201,33 +212,29 @@ fn plan(
     spec: &'static CommandSpec,
     resp3: bool,
 ) -> Plan {
+    // Most commands name one key: routed without building lists.
+    if let Some(p) = spec.single_key(req.args.len()) {
+        let Some(ns) = router.route(&req.args[p]) else {
+            return Plan::Done(
+                CmdError::NoNamespace(crate::error::lossy(&req.args[p], 128)).into(),
+            );
+        };
+        return plan_one(groups, req, spec, resp3, &[p], &[ns]);
+    }
     let (positions, owners) = match owners(router, &req.args, spec) {
         Ok(found) => found,
         Err(reply) => return Plan::Done(reply),
     };
     let first = owners[0];
+    if owners
+        .iter()
+        .all(|ns| Arc::ptr_eq(&ns.backend, &first.backend))
+    {
+        return plan_one(groups, req, spec, resp3, &positions, &owners);
+    }
     first.metrics.command(spec);
     if !first.backend.supports(spec) {
         return Plan::Done(unsupported(spec, first));
-    }
-    let one_backend = owners
-        .iter()
-        .all(|ns| Arc::ptr_eq(&ns.backend, &first.backend));
-    if one_backend {
-        let cmd = rewrite(req, spec, &positions, &owners, resp3);
-        let keys_from = cmd
-            .inspect
-            .then(|| (spec.name, owners.iter().map(|ns| (*ns).clone()).collect()));
-        let expires = default_ttl(&cmd.args, spec, &positions, &owners);
-        let (group, at) = groups.push(first, cmd);
-        expires
-            .into_iter()
-            .for_each(|(ns, e)| _ = groups.push(ns, e));
-        return Plan::Single {
-            group,
-            at,
-            keys_from,
-        };
     }
     let Some(merge) = merge_kind(spec) else {
         return Plan::Done(cross_backend(spec, &owners));
@@ -276,6 +283,37 @@ fn plan(
         parts.push((g, at, idx));
     }
     Plan::Split { merge, parts }
+}
+
+/// A request whose keys all live on one backend: one command, as it came
+/// or with its keys rewritten.
+fn plan_one(
+    groups: &mut Groups,
+    req: Request,
+    spec: &'static CommandSpec,
+    resp3: bool,
+    positions: &[usize],
+    owners: &[&Arc<Namespace>],
+) -> Plan {
+    let first = owners[0];
+    first.metrics.command(spec);
+    if !first.backend.supports(spec) {
+        return Plan::Done(unsupported(spec, first));
+    }
+    let cmd = rewrite(req, spec, positions, owners, resp3);
+    let keys_from = cmd
+        .inspect
+        .then(|| (spec.name, owners.iter().map(|ns| (*ns).clone()).collect()));
+    let expires = default_ttl(&cmd.args, spec, positions, owners);
+    let (group, at) = groups.push(first, cmd);
+    expires
+        .into_iter()
+        .for_each(|(ns, e)| _ = groups.push(ns, e));
+    Plan::Single {
+        group,
+        at,
+        keys_from,
+    }
 }
 
 fn unsupported(spec: &CommandSpec, ns: &Namespace) -> Reply {

@@ -389,8 +389,12 @@ impl Backend for RedisBackend {
             // transaction must stay on one connection.
             let in_multi = batch.iter().any(|c| c.spec.name == "multi");
             let mut replies = Vec::with_capacity(batch.len());
-            let mut out = BytesMut::new();
-            let mut inspect = Vec::new();
+            let size = batch
+                .iter()
+                .map(|c| c.raw.as_ref().map_or(64, Bytes::len))
+                .sum();
+            let mut out = BytesMut::with_capacity(size);
+            let mut inspect = Vec::with_capacity(batch.len());
             for cmd in &batch {
                 if cmd.spec.has(BLOCKING) && !in_multi {
                     if !inspect.is_empty() {
