@@ -588,8 +588,8 @@ async fn serve(
                 }
                 out.extend_from_slice(&job.out);
                 let _ = ptx.send(Pending {
+                    got: Vec::with_capacity(job.inspect.len()),
                     inspect: job.inspect,
-                    got: Vec::new(),
                     reply: Some(job.reply),
                     deadline: job.deadline,
                 });

@@ -324,6 +324,14 @@ fn encode(cmd: &Command) -> Bytes {
     }
 }
 
+/// Appends the command as it goes to the server.
+fn append(out: &mut BytesMut, cmd: &Command) {
+    match &cmd.raw {
+        Some(raw) => out.extend_from_slice(raw),
+        None => out.extend_from_slice(&encode_multibulk(&cmd.args)),
+    }
+}
+
 /// How long a blocking command may block, from its arguments; None when it
 /// may block forever (a timeout of 0).
 fn block_timeout(spec: &CommandSpec, args: &[Bytes]) -> Option<Duration> {
@@ -388,13 +396,22 @@ impl Backend for RedisBackend {
             // Inside MULTI a blocking command does not block, and the whole
             // transaction must stay on one connection.
             let in_multi = batch.iter().any(|c| c.spec.name == "multi");
-            let mut replies = Vec::with_capacity(batch.len());
+            let blocking = batch.iter().any(|c| c.spec.has(BLOCKING)) && !in_multi;
             let size = batch
                 .iter()
                 .map(|c| c.raw.as_ref().map_or(64, Bytes::len))
                 .sum();
             let mut out = BytesMut::with_capacity(size);
             let mut inspect = Vec::with_capacity(batch.len());
+            if !blocking {
+                // The usual batch: one call, its replies returned as they are.
+                for cmd in &batch {
+                    append(&mut out, cmd);
+                    inspect.push(cmd.inspect);
+                }
+                return self.pipe(resp3).call(out.freeze(), inspect).await;
+            }
+            let mut replies = Vec::with_capacity(batch.len());
             for cmd in &batch {
                 if cmd.spec.has(BLOCKING) && !in_multi {
                     if !inspect.is_empty() {
@@ -406,10 +423,7 @@ impl Backend for RedisBackend {
                     }
                     replies.push(self.blocking(cmd).await);
                 } else {
-                    match &cmd.raw {
-                        Some(raw) => out.extend_from_slice(raw),
-                        None => out.extend_from_slice(&encode_multibulk(&cmd.args)),
-                    }
+                    append(&mut out, cmd);
                     inspect.push(cmd.inspect);
                 }
             }
@@ -484,7 +498,7 @@ impl Session for RedisSession {
             }
             let hello = inspect.len();
             for cmd in &batch {
-                out.extend_from_slice(&encode(cmd));
+                append(&mut out, cmd);
                 inspect.push(cmd.inspect);
             }
             conn.set_resp3(resp3);
