@@ -114,7 +114,7 @@ pub async fn execute(
         .into_iter()
         .map(|(req, spec)| plan(router, &mut groups, req, spec, resp3))
         .collect();
-    let results = join_all(
+    let mut results = join_all(
         groups
             .groups
             .into_iter()
@@ -129,7 +129,6 @@ pub async fn execute(
             .collect(),
     )
     .await;
-    let mut results = results;
     // Each reply is taken by exactly one plan: moved out, not cloned.
     let mut reply_at = |g: usize, at: usize| -> Reply {
         results
@@ -182,10 +181,15 @@ pub fn owners<'r>(
     for &p in &positions {
         match router.route(&args[p]) {
             Some(ns) => owners.push(ns),
-            None => return Err(CmdError::NoNamespace(crate::error::lossy(&args[p], 128)).into()),
+            None => return Err(no_namespace(&args[p])),
         }
     }
     Ok((positions, owners))
+}
+
+/// The error for a key no namespace owns.
+fn no_namespace(key: &[u8]) -> Reply {
+    CmdError::NoNamespace(crate::error::lossy(key, 128)).into()
 }
 
 /// The error for a command whose keys live on different backends.
@@ -215,9 +219,7 @@ fn plan(
     // Most commands name one key: routed without building lists.
     if let Some(p) = spec.single_key(req.args.len()) {
         let Some(ns) = router.route(&req.args[p]) else {
-            return Plan::Done(
-                CmdError::NoNamespace(crate::error::lossy(&req.args[p], 128)).into(),
-            );
+            return Plan::Done(no_namespace(&req.args[p]));
         };
         return plan_one(groups, req, spec, resp3, &[p], &[ns]);
     }
