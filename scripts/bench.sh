@@ -42,10 +42,19 @@ cleanup() {
     for pid in "${PIDS[@]:-}"; do
         [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     done
-    sleep 0.2
+    # Up to 2 s to exit on their own (memcached takes a moment), then forced.
+    for _ in $(seq 1 20); do
+        alive=0
+        for pid in "${PIDS[@]:-}"; do
+            [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && alive=1
+        done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
     for pid in "${PIDS[@]:-}"; do
         [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
     done
+    wait 2>/dev/null
     rm -rf "$WORK"
 }
 trap cleanup EXIT
