@@ -187,7 +187,7 @@ const MAX_MERGED: usize = 256;
 async fn run_merged(client: &AsyncMetaClient, jobs: Vec<Job>) {
     let mut sizes = Vec::with_capacity(jobs.len());
     let mut dones = Vec::with_capacity(jobs.len());
-    let mut ops = Vec::new();
+    let mut ops = Vec::with_capacity(jobs.iter().map(|j| j.ops.len()).sum());
     for job in jobs {
         sizes.push(job.ops.len());
         dones.push(job.done);
@@ -797,19 +797,29 @@ async fn flush_all(server: &str) -> Result<(), String> {
 }
 
 impl Finish {
-    fn reply(self, results: Vec<Result<OpResult, Reply>>) -> Reply {
-        let mut ok = Vec::with_capacity(results.len());
+    fn reply(self, results: impl Iterator<Item = Result<OpResult, Reply>>) -> Reply {
+        // Every result is taken, even after an error: `results` is this
+        // command's share of a batch, and the next command reads on.
+        let mut ok = Vec::with_capacity(results.size_hint().0);
+        let mut failed = None;
         for r in results {
             match r {
                 Ok(r) => ok.push(r),
-                Err(e) => return e,
+                Err(e) => _ = failed.get_or_insert(e),
             }
         }
-        let value = |r: &OpResult| match r {
-            OpResult::Get(GetResult { value: Some(v), .. }) if found(r) => {
-                Reply::Bulk(Bytes::from(v.clone()))
+        if let Some(e) = failed {
+            return e;
+        }
+        // The value is moved out of the result, not copied.
+        let value = |r: OpResult| {
+            let hit = found(&r);
+            match r {
+                OpResult::Get(GetResult { value: Some(v), .. }) if hit => {
+                    Reply::Bulk(Bytes::from(v))
+                }
+                _ => Reply::Nil,
             }
-            _ => Reply::Nil,
         };
         let applied = |r: &OpResult| match r {
             OpResult::Mutation(m) => m.status == MutationStatus::Applied,
@@ -817,8 +827,8 @@ impl Finish {
         };
         let first = ok.first();
         match self {
-            Finish::Value => first.map_or(Reply::Nil, value),
-            Finish::Values => Reply::Array(ok.iter().map(value).collect()),
+            Finish::Value => ok.into_iter().next().map_or(Reply::Nil, value),
+            Finish::Values => Reply::Array(ok.into_iter().map(value).collect()),
             Finish::SetOk if first.is_some_and(applied) => Reply::ok(),
             Finish::SetOk => Reply::Nil,
             Finish::SetNx => Reply::Int(first.is_some_and(applied) as i64),
@@ -861,8 +871,8 @@ impl Backend for MemcachedBackend {
         Box::pin(async move {
             let mut replies: Vec<Option<Reply>> = vec![None; batch.len()];
             // Operations of consecutive simple commands, sent together.
-            let mut ops: Vec<Op> = Vec::new();
-            let mut waiting: Vec<(usize, usize, Finish)> = Vec::new();
+            let mut ops: Vec<Op> = Vec::with_capacity(batch.len());
+            let mut waiting: Vec<(usize, usize, Finish)> = Vec::with_capacity(batch.len());
             for (i, cmd) in batch.iter().enumerate() {
                 match self.plan(cmd) {
                     Err(e) => replies[i] = Some(e),
@@ -913,8 +923,7 @@ impl MemcachedBackend {
         }
         let mut results = self.run(std::mem::take(ops)).await.into_iter();
         for (i, n, finish) in waiting.drain(..) {
-            let mine: Vec<_> = results.by_ref().take(n).collect();
-            replies[i] = Some(finish.reply(mine));
+            replies[i] = Some(finish.reply(results.by_ref().take(n)));
         }
     }
 }
