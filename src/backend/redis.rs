@@ -31,7 +31,8 @@ const IDLE_DEDICATED: usize = 8;
 
 /// One, as twemproxy and Envoy default to: every client's commands share
 /// one pipe, so Redis reads them as one pipeline. With 4, keyway→Redis at
-/// pipeline 1 served 75-94k req/s; with 1, 83-115k (3 alternating rounds).
+/// pipeline 1 served 73-94k req/s; with 1, 75-115k and mostly above 100k
+/// (3 alternating rounds of SET and GET).
 fn default_connections() -> usize {
     1
 }
