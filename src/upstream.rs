@@ -6,7 +6,10 @@
 //! is waiting with one write and routes replies back to each job in order.
 //! When the connection fails, every job in flight gets an error (never a
 //! silent retry) and the task reconnects with backoff, answering new jobs
-//! at once with the reason while the server is down.
+//! at once with the reason while the server is down. The task also answers
+//! every job by its deadline (the command timeout) wherever it waits: for a
+//! connection, behind a write the server is slow to take, or for its
+//! replies. So callers keep no timer of their own.
 //!
 //! A [`Conn`] is a connection of one client's own, for commands that hold
 //! state on the server between commands (WATCH, SUBSCRIBE) or block.
@@ -553,10 +556,17 @@ async fn serve(
     let limit = endpoint.command_timeout;
     let name = endpoint.name.as_str();
 
+    // Jobs taken but not yet written. They live outside the writer so that
+    // when the connection fails they go back to the backlog, and are
+    // answered with the reason, rather than dropped.
+    let mut jobs: Vec<Job> = backlog.drain(..).collect();
+    // Jobs that arrived while a write was in progress.
+    let mut arrived: VecDeque<Job> = VecDeque::new();
+
     let writer = async {
         let mut out = BytesMut::new();
-        let mut jobs: Vec<Job> = backlog.drain(..).collect();
         loop {
+            jobs.extend(arrived.drain(..));
             if jobs.is_empty() {
                 if rx.recv_many(&mut jobs, MAX_JOBS_PER_WRITE).await == 0 {
                     return None;
@@ -594,8 +604,32 @@ async fn serve(
                     deadline: job.deadline,
                 });
             }
-            if let Err(e) = wr.write_all(&out).await {
-                return Some(io_reason(&e));
+            // A server slow to take the write must not keep the jobs
+            // queued behind it past their deadline: they are taken in
+            // meanwhile, and answered when it passes.
+            let mut at = 0;
+            while at < out.len() {
+                let expiry = arrived.front().map(|j| j.deadline);
+                tokio::select! {
+                    biased;
+                    n = wr.write(&out[at..]) => match n {
+                        Ok(0) => return Some("connection closed".into()),
+                        Ok(n) => at += n,
+                        Err(e) => return Some(io_reason(&e)),
+                    },
+                    job = rx.recv(), if arrived.len() < MAX_JOBS_PER_WRITE => match job {
+                        Some(job) => arrived.push_back(job),
+                        None => return None,
+                    },
+                    _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
+                        let now = Instant::now();
+                        while arrived.front().is_some_and(|j| j.deadline <= now) {
+                            if let Some(job) = arrived.pop_front() {
+                                job.fail(name, &late(limit));
+                            }
+                        }
+                    }
+                }
             }
             out.clear();
         }
@@ -674,6 +708,7 @@ async fn serve(
         r = writer => r,
         r = reader => r,
     };
+    backlog.extend(jobs.drain(..).chain(arrived.drain(..)));
     let reason = reason?;
     while let Ok(p) = prx.try_recv() {
         queue.push_back(p);
