@@ -486,10 +486,17 @@ async fn a_stalled_server_times_out() {
 }
 
 /// A stand-in server on a free port that answers each command it reads
-/// with `+OK`, one every `pace`, in order. Its task ends with the runtime.
-async fn paced_server(pace: Duration) -> u16 {
+/// with `+OK`, one every `pace`, in order. With `slow_reads` it takes at
+/// most 16 KB every 50 ms through a small receive buffer, so that a large
+/// write to it blocks. Its task ends with the runtime.
+async fn paced_server(pace: Duration, slow_reads: bool) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if slow_reads {
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+    }
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(16).unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
@@ -504,10 +511,13 @@ async fn paced_server(pace: Duration) -> u16 {
                 }
             });
             tokio::spawn(async move {
-                let mut b = [0u8; 4096];
+                let mut b = vec![0u8; 16 * 1024];
                 while let Ok(n) = rd.read(&mut b).await {
                     if n == 0 {
                         return;
+                    }
+                    if slow_reads {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     // The commands here are multibulks of plain words:
                     // each starts a line with '*'.
@@ -534,7 +544,7 @@ fn paced_config(port: u16, extra: &str) -> String {
 async fn a_slow_server_times_out_each_late_command_and_keeps_the_connection() {
     // Replies come every 300 ms: the server is alive, but the third and
     // fourth of a pipeline come after the 500 ms command timeout.
-    let port = paced_server(Duration::from_millis(300)).await;
+    let port = paced_server(Duration::from_millis(300), false).await;
     let kw = Keyway::with_toml(&paced_config(port, "")).await;
     let mut c = kw.raw().await;
     let mut pipeline = Vec::new();
@@ -547,6 +557,33 @@ async fn a_slow_server_times_out_each_late_command_and_keeps_the_connection() {
     // The late replies are read and dropped; the connection stays in step.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(c.line("SET e 1").await, "+OK\r\n");
+}
+
+#[tokio::test]
+async fn a_command_queued_behind_a_slow_write_still_times_out() {
+    // The server answers steadily (one reply every 100 ms) but reads
+    // slowly, so an 8 MB SET fills the socket buffers and its write
+    // blocks. A GET queued behind that write gets its timeout in time
+    // instead of waiting for the write to end (about 25 s at this rate).
+    let port = paced_server(Duration::from_millis(100), true).await;
+    let kw = Keyway::with_toml(&paced_config(port, "")).await;
+    let mut steady = kw.raw().await;
+    let mut big = kw.raw().await;
+    let mut waiting = kw.raw().await;
+    let mut pipeline = Vec::new();
+    for i in 0..100 {
+        pipeline.extend(resp(&["SET", &format!("s{i}"), "1"]));
+    }
+    steady.send(&pipeline).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    big.send(&resp(&["SET", "big", &"x".repeat(8 << 20)])).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        waiting.line("GET g").await,
+        "-ERR backend 'slow' unavailable: no reply within 500 ms\r\n"
+    );
+    assert!(started.elapsed() < Duration::from_millis(3000));
 }
 
 #[tokio::test]
