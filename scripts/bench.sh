@@ -267,6 +267,17 @@ groups = {}
 for r in rows:
     groups.setdefault((r["pipeline"], r["test"], r["target"]), []).append(r)
 med = lambda rs, k: statistics.median(float(r[k]) for r in rs)
+
+def ratio(rs, base):
+    # Per round: the two targets ran seconds apart, so the machine's drift
+    # between rounds cancels. The median of those, and their range.
+    by_round = {r["round"]: float(r["rps"]) for r in base}
+    rs = [float(r["rps"]) / by_round[r["round"]] for r in rs if by_round.get(r["round"])]
+    if not rs:
+        return ""
+    if len(rs) == 1:
+        return f"{rs[0]:.2f}"
+    return f"{statistics.median(rs):.2f} ({min(rs):.2f}–{max(rs):.2f})"
 targets = ["redis", "twemproxy", "keyway-redis", "keyway-memory", "keyway-memcached"]
 out = []
 out.append("| test | target | req/s | p50 ms | p99 ms | proxy CPU µs/req | ÷ redis | ÷ twemproxy |")
@@ -280,8 +291,8 @@ for pipeline in ["1", "16"]:
             if not rs:
                 continue
             rps = med(rs, "rps")
-            vs_redis = f"{rps / med(base, 'rps'):.2f}" if base and t != "redis" else ""
-            vs_tw = f"{rps / med(tw, 'rps'):.2f}" if tw and t.startswith("keyway") else ""
+            vs_redis = ratio(rs, base) if base and t != "redis" else ""
+            vs_tw = ratio(rs, tw) if tw and t.startswith("keyway") else ""
             cpu = f"{med(rs, 'cpu_us'):.2f}" if t != "redis" else f"({med(rs, 'cpu_us'):.2} server)"
             out.append(f"| {test.upper()} P{pipeline} | {t} | {rps:,.0f} | {med(rs, 'p50'):.3f} | {med(rs, 'p99'):.3f} | {cpu} | {vs_redis} | {vs_tw} |")
 out.append("")
@@ -307,7 +318,8 @@ if write == "1":
         pass
     header = (f"Measured {datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores ({cpu}); "
               f"redis-benchmark, client, proxies and servers share the cores. "
-              f"Medians of {rounds} round(s) of {requests} requests ({int(requests) * 10} at pipeline 16), 50 clients, 64-byte values, 100,000 keys.")
+              f"Medians of {rounds} round(s) of {requests} requests ({int(requests) * 10} at pipeline 16), 50 clients, 64-byte values, 100,000 keys. "
+              f"Ratios are the median of the per-round ratios (in a round every target runs seconds after the last), with their range.")
     text = open("BENCHMARKS.md").read()
     start, end = "<!-- table:start -->", "<!-- table:end -->"
     before, rest = text.split(start, 1)
