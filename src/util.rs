@@ -172,19 +172,21 @@ pub fn bytes(s: &str) -> Bytes {
 pub fn now_ms() -> u64 {
     use std::sync::OnceLock;
     use std::time::{SystemTime, UNIX_EPOCH};
-    static BASE: OnceLock<(i128, tokio::time::Instant)> = OnceLock::new();
+    // Nanoseconds in i64 (enough until 2262): i128 arithmetic compiled to
+    // a software division, a visible cost on every memory-backend read.
+    static BASE: OnceLock<(i64, tokio::time::Instant)> = OnceLock::new();
     let (unix_ns, at) = BASE.get_or_init(|| {
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
+            .map_or(0, |d| d.as_nanos() as i64);
         (unix, tokio::time::Instant::now())
     });
     // Signed: a paused test runtime's clock may stand before the base.
     let now = tokio::time::Instant::now();
     let delta = if now >= *at {
-        now.duration_since(*at).as_nanos() as i128
+        now.duration_since(*at).as_nanos() as i64
     } else {
-        -(at.duration_since(now).as_nanos() as i128)
+        -(at.duration_since(now).as_nanos() as i64)
     };
     (unix_ns + delta).div_euclid(1_000_000) as u64
 }
