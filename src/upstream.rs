@@ -248,10 +248,10 @@ impl Feed {
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                     buf.reserve(READ_CHUNK);
                 }
-                match read_some(&mut rd, &mut buf, None).await {
+                match rd.read_buf(&mut buf).await {
                     Ok(0) => break "connection closed by server".to_string(),
                     Ok(_) => {}
-                    Err(e) => break e,
+                    Err(e) => break io_reason(&e),
                 }
             };
             warn!(backend = name.as_str(), %reason, "subscription connection lost");
@@ -717,23 +717,6 @@ async fn serve(
         p.answer(name, &reason);
     }
     Some(reason)
-}
-
-/// Reads into `buf`; with a limit, a server that sends nothing for that long
-/// while replies are owed is taken as stalled.
-async fn read_some<R: AsyncRead + Unpin>(
-    rd: &mut R,
-    buf: &mut BytesMut,
-    limit: Option<Duration>,
-) -> Result<usize, String> {
-    let r = match limit {
-        None => rd.read_buf(buf).await,
-        Some(d) => match timeout(d, rd.read_buf(buf)).await {
-            Ok(r) => r,
-            Err(_) => return Err(format!("no reply within {} ms", d.as_millis())),
-        },
-    };
-    r.map_err(|e| io_reason(&e))
 }
 
 #[cfg(test)]
