@@ -373,6 +373,7 @@ impl Memory {
         } else {
             Ok(self.gate.read().unwrap_or_else(|e| e.into_inner()))
         };
+        self.prefetch(batch);
         let mut replies = Vec::with_capacity(batch.len());
         // Inside MULTI: the results so far, or None when a watched key changed.
         let mut tx: Option<Option<Vec<Reply>>> = None;
@@ -397,6 +398,30 @@ impl Memory {
             }
         }
         replies
+    }
+
+    /// Starts loading the nodes of a batch's keys before its first command
+    /// runs, so that their cache misses overlap instead of following one
+    /// another: a random key's node is rarely in cache, and waiting for it
+    /// was a fifth of the CPU of GET at pipeline 16. One key alone gains
+    /// nothing from it.
+    fn prefetch(&self, batch: &[Command]) {
+        if let [c] = batch {
+            if c.spec.single_key(c.args.len()).is_some() {
+                return;
+            }
+        }
+        for c in batch {
+            match c.spec.single_key(c.args.len()) {
+                Some(i) => self.store.prefetch(&c.args[i]),
+                None if matches!(c.spec.keys, command::Keys::Range { .. }) => {
+                    for i in c.spec.key_positions(&c.args) {
+                        self.store.prefetch(&c.args[i]);
+                    }
+                }
+                None => {}
+            }
+        }
     }
 
     /// Below `max_memory` before a write that may grow the data: evicts as

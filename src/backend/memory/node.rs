@@ -118,6 +118,24 @@ impl Node {
         unsafe { self.ptr.as_mut() }
     }
 
+    /// Asks the CPU to start loading the node's first cache lines (header,
+    /// key and a short value), so that a batch's lookups wait for memory
+    /// together rather than one after another.
+    pub fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let p = self.ptr.as_ptr().cast::<i8>();
+            // SAFETY: a prefetch is only a hint: it never faults and has no
+            // effect on memory, whatever the address; SSE is in x86_64's
+            // baseline.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(p);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+            }
+        }
+    }
+
     fn str_len(&self) -> usize {
         match self.header().body {
             Body::Str(n) => n,
