@@ -22,7 +22,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as Slot;
 use indexmap::IndexSet;
 
-use super::node::Node;
+use super::node::{self, Node};
 use super::zset::ZSet;
 
 const PARTITIONS: usize = 256;
@@ -187,13 +187,23 @@ impl Store {
         (table_hash(h), &self.parts[(h >> (64 - 8)) as usize])
     }
 
+    /// Starts loading the table slot that points to `key`'s node, for a
+    /// `prefetch` of the node shortly after.
+    pub fn prefetch_slot(&self, key: &[u8]) {
+        let (h, part) = self.locate(key);
+        // The first slot whose 7-bit tag matches is almost always the key's;
+        // comparing keys would wait for the very load being started. A wrong
+        // guess only fetches a line for nothing.
+        if let Some(slot) = part.read().find(h, |_| true) {
+            node::prefetch(slot);
+        }
+    }
+
     /// Starts loading `key`'s node into the cache, for a command that will
     /// look it up shortly.
     pub fn prefetch(&self, key: &[u8]) {
         let (h, part) = self.locate(key);
-        // The first node whose 7-bit tag matches is almost always the key's;
-        // comparing keys would wait for the very load being started. A
-        // wrong guess only fetches a line for nothing.
+        // As in `prefetch_slot`; here the slot is read, but not the node.
         if let Some(n) = part.read().find(h, |_| true) {
             n.prefetch();
         }
@@ -541,8 +551,10 @@ mod tests {
     fn prefetch_changes_nothing_whether_the_key_is_there_or_not() {
         let s = Store::default();
         put(&s, "here");
-        s.prefetch(b"here");
-        s.prefetch(b"missing");
+        for k in [&b"here"[..], b"missing"] {
+            s.prefetch_slot(k);
+            s.prefetch(k);
+        }
         let read = |k: &[u8]| {
             s.read(k, |e| {
                 e.map(|e| match e.value {
