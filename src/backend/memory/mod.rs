@@ -361,8 +361,13 @@ impl Memory {
     /// Runs a batch; MULTI ... EXEC in it runs as Redis runs a transaction
     /// (QUEUED for each command, the results in EXEC's reply), aborted when
     /// a `watched` key changed. The gate is held for the whole batch, so no
-    /// other client's command runs in between.
+    /// other client's command runs in between, and the batch runs at one
+    /// instant of the clock, as Redis runs a transaction.
     fn run_with(&self, batch: &[Command], watched: &Watched) -> Vec<Reply> {
+        crate::util::at_one_instant(|| self.run_gated(batch, watched))
+    }
+
+    fn run_gated(&self, batch: &[Command], watched: &Watched) -> Vec<Reply> {
         let table = dispatch();
         let exclusive = batch
             .iter()
