@@ -89,6 +89,9 @@ pub fn encode_multibulk(args: &[Bytes]) -> Bytes {
 
 /// Decodes client requests. Empty requests (`*0`, blank inline lines) are
 /// skipped, as Redis skips them.
+/// Arguments a request can have before their positions need a list.
+const FEW_ARGS: usize = 8;
+
 #[derive(Debug, Clone)]
 pub struct RequestCodec {
     max_bulk_len: usize,
@@ -202,11 +205,12 @@ impl RequestCodec {
             return Ok(Parsed::Empty(pos));
         }
         let count = count as usize;
-        // (start, end) of each argument within the request; filled while
-        // scanning so nothing is allocated for an incomplete request beyond
-        // what has arrived.
-        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(count.min(64));
-        for _ in 0..count {
+        // (start, end) of each argument within the request, found while
+        // scanning. The first few live on the stack: most commands have
+        // fewer, and an allocation per request was a visible cost.
+        let mut first = [(0usize, 0usize); FEW_ARGS];
+        let mut more: Vec<(usize, usize)> = Vec::new();
+        for i in 0..count {
             if pos >= buf.len() {
                 return Ok(Parsed::Incomplete);
             }
@@ -229,11 +233,17 @@ impl RequestCodec {
                 buf.reserve(start + len + 2 - buf.len());
                 return Ok(Parsed::Incomplete);
             }
-            spans.push((start, start + len));
+            match first.get_mut(i) {
+                Some(span) => *span = (start, start + len),
+                None => more.push((start, start + len)),
+            }
             pos = start + len + 2;
         }
         let raw = buf.split_to(pos).freeze();
-        let args = spans.into_iter().map(|(s, e)| raw.slice(s..e)).collect();
+        let mut args = Vec::with_capacity(count);
+        for &(s, e) in first[..count.min(FEW_ARGS)].iter().chain(&more) {
+            args.push(raw.slice(s..e));
+        }
         Ok(Parsed::Request(Request { raw, args }))
     }
 }
@@ -371,6 +381,23 @@ mod tests {
         let r = codec.decode(&mut buf).unwrap().unwrap();
         assert_eq!(r.args, vec![Bytes::from("PING")]);
         assert!(codec.decode(&mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn requests_with_many_arguments_keep_them_in_order() {
+        let args: Vec<Bytes> = (0..21).map(|i| Bytes::from(format!("a{i}"))).collect();
+        let raw = encode_multibulk(&args);
+        assert_eq!(decode_all(&raw).unwrap(), vec![args.clone()]);
+        // Cut anywhere, the request waits for the rest, then decodes whole.
+        for cut in 1..raw.len() {
+            let mut codec = RequestCodec::default();
+            let mut buf = BytesMut::from(&raw[..cut]);
+            assert!(codec.decode(&mut buf).unwrap().is_none(), "cut at {cut}");
+            buf.extend_from_slice(&raw[cut..]);
+            let r = codec.decode(&mut buf).unwrap().unwrap();
+            assert_eq!(r.args, args);
+            assert_eq!(r.raw, raw);
+        }
     }
 
     #[test]
