@@ -87,11 +87,11 @@ pub fn encode_multibulk(args: &[Bytes]) -> Bytes {
     out.freeze()
 }
 
-/// Decodes client requests. Empty requests (`*0`, blank inline lines) are
-/// skipped, as Redis skips them.
 /// Arguments a request can have before their positions need a list.
 const FEW_ARGS: usize = 8;
 
+/// Decodes client requests. Empty requests (`*0`, blank inline lines) are
+/// skipped, as Redis skips them.
 #[derive(Debug, Clone)]
 pub struct RequestCodec {
     max_bulk_len: usize,
