@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
 
 /// Threads with a counter of their own; later ones share `SHARED`. keyway
-/// runs one runtime thread per core plus a few blocking ones.
+/// runs fewer runtime threads than the cores, plus a few blocking ones.
 const OWNED: usize = 64;
 
 /// A counter on its own cache line, so that threads do not contend.
