@@ -24,9 +24,8 @@ struct Args {
     /// Check the config, print every problem or a summary, and exit.
     #[arg(long)]
     check_config: bool,
-    /// Runtime worker threads. Default: one per core with only memory
-    /// backends, else one fewer than the cores (at least one). 1 runs
-    /// everything on one thread, with no cross-thread wakeups.
+    /// Runtime worker threads. Default: one fewer than the cores (at least
+    /// one). 1 runs everything on one thread, with no cross-thread wakeups.
     #[arg(long, env = "KEYWAY_THREADS")]
     threads: Option<usize>,
     /// Log lines as text (default) or JSON; RUST_LOG filters them.
