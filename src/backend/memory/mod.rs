@@ -420,12 +420,11 @@ impl Memory {
             for c in batch {
                 match c.spec.single_key(c.args.len()) {
                     Some(i) => each(&c.args[i]),
-                    None if matches!(c.spec.keys, command::Keys::Range { .. }) => {
-                        for i in c.spec.key_positions(&c.args) {
-                            each(&c.args[i]);
-                        }
-                    }
-                    None => {}
+                    None => c
+                        .spec
+                        .key_positions(&c.args)
+                        .into_iter()
+                        .for_each(|i| each(&c.args[i])),
                 }
             }
         };
