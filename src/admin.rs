@@ -517,12 +517,15 @@ async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
                 t
             }
         };
+        // Like Redis: a blank line between sections, none after the last.
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
         out.push_str(&format!("# {title}\r\n"));
         for l in lines {
             out.push_str(&l);
             out.push_str("\r\n");
         }
-        out.push_str("\r\n");
     }
     Ok(Reply::Verbatim(Bytes::from(out)))
 }

@@ -285,6 +285,17 @@ async fn info_has_the_sections_dashboards_read() {
         section.starts_with("# Keyway\r\nnamespaces:2\r\n"),
         "{section}"
     );
+    // As Redis lays sections out: a blank line between two, none at the end.
+    let two: String = redis::cmd("INFO")
+        .arg("replication")
+        .arg("cluster")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        two,
+        "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n# Cluster\r\ncluster_enabled:0\r\n"
+    );
     drop(redis);
     // A dead backend shows in its health line.
     let mut down = String::new();
