@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::store::{ORDER_BITS, Store, ValueRef, now_ms};
+use super::store::{Entry, ORDER_BITS, Store, ValueRef, now_ms};
 use crate::args::{ExpireArgs, Unit};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::{parse_scan, scan_reply};
@@ -117,6 +117,50 @@ pub fn rename(s: &Store, a: &[Bytes]) -> CmdResult {
 }
 pub fn renamenx(s: &Store, a: &[Bytes]) -> CmdResult {
     rename_generic(s, a, true)
+}
+
+/// COPY source destination [DB 0] [REPLACE]: the value and its expiry. There
+/// is one database, so DB names it or is out of range, as SELECT says.
+pub fn copy(s: &Store, a: &[Bytes]) -> CmdResult {
+    let mut replace = false;
+    let mut i = 3;
+    while i < a.len() {
+        if is(&a[i], "REPLACE") {
+            replace = true;
+            i += 1;
+        } else if is(&a[i], "DB") && i + 1 < a.len() {
+            match crate::protocol::parse_i64(&a[i + 1]) {
+                Some(0) => {}
+                Some(_) => return Err(CmdError::msg("ERR DB index is out of range")),
+                None => return Err(CmdError::NotInteger),
+            }
+            i += 2;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    let (src, dst) = (&a[1], &a[2]);
+    if src == dst {
+        return Err(CmdError::msg(
+            "ERR source and destination objects are the same",
+        ));
+    }
+    let Some(entry) = s.read(src, |e| {
+        e.map(|e| Entry {
+            value: e.value.to_value(),
+            expires_at: e.expires_at,
+        })
+    }) else {
+        return Ok(Reply::Int(0));
+    };
+    // Exclusive (see mod.rs): no other client writes the source meanwhile.
+    Ok(Reply::Int(s.write(dst, |slot| {
+        if slot.is_some() && !replace {
+            return 0;
+        }
+        *slot = Some(entry);
+        1
+    })))
 }
 
 pub fn keys(s: &Store, a: &[Bytes]) -> CmdResult {

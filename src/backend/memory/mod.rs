@@ -175,6 +175,7 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("persist", keys::persist, Shared),
     ("rename", keys::rename, Exclusive),
     ("renamenx", keys::renamenx, Exclusive),
+    ("copy", keys::copy, Exclusive),
     ("object", keys::object, Shared),
     ("keys", keys::keys, Shared),
     ("scan", keys::scan, Shared),

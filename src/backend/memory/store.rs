@@ -53,6 +53,17 @@ pub enum ValueRef<'a> {
 }
 
 impl ValueRef<'_> {
+    /// An owned copy, for COPY.
+    pub fn to_value(self) -> Value {
+        match self {
+            ValueRef::Str(v) => Value::Str(Bytes::copy_from_slice(v)),
+            ValueRef::Hash(h) => Value::Hash(Box::new(h.clone())),
+            ValueRef::List(l) => Value::List(Box::new(l.clone())),
+            ValueRef::Set(set) => Value::Set(Box::new(set.clone())),
+            ValueRef::ZSet(z) => Value::ZSet(Box::new(z.clone())),
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             ValueRef::Str(_) => "string",

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 const NIL: u32 = u32::MAX;
 
+#[derive(Clone)]
 struct Node {
     score: f64,
     member: Bytes,
@@ -25,7 +26,7 @@ fn cmp(a: (f64, &[u8]), b: (f64, &[u8])) -> Ordering {
         .then_with(|| a.1.cmp(b.1))
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ZSet {
     scores: HashMap<Bytes, f64>,
     nodes: Vec<Node>,
