@@ -81,10 +81,8 @@ impl Transaction {
                 self.watching = None;
                 Reply::ok()
             }
-            ("watch", true) => {
-                self.mark_dirty();
-                Reply::error("ERR WATCH inside MULTI is not allowed")
-            }
+            // Refused without discarding the transaction, as Redis does.
+            ("watch", true) => Reply::error("ERR WATCH inside MULTI is not allowed"),
             ("watch", false) => self.watch(router, req, spec).await,
             ("unwatch", false) => {
                 self.watching = None;

@@ -574,6 +574,11 @@ async fn transactions_and_watch_answer_as_redis() {
         "GET k",
         "MULTI",
         "EXEC",
+        // WATCH inside MULTI is refused, and the transaction still runs.
+        "MULTI",
+        "WATCH k",
+        "SET k 4",
+        "EXEC",
         // WATCH: another client's write aborts.
         "WATCH w",
         "b:SET w changed",
