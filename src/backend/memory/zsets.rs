@@ -308,11 +308,13 @@ fn parse_range(a: &[Bytes], at: usize, store: bool) -> CmdResult<Range> {
     let mut i = at + 2;
     while i < a.len() {
         let o = &a[i];
-        if is(o, "BYSCORE") {
+        // BYSCORE, BYLEX and REV may each come once, and not both BY kinds,
+        // as Redis parses them.
+        if is(o, "BYSCORE") && r.by == By::Rank {
             r.by = By::Score;
-        } else if is(o, "BYLEX") {
+        } else if is(o, "BYLEX") && r.by == By::Rank {
             r.by = By::Lex;
-        } else if is(o, "REV") {
+        } else if is(o, "REV") && !r.rev {
             r.rev = true;
         } else if is(o, "WITHSCORES") && !store {
             r.scores = true;
