@@ -158,6 +158,15 @@ fn key_at2(a: &[Bytes]) -> Vec<usize> {
     if a.len() > 2 { vec![2] } else { Vec::new() }
 }
 
+/// MEMORY USAGE names a key; the other MEMORY subcommands do not.
+fn usage_key(a: &[Bytes]) -> Vec<usize> {
+    if a.len() > 2 && a[1].eq_ignore_ascii_case(b"usage") {
+        vec![2]
+    } else {
+        Vec::new()
+    }
+}
+
 const fn r(first: usize, last: i32, step: usize) -> Keys {
     Keys::Range { first, last, step }
 }
@@ -243,6 +252,7 @@ table![
     ("dump", 2, READ, K1),
     ("restore", -4, WRITE, K1),
     ("object", -2, READ, Keys::Custom(key_at2)),
+    ("memory", -2, READ, Keys::Custom(usage_key)),
     ("sort", -2, WRITE, Keys::Custom(sort_keys)),
     ("sort_ro", -2, READ, K1),
     ("wait", 3, BLOCKING, N),

@@ -2,6 +2,7 @@
 
 mod common;
 use common::Keyway;
+use redis::AsyncCommands;
 
 /// Runs (command, exact reply) pairs in order on one connection.
 async fn script(steps: &[(&str, &str)]) {
@@ -419,4 +420,56 @@ async fn pubsub() {
     c.check("PUBSUB CHANNELS", "*1\r\n$4\r\nnews\r\n").await;
     sub.check("RESET", "+RESET\r\n").await;
     c.check("PUBLISH news again", ":0\r\n").await;
+}
+
+/// MEMORY USAGE key SAMPLES n, as an integer.
+async fn usage(c: &mut redis::aio::MultiplexedConnection, key: &str, samples: u32) -> i64 {
+    redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(key)
+        .arg("SAMPLES")
+        .arg(samples)
+        .query_async(c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn memory_usage_counts_what_a_key_holds() {
+    let kw = Keyway::start().await;
+    let mut raw = kw.raw().await;
+    for (cmd, reply) in [
+        ("MEMORY USAGE nosuch", "$-1\r\n"),
+        (
+            "MEMORY USAGE",
+            "-ERR wrong number of arguments for 'memory|usage' command\r\n",
+        ),
+        ("MEMORY USAGE a b", "-ERR syntax error\r\n"),
+        ("MEMORY USAGE a SAMPLES -1", "-ERR syntax error\r\n"),
+        (
+            "MEMORY USAGE a SAMPLES x",
+            "-ERR value is not an integer or out of range\r\n",
+        ),
+        (
+            "MEMORY STATS",
+            "-ERR unknown subcommand 'STATS'. Try MEMORY HELP.\r\n",
+        ),
+    ] {
+        raw.check(cmd, reply).await;
+    }
+    let mut c = kw.client().await;
+    let _: () = c.set("short", "x".repeat(64)).await.unwrap();
+    let _: () = c.set("longer", "x".repeat(164)).await.unwrap();
+    // The string's bytes are counted exactly, and so is the key's.
+    let diff = usage(&mut c, "longer", 5).await - usage(&mut c, "short", 5).await;
+    assert_eq!(diff, 101);
+    // A collection grows with its elements. Sampling 5 is exact here, as
+    // every element is the same size.
+    let items = |r: std::ops::Range<u32>| r.map(|i| format!("{i:08}")).collect::<Vec<_>>();
+    let _: () = c.rpush("list", items(0..100)).await.unwrap();
+    let hundred = usage(&mut c, "list", 0).await;
+    let _: () = c.rpush("list", items(100..200)).await.unwrap();
+    let two_hundred = usage(&mut c, "list", 0).await;
+    assert!(two_hundred >= hundred + 100 * 8, "{hundred} {two_hundred}");
+    assert_eq!(usage(&mut c, "list", 5).await, two_hundred);
 }

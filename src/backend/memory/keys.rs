@@ -211,6 +211,83 @@ pub fn flushdb(s: &Store, a: &[Bytes]) -> CmdResult {
     Ok(Reply::ok())
 }
 
+/// Elements MEMORY USAGE samples by default, as Redis does.
+const USAGE_SAMPLES: usize = 5;
+
+/// MEMORY USAGE key [SAMPLES n]: the bytes a key takes, estimated as Redis
+/// does: its node (header, key, inline string) and table slot exactly, a
+/// collection's elements from `n` sampled ones (0 samples all) scaled to
+/// the whole. Other MEMORY subcommands describe a server keyway is not.
+pub fn memory(s: &Store, a: &[Bytes]) -> CmdResult {
+    if !is(&a[1], "USAGE") {
+        return Err(CmdError::UnknownSubcommand {
+            cmd: "MEMORY".into(),
+            sub: String::from_utf8_lossy(&a[1]).into_owned(),
+        });
+    }
+    let samples = match &a[2..] {
+        [_] => USAGE_SAMPLES,
+        [_, opt, n] if is(opt, "SAMPLES") => match crate::protocol::parse_i64(n) {
+            Some(0) => usize::MAX,
+            Some(n) => usize::try_from(n).map_err(|_| CmdError::Syntax)?,
+            None => return Err(CmdError::NotInteger),
+        },
+        [] => return Err(CmdError::WrongArity("memory|usage".into())),
+        _ => return Err(CmdError::Syntax),
+    };
+    let key = &a[2];
+    s.read(key, |e| {
+        let Some(e) = e else {
+            return Ok(Reply::Nil);
+        };
+        // The table slot: a pointer and a control byte.
+        let node = super::node::NODE_OVERHEAD + key.len() + size_of::<usize>() + 1;
+        let b = size_of::<Bytes>();
+        // A collection's own struct, boxed apart from the node.
+        let (boxed, len, sampled): (usize, usize, Vec<usize>) = match e.value {
+            ValueRef::Str(v) => (0, 0, vec![v.len()]),
+            ValueRef::Hash(h) => (
+                size_of_val(h),
+                h.len(),
+                h.iter()
+                    .take(samples)
+                    .map(|(f, v)| f.len() + v.len() + 2 * b + 1)
+                    .collect(),
+            ),
+            ValueRef::List(l) => (
+                size_of_val(l),
+                l.len(),
+                l.iter().take(samples).map(|v| v.len() + b).collect(),
+            ),
+            // An entry (hash and member) and its slot in the index.
+            ValueRef::Set(set) => (
+                size_of_val(set),
+                set.len(),
+                set.iter()
+                    .take(samples)
+                    .map(|m| m.len() + b + 2 * size_of::<usize>() + 1)
+                    .collect(),
+            ),
+            ValueRef::ZSet(z) => (
+                size_of_val(z),
+                z.len(),
+                z.members()
+                    .take(samples)
+                    .map(|(m, _)| m.len() + b + super::zset::ZSet::MEMBER_OVERHEAD)
+                    .collect(),
+            ),
+        };
+        let elements = match (len, sampled.len()) {
+            (0, _) => sampled.iter().sum(),
+            (_, 0) => 0,
+            (len, n) => sampled.iter().sum::<usize>() * len / n,
+        };
+        Ok(Reply::Int(
+            i64::try_from(node + boxed + elements).unwrap_or(i64::MAX),
+        ))
+    })
+}
+
 /// OBJECT ENCODING | REFCOUNT | IDLETIME | FREQ key. Encodings are the ones
 /// Redis would report for the value's size (listpack/intset while small).
 pub fn object(s: &Store, a: &[Bytes]) -> CmdResult {

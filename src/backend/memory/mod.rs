@@ -177,6 +177,7 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("renamenx", keys::renamenx, Exclusive),
     ("copy", keys::copy, Exclusive),
     ("object", keys::object, Shared),
+    ("memory", keys::memory, Shared),
     ("keys", keys::keys, Shared),
     ("scan", keys::scan, Shared),
     ("randomkey", keys::randomkey, Shared),

@@ -62,6 +62,9 @@ const _: fn() = || {
 
 const HEADER: usize = size_of::<Header>();
 
+/// What a node takes besides its key and inline string, for MEMORY USAGE.
+pub const NODE_OVERHEAD: usize = HEADER;
+
 /// The allocation for a key of `key_len` bytes and `str_len` inline bytes.
 fn layout(key_len: usize, str_len: usize) -> Layout {
     // Keys and values are bounded by the request size limit (at most a few

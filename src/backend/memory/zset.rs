@@ -36,6 +36,11 @@ pub struct ZSet {
 }
 
 impl ZSet {
+    /// What a member takes besides its bytes, for MEMORY USAGE: its entry
+    /// in the score map (a `Bytes` sharing the member's bytes, the score,
+    /// a control byte) and its tree node.
+    pub const MEMBER_OVERHEAD: usize = size_of::<(Bytes, f64)>() + 1 + size_of::<Node>();
+
     pub fn len(&self) -> usize {
         self.scores.len()
     }
