@@ -26,7 +26,7 @@ use crate::util::bytes;
 
 /// How the parts of a split command combine.
 #[derive(Clone, Copy)]
-enum Merge {
+pub enum Merge {
     /// MGET: one array in the original key order.
     Values,
     /// DEL, UNLINK, EXISTS, TOUCH: the sum.
@@ -35,7 +35,7 @@ enum Merge {
     AllOk,
 }
 
-fn merge_kind(spec: &CommandSpec) -> Option<Merge> {
+pub fn merge_kind(spec: &CommandSpec) -> Option<Merge> {
     match spec.name {
         "mget" => Some(Merge::Values),
         "del" | "unlink" | "exists" | "touch" => Some(Merge::Sum),
@@ -440,7 +440,7 @@ pub fn default_ttl<'r>(
         .collect()
 }
 
-fn merge_parts(merge: Merge, parts: Vec<(Reply, Vec<usize>)>) -> Reply {
+pub fn merge_parts(merge: Merge, parts: Vec<(Reply, Vec<usize>)>) -> Reply {
     if let Some((err, _)) = parts.iter().find(|(r, _)| r.is_error()) {
         return err.clone();
     }

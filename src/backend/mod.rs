@@ -4,6 +4,7 @@
 //! [`BackendConfig`] (its `type = "..."` name) and one arm in
 //! [`BackendConfig::build`].
 
+pub mod cluster;
 pub mod memcached;
 pub mod memory;
 pub mod redis;
@@ -119,6 +120,8 @@ pub trait Subscriber: Send {
 pub enum BackendConfig {
     Memory(memory::MemoryConfig),
     Redis(redis::RedisConfig),
+    #[serde(rename = "redis-cluster")]
+    RedisCluster(cluster::ClusterConfig),
     Memcached(memcached::MemcachedConfig),
 }
 
@@ -131,6 +134,7 @@ impl BackendConfig {
         match self {
             BackendConfig::Memory(_) => "memory",
             BackendConfig::Redis(_) => "redis",
+            BackendConfig::RedisCluster(_) => "redis-cluster",
             BackendConfig::Memcached(_) => "memcached",
         }
     }
@@ -140,6 +144,7 @@ impl BackendConfig {
         match self {
             BackendConfig::Memory(c) => c.problems(),
             BackendConfig::Redis(c) => c.problems(),
+            BackendConfig::RedisCluster(c) => c.problems(),
             BackendConfig::Memcached(c) => c.problems(),
         }
     }
@@ -149,7 +154,9 @@ impl BackendConfig {
     pub fn limits(&self) -> Option<&'static str> {
         match self {
             BackendConfig::Memcached(_) => Some(memcached::LIMITS),
-            BackendConfig::Memory(_) | BackendConfig::Redis(_) => None,
+            BackendConfig::Memory(_) | BackendConfig::Redis(_) | BackendConfig::RedisCluster(_) => {
+                None
+            }
         }
     }
 
@@ -159,6 +166,7 @@ impl BackendConfig {
         match self {
             BackendConfig::Memory(c) => Arc::new(memory::MemoryBackend::new(c)),
             BackendConfig::Redis(c) => Arc::new(redis::RedisBackend::new(name, c)),
+            BackendConfig::RedisCluster(c) => Arc::new(cluster::ClusterBackend::new(name, c)),
             BackendConfig::Memcached(c) => Arc::new(memcached::MemcachedBackend::new(name, c)),
         }
     }

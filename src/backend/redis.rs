@@ -36,10 +36,10 @@ const IDLE_DEDICATED: usize = 8;
 fn default_connections() -> usize {
     1
 }
-fn default_connect_timeout() -> u64 {
+pub(super) fn default_connect_timeout() -> u64 {
     1000
 }
-fn default_command_timeout() -> u64 {
+pub(super) fn default_command_timeout() -> u64 {
     2000
 }
 
@@ -194,7 +194,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn load_roots(ca_file: Option<&str>) -> Result<rustls::RootCertStore, String> {
+pub(super) fn load_roots(ca_file: Option<&str>) -> Result<rustls::RootCertStore, String> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -225,7 +225,7 @@ fn load_roots(ca_file: Option<&str>) -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
-fn tls(host: &str, ca_file: Option<&str>) -> Result<Tls, String> {
+pub(super) fn tls(host: &str, ca_file: Option<&str>) -> Result<Tls, String> {
     let roots = load_roots(ca_file)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -321,7 +321,7 @@ impl RedisBackend {
     }
 }
 
-fn encode(cmd: &Command) -> Bytes {
+pub(super) fn encode(cmd: &Command) -> Bytes {
     match &cmd.raw {
         Some(raw) => raw.clone(),
         None => encode_multibulk(&cmd.args),
@@ -329,7 +329,7 @@ fn encode(cmd: &Command) -> Bytes {
 }
 
 /// Appends the command as it goes to the server.
-fn append(out: &mut BytesMut, cmd: &Command) {
+pub(super) fn append(out: &mut BytesMut, cmd: &Command) {
     match &cmd.raw {
         Some(raw) => out.extend_from_slice(raw),
         None => out.extend_from_slice(&encode_multibulk(&cmd.args)),
@@ -338,7 +338,7 @@ fn append(out: &mut BytesMut, cmd: &Command) {
 
 /// How long a blocking command may block, from its arguments; None when it
 /// may block forever (a timeout of 0).
-fn block_timeout(spec: &CommandSpec, args: &[Bytes]) -> Option<Duration> {
+pub(super) fn block_timeout(spec: &CommandSpec, args: &[Bytes]) -> Option<Duration> {
     let secs = |a: Option<&Bytes>| {
         a.and_then(|a| std::str::from_utf8(a).ok())
             .and_then(|s| s.parse::<f64>().ok())
@@ -472,7 +472,7 @@ impl Backend for RedisBackend {
     }
 }
 
-fn unavailable_error(name: &str, reason: &str) -> CmdError {
+pub(super) fn unavailable_error(name: &str, reason: &str) -> CmdError {
     CmdError::msg(format!("ERR backend '{name}' unavailable: {reason}"))
 }
 

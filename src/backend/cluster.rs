@@ -1,0 +1,1143 @@
+//! The `redis-cluster` backend: a Redis Cluster (or Valkey cluster), its
+//! slot map learned from CLUSTER SLOTS on the seed nodes.
+//!
+//! Each command goes to the master serving its key's hash slot, on that
+//! node's multiplexed pipe (see [`crate::upstream`]); a client's batch is
+//! split per node and the parts run concurrently. MGET, MSET, DEL, UNLINK,
+//! EXISTS and TOUCH whose keys hash to different nodes are split per node
+//! and merged, as they are across backends. Other multi-key commands go to
+//! their first key's node, which answers CROSSSLOT when their keys span
+//! slots, as a cluster client would hear. Whole-keyspace commands (DBSIZE,
+//! KEYS, SCAN, FLUSHDB, RANDOMKEY, SCRIPT) go to every master.
+//!
+//! A MOVED reply points the slot at the node named, refreshes the map (at
+//! most every [`REFRESH_GAP`]) and resends the command there; an ASK reply
+//! resends it once, after ASKING, to the node importing the slot. Both mean
+//! the command did not run, so resending is never a blind retry. A node
+//! that cannot be reached also refreshes the map (a replica may have taken
+//! over), and the map is refreshed every [`REFRESH_EVERY`] regardless.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::redis_keyslot;
+use serde::Deserialize;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::redis::{
+    append, block_timeout, default_command_timeout, default_connect_timeout, encode, load_roots,
+    parse_url, tls, unavailable_error,
+};
+use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
+use crate::command::{BLOCKING, CommandSpec};
+use crate::dispatch::{Merge, join_all, merge_kind, merge_parts};
+use crate::error::CmdError;
+use crate::reply::Reply;
+use crate::upstream::{Conn, Endpoint, Feed, Pipe, unavailable};
+use crate::util::{bytes, is};
+
+const SLOTS: usize = 16384;
+/// A slot no master serves.
+const UNSERVED: u16 = u16::MAX;
+/// Redirects followed for one command before giving up.
+const REDIRECTS: usize = 5;
+/// Refreshes of the slot map that failures and redirects ask for are at
+/// least this far apart: during a resharding every command may be moved.
+const REFRESH_GAP: Duration = Duration::from_millis(200);
+/// The slot map is refreshed this often even when nothing asks.
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// SCAN cursors carry the node's index above this many bits of the node's
+/// own cursor.
+const NODE_SHIFT: u32 = 40;
+/// Dedicated connections kept per node for blocking commands.
+const IDLE_DEDICATED: usize = 4;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Seed nodes, `redis://[user:password@]host:port` (`rediss://` for
+    /// TLS); the other nodes are learned from the cluster. User, password
+    /// and TLS apply to every node.
+    pub nodes: Vec<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout_ms: u64,
+    /// PEM file of the CAs to trust; without it rediss:// uses the system's.
+    pub tls_ca_file: Option<String>,
+}
+
+impl ClusterConfig {
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.nodes.is_empty() {
+            out.push((
+                "nodes".into(),
+                "must list at least one redis://host:port".into(),
+            ));
+        }
+        let mut schemes = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            match parse_url(n) {
+                Ok(u) if u.db != 0 => out.push((
+                    format!("nodes[{i}]"),
+                    format!(
+                        "'{n}' names database {}; a cluster has only database 0",
+                        u.db
+                    ),
+                )),
+                Ok(u) => schemes.push(u.tls),
+                Err(e) => out.push((format!("nodes[{i}]"), e)),
+            }
+        }
+        let tls = schemes.first().copied().unwrap_or(false);
+        if schemes.iter().any(|t| *t != tls) {
+            out.push((
+                "nodes".into(),
+                "mixes redis:// and rediss://; every node is reached the same way".into(),
+            ));
+        }
+        if self.connect_timeout_ms == 0 {
+            out.push(("connect_timeout_ms".into(), "must be at least 1".into()));
+        }
+        if self.command_timeout_ms == 0 {
+            out.push(("command_timeout_ms".into(), "must be at least 1".into()));
+        }
+        if let Some(ca) = &self.tls_ca_file {
+            if !schemes.is_empty() && !tls {
+                out.push((
+                    "tls_ca_file".into(),
+                    "is set but the nodes are not rediss:// (TLS)".into(),
+                ));
+            }
+            if let Err(e) = load_roots(Some(ca)) {
+                out.push(("tls_ca_file".into(), e));
+            }
+        }
+        out
+    }
+}
+
+/// One master: its endpoint, its shared pipes (started on first use) and
+/// connections kept for blocking commands.
+struct Node {
+    addr: String,
+    endpoint: Arc<Endpoint>,
+    pipes: [OnceLock<Pipe>; 2],
+    idle: Mutex<[Vec<Conn>; 2]>,
+}
+
+impl Node {
+    fn pipe(&self, resp3: bool) -> &Pipe {
+        self.pipes[resp3 as usize].get_or_init(|| Pipe::start(self.endpoint.clone(), resp3))
+    }
+}
+
+/// Which master serves each slot. Masters are in address order, so that a
+/// SCAN cursor's node index means the same node across refreshes.
+struct Topology {
+    slots: Vec<u16>,
+    nodes: Vec<Arc<Node>>,
+}
+
+impl Topology {
+    fn node_of(&self, slot: u16) -> Option<&Arc<Node>> {
+        match self.slots.get(slot as usize) {
+            Some(&i) if i != UNSERVED => self.nodes.get(i as usize),
+            _ => None,
+        }
+    }
+
+    fn served(&self) -> usize {
+        self.slots.iter().filter(|&&i| i != UNSERVED).count()
+    }
+}
+
+/// A MOVED or ASK reply.
+struct Redirect {
+    ask: bool,
+    slot: u16,
+    host: String,
+    port: u16,
+}
+
+/// The redirect an error reply asks for, if it is one. Replies forwarded as
+/// they came (`Reply::Raw`) still carry the `-` and line end.
+fn redirect_of(r: &Reply) -> Option<Redirect> {
+    let text: &[u8] = match r {
+        Reply::Error(e) => e,
+        Reply::Raw(raw) => raw.strip_prefix(b"-")?,
+        _ => return None,
+    };
+    let ask = if text.starts_with(b"MOVED ") {
+        false
+    } else if text.starts_with(b"ASK ") {
+        true
+    } else {
+        return None;
+    };
+    let text = std::str::from_utf8(text).ok()?.trim_end();
+    let mut words = text.split(' ').skip(1);
+    let slot = words.next()?.parse().ok()?;
+    let (host, port) = words.next()?.rsplit_once(':')?;
+    Some(Redirect {
+        ask,
+        slot,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port: port.parse().ok()?,
+    })
+}
+
+/// The hash slot of a command's first key, or None for a keyless command.
+fn slot_of(cmd: &Command) -> Option<u16> {
+    let p = *cmd.spec.key_positions(&cmd.args).first()?;
+    Some(redis_keyslot(&cmd.args[p]))
+}
+
+/// Whether a reply is keyway's own error for a node it could not reach.
+fn is_unreachable(name: &str, r: &Reply) -> bool {
+    let prefix = format!("ERR backend '{name}' unavailable");
+    match r {
+        Reply::Error(e) => e.starts_with(prefix.as_bytes()),
+        _ => false,
+    }
+}
+
+struct Inner {
+    name: String,
+    seeds: Vec<(String, u16)>,
+    username: Option<String>,
+    password: Option<String>,
+    tls: bool,
+    ca_file: Option<String>,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    topology: RwLock<Option<Arc<Topology>>>,
+    /// Every node seen, by address: a node keeps its pipes across refreshes.
+    known: Mutex<HashMap<String, Arc<Node>>>,
+    /// Held while refreshing; when the last refresh ended.
+    refreshed: tokio::sync::Mutex<Option<Instant>>,
+    last_error: Mutex<String>,
+    /// The periodic refresh, started with the first map.
+    refresher: OnceLock<()>,
+}
+
+pub struct ClusterBackend {
+    inner: Arc<Inner>,
+}
+
+impl ClusterBackend {
+    pub fn new(name: &str, c: &ClusterConfig) -> ClusterBackend {
+        // Validation has checked the urls; seeds that do not parse are left
+        // out, and with none left every command says so.
+        let urls: Vec<_> = c.nodes.iter().filter_map(|n| parse_url(n).ok()).collect();
+        let first = urls.first();
+        ClusterBackend {
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                seeds: urls.iter().map(|u| (u.host.clone(), u.port)).collect(),
+                username: first.and_then(|u| u.username.clone()),
+                password: first.and_then(|u| u.password.clone()),
+                tls: first.is_some_and(|u| u.tls),
+                ca_file: c.tls_ca_file.clone(),
+                connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+                command_timeout: Duration::from_millis(c.command_timeout_ms),
+                topology: RwLock::new(None),
+                known: Mutex::new(HashMap::new()),
+                refreshed: tokio::sync::Mutex::new(None),
+                last_error: Mutex::new(String::new()),
+                refresher: OnceLock::new(),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn current(&self) -> Option<Arc<Topology>> {
+        self.topology.read().ok().and_then(|t| t.clone())
+    }
+
+    /// The node at `host:port`, made on first sight.
+    fn node(&self, host: &str, port: u16) -> Arc<Node> {
+        let addr = format!("{host}:{port}");
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .entry(addr.clone())
+            .or_insert_with(|| {
+                Arc::new(Node {
+                    endpoint: Arc::new(Endpoint {
+                        name: self.name.clone(),
+                        host: host.to_string(),
+                        port,
+                        username: self.username.clone(),
+                        password: self.password.clone(),
+                        db: 0,
+                        tls: self.tls.then(|| tls(host, self.ca_file.as_deref())),
+                        connect_timeout: self.connect_timeout,
+                        command_timeout: self.command_timeout,
+                        up: Default::default(),
+                        last_error: Default::default(),
+                    }),
+                    addr,
+                    pipes: [OnceLock::new(), OnceLock::new()],
+                    idle: Mutex::new([Vec::new(), Vec::new()]),
+                })
+            })
+            .clone()
+    }
+
+    /// The slot map, read from the cluster on first use.
+    async fn topology(self: &Arc<Self>) -> Result<Arc<Topology>, String> {
+        match self.current() {
+            Some(t) => Ok(t),
+            None => self.refresh().await,
+        }
+    }
+
+    /// Reads the slot map from the first node that answers: the known
+    /// masters, then the seeds. A refresh that ended less than
+    /// [`REFRESH_GAP`] ago stands in for a new one.
+    async fn refresh(self: &Arc<Self>) -> Result<Arc<Topology>, String> {
+        let mut refreshed = self.refreshed.lock().await;
+        if let (Some(at), Some(t)) = (*refreshed, self.current()) {
+            if at.elapsed() < REFRESH_GAP {
+                return Ok(t);
+            }
+        }
+        let mut candidates: Vec<(String, u16)> = self
+            .current()
+            .map(|t| {
+                t.nodes
+                    .iter()
+                    .map(|n| (n.endpoint.host.clone(), n.endpoint.port))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for s in &self.seeds {
+            if !candidates.contains(s) {
+                candidates.push(s.clone());
+            }
+        }
+        let mut reasons = Vec::new();
+        for (host, port) in candidates {
+            match self.read_slots(&host, port).await {
+                Ok(t) => {
+                    let t = Arc::new(t);
+                    if let Ok(mut cur) = self.topology.write() {
+                        let was = cur.as_ref().map(|c| (c.nodes.len(), c.served()));
+                        if was != Some((t.nodes.len(), t.served())) {
+                            info!(
+                                backend = self.name.as_str(),
+                                masters = t.nodes.len(),
+                                slots = t.served(),
+                                "cluster slot map read"
+                            );
+                        }
+                        *cur = Some(t.clone());
+                    }
+                    *refreshed = Some(Instant::now());
+                    self.start_refresher();
+                    return Ok(t);
+                }
+                Err(e) => reasons.push(format!("{host}:{port}: {e}")),
+            }
+        }
+        *refreshed = Some(Instant::now());
+        let reason = if reasons.is_empty() {
+            "no seed nodes".to_string()
+        } else {
+            format!("no node gave the slot map ({})", reasons.join("; "))
+        };
+        warn!(backend = self.name.as_str(), %reason, "cluster slot map unavailable");
+        if let Ok(mut last) = self.last_error.lock() {
+            last.clone_from(&reason);
+        }
+        match self.current() {
+            // An old map beats none: most of it is likely still right.
+            Some(t) => Ok(t),
+            None => Err(reason),
+        }
+    }
+
+    async fn read_slots(&self, host: &str, port: u16) -> Result<Topology, String> {
+        let node = self.node(host, port);
+        let mut conn = node.endpoint.connect(false).await?;
+        let ask = crate::protocol::encode_multibulk(&[bytes("CLUSTER"), bytes("SLOTS")]);
+        let reply = conn
+            .call(&ask, &[true], Some(self.command_timeout))
+            .await?
+            .pop();
+        let ranges = match reply {
+            Some(Reply::Array(ranges)) => ranges,
+            Some(Reply::Error(e)) => {
+                return Err(format!(
+                    "not a cluster node: {}",
+                    String::from_utf8_lossy(&e)
+                ));
+            }
+            _ => return Err("unexpected CLUSTER SLOTS reply".into()),
+        };
+        let mut slots = vec![UNSERVED; SLOTS];
+        let mut masters: Vec<(String, u16)> = Vec::new();
+        let mut owned: Vec<(usize, usize, (String, u16))> = Vec::new();
+        for range in ranges {
+            let Reply::Array(parts) = range else {
+                return Err("unexpected CLUSTER SLOTS entry".into());
+            };
+            let (Some(Reply::Int(start)), Some(Reply::Int(end)), Some(Reply::Array(master))) =
+                (parts.first(), parts.get(1), parts.get(2))
+            else {
+                return Err("unexpected CLUSTER SLOTS entry".into());
+            };
+            let (Some(Reply::Bulk(h)), Some(Reply::Int(p))) = (master.first(), master.get(1))
+            else {
+                return Err("unexpected CLUSTER SLOTS node".into());
+            };
+            // An empty host is the node we asked, which does not know its
+            // own address; "?" is a node with no address to give.
+            let h = match &h[..] {
+                b"" => host.to_string(),
+                b"?" => continue,
+                h => String::from_utf8_lossy(h).into_owned(),
+            };
+            let (Ok(start), Ok(end), Ok(p)) = (
+                usize::try_from(*start),
+                usize::try_from(*end),
+                u16::try_from(*p),
+            ) else {
+                return Err("CLUSTER SLOTS range out of bounds".into());
+            };
+            if start > end || end >= SLOTS {
+                return Err("CLUSTER SLOTS range out of bounds".into());
+            }
+            if !masters.contains(&(h.clone(), p)) {
+                masters.push((h.clone(), p));
+            }
+            owned.push((start, end, (h, p)));
+        }
+        masters.sort();
+        for (start, end, m) in owned {
+            if let Some(i) = masters.iter().position(|x| *x == m) {
+                slots[start..=end].fill(i as u16);
+            }
+        }
+        Ok(Topology {
+            slots,
+            nodes: masters.iter().map(|(h, p)| self.node(h, *p)).collect(),
+        })
+    }
+
+    /// Starts the periodic refresh once; it ends with the backend.
+    fn start_refresher(self: &Arc<Self>) {
+        if self.refresher.set(()).is_err() {
+            return;
+        }
+        let weak: Weak<Inner> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REFRESH_EVERY).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let _ = inner.refresh().await;
+            }
+        });
+    }
+
+    /// Points `slot` at the node a MOVED named, at once, before the whole
+    /// map is read again.
+    fn moved(&self, slot: u16, node: &Arc<Node>) {
+        let Ok(mut cur) = self.topology.write() else {
+            return;
+        };
+        let Some(t) = cur.as_ref() else {
+            return;
+        };
+        let mut nodes = t.nodes.clone();
+        let i = match nodes.iter().position(|n| Arc::ptr_eq(n, node)) {
+            Some(i) => i,
+            None => {
+                nodes.push(node.clone());
+                nodes.len() - 1
+            }
+        };
+        let mut slots = t.slots.clone();
+        if let Some(s) = slots.get_mut(slot as usize) {
+            *s = i as u16;
+        }
+        *cur = Some(Arc::new(Topology { slots, nodes }));
+    }
+
+    /// Resends a redirected command where the cluster says, following up
+    /// to [`REDIRECTS`] redirects.
+    async fn follow(self: &Arc<Self>, cmd: &Command, mut to: Redirect) -> Reply {
+        for _ in 0..REDIRECTS {
+            let node = self.node(&to.host, to.port);
+            let reply = if to.ask {
+                // ASKING holds for the next command on the connection; both
+                // travel in one job, so nothing comes between them.
+                let mut out = BytesMut::from(&b"*1\r\n$6\r\nASKING\r\n"[..]);
+                append(&mut out, cmd);
+                node.pipe(cmd.resp3)
+                    .call(out.freeze(), vec![true, cmd.inspect])
+                    .await
+                    .pop()
+            } else {
+                self.moved(to.slot, &node);
+                let _ = self.refresh().await;
+                node.pipe(cmd.resp3)
+                    .call(encode(cmd), vec![cmd.inspect])
+                    .await
+                    .pop()
+            };
+            let reply = reply.unwrap_or_else(|| unavailable(&self.name, "no reply"));
+            match redirect_of(&reply) {
+                Some(next) => to = next,
+                None => return reply,
+            }
+        }
+        Reply::error(format!(
+            "ERR backend '{}': slot {} was redirected more than {REDIRECTS} times",
+            self.name, to.slot
+        ))
+    }
+
+    /// Runs each node's commands as one job on its pipe, the nodes
+    /// concurrently, and follows redirects.
+    async fn run_groups(
+        self: &Arc<Self>,
+        groups: Vec<(Arc<Node>, Vec<Command>)>,
+    ) -> Vec<Vec<Reply>> {
+        let futures = groups
+            .into_iter()
+            .map(|(node, cmds)| -> BoxFuture<'_, Vec<Reply>> {
+                Box::pin(async move {
+                    let resp3 = cmds.first().is_some_and(|c| c.resp3);
+                    let mut out = BytesMut::new();
+                    let mut inspect = Vec::with_capacity(cmds.len());
+                    for c in &cmds {
+                        append(&mut out, c);
+                        inspect.push(c.inspect);
+                    }
+                    let mut replies = node.pipe(resp3).call(out.freeze(), inspect).await;
+                    let mut lost = false;
+                    for (r, c) in replies.iter_mut().zip(&cmds) {
+                        if let Some(to) = redirect_of(r) {
+                            *r = self.follow(c, to).await;
+                        } else {
+                            lost |= is_unreachable(&self.name, r);
+                        }
+                    }
+                    if lost {
+                        // A replica may have taken over: the next batch
+                        // goes where the cluster now says.
+                        let _ = self.refresh().await;
+                    }
+                    replies
+                })
+            })
+            .collect();
+        join_all(futures).await
+    }
+
+    /// A blocking command, on a connection of its own to its node.
+    async fn blocking(self: &Arc<Self>, node: &Arc<Node>, cmd: &Command) -> Reply {
+        let reused = node
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle[cmd.resp3 as usize].pop());
+        let mut conn = match reused {
+            Some(c) => c,
+            None => match node.endpoint.connect(cmd.resp3).await {
+                Ok(c) => c,
+                Err(reason) => {
+                    let _ = self.refresh().await;
+                    return unavailable(&self.name, &reason);
+                }
+            },
+        };
+        let limit = block_timeout(cmd.spec, &cmd.args).map(|t| t + self.command_timeout);
+        match conn.call(&encode(cmd), &[cmd.inspect], limit).await {
+            Ok(mut r) => {
+                if let Ok(mut idle) = node.idle.lock() {
+                    if idle[cmd.resp3 as usize].len() < IDLE_DEDICATED {
+                        idle[cmd.resp3 as usize].push(conn);
+                    }
+                }
+                r.pop()
+                    .unwrap_or_else(|| unavailable(&self.name, "no reply"))
+            }
+            Err(reason) => unavailable(&self.name, &reason),
+        }
+    }
+
+    /// Sends one command to every master and returns their replies, in
+    /// the map's node order.
+    async fn everywhere(self: &Arc<Self>, t: &Topology, cmd: &Command) -> Vec<Reply> {
+        let groups = t
+            .nodes
+            .iter()
+            .map(|n| (n.clone(), vec![cmd.clone()]))
+            .collect();
+        self.run_groups(groups)
+            .await
+            .into_iter()
+            .map(|mut r| {
+                r.pop()
+                    .unwrap_or_else(|| unavailable(&self.name, "no reply"))
+            })
+            .collect()
+    }
+
+    /// Whole-keyspace commands, over every master.
+    async fn keyspace(self: &Arc<Self>, t: &Topology, cmd: &Command) -> Reply {
+        let mut cmd = cmd.clone();
+        cmd.inspect = true;
+        cmd.raw = None;
+        let name = cmd.spec.name;
+        if name == "scan" {
+            return self.scan(t, cmd).await;
+        }
+        if name == "randomkey" {
+            for r in self.everywhere(t, &cmd).await {
+                if !matches!(r, Reply::Nil) {
+                    return r;
+                }
+            }
+            return Reply::Nil;
+        }
+        let replies = self.everywhere(t, &cmd).await;
+        if let Some(e) = replies.iter().find(|r| r.is_error()) {
+            return e.clone();
+        }
+        match name {
+            "dbsize" => Reply::Int(
+                replies
+                    .iter()
+                    .map(|r| if let Reply::Int(n) = r { *n } else { 0 })
+                    .sum(),
+            ),
+            "keys" => Reply::Array(
+                replies
+                    .into_iter()
+                    .flat_map(|r| match r {
+                        Reply::Array(items) => items,
+                        _ => Vec::new(),
+                    })
+                    .collect(),
+            ),
+            "script" if cmd.args.get(1).is_some_and(|s| is(s, "EXISTS")) => {
+                let mut all: Option<Vec<Reply>> = None;
+                for r in replies {
+                    let Reply::Array(flags) = r else {
+                        continue;
+                    };
+                    all = Some(match all {
+                        None => flags,
+                        Some(acc) => acc
+                            .into_iter()
+                            .zip(flags)
+                            .map(|(a, b)| match (a, b) {
+                                (Reply::Int(1), Reply::Int(1)) => Reply::Int(1),
+                                _ => Reply::Int(0),
+                            })
+                            .collect(),
+                    });
+                }
+                Reply::Array(all.unwrap_or_default())
+            }
+            // FLUSHDB, FLUSHALL, SCRIPT LOAD (the same digest everywhere),
+            // SCRIPT FLUSH: every master answered alike.
+            _ => replies
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| unavailable(&self.name, "no masters")),
+        }
+    }
+
+    /// SCAN one master at a time; the cursor carries the master's index.
+    async fn scan(self: &Arc<Self>, t: &Topology, mut cmd: Command) -> Reply {
+        let cursor = cmd
+            .args
+            .get(1)
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(0);
+        let index = (cursor >> NODE_SHIFT) as usize;
+        let Some(node) = t.nodes.get(index) else {
+            return scan_reply(0, Vec::new());
+        };
+        cmd.args[1] = bytes(&(cursor & ((1 << NODE_SHIFT) - 1)).to_string());
+        let reply = self
+            .run_groups(vec![(node.clone(), vec![cmd])])
+            .await
+            .pop()
+            .and_then(|mut r| r.pop())
+            .unwrap_or_else(|| unavailable(&self.name, "no reply"));
+        let Reply::Array(mut parts) = reply else {
+            return reply;
+        };
+        let keys = parts.pop().unwrap_or(Reply::Array(Vec::new()));
+        let inner = match parts.pop() {
+            Some(Reply::Bulk(c)) => std::str::from_utf8(&c)
+                .ok()
+                .and_then(|c| c.parse::<u64>().ok())
+                .unwrap_or(0),
+            _ => 0,
+        };
+        if inner >> NODE_SHIFT != 0 {
+            return Reply::error(format!(
+                "ERR backend '{}': node {} returned a SCAN cursor keyway cannot encode",
+                self.name, node.addr
+            ));
+        }
+        let next = if inner != 0 {
+            ((index as u64) << NODE_SHIFT) | inner
+        } else if index + 1 < t.nodes.len() {
+            ((index + 1) as u64) << NODE_SHIFT
+        } else {
+            0
+        };
+        let Reply::Array(keys) = keys else {
+            return Reply::error("ERR unexpected SCAN reply from a cluster node");
+        };
+        scan_reply(next, keys)
+    }
+}
+
+fn scan_reply(cursor: u64, keys: Vec<Reply>) -> Reply {
+    Reply::Array(vec![
+        Reply::Bulk(bytes(&cursor.to_string())),
+        Reply::Array(keys),
+    ])
+}
+
+/// Where one command's reply comes from once its segment has run.
+enum Plan {
+    Done(Reply),
+    /// Reply `at` of node group `group`.
+    Single(usize, usize),
+    /// The parts of a command split across nodes, each with the indexes of
+    /// the keys it carries.
+    Split(Merge, Vec<(usize, usize, Vec<usize>)>),
+}
+
+/// Commands for each node in the segment being built.
+#[derive(Default)]
+struct Groups(Vec<(Arc<Node>, Vec<Command>)>);
+
+impl Groups {
+    fn push(&mut self, node: &Arc<Node>, cmd: Command) -> (usize, usize) {
+        let g = match self.0.iter().position(|(n, _)| Arc::ptr_eq(n, node)) {
+            Some(g) => g,
+            None => {
+                self.0.push((node.clone(), Vec::new()));
+                self.0.len() - 1
+            }
+        };
+        self.0[g].1.push(cmd);
+        (g, self.0[g].1.len() - 1)
+    }
+}
+
+fn unserved(slot: u16) -> Reply {
+    Reply::error(format!("CLUSTERDOWN Hash slot {slot} not served"))
+}
+
+/// Plans one command into the segment's groups.
+fn plan(t: &Topology, groups: &mut Groups, cmd: Command) -> Plan {
+    // PUBLISH reaches every node's subscribers, but counts only its own:
+    // keyway's subscribers are all on the first master (see `subscriber`),
+    // so publishing there counts them.
+    let positions = match cmd.spec.name {
+        "publish" => Vec::new(),
+        _ => cmd.spec.key_positions(&cmd.args),
+    };
+    if positions.is_empty() {
+        // Keyless (PING, INFO, EVAL with no keys, ...): any master will do.
+        return match t.nodes.first() {
+            Some(n) => {
+                let (g, at) = groups.push(n, cmd);
+                Plan::Single(g, at)
+            }
+            None => Plan::Done(unserved(0)),
+        };
+    }
+    let slots: Vec<u16> = positions
+        .iter()
+        .map(|&p| redis_keyslot(&cmd.args[p]))
+        .collect();
+    let Some(node) = t.node_of(slots[0]) else {
+        return Plan::Done(unserved(slots[0]));
+    };
+    // A cluster refuses keys of different slots in one command (CROSSSLOT)
+    // even on one node, so a splittable command is split per slot.
+    let one_slot = slots.iter().all(|&s| s == slots[0]);
+    match merge_kind(cmd.spec) {
+        Some(merge) if !one_slot => {
+            let mut per_slot: Vec<(u16, Vec<usize>)> = Vec::new();
+            for (i, &s) in slots.iter().enumerate() {
+                match per_slot.iter_mut().find(|(x, _)| *x == s) {
+                    Some((_, idx)) => idx.push(i),
+                    None => per_slot.push((s, vec![i])),
+                }
+            }
+            let mut parts = Vec::with_capacity(per_slot.len());
+            for (slot, idx) in per_slot {
+                let Some(node) = t.node_of(slot) else {
+                    return Plan::Done(unserved(slot));
+                };
+                let mut args = vec![cmd.args[0].clone()];
+                for &i in &idx {
+                    let p = positions[i];
+                    args.push(cmd.args[p].clone());
+                    if let Merge::AllOk = merge {
+                        args.push(cmd.args.get(p + 1).cloned().unwrap_or_default());
+                    }
+                }
+                let sub = Command {
+                    spec: cmd.spec,
+                    args,
+                    raw: None,
+                    resp3: cmd.resp3,
+                    inspect: true,
+                };
+                let (g, at) = groups.push(node, sub);
+                parts.push((g, at, idx));
+            }
+            Plan::Split(merge, parts)
+        }
+        _ => {
+            let (g, at) = groups.push(node, cmd);
+            Plan::Single(g, at)
+        }
+    }
+}
+
+/// Commands that are not sent to one node as they are.
+fn whole_keyspace(spec: &CommandSpec) -> bool {
+    matches!(
+        spec.name,
+        "dbsize" | "keys" | "scan" | "randomkey" | "flushdb" | "flushall" | "script"
+    )
+}
+
+impl ClusterBackend {
+    async fn run(&self, batch: Vec<Command>) -> Vec<Reply> {
+        let inner = &self.inner;
+        let n = batch.len();
+        let t = match inner.topology().await {
+            Ok(t) => t,
+            Err(reason) => return vec![unavailable(&inner.name, &reason); n],
+        };
+        // A transaction stays whole, on the node of its first key: keys of
+        // other nodes get MOVED or CROSSSLOT there, as a cluster answers.
+        if batch.iter().any(|c| c.spec.name == "multi") {
+            let slot = batch.iter().find_map(slot_of).unwrap_or(0);
+            let Some(node) = t.node_of(slot) else {
+                return vec![unserved(slot); n];
+            };
+            let mut replies = inner
+                .run_groups(vec![(node.clone(), batch)])
+                .await
+                .pop()
+                .unwrap_or_default();
+            replies.resize(n, Reply::error("ERR backend returned too few replies"));
+            return replies;
+        }
+        let mut replies = Vec::with_capacity(n);
+        let mut groups = Groups::default();
+        let mut plans: Vec<Plan> = Vec::new();
+        for cmd in batch {
+            let alone = whole_keyspace(cmd.spec) || cmd.spec.has(BLOCKING);
+            if !alone {
+                plans.push(plan(&t, &mut groups, cmd));
+                continue;
+            }
+            // Earlier commands run first: order within a batch holds.
+            finish(inner, &mut groups, &mut plans, &mut replies).await;
+            let reply = if whole_keyspace(cmd.spec) {
+                inner.keyspace(&t, &cmd).await
+            } else {
+                let slot = slot_of(&cmd).unwrap_or(0);
+                match t.node_of(slot) {
+                    Some(node) => {
+                        let r = inner.blocking(node, &cmd).await;
+                        match redirect_of(&r) {
+                            Some(to) if !to.ask => {
+                                let node = inner.node(&to.host, to.port);
+                                inner.moved(to.slot, &node);
+                                inner.blocking(&node, &cmd).await
+                            }
+                            _ => r,
+                        }
+                    }
+                    None => unserved(slot),
+                }
+            };
+            replies.push(reply);
+        }
+        finish(inner, &mut groups, &mut plans, &mut replies).await;
+        replies
+    }
+}
+
+/// Runs the segment planned so far and appends its replies in order.
+async fn finish(
+    inner: &Arc<Inner>,
+    groups: &mut Groups,
+    plans: &mut Vec<Plan>,
+    replies: &mut Vec<Reply>,
+) {
+    if plans.is_empty() {
+        return;
+    }
+    let mut results = inner.run_groups(std::mem::take(&mut groups.0)).await;
+    let mut take = |g: usize, at: usize| -> Reply {
+        results
+            .get_mut(g)
+            .and_then(|r| r.get_mut(at))
+            .map(|r| std::mem::replace(r, Reply::Nil))
+            .unwrap_or_else(|| Reply::error("ERR backend returned too few replies"))
+    };
+    for p in plans.drain(..) {
+        replies.push(match p {
+            Plan::Done(r) => r,
+            Plan::Single(g, at) => take(g, at),
+            Plan::Split(merge, parts) => merge_parts(
+                merge,
+                parts
+                    .into_iter()
+                    .map(|(g, at, idx)| (take(g, at), idx))
+                    .collect(),
+            ),
+        });
+    }
+}
+
+impl Backend for ClusterBackend {
+    fn kind(&self) -> &'static str {
+        "redis-cluster"
+    }
+
+    fn supports(&self, _spec: &CommandSpec) -> bool {
+        true
+    }
+
+    fn health(&self) -> String {
+        let inner = &self.inner;
+        let last = inner
+            .last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        match inner.current() {
+            None if last.is_empty() => "idle (connects on first use)".into(),
+            None => format!("down ({last})"),
+            Some(t) => {
+                let up = t
+                    .nodes
+                    .iter()
+                    .filter(|n| {
+                        n.pipes.iter().all(|p| p.get().is_none())
+                            || n.endpoint.up.load(std::sync::atomic::Ordering::Relaxed) > 0
+                    })
+                    .count();
+                format!(
+                    "up ({up}/{} masters reachable, {}/{SLOTS} slots served)",
+                    t.nodes.len(),
+                    t.served()
+                )
+            }
+        }
+    }
+
+    fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+        Box::pin(self.run(batch))
+    }
+
+    fn session(&self) -> BoxFuture<'_, Result<Box<dyn Session>, CmdError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            inner
+                .topology()
+                .await
+                .map_err(|reason| unavailable_error(&inner.name, &reason))?;
+            Ok(Box::new(ClusterSession {
+                inner,
+                conn: None,
+                lost: false,
+            }) as Box<dyn Session>)
+        })
+    }
+
+    fn subscriber(
+        &self,
+        tag: usize,
+        pushes: Pushes,
+    ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let name = &inner.name;
+            let t = inner
+                .topology()
+                .await
+                .map_err(|reason| unavailable_error(name, &reason))?;
+            // Messages published on any node reach every node's
+            // subscribers, so one node serves all of a client's channels.
+            let node = t
+                .nodes
+                .first()
+                .ok_or_else(|| unavailable_error(name, "no masters"))?;
+            let conn = node
+                .endpoint
+                .connect(false)
+                .await
+                .map_err(|reason| unavailable_error(name, &reason))?;
+            Ok(Box::new(ClusterSubscriber {
+                feed: Feed::start(conn, tag, pushes, name.clone()),
+                name: name.clone(),
+            }) as Box<dyn Subscriber>)
+        })
+    }
+}
+
+/// A pinned connection (WATCH ... EXEC), to the node of the first key the
+/// client names. Once it fails it stays failed: the server has forgotten
+/// what was watched.
+struct ClusterSession {
+    inner: Arc<Inner>,
+    conn: Option<Conn>,
+    lost: bool,
+}
+
+impl Session for ClusterSession {
+    fn execute(&mut self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+        Box::pin(async move {
+            let name = self.inner.name.clone();
+            if self.lost {
+                return vec![unavailable(&name, "pinned connection lost"); batch.len()];
+            }
+            let resp3 = batch.first().is_some_and(|c| c.resp3);
+            if self.conn.is_none() {
+                let t = match self.inner.topology().await {
+                    Ok(t) => t,
+                    Err(reason) => return vec![unavailable(&name, &reason); batch.len()],
+                };
+                let slot = batch.iter().find_map(slot_of).unwrap_or(0);
+                let Some(node) = t.node_of(slot) else {
+                    return vec![unserved(slot); batch.len()];
+                };
+                match node.endpoint.connect(false).await {
+                    Ok(c) => self.conn = Some(c),
+                    Err(reason) => {
+                        self.lost = true;
+                        return vec![unavailable(&name, &reason); batch.len()];
+                    }
+                }
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                return vec![unavailable(&name, "pinned connection lost"); batch.len()];
+            };
+            let mut out = BytesMut::new();
+            let mut inspect = Vec::with_capacity(batch.len() + 1);
+            if conn.resp3() != resp3 {
+                out.extend_from_slice(&crate::protocol::encode_multibulk(&[
+                    Bytes::from_static(b"HELLO"),
+                    Bytes::from_static(if resp3 { b"3" } else { b"2" }),
+                ]));
+                inspect.push(true);
+            }
+            let hello = inspect.len();
+            for cmd in &batch {
+                append(&mut out, cmd);
+                inspect.push(cmd.inspect);
+            }
+            conn.set_resp3(resp3);
+            let limit = Some(self.inner.command_timeout);
+            match conn.call(&out, &inspect, limit).await {
+                Ok(mut r) => r.split_off(hello),
+                Err(reason) => {
+                    self.conn = None;
+                    self.lost = true;
+                    vec![unavailable(&name, &reason); batch.len()]
+                }
+            }
+        })
+    }
+}
+
+struct ClusterSubscriber {
+    feed: Feed,
+    name: String,
+}
+
+impl Subscriber for ClusterSubscriber {
+    fn send(&mut self, cmd: Command) -> BoxFuture<'_, Result<(), CmdError>> {
+        Box::pin(async move {
+            self.feed
+                .send(&crate::protocol::encode_multibulk(&cmd.args))
+                .await
+                .map_err(|reason| unavailable_error(&self.name, &reason))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_redirects_in_both_forms() {
+        let r = redirect_of(&Reply::Error(Bytes::from_static(
+            b"MOVED 3999 127.0.0.1:6381",
+        )))
+        .unwrap();
+        assert_eq!(
+            (r.ask, r.slot, r.host.as_str(), r.port),
+            (false, 3999, "127.0.0.1", 6381)
+        );
+        let r = redirect_of(&Reply::Raw(Bytes::from_static(b"-ASK 12 [::1]:7000\r\n"))).unwrap();
+        assert_eq!(
+            (r.ask, r.slot, r.host.as_str(), r.port),
+            (true, 12, "::1", 7000)
+        );
+        assert!(redirect_of(&Reply::Error(Bytes::from_static(b"ERR MOVED"))).is_none());
+        assert!(redirect_of(&Reply::Raw(Bytes::from_static(b"+MOVED 1 h:1\r\n"))).is_none());
+    }
+
+    #[test]
+    fn config_problems_are_all_reported() {
+        let c = ClusterConfig {
+            nodes: vec![
+                "redis://a:1/2".into(),
+                "rediss://b:2".into(),
+                "http://c".into(),
+            ],
+            connect_timeout_ms: 0,
+            command_timeout_ms: 1,
+            tls_ca_file: None,
+        };
+        let fields: Vec<String> = c.problems().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["nodes[0]", "nodes[2]", "connect_timeout_ms"]);
+        let c = ClusterConfig {
+            nodes: vec!["redis://a:1".into(), "rediss://b:2".into()],
+            connect_timeout_ms: 1,
+            command_timeout_ms: 1,
+            tls_ca_file: None,
+        };
+        assert_eq!(c.problems()[0].0, "nodes");
+        assert!(
+            ClusterConfig { nodes: vec![], ..c }.problems()[0]
+                .1
+                .contains("at least one")
+        );
+    }
+}
