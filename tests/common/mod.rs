@@ -337,6 +337,116 @@ impl Drop for RedisServer {
     }
 }
 
+/// A Redis Cluster of the test's own: masters on free ports, the slots
+/// split evenly between them, no replicas. Its node files live in a
+/// directory removed on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    /// Each node's cluster id, in the order of `nodes`.
+    pub ids: Vec<String>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub async fn start(masters: usize) -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "keyway-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("cluster directory");
+        let mut nodes = Vec::new();
+        let mut buses = Vec::new();
+        for _ in 0..masters {
+            let bus = free_port().to_string();
+            let file = dir.join("nodes-{port}.conf").display().to_string();
+            nodes.push(RedisServer::with_args(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &file,
+                "--cluster-port",
+                &bus,
+            ]));
+            buses.push(bus);
+        }
+        let mut conns = Vec::new();
+        for n in &nodes {
+            conns.push(n.direct().await);
+        }
+        let per = 16384 / masters;
+        let mut ids = Vec::new();
+        for (i, c) in conns.iter_mut().enumerate() {
+            let last = if i + 1 == masters {
+                16383
+            } else {
+                (i + 1) * per - 1
+            };
+            let _: () = redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(i * per)
+                .arg(last)
+                .query_async(c)
+                .await
+                .expect("CLUSTER ADDSLOTSRANGE");
+            let id: String = redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query_async(c)
+                .await
+                .expect("CLUSTER MYID");
+            ids.push(id);
+        }
+        for (n, bus) in nodes.iter().zip(&buses).skip(1) {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(n.port)
+                .arg(bus)
+                .query_async(&mut conns[0])
+                .await
+                .expect("CLUSTER MEET");
+        }
+        // Gossip takes a moment: every node must know every slot's master.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        'wait: loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cluster did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            for c in conns.iter_mut() {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(c)
+                    .await
+                    .expect("CLUSTER INFO");
+                if !info.contains("cluster_state:ok")
+                    || !info.contains(&format!("cluster_known_nodes:{masters}"))
+                {
+                    continue 'wait;
+                }
+            }
+            break;
+        }
+        RedisCluster { nodes, ids, dir }
+    }
+
+    /// The index in `nodes` of the master serving `slot`.
+    pub fn owner(&self, slot: u16) -> usize {
+        let per = 16384 / self.nodes.len();
+        (slot as usize / per).min(self.nodes.len() - 1)
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A memcached process of the test's own on a free port; killed on drop.
 pub struct MemcachedServer {
     pub port: u16,

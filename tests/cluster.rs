@@ -1,0 +1,314 @@
+//! The redis-cluster backend against a real Redis Cluster of three masters
+//! started by each test.
+
+mod common;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::{Keyway, RedisCluster};
+use redis::AsyncCommands;
+use redis_protocol::redis_keyslot;
+
+/// Two namespaces share the cluster, each under a key prefix of its own, so
+/// that slots are those of the rewritten keys.
+fn config(c: &RedisCluster) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.c]
+type = "redis-cluster"
+nodes = ["redis://127.0.0.1:{}"]
+command_timeout_ms = 1000
+[[namespaces]]
+name = "app"
+prefix = ""
+key_prefix = "app:"
+backend = "c"
+[[namespaces]]
+name = "tenant"
+prefix = "t:"
+strip_prefix = true
+key_prefix = "tenant1:"
+backend = "c"
+"#,
+        c.nodes[1].port
+    )
+}
+
+async fn get_on(c: &RedisCluster, node: usize, key: &str) -> Option<String> {
+    c.nodes[node].direct().await.get(key).await.unwrap()
+}
+
+#[tokio::test]
+async fn keys_land_on_the_master_of_their_slot() {
+    let cluster = RedisCluster::start(3).await;
+    let kw = Keyway::with_toml(&config(&cluster)).await;
+    let mut c = kw.client().await;
+    let keys: Vec<String> = (0..60).map(|i| format!("user:{i}")).collect();
+    for k in &keys {
+        let _: () = c.set(k, format!("v-{k}")).await.unwrap();
+    }
+    // Each key is on the master owning its slot, and on no other.
+    let mut used = HashSet::new();
+    for k in &keys {
+        let stored = format!("app:{k}");
+        let owner = cluster.owner(redis_keyslot(stored.as_bytes()));
+        used.insert(owner);
+        assert_eq!(
+            get_on(&cluster, owner, &stored).await,
+            Some(format!("v-{k}"))
+        );
+        let other = (owner + 1) % 3;
+        let direct: redis::RedisResult<Option<String>> =
+            cluster.nodes[other].direct().await.get(&stored).await;
+        assert!(direct.is_err(), "{k} answered by a master not owning it");
+    }
+    assert_eq!(used.len(), 3, "the keys did not spread over the masters");
+    let _: () = c.set("t:42", "tenant").await.unwrap();
+    let owner = cluster.owner(redis_keyslot(b"tenant1:42"));
+    assert_eq!(
+        get_on(&cluster, owner, "tenant1:42").await.as_deref(),
+        Some("tenant")
+    );
+
+    // Multi-key commands over many slots are split and merged in order.
+    let mut ask: Vec<String> = keys[..20].to_vec();
+    ask.insert(5, "missing".into());
+    let got: Vec<Option<String>> = c.mget(&ask).await.unwrap();
+    let want: Vec<Option<String>> = ask
+        .iter()
+        .map(|k| (k != "missing").then(|| format!("v-{k}")))
+        .collect();
+    assert_eq!(got, want);
+    let _: () = c.mset(&[("a", "1"), ("b", "2"), ("c", "3")]).await.unwrap();
+    let abc: Vec<String> = c.mget(&["a", "b", "c"]).await.unwrap();
+    assert_eq!(abc, ["1", "2", "3"]);
+    let n: i64 = c.exists(&["a", "b", "c", "nope"]).await.unwrap();
+    assert_eq!(n, 3);
+    let n: i64 = c.del(&["a", "b", "c", "nope"]).await.unwrap();
+    assert_eq!(n, 3);
+
+    // Whole-keyspace commands cover every master.
+    let size: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(size, 61);
+    let mut all: Vec<String> = c.keys("user:*").await.unwrap();
+    all.sort();
+    let mut want = keys.clone();
+    want.sort();
+    assert_eq!(all, want);
+    let mut seen = HashSet::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(7)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        for k in batch {
+            assert!(seen.insert(k.clone()), "SCAN returned {k} twice");
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(seen.len(), 61);
+    assert!(seen.contains("t:42"));
+
+    // Other multi-key commands are the cluster's to refuse, or to run when
+    // a hash tag keeps their keys in one slot.
+    let mut raw = kw.raw().await;
+    let slots: HashSet<u16> = ["app:out", "app:s1", "app:s2"]
+        .iter()
+        .map(|k| redis_keyslot(k.as_bytes()))
+        .collect();
+    assert_eq!(slots.len(), 3);
+    raw.check(
+        "SUNIONSTORE out s1 s2",
+        "-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+    )
+    .await;
+    raw.check("SADD {s}1 a b", ":2\r\n").await;
+    raw.check("SADD {s}2 b c", ":2\r\n").await;
+    raw.check("SUNIONSTORE {s}out {s}1 {s}2", ":3\r\n").await;
+    raw.check("FLUSHDB", "+OK\r\n").await;
+    raw.check("DBSIZE", ":0\r\n").await;
+    let info: redis::InfoDict = redis::cmd("INFO").query_async(&mut c).await.unwrap();
+    assert_eq!(
+        info.get::<String>("backend_c").as_deref(),
+        Some("type=redis-cluster,health=up (3/3 masters reachable  16384/16384 slots served)")
+    );
+}
+
+#[tokio::test]
+async fn a_resharded_slot_is_followed_through_ask_and_moved() {
+    let cluster = RedisCluster::start(3).await;
+    let kw = Keyway::with_toml(&config(&cluster)).await;
+    let mut c = kw.client().await;
+    let slot = redis_keyslot(b"{mover}");
+    let from = cluster.owner(slot);
+    let to = (from + 1) % 3;
+    let _: () = c.set("{mover}old", "before").await.unwrap();
+    let mut src = cluster.nodes[from].direct().await;
+    let mut dst = cluster.nodes[to].direct().await;
+    let setslot = |how: &str, id: &str| {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SETSLOT").arg(slot).arg(how).arg(id);
+        cmd
+    };
+    let _: () = setslot("IMPORTING", &cluster.ids[from])
+        .query_async(&mut dst)
+        .await
+        .unwrap();
+    let _: () = setslot("MIGRATING", &cluster.ids[to])
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    // Mid-migration, a new key of the slot belongs to the importing node:
+    // the source answers ASK, and keyway follows it.
+    let _: () = c.set("{mover}new", "fresh").await.unwrap();
+    let on_dst: i64 = redis::cmd("CLUSTER")
+        .arg("COUNTKEYSINSLOT")
+        .arg(slot)
+        .query_async(&mut dst)
+        .await
+        .unwrap();
+    assert_eq!(on_dst, 1);
+    let v: String = c.get("{mover}new").await.unwrap();
+    assert_eq!(v, "fresh");
+    let v: String = c.get("{mover}old").await.unwrap();
+    assert_eq!(v, "before");
+    // The old key moves, then the slot: keyway's map is now stale, and the
+    // source answers MOVED.
+    let _: () = redis::cmd("MIGRATE")
+        .arg("127.0.0.1")
+        .arg(cluster.nodes[to].port)
+        .arg("")
+        .arg(0)
+        .arg(5000)
+        .arg("KEYS")
+        .arg("app:{mover}old")
+        .query_async(&mut src)
+        .await
+        .unwrap();
+    for n in &cluster.nodes {
+        let _: () = setslot("NODE", &cluster.ids[to])
+            .query_async(&mut n.direct().await)
+            .await
+            .unwrap();
+    }
+    let v: Vec<String> = c.mget(&["{mover}old", "{mover}new"]).await.unwrap();
+    assert_eq!(v, ["before", "fresh"]);
+    let _: () = c.set("{mover}old", "after").await.unwrap();
+    let direct: String = dst.get("app:{mover}old").await.unwrap();
+    assert_eq!(direct, "after");
+}
+
+#[tokio::test]
+async fn transactions_blocking_pops_and_pubsub_on_a_cluster() {
+    let cluster = RedisCluster::start(3).await;
+    let kw = Keyway::with_toml(&config(&cluster)).await;
+    let mut raw = kw.raw().await;
+    raw.check("MULTI", "+OK\r\n").await;
+    raw.check("INCR {acct}balance", "+QUEUED\r\n").await;
+    raw.check("RPUSH {acct}log credit", "+QUEUED\r\n").await;
+    raw.check("EXEC", "*2\r\n:1\r\n:1\r\n").await;
+    raw.check("WATCH {acct}balance", "+OK\r\n").await;
+    raw.check("MULTI", "+OK\r\n").await;
+    raw.check("INCR {acct}balance", "+QUEUED\r\n").await;
+    raw.check("EXEC", "*1\r\n:2\r\n").await;
+
+    // A blocked pop is woken by another client's push.
+    let mut waiter = kw.client().await;
+    let pop = tokio::spawn(async move {
+        let got: Option<(String, String)> = waiter.blpop("jobs", 5.0).await.unwrap();
+        got
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = kw.client().await;
+    let _: () = c.rpush("jobs", "job-1").await.unwrap();
+    let started = Instant::now();
+    let got = pop.await.unwrap();
+    assert_eq!(got, Some(("jobs".to_string(), "job-1".to_string())));
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // Messages published through keyway reach a subscriber through keyway.
+    let mut sub = kw.raw().await;
+    sub.check(
+        "SUBSCRIBE news",
+        "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n",
+    )
+    .await;
+    raw.check("PUBLISH news hello", ":1\r\n").await;
+    sub.expect("*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n")
+        .await;
+}
+
+#[tokio::test]
+async fn a_master_down_fails_only_its_slots_and_recovers() {
+    let mut cluster = RedisCluster::start(3).await;
+    let kw = Keyway::with_toml(&config(&cluster)).await;
+    let mut c = kw.client().await;
+    // One key per master.
+    let mut on: Vec<String> = vec![String::new(); 3];
+    for i in 0.. {
+        let k = format!("k{i}");
+        let owner = cluster.owner(redis_keyslot(format!("app:{k}").as_bytes()));
+        if on[owner].is_empty() {
+            let _: () = c.set(&k, owner).await.unwrap();
+            on[owner] = k;
+        }
+        if on.iter().all(|k| !k.is_empty()) {
+            break;
+        }
+    }
+    cluster.nodes[2].kill();
+    let started = Instant::now();
+    let lost: redis::RedisResult<String> = c.get(&on[2]).await;
+    let err = lost.unwrap_err().to_string();
+    assert!(err.contains("backend 'c' unavailable"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    for (i, k) in on.iter().enumerate().take(2) {
+        let v: usize = c.get(k).await.unwrap();
+        assert_eq!(v, i);
+    }
+    // Back (empty: it kept nothing), the master serves its slots again
+    // without keyway restarting.
+    cluster.nodes[2].restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r: redis::RedisResult<Option<String>> = c.get(&on[2]).await;
+        if let Ok(v) = r {
+            assert_eq!(v, None);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // With no node to ask for the slot map, every command says so.
+    let dead = common::free_port();
+    let kw = Keyway::with_toml(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.c]
+type = "redis-cluster"
+nodes = ["redis://127.0.0.1:{dead}"]
+[[namespaces]]
+name = "app"
+prefix = ""
+backend = "c"
+"#
+    ))
+    .await;
+    let mut raw = kw.raw().await;
+    raw.check(
+        "GET x",
+        &format!("-ERR backend 'c' unavailable: no node gave the slot map (127.0.0.1:{dead}: connection refused)\r\n"),
+    )
+    .await;
+}
