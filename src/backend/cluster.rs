@@ -18,6 +18,7 @@
 //! over), and the map is refreshed every [`REFRESH_EVERY`] regardless.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
@@ -226,6 +227,8 @@ struct Inner {
     last_error: Mutex<String>,
     /// The periodic refresh, started with the first map.
     refresher: OnceLock<()>,
+    /// A background refresh is on its way (see `refresh_soon`).
+    refresh_queued: AtomicBool,
 }
 
 pub struct ClusterBackend {
@@ -253,6 +256,7 @@ impl ClusterBackend {
                 refreshed: tokio::sync::Mutex::new(None),
                 last_error: Mutex::new(String::new()),
                 refresher: OnceLock::new(),
+                refresh_queued: AtomicBool::new(false),
             }),
         }
     }
@@ -340,6 +344,11 @@ impl Inner {
                             );
                         }
                         *cur = Some(t.clone());
+                    }
+                    // Nodes that left the map are forgotten, and their pipes
+                    // close once no batch in flight holds them.
+                    if let Ok(mut known) = self.known.lock() {
+                        known.retain(|_, n| t.nodes.iter().any(|m| Arc::ptr_eq(m, n)));
                     }
                     *refreshed = Some(Instant::now());
                     self.start_refresher();
@@ -433,6 +442,20 @@ impl Inner {
         })
     }
 
+    /// Rereads the slot map in the background: the command that found the
+    /// map wrong is answered without waiting for it, and a refresh already
+    /// queued stands for this one.
+    fn refresh_soon(self: &Arc<Self>) {
+        if self.refresh_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let _ = inner.refresh().await;
+            inner.refresh_queued.store(false, Ordering::Release);
+        });
+    }
+
     /// Starts the periodic refresh once; it ends with the backend.
     fn start_refresher(self: &Arc<Self>) {
         if self.refresher.set(()).is_err() {
@@ -490,7 +513,7 @@ impl Inner {
                     .pop()
             } else {
                 self.moved(to.slot, &node);
-                let _ = self.refresh().await;
+                self.refresh_soon();
                 node.pipe(cmd.resp3)
                     .call(encode(cmd), vec![cmd.inspect])
                     .await
@@ -537,7 +560,7 @@ impl Inner {
                     if lost {
                         // A replica may have taken over: the next batch
                         // goes where the cluster now says.
-                        let _ = self.refresh().await;
+                        self.refresh_soon();
                     }
                     replies
                 })
@@ -558,7 +581,7 @@ impl Inner {
             None => match node.endpoint.connect(cmd.resp3).await {
                 Ok(c) => c,
                 Err(reason) => {
-                    let _ = self.refresh().await;
+                    self.refresh_soon();
                     return unavailable(&self.name, &reason);
                 }
             },
@@ -614,6 +637,10 @@ impl Inner {
             return Reply::Nil;
         }
         let replies = self.everywhere(t, &cmd).await;
+        let kill = name == "script" && cmd.args.get(1).is_some_and(|s| is(s, "KILL"));
+        if kill && replies.iter().any(|r| !r.is_error()) {
+            return Reply::ok();
+        }
         if let Some(e) = replies.iter().find(|r| r.is_error()) {
             return e.clone();
         }
