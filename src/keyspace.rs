@@ -71,6 +71,19 @@ pub fn parse_scan(a: &[Bytes], at: usize, allow_type: bool) -> CmdResult<ScanArg
     Ok(args)
 }
 
+/// A SCAN reply's next cursor and its items; None when it is not one.
+pub fn scan_parts(reply: Reply) -> Option<(u64, Reply)> {
+    let Reply::Array(parts) = reply else {
+        return None;
+    };
+    let mut parts = parts.into_iter();
+    let cursor = match parts.next()? {
+        Reply::Bulk(c) => std::str::from_utf8(&c).ok()?.parse::<u64>().ok()?,
+        _ => return None,
+    };
+    Some((cursor, parts.next()?))
+}
+
 pub fn scan_reply(cursor: u64, items: Vec<Reply>) -> Reply {
     Reply::Array(vec![
         Reply::Bulk(bytes(&cursor.to_string())),
@@ -191,18 +204,10 @@ async fn scan(router: &Router, args: &[Bytes]) -> CmdResult {
     if let Some(t) = &sa.type_ {
         sub.extend([bytes("TYPE"), t.clone()]);
     }
-    let reply = call(ns, "scan", sub).await?;
-    let Reply::Array(mut parts) = reply else {
+    let Some((inner, found)) = scan_parts(call(ns, "scan", sub).await?) else {
         return Err(CmdError::msg("ERR unexpected SCAN reply from backend"));
     };
-    let found = parts.pop().map(bulk_items).unwrap_or_default();
-    let inner = match parts.pop() {
-        Some(Reply::Bulk(c)) => std::str::from_utf8(&c)
-            .ok()
-            .and_then(|c| c.parse::<u64>().ok())
-            .unwrap_or(0),
-        _ => 0,
-    };
+    let found = bulk_items(found);
     if inner > INNER_MASK {
         return Err(CmdError::msg(format!(
             "ERR backend of namespace '{}' returned a SCAN cursor keyway cannot encode",
@@ -331,6 +336,31 @@ async fn flush(router: &Router, args: &[Bytes]) -> CmdResult {
     Ok(Reply::ok())
 }
 
+/// SCRIPT EXISTS answered by several servers: 1 for a script only where
+/// every one of them has it.
+pub fn exists_everywhere(replies: impl IntoIterator<Item = CmdResult>) -> CmdResult {
+    let mut all: Option<Vec<Reply>> = None;
+    for r in replies {
+        let Reply::Array(flags) = r? else {
+            return Err(CmdError::msg(
+                "ERR unexpected SCRIPT EXISTS reply from backend",
+            ));
+        };
+        all = Some(match all {
+            None => flags,
+            Some(acc) => acc
+                .into_iter()
+                .zip(flags)
+                .map(|(a, b)| match (a, b) {
+                    (Reply::Int(1), Reply::Int(1)) => Reply::Int(1),
+                    _ => Reply::Int(0),
+                })
+                .collect(),
+        });
+    }
+    Ok(Reply::Array(all.unwrap_or_default()))
+}
+
 /// SCRIPT goes to every backend that runs scripts, once each however many
 /// namespaces share it, so that EVALSHA finds a loaded script whichever
 /// backend its keys live on. LOAD answers the (same) digest, EXISTS a 1 only
@@ -362,26 +392,7 @@ async fn script(router: &Router, args: &[Bytes]) -> CmdResult {
         return replies.swap_remove(0);
     }
     if is(sub, "EXISTS") {
-        let mut all: Option<Vec<Reply>> = None;
-        for r in replies {
-            let Reply::Array(flags) = r? else {
-                return Err(CmdError::msg(
-                    "ERR unexpected SCRIPT EXISTS reply from backend",
-                ));
-            };
-            all = Some(match all {
-                None => flags,
-                Some(acc) => acc
-                    .into_iter()
-                    .zip(flags)
-                    .map(|(a, b)| match (a, b) {
-                        (Reply::Int(1), Reply::Int(1)) => Reply::Int(1),
-                        _ => Reply::Int(0),
-                    })
-                    .collect(),
-            });
-        }
-        return Ok(Reply::Array(all.unwrap_or_default()));
+        return exists_everywhere(replies);
     }
     // Any failure wins: a script that did not load everywhere must say so.
     let first_error = replies.iter().position(Result::is_err);

@@ -22,22 +22,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use redis_protocol::redis_keyslot;
 use serde::Deserialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::redis::{
-    append, block_timeout, default_command_timeout, default_connect_timeout, encode, load_roots,
-    parse_url, tls, unavailable_error,
+    Idle, RedisSubscriber, append, call_pinned, connection_problems, dedicated,
+    default_command_timeout, default_connect_timeout, encode, parse_url, tls, unavailable_error,
 };
 use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
 use crate::command::{BLOCKING, CommandSpec};
 use crate::dispatch::{Merge, join_all, merge_kind, merge_parts};
 use crate::error::CmdError;
+use crate::keyspace::{scan_parts, scan_reply};
 use crate::reply::Reply;
-use crate::upstream::{Conn, Endpoint, Feed, Pipe, unavailable};
+use crate::upstream::{Conn, Endpoint, Pipe, unavailable};
 use crate::util::{bytes, is};
 
 const SLOTS: usize = 16384;
@@ -101,23 +102,12 @@ impl ClusterConfig {
                 "mixes redis:// and rediss://; every node is reached the same way".into(),
             ));
         }
-        if self.connect_timeout_ms == 0 {
-            out.push(("connect_timeout_ms".into(), "must be at least 1".into()));
-        }
-        if self.command_timeout_ms == 0 {
-            out.push(("command_timeout_ms".into(), "must be at least 1".into()));
-        }
-        if let Some(ca) = &self.tls_ca_file {
-            if !schemes.is_empty() && !tls {
-                out.push((
-                    "tls_ca_file".into(),
-                    "is set but the nodes are not rediss:// (TLS)".into(),
-                ));
-            }
-            if let Err(e) = load_roots(Some(ca)) {
-                out.push(("tls_ca_file".into(), e));
-            }
-        }
+        out.extend(connection_problems(
+            self.connect_timeout_ms,
+            self.command_timeout_ms,
+            self.tls_ca_file.as_deref(),
+            (!schemes.is_empty() && !tls).then_some("the nodes are"),
+        ));
         out
     }
 }
@@ -128,7 +118,7 @@ struct Node {
     addr: String,
     endpoint: Arc<Endpoint>,
     pipes: [OnceLock<Pipe>; 2],
-    idle: Mutex<[Vec<Conn>; 2]>,
+    idle: Idle,
 }
 
 impl Node {
@@ -571,33 +561,12 @@ impl Inner {
 
     /// A blocking command, on a connection of its own to its node.
     async fn blocking(self: &Arc<Self>, node: &Arc<Node>, cmd: &Command) -> Reply {
-        let reused = node
-            .idle
-            .lock()
-            .ok()
-            .and_then(|mut idle| idle[cmd.resp3 as usize].pop());
-        let mut conn = match reused {
-            Some(c) => c,
-            None => match node.endpoint.connect(cmd.resp3).await {
-                Ok(c) => c,
-                Err(reason) => {
-                    self.refresh_soon();
-                    return unavailable(&self.name, &reason);
-                }
-            },
-        };
-        let limit = block_timeout(cmd.spec, &cmd.args).map(|t| t + self.command_timeout);
-        match conn.call(&encode(cmd), &[cmd.inspect], limit).await {
-            Ok(mut r) => {
-                if let Ok(mut idle) = node.idle.lock() {
-                    if idle[cmd.resp3 as usize].len() < IDLE_DEDICATED {
-                        idle[cmd.resp3 as usize].push(conn);
-                    }
-                }
-                r.pop()
-                    .unwrap_or_else(|| unavailable(&self.name, "no reply"))
+        match dedicated(&node.endpoint, &node.idle, IDLE_DEDICATED, cmd).await {
+            Ok(r) => r,
+            Err(reason) => {
+                self.refresh_soon();
+                unavailable(&self.name, &reason)
             }
-            Err(reason) => unavailable(&self.name, &reason),
         }
     }
 
@@ -661,24 +630,8 @@ impl Inner {
                     .collect(),
             ),
             "script" if cmd.args.get(1).is_some_and(|s| is(s, "EXISTS")) => {
-                let mut all: Option<Vec<Reply>> = None;
-                for r in replies {
-                    let Reply::Array(flags) = r else {
-                        continue;
-                    };
-                    all = Some(match all {
-                        None => flags,
-                        Some(acc) => acc
-                            .into_iter()
-                            .zip(flags)
-                            .map(|(a, b)| match (a, b) {
-                                (Reply::Int(1), Reply::Int(1)) => Reply::Int(1),
-                                _ => Reply::Int(0),
-                            })
-                            .collect(),
-                    });
-                }
-                Reply::Array(all.unwrap_or_default())
+                crate::keyspace::exists_everywhere(replies.into_iter().map(Ok))
+                    .unwrap_or_else(Reply::from)
             }
             // FLUSHDB, FLUSHALL, SCRIPT LOAD (the same digest everywhere),
             // SCRIPT FLUSH: every master answered alike.
@@ -708,16 +661,11 @@ impl Inner {
             .pop()
             .and_then(|mut r| r.pop())
             .unwrap_or_else(|| unavailable(&self.name, "no reply"));
-        let Reply::Array(mut parts) = reply else {
+        if reply.is_error() {
             return reply;
-        };
-        let keys = parts.pop().unwrap_or(Reply::Array(Vec::new()));
-        let inner = match parts.pop() {
-            Some(Reply::Bulk(c)) => std::str::from_utf8(&c)
-                .ok()
-                .and_then(|c| c.parse::<u64>().ok())
-                .unwrap_or(0),
-            _ => 0,
+        }
+        let Some((inner, Reply::Array(keys))) = scan_parts(reply) else {
+            return Reply::error("ERR unexpected SCAN reply from a cluster node");
         };
         if inner >> NODE_SHIFT != 0 {
             return Reply::error(format!(
@@ -732,18 +680,8 @@ impl Inner {
         } else {
             0
         };
-        let Reply::Array(keys) = keys else {
-            return Reply::error("ERR unexpected SCAN reply from a cluster node");
-        };
         scan_reply(next, keys)
     }
-}
-
-fn scan_reply(cursor: u64, keys: Vec<Reply>) -> Reply {
-    Reply::Array(vec![
-        Reply::Bulk(bytes(&cursor.to_string())),
-        Reply::Array(keys),
-    ])
 }
 
 /// Where one command's reply comes from once its segment has run.
@@ -1028,10 +966,7 @@ impl Backend for ClusterBackend {
                 .connect(false)
                 .await
                 .map_err(|reason| unavailable_error(name, &reason))?;
-            Ok(Box::new(ClusterSubscriber {
-                feed: Feed::start(conn, tag, pushes, name.clone()),
-                name: name.clone(),
-            }) as Box<dyn Subscriber>)
+            Ok(Box::new(RedisSubscriber::start(conn, tag, pushes, name)) as Box<dyn Subscriber>)
         })
     }
 }
@@ -1052,7 +987,6 @@ impl Session for ClusterSession {
             if self.lost {
                 return vec![unavailable(&name, "pinned connection lost"); batch.len()];
             }
-            let resp3 = batch.first().is_some_and(|c| c.resp3);
             if self.conn.is_none() {
                 let t = match self.inner.topology().await {
                     Ok(t) => t,
@@ -1073,24 +1007,8 @@ impl Session for ClusterSession {
             let Some(conn) = self.conn.as_mut() else {
                 return vec![unavailable(&name, "pinned connection lost"); batch.len()];
             };
-            let mut out = BytesMut::new();
-            let mut inspect = Vec::with_capacity(batch.len() + 1);
-            if conn.resp3() != resp3 {
-                out.extend_from_slice(&crate::protocol::encode_multibulk(&[
-                    Bytes::from_static(b"HELLO"),
-                    Bytes::from_static(if resp3 { b"3" } else { b"2" }),
-                ]));
-                inspect.push(true);
-            }
-            let hello = inspect.len();
-            for cmd in &batch {
-                append(&mut out, cmd);
-                inspect.push(cmd.inspect);
-            }
-            conn.set_resp3(resp3);
-            let limit = Some(self.inner.command_timeout);
-            match conn.call(&out, &inspect, limit).await {
-                Ok(mut r) => r.split_off(hello),
+            match call_pinned(conn, &batch, self.inner.command_timeout).await {
+                Ok(replies) => replies,
                 Err(reason) => {
                     self.conn = None;
                     self.lost = true;
@@ -1101,25 +1019,10 @@ impl Session for ClusterSession {
     }
 }
 
-struct ClusterSubscriber {
-    feed: Feed,
-    name: String,
-}
-
-impl Subscriber for ClusterSubscriber {
-    fn send(&mut self, cmd: Command) -> BoxFuture<'_, Result<(), CmdError>> {
-        Box::pin(async move {
-            self.feed
-                .send(&crate::protocol::encode_multibulk(&cmd.args))
-                .await
-                .map_err(|reason| unavailable_error(&self.name, &reason))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn reads_redirects_in_both_forms() {

@@ -82,25 +82,43 @@ impl RedisConfig {
         if !(1..=256).contains(&self.connections) {
             out.push(("connections".into(), "must be between 1 and 256".into()));
         }
-        if self.connect_timeout_ms == 0 {
-            out.push(("connect_timeout_ms".into(), "must be at least 1".into()));
-        }
-        if self.command_timeout_ms == 0 {
-            out.push(("command_timeout_ms".into(), "must be at least 1".into()));
-        }
-        if let Some(ca) = &self.tls_ca_file {
-            if url.as_ref().is_some_and(|u| !u.tls) {
-                out.push((
-                    "tls_ca_file".into(),
-                    "is set but url is not rediss:// (TLS)".into(),
-                ));
-            }
-            if let Err(e) = load_roots(Some(ca)) {
-                out.push(("tls_ca_file".into(), e));
-            }
-        }
+        out.extend(connection_problems(
+            self.connect_timeout_ms,
+            self.command_timeout_ms,
+            self.tls_ca_file.as_deref(),
+            url.as_ref().is_some_and(|u| !u.tls).then_some("url is"),
+        ));
         out
     }
+}
+
+/// Problems with the settings the redis and redis-cluster backends share;
+/// `plain` names what is reached without TLS, if anything is.
+pub(super) fn connection_problems(
+    connect_timeout_ms: u64,
+    command_timeout_ms: u64,
+    tls_ca_file: Option<&str>,
+    plain: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if connect_timeout_ms == 0 {
+        out.push(("connect_timeout_ms".into(), "must be at least 1".into()));
+    }
+    if command_timeout_ms == 0 {
+        out.push(("command_timeout_ms".into(), "must be at least 1".into()));
+    }
+    if let Some(ca) = tls_ca_file {
+        if let Some(what) = plain {
+            out.push((
+                "tls_ca_file".into(),
+                format!("is set but {what} not rediss:// (TLS)"),
+            ));
+        }
+        if let Err(e) = load_roots(Some(ca)) {
+            out.push(("tls_ca_file".into(), e));
+        }
+    }
+    out
 }
 
 /// Parses `redis[s]://[user:password@]host[:port][/db]`; user and password
@@ -194,7 +212,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub(super) fn load_roots(ca_file: Option<&str>) -> Result<rustls::RootCertStore, String> {
+fn load_roots(ca_file: Option<&str>) -> Result<rustls::RootCertStore, String> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -247,7 +265,7 @@ pub struct RedisBackend {
     /// Shared pipes for RESP2 and RESP3 clients, started on first use.
     pipes: [OnceLock<Vec<Pipe>>; 2],
     next: AtomicUsize,
-    idle: Mutex<[Vec<Conn>; 2]>,
+    idle: Idle,
 }
 
 impl RedisBackend {
@@ -293,32 +311,39 @@ impl RedisBackend {
 
     /// Runs a blocking command on a connection of its own.
     async fn blocking(&self, cmd: &Command) -> Reply {
-        let reused = self
-            .idle
-            .lock()
-            .ok()
-            .and_then(|mut idle| idle[cmd.resp3 as usize].pop());
-        let mut conn = match reused {
-            Some(c) => c,
-            None => match self.endpoint.connect(cmd.resp3).await {
-                Ok(c) => c,
-                Err(reason) => return unavailable(&self.endpoint.name, &reason),
-            },
-        };
-        let limit = block_timeout(cmd.spec, &cmd.args).map(|t| t + self.endpoint.command_timeout);
-        match conn.call(&encode(cmd), &[cmd.inspect], limit).await {
-            Ok(mut r) => {
-                if let Ok(mut idle) = self.idle.lock() {
-                    if idle[cmd.resp3 as usize].len() < IDLE_DEDICATED {
-                        idle[cmd.resp3 as usize].push(conn);
-                    }
-                }
-                r.pop()
-                    .unwrap_or_else(|| unavailable(&self.endpoint.name, "no reply"))
-            }
-            Err(reason) => unavailable(&self.endpoint.name, &reason),
+        dedicated(&self.endpoint, &self.idle, IDLE_DEDICATED, cmd)
+            .await
+            .unwrap_or_else(|reason| unavailable(&self.endpoint.name, &reason))
+    }
+}
+
+/// Connections kept for blocking commands, for RESP2 and RESP3 clients.
+pub(super) type Idle = Mutex<[Vec<Conn>; 2]>;
+
+/// Runs a (blocking) command on a connection of its own, taken from `idle`
+/// or opened, and kept there afterwards while fewer than `keep` are.
+pub(super) async fn dedicated(
+    endpoint: &Endpoint,
+    idle: &Idle,
+    keep: usize,
+    cmd: &Command,
+) -> Result<Reply, String> {
+    let reused = idle
+        .lock()
+        .ok()
+        .and_then(|mut idle| idle[cmd.resp3 as usize].pop());
+    let mut conn = match reused {
+        Some(c) => c,
+        None => endpoint.connect(cmd.resp3).await?,
+    };
+    let limit = block_timeout(cmd.spec, &cmd.args).map(|t| t + endpoint.command_timeout);
+    let mut r = conn.call(&encode(cmd), &[cmd.inspect], limit).await?;
+    if let Ok(mut idle) = idle.lock() {
+        if idle[cmd.resp3 as usize].len() < keep {
+            idle[cmd.resp3 as usize].push(conn);
         }
     }
+    r.pop().ok_or_else(|| "no reply".to_string())
 }
 
 pub(super) fn encode(cmd: &Command) -> Bytes {
@@ -338,7 +363,7 @@ pub(super) fn append(out: &mut BytesMut, cmd: &Command) {
 
 /// How long a blocking command may block, from its arguments; None when it
 /// may block forever (a timeout of 0).
-pub(super) fn block_timeout(spec: &CommandSpec, args: &[Bytes]) -> Option<Duration> {
+fn block_timeout(spec: &CommandSpec, args: &[Bytes]) -> Option<Duration> {
     let secs = |a: Option<&Bytes>| {
         a.and_then(|a| std::str::from_utf8(a).ok())
             .and_then(|s| s.parse::<f64>().ok())
@@ -464,10 +489,7 @@ impl Backend for RedisBackend {
                 .connect(false)
                 .await
                 .map_err(|reason| unavailable_error(name, &reason))?;
-            Ok(Box::new(RedisSubscriber {
-                feed: Feed::start(conn, tag, pushes, name.clone()),
-                name: name.clone(),
-            }) as Box<dyn Subscriber>)
+            Ok(Box::new(RedisSubscriber::start(conn, tag, pushes, name)) as Box<dyn Subscriber>)
         })
     }
 }
@@ -490,25 +512,8 @@ impl Session for RedisSession {
             let Some(conn) = self.conn.as_mut() else {
                 return vec![unavailable(name, "pinned connection lost"); batch.len()];
             };
-            let resp3 = batch.first().is_some_and(|c| c.resp3);
-            let mut out = BytesMut::new();
-            let mut inspect = Vec::with_capacity(batch.len() + 1);
-            if conn.resp3() != resp3 {
-                out.extend_from_slice(&encode_multibulk(&[
-                    Bytes::from_static(b"HELLO"),
-                    Bytes::from_static(if resp3 { b"3" } else { b"2" }),
-                ]));
-                inspect.push(true);
-            }
-            let hello = inspect.len();
-            for cmd in &batch {
-                append(&mut out, cmd);
-                inspect.push(cmd.inspect);
-            }
-            conn.set_resp3(resp3);
-            let limit = Some(self.endpoint.command_timeout);
-            match conn.call(&out, &inspect, limit).await {
-                Ok(mut r) => r.split_off(hello),
+            match call_pinned(conn, &batch, self.endpoint.command_timeout).await {
+                Ok(replies) => replies,
                 Err(reason) => {
                     self.conn = None;
                     vec![unavailable(name, &reason); batch.len()]
@@ -518,9 +523,46 @@ impl Session for RedisSession {
     }
 }
 
-struct RedisSubscriber {
+/// Runs a client's batch on its pinned connection, switching the
+/// connection's protocol first when the client's differs.
+pub(super) async fn call_pinned(
+    conn: &mut Conn,
+    batch: &[Command],
+    limit: Duration,
+) -> Result<Vec<Reply>, String> {
+    let resp3 = batch.first().is_some_and(|c| c.resp3);
+    let mut out = BytesMut::new();
+    let mut inspect = Vec::with_capacity(batch.len() + 1);
+    if conn.resp3() != resp3 {
+        out.extend_from_slice(&encode_multibulk(&[
+            Bytes::from_static(b"HELLO"),
+            Bytes::from_static(if resp3 { b"3" } else { b"2" }),
+        ]));
+        inspect.push(true);
+    }
+    let hello = inspect.len();
+    for cmd in batch {
+        append(&mut out, cmd);
+        inspect.push(cmd.inspect);
+    }
+    conn.set_resp3(resp3);
+    let mut replies = conn.call(&out, &inspect, Some(limit)).await?;
+    Ok(replies.split_off(hello))
+}
+
+/// A client's subscriptions on one connection of its own.
+pub(super) struct RedisSubscriber {
     feed: Feed,
     name: String,
+}
+
+impl RedisSubscriber {
+    pub(super) fn start(conn: Conn, tag: usize, pushes: Pushes, name: &str) -> RedisSubscriber {
+        RedisSubscriber {
+            feed: Feed::start(conn, tag, pushes, name.to_string()),
+            name: name.to_string(),
+        }
+    }
 }
 
 impl Subscriber for RedisSubscriber {
