@@ -312,3 +312,47 @@ backend = "c"
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_silent_seed_fails_every_client_within_one_timeout() {
+    // Accepts connections (the kernel does) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let kw = Keyway::with_toml(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.c]
+type = "redis-cluster"
+nodes = ["redis://127.0.0.1:{port}"]
+command_timeout_ms = 300
+[[namespaces]]
+name = "app"
+prefix = ""
+backend = "c"
+"#
+    ))
+    .await;
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        let mut c = kw.client().await;
+        clients.push(tokio::spawn(async move {
+            let r: redis::RedisResult<Option<String>> = c.get(format!("k{i}")).await;
+            r.unwrap_err().to_string()
+        }));
+    }
+    for c in clients {
+        let err = c.await.unwrap();
+        assert!(
+            err.contains("no node gave the slot map") && err.contains("no reply within 300 ms"),
+            "{err}"
+        );
+    }
+    // One slot-map attempt answers all eight, not one attempt each.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -298,10 +298,19 @@ impl Inner {
     /// masters, then the seeds. A refresh that ended less than
     /// [`REFRESH_GAP`] ago stands in for a new one.
     async fn refresh(self: &Arc<Self>) -> Result<Arc<Topology>, String> {
+        let asked = Instant::now();
         let mut refreshed = self.refreshed.lock().await;
-        if let (Some(at), Some(t)) = (*refreshed, self.current()) {
-            if at.elapsed() < REFRESH_GAP {
-                return Ok(t);
+        // One that ended while this caller waited, or just before, answers
+        // for it too: with seeds that do not answer, callers must not queue
+        // up behind one connect timeout each.
+        if let Some(at) = *refreshed {
+            if at >= asked || at.elapsed() < REFRESH_GAP {
+                return self.current().ok_or_else(|| {
+                    self.last_error
+                        .lock()
+                        .map(|e| e.clone())
+                        .unwrap_or_default()
+                });
             }
         }
         let mut candidates: Vec<(String, u16)> = self
