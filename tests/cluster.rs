@@ -205,6 +205,39 @@ async fn a_resharded_slot_is_followed_through_ask_and_moved() {
     let _: () = c.set("{mover}old", "after").await.unwrap();
     let direct: String = dst.get("app:{mover}old").await.unwrap();
     assert_eq!(direct, "after");
+
+    // A transaction on a slot that moved behind keyway's back is aborted
+    // whole, as a cluster aborts it: its redirected command is not run
+    // elsewhere. Sent again, it runs where the slot now is.
+    let slot = redis_keyslot(b"{tx}");
+    let owner = cluster.owner(slot);
+    let next = (owner + 1) % 3;
+    for n in &cluster.nodes {
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("NODE")
+            .arg(&cluster.ids[next])
+            .query_async(&mut n.direct().await)
+            .await
+            .unwrap();
+    }
+    let mut raw = kw.raw().await;
+    raw.check("MULTI", "+OK\r\n").await;
+    raw.check("SET {tx}k 1", "+QUEUED\r\n").await;
+    raw.check(
+        "EXEC",
+        "-EXECABORT Transaction discarded because of previous errors.\r\n",
+    )
+    .await;
+    raw.check("GET {tx}k", "$-1\r\n").await;
+    raw.check("MULTI", "+OK\r\n").await;
+    raw.check("SET {tx}k 1", "+QUEUED\r\n").await;
+    raw.check("EXEC", "*1\r\n+OK\r\n").await;
+    assert_eq!(
+        get_on(&cluster, next, "app:{tx}k").await.as_deref(),
+        Some("1")
+    );
 }
 
 #[tokio::test]

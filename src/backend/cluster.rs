@@ -531,10 +531,14 @@ impl Inner {
     }
 
     /// Runs each node's commands as one job on its pipe, the nodes
-    /// concurrently, and follows redirects.
+    /// concurrently, and follows redirects unless the commands are a
+    /// transaction: a command redirected while queued must not run outside
+    /// it, so its MOVED stands (EXEC answers EXECABORT) and only the map
+    /// learns from it.
     async fn run_groups(
         self: &Arc<Self>,
         groups: Vec<(Arc<Node>, Vec<Command>)>,
+        transaction: bool,
     ) -> Vec<Vec<Reply>> {
         let futures = groups
             .into_iter()
@@ -551,7 +555,12 @@ impl Inner {
                     let mut lost = false;
                     for (r, c) in replies.iter_mut().zip(&cmds) {
                         if let Some(to) = redirect_of(r) {
-                            *r = self.follow(c, to).await;
+                            if !transaction {
+                                *r = self.follow(c, to).await;
+                            } else if !to.ask {
+                                self.moved(to.slot, &self.node(&to.host, to.port));
+                                self.refresh_soon();
+                            }
                         } else {
                             lost |= is_unreachable(&self.name, r);
                         }
@@ -587,7 +596,7 @@ impl Inner {
             .iter()
             .map(|n| (n.clone(), vec![cmd.clone()]))
             .collect();
-        self.run_groups(groups)
+        self.run_groups(groups, false)
             .await
             .into_iter()
             .map(|mut r| {
@@ -665,7 +674,7 @@ impl Inner {
         };
         cmd.args[1] = bytes(&(cursor & ((1 << NODE_SHIFT) - 1)).to_string());
         let reply = self
-            .run_groups(vec![(node.clone(), vec![cmd])])
+            .run_groups(vec![(node.clone(), vec![cmd])], false)
             .await
             .pop()
             .and_then(|mut r| r.pop())
@@ -819,7 +828,7 @@ impl ClusterBackend {
                 return vec![unserved(slot); n];
             };
             let mut replies = inner
-                .run_groups(vec![(node.clone(), batch)])
+                .run_groups(vec![(node.clone(), batch)], true)
                 .await
                 .pop()
                 .unwrap_or_default();
@@ -873,7 +882,7 @@ async fn finish(
     if plans.is_empty() {
         return;
     }
-    let mut results = inner.run_groups(std::mem::take(&mut groups.0)).await;
+    let mut results = inner.run_groups(std::mem::take(&mut groups.0), false).await;
     let mut take = |g: usize, at: usize| -> Reply {
         results
             .get_mut(g)
