@@ -20,7 +20,8 @@
 //! - [`backend`]: the `Backend` trait and its implementations (one file or
 //!   folder each), built from `[backends.NAME]` config tables.
 //! - [`upstream`]: connections to RESP servers (TLS, AUTH) and the
-//!   multiplexed pipes the `redis` backend shares between clients.
+//!   multiplexed pipes the `redis` and `redis-cluster` backends share
+//!   between clients.
 //! - [`reload`]: SIGHUP re-reads the config and swaps the router, keeping
 //!   unchanged backends; [`metrics`]: Prometheus counters and the scrape
 //!   endpoint.
