@@ -254,6 +254,22 @@ async fn transactions_blocking_pops_and_pubsub_on_a_cluster() {
     raw.check("INCR {acct}balance", "+QUEUED\r\n").await;
     raw.check("EXEC", "*1\r\n:2\r\n").await;
 
+    // Scripts load on every master, so EVALSHA runs wherever its key is.
+    let sha = "6a935716be7afd629d740d55c8ec5faf2298e9d5";
+    raw.check(
+        "SCRIPT LOAD return(redis.call('INCR',KEYS[1]))",
+        &format!("${}\r\n{sha}\r\n", sha.len()),
+    )
+    .await;
+    for key in ["{a}n", "{b}n", "{c}n", "{d}n"] {
+        raw.check(&format!("EVALSHA {sha} 1 {key}"), ":1\r\n").await;
+    }
+    raw.check(&format!("SCRIPT EXISTS {sha} nosuch"), "*2\r\n:1\r\n:0\r\n")
+        .await;
+    let mut c = kw.client().await;
+    let key: String = redis::cmd("RANDOMKEY").query_async(&mut c).await.unwrap();
+    assert!(key.ends_with('n') || key.starts_with("{acct}"), "{key}");
+
     // A blocked pop is woken by another client's push.
     let mut waiter = kw.client().await;
     let pop = tokio::spawn(async move {
@@ -261,7 +277,6 @@ async fn transactions_blocking_pops_and_pubsub_on_a_cluster() {
         got
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut c = kw.client().await;
     let _: () = c.rpush("jobs", "job-1").await.unwrap();
     let started = Instant::now();
     let got = pop.await.unwrap();

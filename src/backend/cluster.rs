@@ -616,7 +616,17 @@ impl Inner {
             return self.scan(t, cmd).await;
         }
         if name == "randomkey" {
-            for r in self.everywhere(t, &cmd).await {
+            // From a master picked at random, or the next that has keys.
+            let n = t.nodes.len();
+            let start = crate::util::random_below(n as u64) as usize;
+            for i in 0..n {
+                let node = &t.nodes[(start + i) % n];
+                let r = self
+                    .run_groups(vec![(node.clone(), vec![cmd.clone()])], false)
+                    .await
+                    .pop()
+                    .and_then(|mut r| r.pop())
+                    .unwrap_or_else(|| unavailable(&self.name, "no reply"));
                 if !matches!(r, Reply::Nil) {
                     return r;
                 }
