@@ -41,7 +41,7 @@ pub async fn execute(
         "select" => select(args),
         "hello" => hello(state, shared, args),
         "auth" => auth(state, shared, args),
-        "client" => client(state, args),
+        "client" => client(state, shared, args),
         "command" => command_cmd(args),
         "config" => config(shared, args),
         "info" => info(shared, router, args).await,
@@ -79,8 +79,8 @@ fn select(args: &[Bytes]) -> CmdResult {
 }
 
 fn reset(state: &mut ClientState, shared: &Shared) {
-    state.resp3 = false;
-    state.name = None;
+    state.details.resp3 = false;
+    state.details.name = None;
     state.authenticated = shared.config.load().server.password.is_none();
 }
 
@@ -123,7 +123,7 @@ fn auth(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
 
 /// HELLO [protover [AUTH user pass] [SETNAME name]]
 fn hello(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
-    let mut resp3 = state.resp3;
+    let mut resp3 = state.details.resp3;
     if let Some(v) = args.get(1) {
         let v = int_arg(v)
             .map_err(|_| CmdError::msg("ERR Protocol version is not an integer or out of range"))?;
@@ -164,15 +164,15 @@ fn hello(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult 
     }
     if let Some(n) = name {
         validate_name(n, "Client names")?;
-        state.name = (!n.is_empty()).then(|| n.clone());
+        state.details.name = (!n.is_empty()).then(|| n.clone());
     }
-    state.resp3 = resp3;
+    state.details.resp3 = resp3;
     let s = |v: &str| Reply::bulk_str(v);
     Ok(Reply::Map(vec![
         (s("server"), s("redis")),
         (s("version"), s(REDIS_VERSION)),
         (s("proto"), Reply::Int(if resp3 { 3 } else { 2 })),
-        (s("id"), Reply::Int(state.id as i64)),
+        (s("id"), Reply::Int(state.id() as i64)),
         (s("mode"), s("standalone")),
         (s("role"), s("master")),
         (s("modules"), Reply::Array(Vec::new())),
@@ -189,7 +189,7 @@ fn validate_name(n: &[u8], what: &str) -> CmdResult<()> {
     Ok(())
 }
 
-fn client(state: &mut ClientState, args: &[Bytes]) -> CmdResult {
+fn client(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
     let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
     let arity = |n: usize| {
         if args.len() != n {
@@ -202,26 +202,26 @@ fn client(state: &mut ClientState, args: &[Bytes]) -> CmdResult {
         "setname" => {
             arity(3)?;
             validate_name(&args[2], "Client names")?;
-            state.name = (!args[2].is_empty()).then(|| args[2].clone());
+            state.details.name = (!args[2].is_empty()).then(|| args[2].clone());
             Ok(Reply::ok())
         }
         "getname" => {
             arity(2)?;
-            Ok(Reply::opt_bulk(state.name.clone()))
+            Ok(Reply::opt_bulk(state.details.name.clone()))
         }
         "id" => {
             arity(2)?;
-            Ok(Reply::Int(state.id as i64))
+            Ok(Reply::Int(state.id() as i64))
         }
         "setinfo" => {
             arity(4)?;
             let value = &args[3];
             if is(&args[2], "LIB-NAME") {
                 validate_name(value, "lib-name")?;
-                state.lib_name = Some(value.clone());
+                state.details.lib_name = Some(value.clone());
             } else if is(&args[2], "LIB-VER") {
                 validate_name(value, "lib-ver")?;
-                state.lib_ver = Some(value.clone());
+                state.details.lib_ver = Some(value.clone());
             } else {
                 return Err(CmdError::msg(format!(
                     "ERR Unrecognized option '{}'",
@@ -232,8 +232,15 @@ fn client(state: &mut ClientState, args: &[Bytes]) -> CmdResult {
         }
         "info" => {
             arity(2)?;
-            Ok(Reply::Verbatim(Bytes::from(client_line(state))))
+            // The line must show what this command just changed.
+            state.publish();
+            let me = &state.registered.client;
+            Ok(Reply::Verbatim(Bytes::from(
+                me.line(shared.local_addr, Some("client|info")),
+            )))
         }
+        "list" => client_list(state, shared, args),
+        "kill" => client_kill(state, shared, args),
         "no-evict" | "no-touch" => {
             arity(3)?;
             if is(&args[2], "ON") || is(&args[2], "OFF") {
@@ -249,22 +256,130 @@ fn client(state: &mut ClientState, args: &[Bytes]) -> CmdResult {
     }
 }
 
-/// CLIENT INFO's line, in Redis's field order.
-fn client_line(s: &ClientState) -> String {
-    let text = |b: &Option<Bytes>| b.as_ref().map(|b| lossy(b, 256)).unwrap_or_default();
-    format!(
-        "id={} addr={} laddr= fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 \
-         watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 \
-         events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
-        s.id,
-        s.peer,
-        text(&s.name),
-        s.since.elapsed().as_secs(),
-        s.last_command.elapsed().as_secs(),
-        if s.resp3 { 3 } else { 2 },
-        text(&s.lib_name),
-        text(&s.lib_ver),
-    )
+/// CLIENT LIST [TYPE type] [ID id ...]: clients that have sent a command.
+fn client_list(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    // None: any type; Some(true): subscribed; Some(false): not subscribed.
+    let mut pubsub: Option<bool> = None;
+    let mut ids: Option<Vec<u64>> = None;
+    let mut none = false;
+    let mut i = 2;
+    while i < args.len() {
+        if is(&args[i], "TYPE") && i + 1 < args.len() {
+            let t = &args[i + 1];
+            if is(t, "NORMAL") {
+                pubsub = Some(false);
+            } else if is(t, "PUBSUB") {
+                pubsub = Some(true);
+            } else if is(t, "MASTER") || is(t, "REPLICA") || is(t, "SLAVE") {
+                none = true;
+            } else {
+                return Err(CmdError::msg(format!(
+                    "ERR Unknown client type '{}'",
+                    lossy(t, 128)
+                )));
+            }
+            i += 2;
+        } else if is(&args[i], "ID") && i + 1 < args.len() {
+            let mut wanted = Vec::new();
+            for a in &args[i + 1..] {
+                match crate::protocol::parse_i64(a) {
+                    Some(n) if n > 0 => wanted.push(n as u64),
+                    _ => return Err(CmdError::msg("ERR Invalid client ID")),
+                }
+            }
+            ids = Some(wanted);
+            i = args.len();
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    state.publish();
+    let mut text = String::new();
+    for c in shared.clients.all() {
+        let listed = !none
+            && ids.as_ref().is_none_or(|ids| ids.contains(&c.id))
+            && pubsub.is_none_or(|p| p == c.subscribed());
+        if listed {
+            let current = (c.id == state.id()).then_some("client|list");
+            text.push_str(&c.line(shared.local_addr, current));
+        }
+    }
+    Ok(Reply::Verbatim(Bytes::from(text)))
+}
+
+/// CLIENT KILL addr, or CLIENT KILL [ID id] [ADDR addr] [LADDR addr]
+/// [USER name] [SKIPME yes/no] [MAXAGE secs] (Redis 7's filters). A client
+/// killed ends once its reply to the command in hand is written.
+fn client_kill(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    if args.len() == 3 {
+        let addr = lossy(&args[2], 128);
+        let found = shared
+            .clients
+            .all()
+            .into_iter()
+            .find(|c| c.peer.to_string() == addr);
+        return match found {
+            Some(c) => {
+                c.kill.notify_one();
+                Ok(Reply::ok())
+            }
+            None => Err(CmdError::msg("ERR No such client")),
+        };
+    }
+    if args.len() < 4 || args.len() % 2 != 0 {
+        return Err(CmdError::Syntax);
+    }
+    let mut id = None;
+    let mut addr = None;
+    let mut laddr = None;
+    let mut user = None;
+    let mut max_age = None;
+    let mut skip_me = true;
+    for pair in args[2..].chunks(2) {
+        let (f, v) = (&pair[0], &pair[1]);
+        if is(f, "ID") {
+            match crate::protocol::parse_i64(v) {
+                Some(n) if n > 0 => id = Some(n as u64),
+                _ => {
+                    return Err(CmdError::msg("ERR client-id should be greater than 0"));
+                }
+            }
+        } else if is(f, "ADDR") {
+            addr = Some(lossy(v, 128));
+        } else if is(f, "LADDR") {
+            laddr = Some(lossy(v, 128));
+        } else if is(f, "USER") {
+            user = Some(v.clone());
+        } else if is(f, "MAXAGE") {
+            max_age = Some(int_arg(v)?);
+        } else if is(f, "SKIPME") {
+            skip_me = if is(v, "YES") {
+                true
+            } else if is(v, "NO") {
+                false
+            } else {
+                return Err(CmdError::Syntax);
+            };
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    let local = shared.local_addr.to_string();
+    let mut killed = 0;
+    for c in shared.clients.all() {
+        let matches = id.is_none_or(|id| c.id == id)
+            && addr.as_ref().is_none_or(|a| *a == c.peer.to_string())
+            && laddr.as_ref().is_none_or(|a| *a == local)
+            // Every client is the default user.
+            && user.as_ref().is_none_or(|u| &u[..] == b"default")
+            && max_age.is_none_or(|age| c.since.elapsed().as_secs() as i64 >= age)
+            && !(skip_me && c.id == state.id());
+        if matches {
+            c.kill.notify_one();
+            killed += 1;
+        }
+    }
+    Ok(Reply::Int(killed))
 }
 
 /// COMMAND, COMMAND COUNT / INFO / DOCS / LIST / GETKEYS

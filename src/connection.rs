@@ -10,9 +10,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -20,6 +19,7 @@ use tokio_util::codec::Decoder;
 use tracing::debug;
 
 use crate::admin;
+use crate::clients::{Client, Details, Registered};
 use crate::command::{self, BLOCKING, CommandSpec, KEYSPACE, LOCAL, PUBSUB, TX};
 use crate::dispatch;
 use crate::error::CmdError;
@@ -80,17 +80,29 @@ mod pool {
 
 /// What keyway knows about a client, for HELLO, CLIENT and AUTH.
 pub struct ClientState {
-    pub id: u64,
-    pub peer: SocketAddr,
-    pub resp3: bool,
+    /// The client in the registry (CLIENT LIST); it leaves on drop.
+    pub registered: Registered,
+    /// Name, library and protocol; published to the registry when a
+    /// command changes them.
+    pub details: Details,
     pub authenticated: bool,
-    pub name: Option<Bytes>,
-    pub lib_name: Option<Bytes>,
-    pub lib_ver: Option<Bytes>,
-    pub since: Instant,
-    pub last_command: Instant,
     /// Set by QUIT: close after the replies are written.
     pub closing: bool,
+}
+
+impl ClientState {
+    pub fn id(&self) -> u64 {
+        self.registered.client.id
+    }
+
+    pub fn resp3(&self) -> bool {
+        self.details.resp3
+    }
+
+    /// Shows the client's current details to CLIENT LIST.
+    pub fn publish(&self) {
+        self.registered.client.set_details(&self.details);
+    }
 }
 
 pub struct Connection {
@@ -118,20 +130,14 @@ impl Connection {
         let config = shared.config.load();
         let codec = RequestCodec::new(config.server.max_bulk_len.0 as usize);
         let authenticated = config.server.password.is_none();
-        let now = Instant::now();
+        let registered = shared.clients.register(Arc::new(Client::new(id, peer)));
         Connection {
             stream: Some(stream),
             shared,
             state: ClientState {
-                id,
-                peer,
-                resp3: false,
+                registered,
+                details: Details::default(),
                 authenticated,
-                name: None,
-                lib_name: None,
-                lib_ver: None,
-                since: now,
-                last_command: now,
                 closing: false,
             },
             codec,
@@ -148,19 +154,22 @@ impl Connection {
         // Whether `buf` grew past the pool's bound since it was taken: its
         // capacity after requests were split off no longer tells.
         let mut buf_large = false;
+        let me = self.state.registered.client.clone();
         loop {
             let subscribed = self.pubsub.as_ref().is_some_and(|p| p.active());
             tokio::select! {
                 r = stream.readable() => r?,
+                // CLIENT KILL.
+                _ = me.kill.notified() => return Ok(()),
                 push = next_push(&mut self.pubsub), if subscribed => {
                     let mut out = BytesMut::new();
                     let lost = match push {
                         Push::Deliver(r) => {
-                            r.encode(self.state.resp3, &mut out);
+                            r.encode(self.state.resp3(), &mut out);
                             false
                         }
                         Push::Lost(r) => {
-                            r.encode(self.state.resp3, &mut out);
+                            r.encode(self.state.resp3(), &mut out);
                             true
                         }
                     };
@@ -223,6 +232,7 @@ impl Connection {
                         }
                         batch.await;
                     }
+                    _ = me.kill.notified() => return Ok(()),
                 }
             } else if !requests.is_empty() {
                 // Boxed: the batch's future is large, and an idle connection
@@ -234,7 +244,7 @@ impl Connection {
                 debug!(error = %e, "protocol error");
                 if !matches!(e, ProtocolError::Io(_)) {
                     Reply::error(format!("ERR Protocol error: {e}"))
-                        .encode(self.state.resp3, &mut out);
+                        .encode(self.state.resp3(), &mut out);
                 }
             }
             if !out.is_empty() {
@@ -269,7 +279,8 @@ impl Connection {
             .stats
             .commands
             .fetch_add(requests.len() as u64, Ordering::Relaxed);
-        self.state.last_command = Instant::now();
+        let last = requests.last().and_then(|(_, spec)| spec.map(|s| s.id));
+        self.state.registered.client.ran(last);
         // One router for the whole batch: a reload applies to later batches.
         let router = self.shared.router.load_full();
         // Sized for the batch: growing them command by command cost a few
@@ -287,7 +298,7 @@ impl Connection {
                     continue;
                 }
             };
-            if self.pubsub.as_ref().is_some_and(|p| p.active()) && !self.state.resp3 {
+            if self.pubsub.as_ref().is_some_and(|p| p.active()) && !self.state.resp3() {
                 // RESP2 pub/sub mode allows only these, as in Redis.
                 if !matches!(
                     spec.name,
@@ -324,23 +335,28 @@ impl Connection {
             }
             if (self.tx.in_multi() && !matches!(spec.name, "quit" | "reset")) || spec.has(TX) {
                 self.flush(&router, &mut segment, out).await;
-                let resp3 = self.state.resp3;
+                let resp3 = self.state.resp3();
                 let reply = self.tx.execute(&router, req, spec, resp3).await;
                 emit(&reply, resp3, out);
             } else if subscription {
                 self.flush(&router, &mut segment, out).await;
                 let pubsub = self.pubsub.get_or_insert_with(Default::default);
                 for reply in pubsub.execute(&router, spec, &req.args).await {
-                    emit(&reply, self.state.resp3, out);
+                    emit(&reply, self.state.resp3(), out);
                 }
+                self.state.details.pubsub = pubsub.active();
+                self.state.publish();
             } else if spec.has(LOCAL) || spec.has(KEYSPACE) {
                 self.flush(&router, &mut segment, out).await;
                 let reply = if spec.has(LOCAL) {
-                    admin::execute(&mut self.state, &self.shared, &router, spec, &req.args).await
+                    let r = admin::execute(&mut self.state, &self.shared, &router, spec, &req.args)
+                        .await;
+                    self.state.publish();
+                    r
                 } else {
                     keyspace::execute(&router, spec, &req.args).await
                 };
-                emit(&reply, self.state.resp3, out);
+                emit(&reply, self.state.resp3(), out);
                 if self.state.closing {
                     return;
                 }
@@ -376,7 +392,7 @@ impl Connection {
         let mut replies = if routed.is_empty() {
             Vec::new().into_iter()
         } else {
-            dispatch::execute(router, routed, self.state.resp3)
+            dispatch::execute(router, routed, self.state.resp3())
                 .await
                 .into_iter()
         };
@@ -384,7 +400,7 @@ impl Connection {
             let reply = place
                 .or_else(|| replies.next())
                 .unwrap_or_else(|| Reply::error("ERR missing reply"));
-            emit(&reply, self.state.resp3, out);
+            emit(&reply, self.state.resp3(), out);
         }
     }
 }

@@ -9,7 +9,8 @@
 //!   each request's raw bytes for passthrough.
 //! - [`command`]: the command table (arity, key positions, flags) that every
 //!   other module reads.
-//! - [`admin`]: commands keyway answers itself (HELLO, AUTH, CLIENT, INFO, ...).
+//! - [`admin`]: commands keyway answers itself (HELLO, AUTH, CLIENT, INFO, ...);
+//!   [`clients`]: the clients CLIENT LIST and CLIENT KILL see.
 //! - [`router`]: namespaces and longest-prefix routing, key rewriting.
 //! - [`dispatch`]: sends keyed commands to backends in batches, splits
 //!   multi-key commands across backends and merges the replies.
@@ -32,6 +33,7 @@ pub mod admin;
 pub mod alloc;
 pub mod args;
 pub mod backend;
+pub mod clients;
 pub mod command;
 pub mod config;
 pub mod connection;

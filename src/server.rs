@@ -48,6 +48,8 @@ pub struct Shared {
     /// The config file, for reloads.
     pub source: Mutex<Source>,
     next_client_id: AtomicU64,
+    /// Clients that have sent something, for CLIENT LIST and CLIENT KILL.
+    pub clients: Arc<crate::clients::Registry>,
     /// Becomes true when the server starts shutting down.
     stop: watch::Sender<bool>,
 }
@@ -103,6 +105,7 @@ impl Server {
             backends: Mutex::new(backends),
             source: Mutex::new(Source::default()),
             next_client_id: AtomicU64::new(1),
+            clients: Default::default(),
             stop: watch::Sender::new(false),
         });
         Ok(Server {

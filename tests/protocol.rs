@@ -226,6 +226,100 @@ async fn client_subcommands() {
     assert!(info.contains(" resp=2 "), "{info}");
 }
 
+/// The lines of CLIENT LIST, as (id, name, flags, cmd).
+async fn client_list(c: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> Vec<[String; 4]> {
+    let text: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg(args)
+        .query_async(c)
+        .await
+        .unwrap();
+    text.lines()
+        .map(|line| {
+            let field = |k: &str| {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(&format!("{k}=")[..]))
+                    .unwrap_or_else(|| panic!("no {k} in {line}"))
+                    .to_string()
+            };
+            [field("id"), field("name"), field("flags"), field("cmd")]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn client_list_and_kill() {
+    let kw = Keyway::start().await;
+    let mut worker = kw.raw().await;
+    worker.check("CLIENT SETNAME worker", "+OK\r\n").await;
+    worker.check("SET k v", "+OK\r\n").await;
+    let mut sub = kw.raw().await;
+    sub.check(
+        "SUBSCRIBE news",
+        "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n",
+    )
+    .await;
+    let mut admin = kw.client().await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("admin")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let all = client_list(&mut admin, &[]).await;
+    let view: Vec<[&str; 3]> = all
+        .iter()
+        .map(|l| [&l[1][..], &l[2][..], &l[3][..]])
+        .collect();
+    assert_eq!(
+        view,
+        [
+            ["worker", "N", "set"],
+            ["", "P", "subscribe"],
+            ["admin", "N", "client|list"]
+        ]
+    );
+    let worker_id = all[0][0].clone();
+    assert_eq!(client_list(&mut admin, &["TYPE", "pubsub"]).await.len(), 1);
+    assert_eq!(client_list(&mut admin, &["TYPE", "normal"]).await.len(), 2);
+    assert_eq!(client_list(&mut admin, &["TYPE", "replica"]).await.len(), 0);
+    let one = client_list(&mut admin, &["ID", &worker_id, "999"]).await;
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0][1], "worker");
+
+    let mut raw = kw.raw().await;
+    for (cmd, reply) in [
+        (
+            "CLIENT LIST TYPE bogus",
+            "-ERR Unknown client type 'bogus'\r\n",
+        ),
+        ("CLIENT LIST ID 0", "-ERR Invalid client ID\r\n"),
+        ("CLIENT KILL 1.2.3.4:5", "-ERR No such client\r\n"),
+        (
+            "CLIENT KILL ID -1",
+            "-ERR client-id should be greater than 0\r\n",
+        ),
+        // Three words are the old form: an address.
+        ("CLIENT KILL ID", "-ERR No such client\r\n"),
+        ("CLIENT KILL ID 1 ADDR", "-ERR syntax error\r\n"),
+        ("CLIENT KILL BOGUS 1", "-ERR syntax error\r\n"),
+        ("CLIENT KILL ID 999", ":0\r\n"),
+    ] {
+        raw.check(cmd, reply).await;
+    }
+    // Killed, the worker's connection closes; nobody else's does.
+    raw.check(&format!("CLIENT KILL ID {worker_id}"), ":1\r\n")
+        .await;
+    worker.expect_closed().await;
+    let left = client_list(&mut admin, &[]).await;
+    assert_eq!(left.len(), 3, "{left:?}");
+    // SKIPME no lets a client kill itself, after its reply.
+    raw.check("CLIENT KILL USER default SKIPME no MAXAGE 0", ":3\r\n")
+        .await;
+    raw.expect_closed().await;
+    sub.expect_closed().await;
+}
+
 #[tokio::test]
 async fn introspection_for_tools() {
     let kw = Keyway::start().await;
