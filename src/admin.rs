@@ -586,7 +586,7 @@ async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
                     stats.connected.load(Ordering::Relaxed)
                 ),
                 format!("maxclients:{}", config.server.max_clients),
-                "blocked_clients:0".into(),
+                format!("blocked_clients:{}", shared.clients.blocked()),
             ],
             "memory" => {
                 let rss = rss_bytes();

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -41,6 +41,8 @@ pub struct Client {
     details: Mutex<Details>,
     /// Notified by CLIENT KILL; the connection then closes.
     pub kill: Notify,
+    /// Waiting in a blocking command (INFO's blocked_clients).
+    pub blocked: AtomicBool,
 }
 
 impl Client {
@@ -53,6 +55,7 @@ impl Client {
             last_cmd: AtomicUsize::new(0),
             details: Mutex::new(Details::default()),
             kill: Notify::new(),
+            blocked: AtomicBool::new(false),
         }
     }
 
@@ -132,6 +135,14 @@ impl Registry {
             registry: self.clone(),
             client,
         }
+    }
+
+    /// Clients waiting in a blocking command.
+    pub fn blocked(&self) -> usize {
+        self.map()
+            .values()
+            .filter(|c| c.blocked.load(Ordering::Relaxed))
+            .count()
     }
 
     /// Every client, in id order (the order they connected).

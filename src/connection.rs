@@ -223,7 +223,9 @@ impl Connection {
             if blocking {
                 // A client that goes away while blocked must not take an
                 // element it will never read: the batch is dropped with it.
+                me.blocked.store(true, Ordering::Relaxed);
                 let mut batch = Box::pin(self.run_batch(requests, &mut out));
+                let _unblocked = Unblock(&me);
                 tokio::select! {
                     _ = &mut batch => {}
                     gone = client_gone(&stream) => {
@@ -427,6 +429,15 @@ fn keyway_commands() -> &'static NamespaceMetrics {
 
 /// Completes with true when the client closed its connection, or false
 /// when it sent more data (which stays unread for the next batch).
+/// Clears a client's blocked mark however its blocking batch ends.
+struct Unblock<'a>(&'a Client);
+
+impl Drop for Unblock<'_> {
+    fn drop(&mut self) {
+        self.0.blocked.store(false, Ordering::Relaxed);
+    }
+}
+
 async fn client_gone(stream: &TcpStream) -> bool {
     let mut b = [0u8; 1];
     !matches!(stream.peek(&mut b).await, Ok(n) if n > 0)

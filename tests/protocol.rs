@@ -287,6 +287,38 @@ async fn client_list_and_kill() {
     assert_eq!(one.len(), 1);
     assert_eq!(one[0][1], "worker");
 
+    // A client waiting in BLPOP counts as blocked until it is served.
+    let blocked = |c: &mut redis::aio::MultiplexedConnection| {
+        let mut c = c.clone();
+        async move {
+            let info: redis::InfoDict = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            info.get::<u64>("blocked_clients").unwrap()
+        }
+    };
+    let mut waiter = kw.raw().await;
+    waiter.send(&common::resp(&["BLPOP", "q", "5"])).await;
+    let mut seen = 0;
+    for _ in 0..50 {
+        seen = blocked(&mut admin).await;
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, 1);
+    let _: () = redis::cmd("LPUSH")
+        .arg("q")
+        .arg("x")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    waiter.expect("*2\r\n$1\r\nq\r\n$1\r\nx\r\n").await;
+    assert_eq!(blocked(&mut admin).await, 0);
+
     let mut raw = kw.raw().await;
     for (cmd, reply) in [
         (
@@ -312,9 +344,9 @@ async fn client_list_and_kill() {
         .await;
     worker.expect_closed().await;
     let left = client_list(&mut admin, &[]).await;
-    assert_eq!(left.len(), 3, "{left:?}");
+    assert_eq!(left.len(), 4, "{left:?}");
     // SKIPME no lets a client kill itself, after its reply.
-    raw.check("CLIENT KILL USER default SKIPME no MAXAGE 0", ":3\r\n")
+    raw.check("CLIENT KILL USER default SKIPME no MAXAGE 0", ":4\r\n")
         .await;
     raw.expect_closed().await;
     sub.expect_closed().await;
