@@ -32,7 +32,7 @@ use super::redis::{
     Idle, RedisSubscriber, append, call_pinned, connection_problems, dedicated,
     default_command_timeout, default_connect_timeout, encode, parse_url, tls, unavailable_error,
 };
-use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
+use super::{Backend, BackendSpec, BoxFuture, Command, Pushes, Session, Subscriber};
 use crate::command::{BLOCKING, CommandSpec};
 use crate::dispatch::{Merge, join_all, merge_kind, merge_parts};
 use crate::error::CmdError;
@@ -72,8 +72,16 @@ pub struct ClusterConfig {
     pub tls_ca_file: Option<String>,
 }
 
-impl ClusterConfig {
-    pub fn problems(&self) -> Vec<(String, String)> {
+impl BackendSpec for ClusterConfig {
+    fn kind(&self) -> &'static str {
+        "redis-cluster"
+    }
+
+    fn build(&self, name: &str) -> Arc<dyn Backend> {
+        Arc::new(ClusterBackend::new(name, self))
+    }
+
+    fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if self.nodes.is_empty() {
             out.push((

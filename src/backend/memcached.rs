@@ -28,7 +28,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OnceCell, Semaphore, mpsc, oneshot};
 
-use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
+use super::{Backend, BackendSpec, BoxFuture, Command, Pushes, Session, Subscriber};
 use crate::args::{ExpireArgs, SetArgs, Unit, getex_change};
 use crate::command::CommandSpec;
 use crate::config::ByteSize;
@@ -113,8 +113,20 @@ pub struct MemcachedConfig {
     pub max_item_size: ByteSize,
 }
 
-impl MemcachedConfig {
-    pub fn problems(&self) -> Vec<(String, String)> {
+impl BackendSpec for MemcachedConfig {
+    fn kind(&self) -> &'static str {
+        "memcached"
+    }
+
+    fn build(&self, name: &str) -> Arc<dyn Backend> {
+        Arc::new(MemcachedBackend::new(name, self))
+    }
+
+    fn limits(&self) -> Option<&'static str> {
+        Some(LIMITS)
+    }
+
+    fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if self.servers.is_empty() {
             out.push(("servers".into(), "must list at least one host:port".into()));

@@ -1,8 +1,9 @@
 //! Backends: where a namespace's commands are executed.
 //!
-//! Adding a backend is one file implementing [`Backend`] plus one variant in
+//! Adding a backend is one file implementing [`Backend`], and
+//! [`BackendSpec`] for its config table, plus one variant in
 //! [`BackendConfig`] (its `type = "..."` name) and one arm in
-//! [`BackendConfig::build`].
+//! [`BackendConfig::spec`].
 
 pub mod cluster;
 pub mod memcached;
@@ -114,6 +115,25 @@ pub trait Subscriber: Send {
     fn send(&mut self, cmd: Command) -> BoxFuture<'_, Result<(), CmdError>>;
 }
 
+/// A `[backends.NAME]` table: what every backend's config says of itself.
+pub trait BackendSpec {
+    /// The `type` name of the backend in the config ("memory", "redis").
+    fn kind(&self) -> &'static str;
+
+    /// Every problem with the settings, as (field, problem).
+    fn problems(&self) -> Vec<(String, String)>;
+
+    /// Command families this kind of backend cannot serve, for
+    /// `--check-config`.
+    fn limits(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Builds the backend called `name`. Backends that connect to servers
+    /// do so lazily, from inside the runtime, on first use.
+    fn build(&self, name: &str) -> Arc<dyn Backend>;
+}
+
 /// `[backends.NAME]` tables; `type` selects the variant.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -130,44 +150,29 @@ impl BackendConfig {
         BackendConfig::Memory(memory::MemoryConfig::default())
     }
 
+    /// The one place that knows every kind of backend.
+    pub fn spec(&self) -> &dyn BackendSpec {
+        match self {
+            BackendConfig::Memory(c) => c,
+            BackendConfig::Redis(c) => c,
+            BackendConfig::RedisCluster(c) => c,
+            BackendConfig::Memcached(c) => c,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
-        match self {
-            BackendConfig::Memory(_) => "memory",
-            BackendConfig::Redis(_) => "redis",
-            BackendConfig::RedisCluster(_) => "redis-cluster",
-            BackendConfig::Memcached(_) => "memcached",
-        }
+        self.spec().kind()
     }
 
-    /// Problems with this backend's settings, as (field, problem).
     pub fn problems(&self) -> Vec<(String, String)> {
-        match self {
-            BackendConfig::Memory(c) => c.problems(),
-            BackendConfig::Redis(c) => c.problems(),
-            BackendConfig::RedisCluster(c) => c.problems(),
-            BackendConfig::Memcached(c) => c.problems(),
-        }
+        self.spec().problems()
     }
 
-    /// Command families this kind of backend cannot serve, for
-    /// `--check-config`.
     pub fn limits(&self) -> Option<&'static str> {
-        match self {
-            BackendConfig::Memcached(_) => Some(memcached::LIMITS),
-            BackendConfig::Memory(_) | BackendConfig::Redis(_) | BackendConfig::RedisCluster(_) => {
-                None
-            }
-        }
+        self.spec().limits()
     }
 
-    /// Builds the backend called `name`. Backends that connect to servers do
-    /// so lazily, from inside the runtime, on first use.
     pub fn build(&self, name: &str) -> Arc<dyn Backend> {
-        match self {
-            BackendConfig::Memory(c) => Arc::new(memory::MemoryBackend::new(c)),
-            BackendConfig::Redis(c) => Arc::new(redis::RedisBackend::new(name, c)),
-            BackendConfig::RedisCluster(c) => Arc::new(cluster::ClusterBackend::new(name, c)),
-            BackendConfig::Memcached(c) => Arc::new(memcached::MemcachedBackend::new(name, c)),
-        }
+        self.spec().build(name)
     }
 }

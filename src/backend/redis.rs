@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
-use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
+use super::{Backend, BackendSpec, BoxFuture, Command, Pushes, Session, Subscriber};
 use crate::command::{BLOCKING, CommandSpec};
 use crate::error::CmdError;
 use crate::protocol::encode_multibulk;
@@ -69,8 +69,16 @@ pub struct Url {
     pub db: u32,
 }
 
-impl RedisConfig {
-    pub fn problems(&self) -> Vec<(String, String)> {
+impl BackendSpec for RedisConfig {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn build(&self, name: &str) -> Arc<dyn Backend> {
+        Arc::new(RedisBackend::new(name, self))
+    }
+
+    fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let url = match parse_url(&self.url) {
             Ok(u) => Some(u),

@@ -26,7 +26,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
+use super::{Backend, BackendSpec, BoxFuture, Command, Pushes, Session, Subscriber};
 use crate::command::{self, CommandSpec};
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
@@ -55,8 +55,16 @@ pub enum Eviction {
     VolatileTtl,
 }
 
-impl MemoryConfig {
-    pub fn problems(&self) -> Vec<(String, String)> {
+impl BackendSpec for MemoryConfig {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn build(&self, _name: &str) -> Arc<dyn Backend> {
+        Arc::new(MemoryBackend::new(self))
+    }
+
+    fn problems(&self) -> Vec<(String, String)> {
         match self.max_memory {
             Some(m) if m.0 < 1024 * 1024 => vec![(
                 "max_memory".into(),
