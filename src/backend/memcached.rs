@@ -74,7 +74,7 @@ pub const SUPPORTED: &[&str] = &[
 ];
 
 /// What `--check-config` says a memcached namespace cannot serve.
-pub const LIMITS: &str = "hashes, lists, sets, sorted sets, streams, bitmaps, HyperLogLog, geo, \
+const LIMITS: &str = "hashes, lists, sets, sorted sets, streams, bitmaps, HyperLogLog, geo, \
      KEYS/SCAN/DBSIZE/RANDOMKEY, transactions, scripting, pub/sub";
 
 /// Compare-and-swap attempts before a contended key gives up.
