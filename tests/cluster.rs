@@ -317,7 +317,11 @@ async fn a_master_down_fails_only_its_slots_and_recovers() {
     let started = Instant::now();
     let lost: redis::RedisResult<String> = c.get(&on[2]).await;
     let err = lost.unwrap_err().to_string();
-    assert!(err.contains("backend 'c' unavailable"), "{err}");
+    let node = format!("(node 127.0.0.1:{})", cluster.nodes[2].port);
+    assert!(
+        err.contains("backend 'c' unavailable") && err.contains(&node),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     for (i, k) in on.iter().enumerate().take(2) {
         let v: usize = c.get(k).await.unwrap();

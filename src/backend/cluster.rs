@@ -200,10 +200,15 @@ fn slot_of(cmd: &Command) -> Option<u16> {
 }
 
 /// Whether a reply is keyway's own error for a node it could not reach.
-fn is_unreachable(name: &str, r: &Reply) -> bool {
+/// keyway's own error for a node it could not reach, given the node's
+/// address so that the operator knows which one; true if `r` was one.
+fn name_unreachable(name: &str, r: &mut Reply, addr: &str) -> bool {
     let prefix = format!("ERR backend '{name}' unavailable");
     match r {
-        Reply::Error(e) => e.starts_with(prefix.as_bytes()),
+        Reply::Error(e) if e.starts_with(prefix.as_bytes()) => {
+            *r = Reply::error(format!("{} (node {addr})", String::from_utf8_lossy(e)));
+            true
+        }
         _ => false,
     }
 }
@@ -570,7 +575,7 @@ impl Inner {
                                 self.refresh_soon();
                             }
                         } else {
-                            lost |= is_unreachable(&self.name, r);
+                            lost |= name_unreachable(&self.name, r, &node.addr);
                         }
                     }
                     if lost {
@@ -591,7 +596,7 @@ impl Inner {
             Ok(r) => r,
             Err(reason) => {
                 self.refresh_soon();
-                unavailable(&self.name, &reason)
+                unavailable(&self.name, &format!("{reason} (node {})", node.addr))
             }
         }
     }
