@@ -408,3 +408,45 @@ backend = "c"
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_replica_promoted_after_its_master_died_takes_over() {
+    let mut cluster = RedisCluster::start(3).await;
+    let replica = cluster.add_replica(2).await;
+    let kw = Keyway::with_toml(&config(&cluster)).await;
+    let mut c = kw.client().await;
+    // A key on master 2, replicated before the master dies.
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| cluster.owner(redis_keyslot(format!("app:{k}").as_bytes())) == 2)
+        .unwrap();
+    let _: () = c.set(&key, "kept").await.unwrap();
+    let mut direct = cluster.nodes[2].direct().await;
+    let _: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(2000)
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    cluster.nodes[2].kill();
+    // Failed while the cluster elects the replica, then served by it,
+    // without keyway restarting.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let value = loop {
+        let r: redis::RedisResult<Option<String>> = c.get(&key).await;
+        if let Ok(v) = r {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no failover: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(value.as_deref(), Some("kept"));
+    let _: () = c.set(&key, "after").await.unwrap();
+    let on_replica: String = cluster.nodes[replica]
+        .direct()
+        .await
+        .get(format!("app:{key}"))
+        .await
+        .unwrap();
+    assert_eq!(on_replica, "after");
+}

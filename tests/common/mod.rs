@@ -345,6 +345,24 @@ pub struct RedisCluster {
     /// Each node's cluster id, in the order of `nodes`.
     pub ids: Vec<String>,
     dir: std::path::PathBuf,
+    buses: Vec<String>,
+    /// The first `masters` nodes are the masters that `start` made.
+    masters: usize,
+}
+
+/// A cluster-enabled redis-server. A node that stops answering is failed
+/// over after a second, not Redis's default 15.
+fn cluster_node(file: &str, bus: &str) -> RedisServer {
+    RedisServer::with_args(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        file,
+        "--cluster-port",
+        bus,
+        "--cluster-node-timeout",
+        "1000",
+    ])
 }
 
 impl RedisCluster {
@@ -360,14 +378,7 @@ impl RedisCluster {
         for _ in 0..masters {
             let bus = free_port().to_string();
             let file = dir.join("nodes-{port}.conf").display().to_string();
-            nodes.push(RedisServer::with_args(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                &file,
-                "--cluster-port",
-                &bus,
-            ]));
+            nodes.push(cluster_node(&file, &bus));
             buses.push(bus);
         }
         let mut conns = Vec::new();
@@ -428,13 +439,72 @@ impl RedisCluster {
             }
             break;
         }
-        RedisCluster { nodes, ids, dir }
+        RedisCluster {
+            nodes,
+            ids,
+            dir,
+            buses,
+            masters,
+        }
     }
 
-    /// The index in `nodes` of the master serving `slot`.
+    /// Starts a replica of master `of`, once it has copied the master's
+    /// data; returns its index in `nodes`.
+    pub async fn add_replica(&mut self, of: usize) -> usize {
+        let bus = free_port().to_string();
+        let file = self.dir.join("nodes-{port}.conf").display().to_string();
+        let node = cluster_node(&file, &bus);
+        let mut first = self.nodes[0].direct().await;
+        let _: () = redis::cmd("CLUSTER")
+            .arg("MEET")
+            .arg("127.0.0.1")
+            .arg(node.port)
+            .arg(&bus)
+            .query_async(&mut first)
+            .await
+            .expect("CLUSTER MEET");
+        let mut c = node.direct().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            // REPLICATE fails until the replica has heard of the master.
+            let r: redis::RedisResult<()> = redis::cmd("CLUSTER")
+                .arg("REPLICATE")
+                .arg(&self.ids[of])
+                .query_async(&mut c)
+                .await;
+            if r.is_ok() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "REPLICATE: {r:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut c)
+                .await
+                .expect("INFO");
+            if info.contains("master_link_status:up") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "replica never synced");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let id: String = redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query_async(&mut c)
+            .await
+            .expect("CLUSTER MYID");
+        self.nodes.push(node);
+        self.ids.push(id);
+        self.buses.push(bus);
+        self.nodes.len() - 1
+    }
+
+    /// The index in `nodes` of the master `start` gave `slot` to.
     pub fn owner(&self, slot: u16) -> usize {
-        let per = 16384 / self.nodes.len();
-        (slot as usize / per).min(self.nodes.len() - 1)
+        let per = 16384 / self.masters;
+        (slot as usize / per).min(self.masters - 1)
     }
 }
 
