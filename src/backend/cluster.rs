@@ -4,7 +4,8 @@
 //! Each command goes to the master serving its key's hash slot, on that
 //! node's multiplexed pipe (see [`crate::upstream`]); a client's batch is
 //! split per node and the parts run concurrently. MGET, MSET, DEL, UNLINK,
-//! EXISTS and TOUCH whose keys hash to different nodes are split per node
+//! EXISTS and TOUCH whose keys hash to different slots are split per slot
+//! (a cluster refuses keys of two slots in one command, even on one node)
 //! and merged, as they are across backends. Other multi-key commands go to
 //! their first key's node, which answers CROSSSLOT when their keys span
 //! slots, as a cluster client would hear. Whole-keyspace commands (DBSIZE,
@@ -13,8 +14,9 @@
 //! A MOVED reply points the slot at the node named, refreshes the map (at
 //! most every [`REFRESH_GAP`]) and resends the command there; an ASK reply
 //! resends it once, after ASKING, to the node importing the slot. Both mean
-//! the command did not run, so resending is never a blind retry. A node
-//! that cannot be reached also refreshes the map (a replica may have taken
+//! the command did not run, so resending is never a blind retry; inside a
+//! transaction the redirect is not followed, and EXEC aborts. A node that
+//! cannot be reached also refreshes the map (a replica may have taken
 //! over), and the map is refreshed every [`REFRESH_EVERY`] regardless.
 
 use std::collections::HashMap;
@@ -199,7 +201,6 @@ fn slot_of(cmd: &Command) -> Option<u16> {
     Some(redis_keyslot(&cmd.args[p]))
 }
 
-/// Whether a reply is keyway's own error for a node it could not reach.
 /// keyway's own error for a node it could not reach, given the node's
 /// address so that the operator knows which one; true if `r` was one.
 fn name_unreachable(name: &str, r: &mut Reply, addr: &str) -> bool {
@@ -759,6 +760,17 @@ fn unserved(slot: u16) -> Reply {
 
 /// Plans one command into the segment's groups.
 fn plan(t: &Topology, groups: &mut Groups, cmd: Command) -> Plan {
+    // Most commands name one key: routed without building lists.
+    if let Some(p) = cmd.spec.single_key(cmd.args.len()) {
+        if cmd.spec.name != "publish" {
+            let slot = redis_keyslot(&cmd.args[p]);
+            let Some(node) = t.node_of(slot) else {
+                return Plan::Done(unserved(slot));
+            };
+            let (g, at) = groups.push(node, cmd);
+            return Plan::Single(g, at);
+        }
+    }
     // PUBLISH reaches every node's subscribers, but counts only its own:
     // keyway's subscribers are all on the first master (see `subscriber`),
     // so publishing there counts them.
