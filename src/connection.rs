@@ -353,7 +353,10 @@ impl Connection {
                 let reply = if spec.has(LOCAL) {
                     let r = admin::execute(&mut self.state, &self.shared, &router, spec, &req.args)
                         .await;
-                    self.state.publish();
+                    // The commands that change what CLIENT LIST shows.
+                    if matches!(spec.name, "hello" | "client" | "reset") {
+                        self.state.publish();
+                    }
                     r
                 } else {
                     keyspace::execute(&router, spec, &req.args).await
