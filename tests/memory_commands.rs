@@ -58,6 +58,12 @@ async fn strings() {
         ("GETEX e EX 50", "$2\r\nv2\r\n"),
         ("TTL e", ":50\r\n"),
         ("GETEX e EX 5 PX 5", "-ERR syntax error\r\n"),
+        // A missing key is nil before the time is read, as in Redis.
+        ("GETEX nosuch EX x", "$-1\r\n"),
+        (
+            "GETEX e EX x",
+            "-ERR value is not an integer or out of range\r\n",
+        ),
         ("MSET a 1 b 2", "+OK\r\n"),
         (
             "MSET a 1 b",

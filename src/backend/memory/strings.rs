@@ -122,13 +122,18 @@ pub fn getdel(s: &Store, a: &[Bytes]) -> CmdResult {
 
 /// GETEX key [EX s|PX ms|EXAT ts|PXAT ms|PERSIST]
 pub fn getex(s: &Store, a: &[Bytes]) -> CmdResult {
-    let change = getex_change(a)?;
+    // As Redis: a syntax error first, then a missing key (nil) or the wrong
+    // type, and only then a bad expire time.
+    let change = getex_change(a);
+    if let Err(CmdError::Syntax) = change {
+        return Err(CmdError::Syntax);
+    }
     s.write(&a[1], |slot| {
         let Some(e) = slot.as_mut() else {
             return Ok(Reply::Nil);
         };
         let v = as_str(e)?.clone();
-        match change {
+        match change? {
             Some(t) if t != 0 && t <= now_ms() => *slot = None,
             Some(t) => e.expires_at = t,
             None => {}
