@@ -194,12 +194,7 @@ async fn a_resharded_slot_is_followed_through_ask_and_moved() {
         .query_async(&mut src)
         .await
         .unwrap();
-    for n in &cluster.nodes {
-        let _: () = setslot("NODE", &cluster.ids[to])
-            .query_async(&mut n.direct().await)
-            .await
-            .unwrap();
-    }
+    cluster.give_slot(slot, to).await;
     let v: Vec<String> = c.mget(&["{mover}old", "{mover}new"]).await.unwrap();
     assert_eq!(v, ["before", "fresh"]);
     let _: () = c.set("{mover}old", "after").await.unwrap();
@@ -212,16 +207,7 @@ async fn a_resharded_slot_is_followed_through_ask_and_moved() {
     let slot = redis_keyslot(b"{tx}");
     let owner = cluster.owner(slot);
     let next = (owner + 1) % 3;
-    for n in &cluster.nodes {
-        let _: () = redis::cmd("CLUSTER")
-            .arg("SETSLOT")
-            .arg(slot)
-            .arg("NODE")
-            .arg(&cluster.ids[next])
-            .query_async(&mut n.direct().await)
-            .await
-            .unwrap();
-    }
+    cluster.give_slot(slot, next).await;
     let mut raw = kw.raw().await;
     raw.check("MULTI", "+OK\r\n").await;
     raw.check("SET {tx}k 1", "+QUEUED\r\n").await;

@@ -501,6 +501,21 @@ impl RedisCluster {
         self.nodes.len() - 1
     }
 
+    /// Tells every node that `slot` now belongs to node `to` (CLUSTER
+    /// SETSLOT ... NODE), as a resharding's last step does.
+    pub async fn give_slot(&self, slot: u16, to: usize) {
+        for n in &self.nodes {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("NODE")
+                .arg(&self.ids[to])
+                .query_async(&mut n.direct().await)
+                .await
+                .expect("CLUSTER SETSLOT NODE");
+        }
+    }
+
     /// The index in `nodes` of the master `start` gave `slot` to.
     pub fn owner(&self, slot: u16) -> usize {
         let per = 16384 / self.masters;
