@@ -436,3 +436,98 @@ async fn a_replica_promoted_after_its_master_died_takes_over() {
         .unwrap();
     assert_eq!(on_replica, "after");
 }
+
+#[tokio::test]
+async fn a_cluster_over_tls_with_auth_on_every_node() {
+    // As a managed cluster with in-transit encryption: every node speaks
+    // TLS and wants the `app` user. The plain port's default user can only
+    // administer the cluster, so a node keyway did not AUTH on refuses SET.
+    let dir = std::env::temp_dir().join(format!(
+        "keyway-cluster-tls-{}-{}",
+        std::process::id(),
+        common::free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    common::test_certs(&dir);
+    let p = |f: &str| dir.join(f).display().to_string();
+    let cluster = RedisCluster::start_with(3, || {
+        [
+            "--tls-port",
+            &common::free_port().to_string(),
+            "--tls-cluster",
+            "yes",
+            "--tls-cert-file",
+            &p("server.crt"),
+            "--tls-key-file",
+            &p("server.key"),
+            "--tls-ca-cert-file",
+            &p("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+            "--user",
+            "default",
+            "on",
+            "nopass",
+            "-@all",
+            "+cluster",
+            "+config",
+            "+ping",
+            "+info",
+            "+client",
+            "+hello",
+            "--user",
+            "app",
+            "on",
+            ">s3cret",
+            "~*",
+            "&*",
+            "+@all",
+        ]
+        .map(String::from)
+        .to_vec()
+    })
+    .await;
+    let tls_port: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("tls-port")
+        .query_async(&mut cluster.nodes[1].direct().await)
+        .await
+        .unwrap();
+    let kw = Keyway::with_toml(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.c]
+type = "redis-cluster"
+nodes = ["rediss://app:s3cret@localhost:{}"]
+tls_ca_file = "{}"
+[[namespaces]]
+name = "app"
+prefix = ""
+backend = "c"
+"#,
+        tls_port[1],
+        p("ca.crt")
+    ))
+    .await;
+    let mut c = kw.client().await;
+    // One key per master: each master learned from the slot map is reached
+    // over TLS, as `app`.
+    let mut on = [false; 3];
+    for i in 0.. {
+        let k = format!("k{i}");
+        let owner = cluster.owner(redis_keyslot(k.as_bytes()));
+        if !on[owner] {
+            let _: () = c.set(&k, i).await.unwrap();
+            let v: i64 = c.get(&k).await.unwrap();
+            assert_eq!(v, i);
+            on[owner] = true;
+        }
+        if on.iter().all(|&o| o) {
+            break;
+        }
+    }
+    let size: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(size, 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -352,8 +352,8 @@ pub struct RedisCluster {
 
 /// A cluster-enabled redis-server. A node that stops answering is failed
 /// over after a second, not Redis's default 15.
-fn cluster_node(file: &str, bus: &str) -> RedisServer {
-    RedisServer::with_args(&[
+fn cluster_node(file: &str, bus: &str, extra: &[String]) -> RedisServer {
+    let mut args = vec![
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",
@@ -362,11 +362,18 @@ fn cluster_node(file: &str, bus: &str) -> RedisServer {
         bus,
         "--cluster-node-timeout",
         "1000",
-    ])
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    RedisServer::with_args(&args)
 }
 
 impl RedisCluster {
     pub async fn start(masters: usize) -> RedisCluster {
+        RedisCluster::start_with(masters, Vec::new).await
+    }
+
+    /// As `start`, each node started with the arguments `extra` gives.
+    pub async fn start_with(masters: usize, extra: impl Fn() -> Vec<String>) -> RedisCluster {
         let dir = std::env::temp_dir().join(format!(
             "keyway-cluster-{}-{}",
             std::process::id(),
@@ -378,7 +385,7 @@ impl RedisCluster {
         for _ in 0..masters {
             let bus = free_port().to_string();
             let file = dir.join("nodes-{port}.conf").display().to_string();
-            nodes.push(cluster_node(&file, &bus));
+            nodes.push(cluster_node(&file, &bus, &extra()));
             buses.push(bus);
         }
         let mut conns = Vec::new();
@@ -453,7 +460,7 @@ impl RedisCluster {
     pub async fn add_replica(&mut self, of: usize) -> usize {
         let bus = free_port().to_string();
         let file = self.dir.join("nodes-{port}.conf").display().to_string();
-        let node = cluster_node(&file, &bus);
+        let node = cluster_node(&file, &bus, &[]);
         let mut first = self.nodes[0].direct().await;
         let _: () = redis::cmd("CLUSTER")
             .arg("MEET")
@@ -687,4 +694,69 @@ fn stats_pid(s: &mut std::net::TcpStream) -> Option<u32> {
         .lines()
         .find_map(|l| l.strip_prefix("STAT pid "))
         .and_then(|p| p.trim().parse().ok())
+}
+
+/// A CA and a server certificate for localhost, made with openssl.
+pub fn test_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=keyway test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
 }
