@@ -39,12 +39,25 @@ pub struct BackendLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RedirectLabels {
+    pub backend: String,
+    /// "moved" or "ask".
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendResultLabels {
+    pub backend: String,
     pub result: String,
 }
 
@@ -60,6 +73,8 @@ pub struct Metrics {
     latency: HistogramFamily,
     upstream_connections: Family<BackendLabels, Gauge>,
     reconnects: Family<BackendLabels, Counter>,
+    redirects: Family<RedirectLabels, Counter>,
+    slot_map_reads: Family<BackendResultLabels, Counter>,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     reloads: Family<ResultLabels, Counter>,
@@ -88,6 +103,8 @@ impl Metrics {
             latency: Family::new_with_constructor(latency_histogram),
             upstream_connections: Family::default(),
             reconnects: Family::default(),
+            redirects: Family::default(),
+            slot_map_reads: Family::default(),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             reloads: Family::default(),
@@ -132,6 +149,16 @@ impl Metrics {
             "upstream_reconnects",
             "Upstream connections re-established after a failure, by backend",
             m.reconnects.clone(),
+        );
+        r.register(
+            "cluster_redirects",
+            "MOVED and ASK replies followed, by redis-cluster backend",
+            m.redirects.clone(),
+        );
+        r.register(
+            "cluster_slot_map_reads",
+            "Reads of a redis-cluster backend's slot map, by result",
+            m.slot_map_reads.clone(),
         );
         r.register(
             "client_read_bytes",
@@ -199,6 +226,24 @@ impl Metrics {
         self.reconnects
             .get_or_create(&BackendLabels {
                 backend: backend.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn redirected(&self, backend: &str, ask: bool) {
+        self.redirects
+            .get_or_create(&RedirectLabels {
+                backend: backend.to_string(),
+                kind: if ask { "ask" } else { "moved" }.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn slot_map_read(&self, backend: &str, ok: bool) {
+        self.slot_map_reads
+            .get_or_create(&BackendResultLabels {
+                backend: backend.to_string(),
+                result: if ok { "ok" } else { "failed" }.to_string(),
             })
             .inc();
     }

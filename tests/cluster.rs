@@ -200,6 +200,12 @@ async fn a_resharded_slot_is_followed_through_ask_and_moved() {
     let _: () = c.set("{mover}old", "after").await.unwrap();
     let direct: String = dst.get("app:{mover}old").await.unwrap();
     assert_eq!(direct, "after");
+    // Operators see the resharding in the metrics.
+    let text = keyway::metrics::metrics().encode();
+    for kind in ["ask", "moved"] {
+        let line = format!("keyway_cluster_redirects_total{{backend=\"c\",kind=\"{kind}\"}} ");
+        assert!(text.contains(&line), "no {kind} redirects counted:\n{text}");
+    }
 
     // A transaction on a slot that moved behind keyway's back is aborted
     // whole, as a cluster aborts it: its redirected command is not run

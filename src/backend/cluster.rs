@@ -39,6 +39,7 @@ use crate::command::{BLOCKING, CommandSpec};
 use crate::dispatch::{Merge, join_all, merge_kind, merge_parts};
 use crate::error::CmdError;
 use crate::keyspace::{scan_parts, scan_reply};
+use crate::metrics::metrics;
 use crate::reply::Reply;
 use crate::upstream::{Conn, Endpoint, Pipe, unavailable};
 use crate::util::{bytes, is};
@@ -343,7 +344,9 @@ impl Inner {
         }
         let mut reasons = Vec::new();
         for (host, port) in candidates {
-            match self.read_slots(&host, port).await {
+            let read = self.read_slots(&host, port).await;
+            metrics().slot_map_read(&self.name, read.is_ok());
+            match read {
                 Ok(t) => {
                     let t = Arc::new(t);
                     if let Ok(mut cur) = self.topology.write() {
@@ -514,6 +517,7 @@ impl Inner {
     /// to [`REDIRECTS`] redirects.
     async fn follow(self: &Arc<Self>, cmd: &Command, mut to: Redirect) -> Reply {
         for _ in 0..REDIRECTS {
+            metrics().redirected(&self.name, to.ask);
             let node = self.node(&to.host, to.port);
             let reply = if to.ask {
                 // ASKING holds for the next command on the connection; both
