@@ -62,6 +62,13 @@ pub struct NamespaceConfig {
     /// Prepended to keys on their way to the backend, removed from replies.
     #[serde(default)]
     pub key_prefix: String,
+    /// Refuse every write (`-READONLY`): for data another application owns.
+    #[serde(default)]
+    pub read_only: bool,
+    /// The largest argument a write may carry besides its keys (a value, a
+    /// field, a member); larger ones are refused before reaching the backend.
+    #[serde(default)]
+    pub max_value_size: Option<ByteSize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +136,8 @@ impl Default for Config {
                 default_ttl: None,
                 strip_prefix: false,
                 key_prefix: String::new(),
+                read_only: false,
+                max_value_size: None,
             }],
         }
     }
@@ -312,6 +321,12 @@ impl Config {
                     "must be at least 1 second (omit it for no TTL)",
                 );
             }
+            if ns.max_value_size.is_some_and(|m| m.0 == 0) {
+                p.add(
+                    field("max_value_size"),
+                    "must be at least 1 byte (omit it for no limit)",
+                );
+            }
         }
         for (name, b) in &self.backends {
             for problem in b.problems() {
@@ -356,6 +371,12 @@ impl Config {
             }
             if !ns.key_prefix.is_empty() {
                 policy.push(format!("key_prefix='{}'", ns.key_prefix));
+            }
+            if ns.read_only {
+                policy.push("read_only".to_string());
+            }
+            if let Some(m) = ns.max_value_size {
+                policy.push(format!("max_value_size={}", m.0));
             }
             let policy = if policy.is_empty() {
                 String::new()
@@ -641,7 +662,7 @@ mod tests {
             lines,
             vec![
                 "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, memcached)",
-                "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`",
+                "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`, `read_only`, `max_value_size`",
                 "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`",
                 "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local, other)",
                 "k.toml: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])",

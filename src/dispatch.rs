@@ -244,6 +244,9 @@ fn plan(
     if let Some(ns) = owners.iter().find(|ns| !ns.backend.supports(spec)) {
         return Plan::Done(unsupported(spec, ns));
     }
+    if let Some(refused) = limits(spec, &req.args, &positions, &owners) {
+        return Plan::Done(refused);
+    }
     // One sub-command per backend, keys (and MSET values) in original order.
     let mut per_backend: Vec<(&Arc<Namespace>, Vec<usize>)> = Vec::new();
     for (i, ns) in owners.iter().enumerate() {
@@ -302,6 +305,9 @@ fn plan_one(
     if !first.backend.supports(spec) {
         return Plan::Done(unsupported(spec, first));
     }
+    if let Some(refused) = limits(spec, &req.args, positions, owners) {
+        return Plan::Done(refused);
+    }
     let cmd = rewrite(req, spec, positions, owners, resp3);
     let keys_from = cmd
         .inspect
@@ -316,6 +322,49 @@ fn plan_one(
         at,
         keys_from,
     }
+}
+
+/// A namespace's limits, checked before a command reaches its backend:
+/// `read_only` refuses writes, and `max_value_size` bounds every argument
+/// of a write that is not a key (values, fields, members; a script's text
+/// is not a value). With keys in several namespaces the strictest applies.
+pub fn limits(
+    spec: &CommandSpec,
+    args: &[Bytes],
+    positions: &[usize],
+    owners: &[&Arc<Namespace>],
+) -> Option<Reply> {
+    if !spec.has(WRITE) {
+        return None;
+    }
+    if let Some(ns) = owners.iter().find(|ns| ns.read_only) {
+        return Some(read_only(ns));
+    }
+    let (max, ns) = owners
+        .iter()
+        .filter_map(|ns| ns.max_value_size.map(|m| (m, ns)))
+        .min_by_key(|(m, _)| *m)?;
+    let script = matches!(spec.name, "eval" | "evalsha" | "fcall");
+    let body = if script { 2 } else { 1 };
+    args.iter()
+        .enumerate()
+        .skip(body)
+        .find(|(i, a)| a.len() as u64 > max && !positions.contains(i))
+        .map(|(_, a)| {
+            Reply::error(format!(
+                "ERR value of {} bytes is over namespace '{}' limit of {max} bytes (max_value_size)",
+                a.len(),
+                ns.name
+            ))
+        })
+}
+
+/// The error for a write to a `read_only` namespace.
+pub fn read_only(ns: &Namespace) -> Reply {
+    Reply::error(format!(
+        "READONLY namespace '{}' is read-only (read_only = true)",
+        ns.name
+    ))
 }
 
 fn unsupported(spec: &CommandSpec, ns: &Namespace) -> Reply {

@@ -313,6 +313,10 @@ async fn flush(router: &Router, args: &[Bytes]) -> CmdResult {
         [mode] if is(mode, "ASYNC") || is(mode, "SYNC") => {}
         _ => return Err(CmdError::Syntax),
     }
+    // Nothing is flushed if any namespace may not be written.
+    if let Some(ns) = router.namespaces.iter().find(|ns| ns.read_only) {
+        return Ok(crate::dispatch::read_only(ns));
+    }
     for ns in &router.namespaces {
         if ns.owns_backend {
             call(ns, "flushdb", vec![bytes("FLUSHDB")]).await?;

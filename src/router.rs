@@ -23,6 +23,10 @@ pub struct Namespace {
     pub default_ttl: Option<u64>,
     pub strip_prefix: bool,
     pub key_prefix: Bytes,
+    /// Limits (see the config's `read_only` and `max_value_size`), checked
+    /// by `dispatch::limits`.
+    pub read_only: bool,
+    pub max_value_size: Option<u64>,
     /// The namespace is alone on its backend and maps keys one to one, so
     /// whole-backend commands (DBSIZE, FLUSHDB) can act on it directly.
     pub owns_backend: bool,
@@ -117,6 +121,8 @@ impl Router {
                 default_ttl: ns.default_ttl,
                 strip_prefix: ns.strip_prefix,
                 key_prefix: Bytes::copy_from_slice(ns.key_prefix.as_bytes()),
+                read_only: ns.read_only,
+                max_value_size: ns.max_value_size.map(|m| m.0),
                 owns_backend: users.get(ns.backend.as_str()) == Some(&1)
                     && ns.key_prefix.is_empty()
                     && (ns.prefix.is_empty() || ns.strip_prefix),

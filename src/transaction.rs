@@ -202,6 +202,9 @@ impl Transaction {
                 );
             }
         }
+        if let Some(refused) = dispatch::limits(spec, &req.args, &positions, &owners) {
+            return refuse(q, refused);
+        }
         if q.target.is_none() {
             q.target = Some((backend.clone(), owners[0].clone()));
         }

@@ -185,3 +185,84 @@ backend = "m"
     c.check("SET user:1 x", "+OK\r\n").await;
     c.check("DBSIZE", ":1\r\n").await;
 }
+
+#[tokio::test]
+async fn namespace_limits_refuse_writes_before_the_backend() {
+    let kw = Keyway::with_toml(
+        r#"
+[backends.one]
+type = "memory"
+
+[[namespaces]]
+name = "rest"
+prefix = ""
+backend = "one"
+
+[[namespaces]]
+name = "catalog"
+prefix = "cat:"
+backend = "one"
+read_only = true
+
+[[namespaces]]
+name = "small"
+prefix = "small:"
+backend = "one"
+max_value_size = 8
+"#,
+    )
+    .await;
+    let mut c = kw.raw().await;
+    let big = "x".repeat(9);
+    for (cmd, reply) in [
+        // Reads of a read-only namespace work; writes do not.
+        ("GET cat:a", "$-1\r\n"),
+        (
+            "SET cat:a 1",
+            "-READONLY namespace 'catalog' is read-only (read_only = true)\r\n",
+        ),
+        (
+            "DEL cat:a rest:b",
+            "-READONLY namespace 'catalog' is read-only (read_only = true)\r\n",
+        ),
+        ("SET small:a 12345678", "+OK\r\n"),
+        (
+            &format!("SET small:a {big}"),
+            "-ERR value of 9 bytes is over namespace 'small' limit of 8 bytes (max_value_size)\r\n",
+        ),
+        // Every argument but the keys: fields, members, and MSET's values
+        // with keys in other namespaces too (the strictest limit applies).
+        (
+            &format!("HSET small:h f1 v {big} v"),
+            "-ERR value of 9 bytes is over namespace 'small' limit of 8 bytes (max_value_size)\r\n",
+        ),
+        (
+            &format!("MSET rest:a {big} small:b 1"),
+            "-ERR value of 9 bytes is over namespace 'small' limit of 8 bytes (max_value_size)\r\n",
+        ),
+        // A long key is a key, not a value; options are small.
+        (&format!("SET small:{big} v EX 100"), "+OK\r\n"),
+        (&format!("GET small:{big}"), "$1\r\nv\r\n"),
+        // Refused at queueing time, as Redis refuses a command it cannot
+        // queue: EXEC then aborts.
+        ("MULTI", "+OK\r\n"),
+        ("SET rest:ok 1", "+QUEUED\r\n"),
+        (
+            "SET cat:a 1",
+            "-READONLY namespace 'catalog' is read-only (read_only = true)\r\n",
+        ),
+        (
+            "EXEC",
+            "-EXECABORT Transaction discarded because of previous errors.\r\n",
+        ),
+        ("GET rest:ok", "$-1\r\n"),
+        // Nothing is flushed while a namespace may not be written.
+        (
+            "FLUSHALL",
+            "-READONLY namespace 'catalog' is read-only (read_only = true)\r\n",
+        ),
+        ("GET small:a", "$8\r\n12345678\r\n"),
+    ] {
+        c.check(cmd, reply).await;
+    }
+}
