@@ -180,6 +180,9 @@ impl Config {
         // Backends named in the file, even those with problems: a namespace
         // naming one of them is not reported a second time.
         let mut declared = Vec::new();
+        // Each parsed namespace's place in the file: problems name the table
+        // where it is, whichever tables before it failed to parse.
+        let mut places = Vec::new();
         let mut config = Config {
             source: file.to_string(),
             server: ServerConfig::default(),
@@ -211,6 +214,7 @@ impl Config {
                             let field = format!("namespaces[{i}]");
                             if let Some(n) = problems.item::<NamespaceConfig>(&field, v) {
                                 config.namespaces.push(n);
+                                places.push(i);
                             }
                         }
                     }
@@ -222,7 +226,7 @@ impl Config {
                 ),
             }
         }
-        problems.list.extend(config.problems(&declared));
+        problems.list.extend(config.problems(&declared, &places));
         if problems.list.is_empty() {
             Ok(config)
         } else {
@@ -232,7 +236,7 @@ impl Config {
 
     /// Checks how the parts fit together; Ok when there is no problem.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let p = self.problems(&[]);
+        let p = self.problems(&[], &[]);
         if p.is_empty() {
             Ok(())
         } else {
@@ -240,7 +244,9 @@ impl Config {
         }
     }
 
-    fn problems(&self, declared: &[String]) -> Vec<ConfigProblem> {
+    /// `places` gives each namespace's position among the file's tables,
+    /// when some failed to parse; empty, the positions are the indexes.
+    fn problems(&self, declared: &[String], places: &[usize]) -> Vec<ConfigProblem> {
         let mut p = Problems {
             file: self.source.clone(),
             list: Vec::new(),
@@ -278,7 +284,8 @@ impl Config {
         }
         let mut names = BTreeMap::new();
         let mut prefixes = BTreeMap::new();
-        for (i, ns) in self.namespaces.iter().enumerate() {
+        for (k, ns) in self.namespaces.iter().enumerate() {
+            let i = places.get(k).copied().unwrap_or(k);
             let field = |f: &str| format!("namespaces[{i}].{f}");
             if ns.name.is_empty() {
                 p.add(field("name"), "must not be empty");
@@ -655,6 +662,11 @@ mod tests {
             name = "c"
             prefx = "c:"
             backend = "local"
+            [[namespaces]]
+            name = "d"
+            prefix = "d:"
+            backend = "local"
+            max_value_size = 0
         "#;
         let e = errors(text);
         let lines: Vec<&str> = e.lines().collect();
@@ -667,6 +679,7 @@ mod tests {
                 "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local, other)",
                 "k.toml: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])",
                 "k.toml: namespaces[1].prefix: duplicate prefix 'a:' (also namespaces[0])",
+                "k.toml: namespaces[3].max_value_size: must be at least 1 byte (omit it for no limit)",
             ],
             "{e}"
         );
