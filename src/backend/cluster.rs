@@ -764,23 +764,23 @@ fn unserved(slot: u16) -> Reply {
 
 /// Plans one command into the segment's groups.
 fn plan(t: &Topology, groups: &mut Groups, cmd: Command) -> Plan {
-    // Most commands name one key: routed without building lists.
-    if let Some(p) = cmd.spec.single_key(cmd.args.len()) {
-        if cmd.spec.name != "publish" {
-            let slot = redis_keyslot(&cmd.args[p]);
-            let Some(node) = t.node_of(slot) else {
-                return Plan::Done(unserved(slot));
-            };
-            let (g, at) = groups.push(node, cmd);
-            return Plan::Single(g, at);
-        }
-    }
     // PUBLISH reaches every node's subscribers, but counts only its own:
     // keyway's subscribers are all on the first master (see `subscriber`),
-    // so publishing there counts them.
-    let positions = match cmd.spec.name {
-        "publish" => Vec::new(),
-        _ => cmd.spec.key_positions(&cmd.args),
+    // so it is routed as keyless, there, to count them.
+    let publish = cmd.spec.name == "publish";
+    // Most commands name one key: routed without building lists.
+    if let Some(p) = cmd.spec.single_key(cmd.args.len()).filter(|_| !publish) {
+        let slot = redis_keyslot(&cmd.args[p]);
+        let Some(node) = t.node_of(slot) else {
+            return Plan::Done(unserved(slot));
+        };
+        let (g, at) = groups.push(node, cmd);
+        return Plan::Single(g, at);
+    }
+    let positions = if publish {
+        Vec::new()
+    } else {
+        cmd.spec.key_positions(&cmd.args)
     };
     if positions.is_empty() {
         // Keyless (PING, INFO, EVAL with no keys, ...): any master will do.
