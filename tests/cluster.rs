@@ -457,40 +457,35 @@ async fn a_cluster_over_tls_with_auth_on_every_node() {
     common::test_certs(&dir);
     let p = |f: &str| dir.join(f).display().to_string();
     let cluster = RedisCluster::start_with(3, || {
-        [
-            "--tls-port",
-            &common::free_port().to_string(),
-            "--tls-cluster",
-            "yes",
-            "--tls-cert-file",
-            &p("server.crt"),
-            "--tls-key-file",
-            &p("server.key"),
-            "--tls-ca-cert-file",
-            &p("ca.crt"),
-            "--tls-auth-clients",
-            "no",
-            "--user",
-            "default",
-            "on",
-            "nopass",
-            "-@all",
-            "+cluster",
-            "+config",
-            "+ping",
-            "+info",
-            "+client",
-            "+hello",
-            "--user",
-            "app",
-            "on",
-            ">s3cret",
-            "~*",
-            "&*",
-            "+@all",
-        ]
-        .map(String::from)
-        .to_vec()
+        let mut args = common::tls_args(&dir);
+        args.extend(
+            [
+                "--tls-port",
+                &common::free_port().to_string(),
+                "--tls-cluster",
+                "yes",
+                "--user",
+                "default",
+                "on",
+                "nopass",
+                "-@all",
+                "+cluster",
+                "+config",
+                "+ping",
+                "+info",
+                "+client",
+                "+hello",
+                "--user",
+                "app",
+                "on",
+                ">s3cret",
+                "~*",
+                "&*",
+                "+@all",
+            ]
+            .map(String::from),
+        );
+        args
     })
     .await;
     let tls_port: Vec<String> = redis::cmd("CONFIG")

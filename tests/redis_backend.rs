@@ -610,30 +610,28 @@ async fn tls_and_auth_upstream() {
     std::fs::create_dir_all(&dir).unwrap();
     common::test_certs(&dir);
     let p = |f: &str| dir.join(f).display().to_string();
-    let server = RedisServer::with_args(&[
-        "--port",
-        "0",
-        "--tls-port",
-        "{port}",
-        "--tls-cert-file",
-        &p("server.crt"),
-        "--tls-key-file",
-        &p("server.key"),
-        "--tls-ca-cert-file",
-        &p("ca.crt"),
-        "--tls-auth-clients",
-        "no",
-        "--user",
-        "default",
-        "off",
-        "--user",
-        "app",
-        "on",
-        ">s3cret",
-        "~*",
-        "&*",
-        "+@all",
-    ]);
+    let mut args = common::tls_args(&dir);
+    args.extend(
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            "{port}",
+            "--user",
+            "default",
+            "off",
+            "--user",
+            "app",
+            "on",
+            ">s3cret",
+            "~*",
+            "&*",
+            "+@all",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = RedisServer::with_args(&args);
     let toml = format!(
         r#"
 [backends.managed]

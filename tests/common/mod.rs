@@ -760,3 +760,19 @@ pub fn test_certs(dir: &std::path::Path) {
         "ext.cnf",
     ]);
 }
+
+/// redis-server arguments for TLS with the certificates `test_certs` made
+/// in `dir`; clients need no certificate of their own.
+pub fn tls_args(dir: &std::path::Path) -> Vec<String> {
+    let p = |f: &str| dir.join(f).display().to_string();
+    vec![
+        "--tls-cert-file".into(),
+        p("server.crt"),
+        "--tls-key-file".into(),
+        p("server.key"),
+        "--tls-ca-cert-file".into(),
+        p("ca.crt"),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ]
+}
