@@ -173,18 +173,24 @@ struct Job {
 /// Merges the operations of concurrent clients into shared batches, so that
 /// under load one write and one read to a server serve many clients, as the
 /// redis backend's pipes do. Up to `limit` batches (the connections kept per
-/// server) are in flight; what queues meanwhile goes out as the next batch.
+/// server) are in flight; what queues meanwhile goes out as the next batch,
+/// in batches of about `MAX_BATCH_OPS` operations.
 async fn merge(client: AsyncMetaClient, mut rx: mpsc::UnboundedReceiver<Job>, limit: usize) {
     let slots = Arc::new(Semaphore::new(limit));
-    let mut jobs = Vec::new();
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        if rx.recv_many(&mut jobs, MAX_MERGED).await == 0 {
+        let Some(first) = rx.recv().await else {
             return;
+        };
+        let mut ops = first.ops.len();
+        let mut jobs = vec![first];
+        while ops < MAX_BATCH_OPS {
+            let Ok(job) = rx.try_recv() else { break };
+            ops += job.ops.len();
+            jobs.push(job);
         }
-        let jobs = std::mem::take(&mut jobs);
         let client = client.clone();
         tokio::spawn(async move {
             run_merged(&client, jobs).await;
@@ -193,8 +199,15 @@ async fn merge(client: AsyncMetaClient, mut rx: mpsc::UnboundedReceiver<Job>, li
     }
 }
 
-/// Callers merged into one batch at most.
-const MAX_MERGED: usize = 256;
+/// Operations merged into one batch, about (a job is never split). The
+/// crate answers a batch only once all of it is read, so one batch of every
+/// waiting client's commands would hold each client until the last reply;
+/// smaller batches on several connections let the first clients go on
+/// while memcached serves the rest. At pipeline 1 this still merges about
+/// 100 clients per write; at pipeline 16, 8 (3 alternating rounds at
+/// pipeline 16, against one batch of every waiting client: SET 380–472k →
+/// 470–544k req/s, GET 417–449k → 484–494k).
+const MAX_BATCH_OPS: usize = 128;
 
 async fn run_merged(client: &AsyncMetaClient, jobs: Vec<Job>) {
     let mut sizes = Vec::with_capacity(jobs.len());
