@@ -673,7 +673,7 @@ mod tests {
         assert_eq!(
             lines,
             vec![
-                "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, memcached)",
+                "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, redis-shards, memcached)",
                 "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`, `read_only`, `max_value_size`",
                 "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`",
                 "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local, other)",

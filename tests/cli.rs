@@ -92,7 +92,7 @@ fn check_config_lists_every_problem() {
         String::from_utf8_lossy(&out.stderr),
         format!(
             "{f}: backends.m.size: unknown field; expected `max_memory` or `eviction`\n\
-             {f}: backends.x.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, memcached)\n\
+             {f}: backends.x.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, redis-shards, memcached)\n\
              {f}: server.colour: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`\n\
              {f}: namespaces[0].backend: no backend named 'nope' (defined: m, x)\n\
              {f}: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])\n\

@@ -18,6 +18,11 @@
 //! transaction the redirect is not followed, and EXEC aborts. A node that
 //! cannot be reached also refreshes the map (a replica may have taken
 //! over), and the map is refreshed every [`REFRESH_EVERY`] regardless.
+//!
+//! The redis-shards backend ([`super::shards`]) is this one with a fixed
+//! map: its servers stand for masters, a key's "slot" is its server's
+//! index, nothing redirects and nothing is reread; and since standalone
+//! servers cannot refuse keys of another server, keyway refuses them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +36,10 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::redis::{
-    Idle, RedisSubscriber, append, call_pinned, connection_problems, dedicated,
+    Idle, RedisSubscriber, Url, append, call_pinned, connection_problems, dedicated,
     default_command_timeout, default_connect_timeout, encode, parse_url, tls, unavailable_error,
 };
+use super::shards::{Ring, ShardsConfig};
 use super::{Backend, BackendSpec, BoxFuture, Command, Pushes, Session, Subscriber};
 use crate::command::{BLOCKING, CommandSpec};
 use crate::dispatch::{Merge, join_all, merge_kind, merge_parts};
@@ -140,12 +146,52 @@ impl Node {
 
 /// Which master serves each slot. Masters are in address order, so that a
 /// SCAN cursor's node index means the same node across refreshes.
+///
+/// With a ring (the redis-shards backend) the map is fixed: a key's "slot"
+/// is the index of its server, and `slots` maps each index to itself.
 struct Topology {
     slots: Vec<u16>,
     nodes: Vec<Arc<Node>>,
+    ring: Option<Arc<Ring>>,
 }
 
 impl Topology {
+    /// The slot of a key: its hash slot in a cluster, its server's index
+    /// on a ring.
+    fn slot(&self, key: &[u8]) -> u16 {
+        match &self.ring {
+            Some(r) => r.shard(key),
+            None => redis_keyslot(key),
+        }
+    }
+
+    /// Whether a command's keys are in more than one slot where keyway
+    /// itself must refuse that: on a ring, whose servers do not know of
+    /// each other. A cluster answers CROSSSLOT itself.
+    fn spread(&self, cmd: &Command) -> bool {
+        if self.ring.is_none() {
+            return false;
+        }
+        let mut slots = cmd
+            .spec
+            .key_positions(&cmd.args)
+            .into_iter()
+            .map(|p| self.slot(&cmd.args[p]));
+        let first = slots.next();
+        slots.any(|s| Some(s) != first)
+    }
+
+    /// keyway's CROSSSLOT, for keys on different servers of a ring.
+    fn cross(&self, name: &str) -> Reply {
+        let hint = match self.ring.as_ref().and_then(|r| r.tag()) {
+            Some((a, b)) => format!("keys with the same {a}tag{b} stay together"),
+            None => "set hash_tag to keep related keys together".to_string(),
+        };
+        Reply::error(format!(
+            "CROSSSLOT Keys in request don't hash to the same server of backend '{name}' ({hint})"
+        ))
+    }
+
     fn node_of(&self, slot: u16) -> Option<&Arc<Node>> {
         match self.slots.get(slot as usize) {
             Some(&i) if i != UNSERVED => self.nodes.get(i as usize),
@@ -196,10 +242,10 @@ fn redirect_of(r: &Reply) -> Option<Redirect> {
     })
 }
 
-/// The hash slot of a command's first key, or None for a keyless command.
-fn slot_of(cmd: &Command) -> Option<u16> {
+/// The slot of a command's first key, or None for a keyless command.
+fn slot_of(t: &Topology, cmd: &Command) -> Option<u16> {
     let p = *cmd.spec.key_positions(&cmd.args).first()?;
-    Some(redis_keyslot(&cmd.args[p]))
+    Some(t.slot(&cmd.args[p]))
 }
 
 /// keyway's own error for a node it could not reach, given the node's
@@ -217,6 +263,10 @@ fn name_unreachable(name: &str, r: &mut Reply, addr: &str) -> bool {
 
 struct Inner {
     name: String,
+    /// "redis-cluster", or "redis-shards" for a fixed map.
+    kind: &'static str,
+    /// The map of a redis-shards backend, never reread.
+    fixed: Option<Arc<Topology>>,
     seeds: Vec<(String, u16)>,
     username: Option<String>,
     password: Option<String>,
@@ -249,6 +299,8 @@ impl ClusterBackend {
         ClusterBackend {
             inner: Arc::new(Inner {
                 name: name.to_string(),
+                kind: "redis-cluster",
+                fixed: None,
                 seeds: urls.iter().map(|u| (u.host.clone(), u.port)).collect(),
                 username: first.and_then(|u| u.username.clone()),
                 password: first.and_then(|u| u.password.clone()),
@@ -265,6 +317,40 @@ impl ClusterBackend {
             }),
         }
     }
+
+    /// A redis-shards backend: `urls` are its servers, in config order, and
+    /// `ring` says which one holds each key.
+    pub fn fixed(name: &str, c: &ShardsConfig, urls: Vec<Url>, ring: Ring) -> ClusterBackend {
+        let mut inner = Inner {
+            name: name.to_string(),
+            kind: "redis-shards",
+            fixed: None,
+            seeds: Vec::new(),
+            username: None,
+            password: None,
+            tls: false,
+            ca_file: c.tls_ca_file.clone(),
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+            command_timeout: Duration::from_millis(c.command_timeout_ms),
+            topology: RwLock::new(None),
+            known: Mutex::new(HashMap::new()),
+            refreshed: tokio::sync::Mutex::new(None),
+            last_error: Mutex::new(String::new()),
+            refresher: OnceLock::new(),
+            refresh_queued: AtomicBool::new(false),
+        };
+        let nodes: Vec<Arc<Node>> = urls.iter().map(|u| inner.node_for(u)).collect();
+        let t = Arc::new(Topology {
+            slots: (0..nodes.len() as u16).collect(),
+            nodes,
+            ring: Some(Arc::new(ring)),
+        });
+        inner.topology = RwLock::new(Some(t.clone()));
+        inner.fixed = Some(t);
+        ClusterBackend {
+            inner: Arc::new(inner),
+        }
+    }
 }
 
 impl Inner {
@@ -272,9 +358,22 @@ impl Inner {
         self.topology.read().ok().and_then(|t| t.clone())
     }
 
-    /// The node at `host:port`, made on first sight.
+    /// The node at `host:port`, made on first sight, reached as the seeds
+    /// are.
     fn node(&self, host: &str, port: u16) -> Arc<Node> {
-        let addr = format!("{host}:{port}");
+        self.node_for(&Url {
+            tls: self.tls,
+            host: host.to_string(),
+            port,
+            username: self.username.clone(),
+            password: self.password.clone(),
+            db: 0,
+        })
+    }
+
+    /// The node at `u`, made on first sight.
+    fn node_for(&self, u: &Url) -> Arc<Node> {
+        let addr = format!("{}:{}", u.host, u.port);
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         known
             .entry(addr.clone())
@@ -282,12 +381,12 @@ impl Inner {
                 Arc::new(Node {
                     endpoint: Arc::new(Endpoint {
                         name: self.name.clone(),
-                        host: host.to_string(),
-                        port,
-                        username: self.username.clone(),
-                        password: self.password.clone(),
-                        db: 0,
-                        tls: self.tls.then(|| tls(host, self.ca_file.as_deref())),
+                        host: u.host.clone(),
+                        port: u.port,
+                        username: u.username.clone(),
+                        password: u.password.clone(),
+                        db: u.db,
+                        tls: u.tls.then(|| tls(&u.host, self.ca_file.as_deref())),
                         connect_timeout: self.connect_timeout,
                         command_timeout: self.command_timeout,
                         up: Default::default(),
@@ -299,6 +398,14 @@ impl Inner {
                 })
             })
             .clone()
+    }
+
+    /// The redirect a reply asks for; a fixed map has none to follow.
+    fn redirect(&self, r: &Reply) -> Option<Redirect> {
+        match self.fixed {
+            Some(_) => None,
+            None => redirect_of(r),
+        }
     }
 
     /// The slot map, read from the cluster on first use.
@@ -313,6 +420,9 @@ impl Inner {
     /// masters, then the seeds. A refresh that ended less than
     /// [`REFRESH_GAP`] ago stands in for a new one.
     async fn refresh(self: &Arc<Self>) -> Result<Arc<Topology>, String> {
+        if let Some(t) = &self.fixed {
+            return Ok(t.clone());
+        }
         let asked = Instant::now();
         let mut refreshed = self.refreshed.lock().await;
         // One that ended while this caller waited, or just before, answers
@@ -455,6 +565,7 @@ impl Inner {
         Ok(Topology {
             slots,
             nodes: masters.iter().map(|(h, p)| self.node(h, *p)).collect(),
+            ring: None,
         })
     }
 
@@ -462,7 +573,7 @@ impl Inner {
     /// map wrong is answered without waiting for it, and a refresh already
     /// queued stands for this one.
     fn refresh_soon(self: &Arc<Self>) {
-        if self.refresh_queued.swap(true, Ordering::AcqRel) {
+        if self.fixed.is_some() || self.refresh_queued.swap(true, Ordering::AcqRel) {
             return;
         }
         let inner = self.clone();
@@ -510,7 +621,11 @@ impl Inner {
         if let Some(s) = slots.get_mut(slot as usize) {
             *s = i as u16;
         }
-        *cur = Some(Arc::new(Topology { slots, nodes }));
+        *cur = Some(Arc::new(Topology {
+            slots,
+            nodes,
+            ring: t.ring.clone(),
+        }));
     }
 
     /// Resends a redirected command where the cluster says, following up
@@ -537,7 +652,7 @@ impl Inner {
                     .pop()
             };
             let reply = reply.unwrap_or_else(|| unavailable(&self.name, "no reply"));
-            match redirect_of(&reply) {
+            match self.redirect(&reply) {
                 Some(next) => to = next,
                 None => return reply,
             }
@@ -572,7 +687,7 @@ impl Inner {
                     let mut replies = node.pipe(resp3).call(out.freeze(), inspect).await;
                     let mut lost = false;
                     for (r, c) in replies.iter_mut().zip(&cmds) {
-                        if let Some(to) = redirect_of(r) {
+                        if let Some(to) = self.redirect(r) {
                             if !transaction {
                                 *r = self.follow(c, to).await;
                             } else if !to.ask {
@@ -762,15 +877,15 @@ fn unserved(slot: u16) -> Reply {
     Reply::error(format!("CLUSTERDOWN Hash slot {slot} not served"))
 }
 
-/// Plans one command into the segment's groups.
-fn plan(t: &Topology, groups: &mut Groups, cmd: Command) -> Plan {
+/// Plans one command into the segment's groups; `name` is the backend's.
+fn plan(t: &Topology, name: &str, groups: &mut Groups, cmd: Command) -> Plan {
     // PUBLISH reaches every node's subscribers, but counts only its own:
     // keyway's subscribers are all on the first master (see `subscriber`),
     // so it is routed as keyless, there, to count them.
     let publish = cmd.spec.name == "publish";
     // Most commands name one key: routed without building lists.
     if let Some(p) = cmd.spec.single_key(cmd.args.len()).filter(|_| !publish) {
-        let slot = redis_keyslot(&cmd.args[p]);
+        let slot = t.slot(&cmd.args[p]);
         let Some(node) = t.node_of(slot) else {
             return Plan::Done(unserved(slot));
         };
@@ -792,10 +907,7 @@ fn plan(t: &Topology, groups: &mut Groups, cmd: Command) -> Plan {
             None => Plan::Done(unserved(0)),
         };
     }
-    let slots: Vec<u16> = positions
-        .iter()
-        .map(|&p| redis_keyslot(&cmd.args[p]))
-        .collect();
+    let slots: Vec<u16> = positions.iter().map(|&p| t.slot(&cmd.args[p])).collect();
     let Some(node) = t.node_of(slots[0]) else {
         return Plan::Done(unserved(slots[0]));
     };
@@ -836,6 +948,8 @@ fn plan(t: &Topology, groups: &mut Groups, cmd: Command) -> Plan {
             }
             Plan::Split(merge, parts)
         }
+        // Servers of a ring cannot run it together: keyway refuses it.
+        _ if !one_slot && t.ring.is_some() => Plan::Done(t.cross(name)),
         _ => {
             let (g, at) = groups.push(node, cmd);
             Plan::Single(g, at)
@@ -851,6 +965,24 @@ fn whole_keyspace(spec: &CommandSpec) -> bool {
     )
 }
 
+/// Whether the keys of a batch's commands, taken together, are on more
+/// than one server of a ring: a transaction must run on one.
+fn spread_batch(t: &Topology, batch: &[Command]) -> bool {
+    if t.ring.is_none() {
+        return false;
+    }
+    let mut first = None;
+    for c in batch {
+        for p in c.spec.key_positions(&c.args) {
+            let s = t.slot(&c.args[p]);
+            if *first.get_or_insert(s) != s {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 impl ClusterBackend {
     async fn run(&self, batch: Vec<Command>) -> Vec<Reply> {
         let inner = &self.inner;
@@ -862,7 +994,10 @@ impl ClusterBackend {
         // A transaction stays whole, on the node of its first key: keys of
         // other nodes get MOVED or CROSSSLOT there, as a cluster answers.
         if batch.iter().any(|c| c.spec.name == "multi") {
-            let slot = batch.iter().find_map(slot_of).unwrap_or(0);
+            if spread_batch(&t, &batch) {
+                return vec![t.cross(&inner.name); n];
+            }
+            let slot = batch.iter().find_map(|c| slot_of(&t, c)).unwrap_or(0);
             let Some(node) = t.node_of(slot) else {
                 return vec![unserved(slot); n];
             };
@@ -880,19 +1015,21 @@ impl ClusterBackend {
         for cmd in batch {
             let alone = whole_keyspace(cmd.spec) || cmd.spec.has(BLOCKING);
             if !alone {
-                plans.push(plan(&t, &mut groups, cmd));
+                plans.push(plan(&t, &inner.name, &mut groups, cmd));
                 continue;
             }
             // Earlier commands run first: order within a batch holds.
             finish(inner, &mut groups, &mut plans, &mut replies).await;
             let reply = if whole_keyspace(cmd.spec) {
                 inner.keyspace(&t, &cmd).await
+            } else if t.spread(&cmd) {
+                t.cross(&inner.name)
             } else {
-                let slot = slot_of(&cmd).unwrap_or(0);
+                let slot = slot_of(&t, &cmd).unwrap_or(0);
                 match t.node_of(slot) {
                     Some(node) => {
                         let r = inner.blocking(node, &cmd).await;
-                        match redirect_of(&r) {
+                        match inner.redirect(&r) {
                             Some(to) if !to.ask => {
                                 let node = inner.node(&to.host, to.port);
                                 inner.moved(to.slot, &node);
@@ -946,7 +1083,7 @@ async fn finish(
 
 impl Backend for ClusterBackend {
     fn kind(&self) -> &'static str {
-        "redis-cluster"
+        self.inner.kind
     }
 
     fn supports(&self, _spec: &CommandSpec) -> bool {
@@ -972,6 +1109,11 @@ impl Backend for ClusterBackend {
                             || n.endpoint.up.load(std::sync::atomic::Ordering::Relaxed) > 0
                     })
                     .count();
+                if inner.fixed.is_some() {
+                    let n = t.nodes.len();
+                    let word = if up == 0 { "down" } else { "up" };
+                    return format!("{word} ({up}/{n} servers reachable)");
+                }
                 format!(
                     "up ({up}/{} masters reachable, {}/{SLOTS} slots served)",
                     t.nodes.len(),
@@ -995,6 +1137,7 @@ impl Backend for ClusterBackend {
             Ok(Box::new(ClusterSession {
                 inner,
                 conn: None,
+                pinned: 0,
                 lost: false,
             }) as Box<dyn Session>)
         })
@@ -1034,7 +1177,29 @@ impl Backend for ClusterBackend {
 struct ClusterSession {
     inner: Arc<Inner>,
     conn: Option<Conn>,
+    /// The slot (a server's index on a ring) whose node `conn` is to.
+    pinned: u16,
     lost: bool,
+}
+
+impl ClusterSession {
+    /// On a ring, the commands of `batch` whose keys are not all on the
+    /// pinned server: the server would run them on the wrong keys. A
+    /// cluster node answers MOVED or CROSSSLOT for them itself.
+    fn elsewhere(&self, batch: &[Command]) -> Vec<bool> {
+        let Some(t) = &self.inner.fixed else {
+            return vec![false; batch.len()];
+        };
+        batch
+            .iter()
+            .map(|c| {
+                c.spec
+                    .key_positions(&c.args)
+                    .iter()
+                    .any(|&p| t.slot(&c.args[p]) != self.pinned)
+            })
+            .collect()
+    }
 }
 
 impl Session for ClusterSession {
@@ -1049,10 +1214,11 @@ impl Session for ClusterSession {
                     Ok(t) => t,
                     Err(reason) => return vec![unavailable(&name, &reason); batch.len()],
                 };
-                let slot = batch.iter().find_map(slot_of).unwrap_or(0);
+                let slot = batch.iter().find_map(|c| slot_of(&t, c)).unwrap_or(0);
                 let Some(node) = t.node_of(slot) else {
                     return vec![unserved(slot); batch.len()];
                 };
+                self.pinned = slot;
                 match node.endpoint.connect(false).await {
                     Ok(c) => self.conn = Some(c),
                     Err(reason) => {
@@ -1061,19 +1227,57 @@ impl Session for ClusterSession {
                     }
                 }
             }
+            let elsewhere = self.elsewhere(&batch);
+            let refused = match self.inner.fixed.as_ref() {
+                Some(t) if elsewhere.contains(&true) => Some(t.cross(&name)),
+                _ => None,
+            };
+            if let Some(r) = &refused {
+                // A transaction runs whole on one server, or not at all.
+                if batch.iter().any(|c| c.spec.name == "multi") {
+                    return vec![r.clone(); batch.len()];
+                }
+            }
             let Some(conn) = self.conn.as_mut() else {
                 return vec![unavailable(&name, "pinned connection lost"); batch.len()];
             };
-            match call_pinned(conn, &batch, self.inner.command_timeout).await {
-                Ok(replies) => replies,
+            let sent: Vec<Command> = batch
+                .into_iter()
+                .zip(&elsewhere)
+                .filter(|(_, e)| !**e)
+                .map(|(c, _)| c)
+                .collect();
+            if sent.is_empty() {
+                return elsewhere.iter().map(|_| t_refused(&refused)).collect();
+            }
+            match call_pinned(conn, &sent, self.inner.command_timeout).await {
+                Ok(replies) => {
+                    let mut replies = replies.into_iter();
+                    elsewhere
+                        .iter()
+                        .map(|&e| match (&refused, e) {
+                            (Some(_), true) => t_refused(&refused),
+                            _ => replies.next().unwrap_or_else(|| {
+                                Reply::error("ERR backend returned too few replies")
+                            }),
+                        })
+                        .collect()
+                }
                 Err(reason) => {
                     self.conn = None;
                     self.lost = true;
-                    vec![unavailable(&name, &reason); batch.len()]
+                    vec![unavailable(&name, &reason); elsewhere.len()]
                 }
             }
         })
     }
+}
+
+/// The refusal given to a session's command on another server.
+fn t_refused(refused: &Option<Reply>) -> Reply {
+    refused
+        .clone()
+        .unwrap_or_else(|| Reply::error("ERR backend returned too few replies"))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod memcached;
 pub mod memory;
 pub mod redis;
+pub mod shards;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -142,6 +143,8 @@ pub enum BackendConfig {
     Redis(redis::RedisConfig),
     #[serde(rename = "redis-cluster")]
     RedisCluster(cluster::ClusterConfig),
+    #[serde(rename = "redis-shards")]
+    RedisShards(shards::ShardsConfig),
     Memcached(memcached::MemcachedConfig),
 }
 
@@ -156,6 +159,7 @@ impl BackendConfig {
             BackendConfig::Memory(c) => c,
             BackendConfig::Redis(c) => c,
             BackendConfig::RedisCluster(c) => c,
+            BackendConfig::RedisShards(c) => c,
             BackendConfig::Memcached(c) => c,
         }
     }
