@@ -76,10 +76,10 @@ fn twemproxy(hash: &str, distribution: &str, servers: &[String]) -> Twemproxy {
     }
 }
 
-/// Keys of every kind that decides a placement: plain, hash-tagged, and
-/// with bytes from 0x80 (which twemproxy's hashes sign-extend).
+/// Keys of every kind that decides a placement: empty, plain, hash-tagged,
+/// and with bytes from 0x80 (which twemproxy's hashes sign-extend).
 fn test_keys() -> Vec<Vec<u8>> {
-    let mut keys = Vec::new();
+    let mut keys = vec![Vec::new()];
     for i in 0..200 {
         keys.push(format!("user:{i}").into_bytes());
     }

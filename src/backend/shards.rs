@@ -495,7 +495,11 @@ impl Ring {
 
     /// The index of the server that holds `key`.
     pub fn shard(&self, key: &[u8]) -> u16 {
-        let h = self.hash.of(self.hashed(key));
+        // twemproxy hashes an empty key to 0 rather than hashing nothing.
+        let h = match self.hashed(key) {
+            [] => 0,
+            part => self.hash.of(part),
+        };
         if !self.modula.is_empty() {
             return self.modula[(h as usize) % self.modula.len()];
         }
