@@ -400,3 +400,66 @@ async fn a_server_down_fails_only_its_keys() {
     let v: Option<String> = srv[1].direct().await.get(k).await.unwrap();
     assert_eq!(v.as_deref(), Some("back"));
 }
+
+/// twemproxy's auto_eject_hosts: after `server_failure_limit` failures in
+/// a row a server's keys go to the others, and come back after
+/// `server_retry_timeout_ms`.
+#[tokio::test]
+async fn an_ejected_servers_keys_move_and_come_back() {
+    let mut srv = servers();
+    let toml = config(&srv).replace(
+        "command_timeout_ms = 1000",
+        "command_timeout_ms = 1000\nauto_eject_hosts = true\nserver_failure_limit = 2\n\
+         server_retry_timeout_ms = 1500",
+    );
+    let kw = Keyway::with_toml(&toml).await;
+    let mut c = kw.client().await;
+    let keys: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+    for k in &keys {
+        let _: () = c.set(k, "v").await.unwrap();
+    }
+    let at = holders(&srv, &keys).await;
+    let k = keys.iter().find(|k| at[*k] == 1).unwrap();
+    srv[1].kill();
+    let mut raw = kw.raw().await;
+    // Two failures in a row eject it.
+    for _ in 0..2 {
+        let line = raw.line(&format!("GET {k}")).await;
+        assert!(line.starts_with("-ERR backend 's' unavailable: "), "{line}");
+    }
+    // Its keys now live on the others: a cache miss, then a write that lands.
+    raw.check(&format!("GET {k}"), "$-1\r\n").await;
+    raw.check(&format!("SET {k} moved"), "+OK\r\n").await;
+    let mut moved_to = None;
+    for i in [0, 2] {
+        let v: Option<String> = srv[i].direct().await.get(k).await.unwrap();
+        if v.as_deref() == Some("moved") {
+            moved_to = Some(i);
+        }
+    }
+    assert!(moved_to.is_some(), "{k} not on a live server");
+    let info: String = redis::cmd("INFO").query_async(&mut c).await.unwrap();
+    assert!(
+        info.contains("health=up (2/3 servers reachable; 1 ejected)"),
+        "{info}"
+    );
+    // Whole-keyspace commands skip it.
+    let n: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert!(n > 0);
+
+    // Back after the retry timeout, with its keys.
+    srv[1].restart();
+    let mut back = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if raw.line(&format!("SET {k} home")).await != "+OK\r\n" {
+            continue;
+        }
+        let v: Option<String> = srv[1].direct().await.get(k).await.unwrap();
+        if v.as_deref() == Some("home") {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "{k} never went back to its server");
+}

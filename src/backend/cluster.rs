@@ -25,7 +25,7 @@
 //! servers cannot refuse keys of another server, keyway refuses them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
@@ -153,6 +153,8 @@ struct Topology {
     slots: Vec<u16>,
     nodes: Vec<Arc<Node>>,
     ring: Option<Arc<Ring>>,
+    /// Nodes ejected from a ring, by index (empty when none is).
+    out: Vec<bool>,
 }
 
 impl Topology {
@@ -197,6 +199,14 @@ impl Topology {
             Some(&i) if i != UNSERVED => self.nodes.get(i as usize),
             _ => None,
         }
+    }
+
+    /// The nodes whole-keyspace commands go to: every one not ejected.
+    fn serving(&self) -> impl Iterator<Item = (usize, &Arc<Node>)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.out.get(*i).copied().unwrap_or(false))
     }
 
     fn served(&self) -> usize {
@@ -261,12 +271,22 @@ fn name_unreachable(name: &str, r: &mut Reply, addr: &str) -> bool {
     }
 }
 
+/// A redis-shards backend's servers and their failures.
+struct Fixed {
+    config: ShardsConfig,
+    /// Each server's consecutive failures, in config order.
+    failures: Vec<AtomicU32>,
+    /// Which servers are ejected now (with `auto_eject_hosts`).
+    out: Mutex<Vec<bool>>,
+}
+
 struct Inner {
     name: String,
     /// "redis-cluster", or "redis-shards" for a fixed map.
     kind: &'static str,
-    /// The map of a redis-shards backend, never reread.
-    fixed: Option<Arc<Topology>>,
+    /// A redis-shards backend's settings: its map is never reread, only
+    /// rebuilt when a server is ejected or comes back.
+    fixed: Option<Fixed>,
     seeds: Vec<(String, u16)>,
     username: Option<String>,
     password: Option<String>,
@@ -340,13 +360,19 @@ impl ClusterBackend {
             refresh_queued: AtomicBool::new(false),
         };
         let nodes: Vec<Arc<Node>> = urls.iter().map(|u| inner.node_for(u)).collect();
+        let n = nodes.len();
         let t = Arc::new(Topology {
-            slots: (0..nodes.len() as u16).collect(),
+            slots: (0..n as u16).collect(),
             nodes,
             ring: Some(Arc::new(ring)),
+            out: Vec::new(),
         });
-        inner.topology = RwLock::new(Some(t.clone()));
-        inner.fixed = Some(t);
+        inner.topology = RwLock::new(Some(t));
+        inner.fixed = Some(Fixed {
+            config: c.clone(),
+            failures: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            out: Mutex::new(vec![false; n]),
+        });
         ClusterBackend {
             inner: Arc::new(inner),
         }
@@ -400,6 +426,81 @@ impl Inner {
             .clone()
     }
 
+    /// Counts a ring server's failure (or success, which clears the count);
+    /// with `auto_eject_hosts`, `server_failure_limit` failures in a row
+    /// take it off the ring for `server_retry_timeout_ms`, as twemproxy
+    /// does, and its keys go to the other servers meanwhile.
+    fn observe(self: &Arc<Self>, node: &Node, failed: bool) {
+        let Some(f) = self.fixed.as_ref().filter(|f| f.config.auto_eject_hosts) else {
+            return;
+        };
+        let Some(i) = self.current().and_then(|t| {
+            t.nodes
+                .iter()
+                .position(|n| std::ptr::eq(Arc::as_ptr(n), node))
+        }) else {
+            return;
+        };
+        let Some(count) = f.failures.get(i) else {
+            return;
+        };
+        if !failed {
+            if count.load(Ordering::Relaxed) != 0 {
+                count.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+        if n < f.config.server_failure_limit {
+            return;
+        }
+        count.store(0, Ordering::Relaxed);
+        let retry = Duration::from_millis(f.config.server_retry_timeout_ms);
+        warn!(
+            backend = self.name.as_str(),
+            server = node.addr.as_str(),
+            failures = n,
+            retry_ms = f.config.server_retry_timeout_ms,
+            "server ejected from the ring"
+        );
+        self.set_out(i, true);
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(retry).await;
+            if let Some(inner) = weak.upgrade() {
+                info!(
+                    backend = inner.name.as_str(),
+                    "ejected server back on the ring"
+                );
+                inner.set_out(i, false);
+            }
+        });
+    }
+
+    /// Ejects server `i` of a ring, or takes it back, and rebuilds the map.
+    fn set_out(&self, i: usize, out: bool) {
+        let (Some(f), Some(t)) = (&self.fixed, self.current()) else {
+            return;
+        };
+        let mut flags = f.out.lock().unwrap_or_else(|e| e.into_inner());
+        if flags.get(i) == Some(&out) {
+            return;
+        }
+        if let Some(flag) = flags.get_mut(i) {
+            *flag = out;
+        }
+        let live: Vec<bool> = flags.iter().map(|o| !o).collect();
+        let next = Topology {
+            slots: t.slots.clone(),
+            nodes: t.nodes.clone(),
+            ring: Some(Arc::new(Ring::new(&f.config, &live))),
+            out: flags.clone(),
+        };
+        if let Ok(mut cur) = self.topology.write() {
+            *cur = Some(Arc::new(next));
+        }
+    }
+
     /// The redirect a reply asks for; a fixed map has none to follow.
     fn redirect(&self, r: &Reply) -> Option<Redirect> {
         match self.fixed {
@@ -420,8 +521,8 @@ impl Inner {
     /// masters, then the seeds. A refresh that ended less than
     /// [`REFRESH_GAP`] ago stands in for a new one.
     async fn refresh(self: &Arc<Self>) -> Result<Arc<Topology>, String> {
-        if let Some(t) = &self.fixed {
-            return Ok(t.clone());
+        if self.fixed.is_some() {
+            return self.current().ok_or_else(|| "no servers".to_string());
         }
         let asked = Instant::now();
         let mut refreshed = self.refreshed.lock().await;
@@ -566,6 +667,7 @@ impl Inner {
             slots,
             nodes: masters.iter().map(|(h, p)| self.node(h, *p)).collect(),
             ring: None,
+            out: Vec::new(),
         })
     }
 
@@ -625,6 +727,7 @@ impl Inner {
             slots,
             nodes,
             ring: t.ring.clone(),
+            out: t.out.clone(),
         }));
     }
 
@@ -703,6 +806,7 @@ impl Inner {
                         // goes where the cluster now says.
                         self.refresh_soon();
                     }
+                    self.observe(&node, lost);
                     replies
                 })
             })
@@ -721,13 +825,12 @@ impl Inner {
         }
     }
 
-    /// Sends one command to every master and returns their replies, in
-    /// the map's node order.
+    /// Sends one command to every master (every server not ejected) and
+    /// returns their replies, in the map's node order.
     async fn everywhere(self: &Arc<Self>, t: &Topology, cmd: &Command) -> Vec<Reply> {
         let groups = t
-            .nodes
-            .iter()
-            .map(|n| (n.clone(), vec![cmd.clone()]))
+            .serving()
+            .map(|(_, n)| (n.clone(), vec![cmd.clone()]))
             .collect();
         self.run_groups(groups, false)
             .await
@@ -750,10 +853,14 @@ impl Inner {
         }
         if name == "randomkey" {
             // From a master picked at random, or the next that has keys.
-            let n = t.nodes.len();
+            let nodes: Vec<&Arc<Node>> = t.serving().map(|(_, n)| n).collect();
+            let n = nodes.len();
+            if n == 0 {
+                return unavailable(&self.name, "every server is ejected");
+            }
             let start = crate::util::random_below(n as u64) as usize;
             for i in 0..n {
-                let node = &t.nodes[(start + i) % n];
+                let node = nodes[(start + i) % n];
                 let r = self
                     .run_groups(vec![(node.clone(), vec![cmd.clone()])], false)
                     .await
@@ -811,11 +918,17 @@ impl Inner {
             .and_then(|c| std::str::from_utf8(c).ok())
             .and_then(|c| c.parse::<u64>().ok())
             .unwrap_or(0);
-        let index = (cursor >> NODE_SHIFT) as usize;
-        let Some(node) = t.nodes.get(index) else {
+        let asked = (cursor >> NODE_SHIFT) as usize;
+        // An ejected server is skipped, from its start if the cursor was in it.
+        let Some((index, node)) = t.serving().find(|(i, _)| *i >= asked) else {
             return scan_reply(0, Vec::new());
         };
-        cmd.args[1] = bytes(&(cursor & ((1 << NODE_SHIFT) - 1)).to_string());
+        let within = if index == asked {
+            cursor & ((1 << NODE_SHIFT) - 1)
+        } else {
+            0
+        };
+        cmd.args[1] = bytes(&within.to_string());
         let reply = self
             .run_groups(vec![(node.clone(), vec![cmd])], false)
             .await
@@ -836,10 +949,11 @@ impl Inner {
         }
         let next = if inner != 0 {
             ((index as u64) << NODE_SHIFT) | inner
-        } else if index + 1 < t.nodes.len() {
-            ((index + 1) as u64) << NODE_SHIFT
         } else {
-            0
+            match t.serving().find(|(i, _)| *i > index) {
+                Some((i, _)) => (i as u64) << NODE_SHIFT,
+                None => 0,
+            }
         };
         scan_reply(next, keys)
     }
@@ -1112,7 +1226,12 @@ impl Backend for ClusterBackend {
                 if inner.fixed.is_some() {
                     let n = t.nodes.len();
                     let word = if up == 0 { "down" } else { "up" };
-                    return format!("{word} ({up}/{n} servers reachable)");
+                    let out = t.out.iter().filter(|o| **o).count();
+                    let ejected = match out {
+                        0 => String::new(),
+                        k => format!("; {k} ejected"),
+                    };
+                    return format!("{word} ({up}/{n} servers reachable{ejected})");
                 }
                 format!(
                     "up ({up}/{} masters reachable, {}/{SLOTS} slots served)",
@@ -1186,10 +1305,10 @@ impl ClusterSession {
     /// On a ring, the commands of `batch` whose keys are not all on the
     /// pinned server: the server would run them on the wrong keys. A
     /// cluster node answers MOVED or CROSSSLOT for them itself.
-    fn elsewhere(&self, batch: &[Command]) -> Vec<bool> {
-        let Some(t) = &self.inner.fixed else {
+    fn elsewhere(&self, t: &Topology, batch: &[Command]) -> Vec<bool> {
+        if self.inner.fixed.is_none() {
             return vec![false; batch.len()];
-        };
+        }
         batch
             .iter()
             .map(|c| {
@@ -1227,11 +1346,11 @@ impl Session for ClusterSession {
                     }
                 }
             }
-            let elsewhere = self.elsewhere(&batch);
-            let refused = match self.inner.fixed.as_ref() {
-                Some(t) if elsewhere.contains(&true) => Some(t.cross(&name)),
-                _ => None,
+            let Some(t) = self.inner.current() else {
+                return vec![unavailable(&name, "no slot map"); batch.len()];
             };
+            let elsewhere = self.elsewhere(&t, &batch);
+            let refused = elsewhere.contains(&true).then(|| t.cross(&name));
             if let Some(r) = &refused {
                 // A transaction runs whole on one server, or not at all.
                 if batch.iter().any(|c| c.spec.name == "multi") {

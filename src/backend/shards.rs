@@ -41,6 +41,12 @@ fn default_distribution() -> String {
 fn one() -> u32 {
     1
 }
+fn default_failure_limit() -> u32 {
+    2
+}
+fn default_retry_timeout() -> u64 {
+    30_000
+}
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +65,15 @@ pub struct ShardsConfig {
     /// between the first `{` and the next `}` when that is not empty.
     #[serde(default)]
     pub hash_tag: String,
+    /// As twemproxy's: a server that fails `server_failure_limit` times in
+    /// a row leaves the ring for `server_retry_timeout_ms`, and its keys go
+    /// to the others meanwhile. For caches; off, its keys get errors.
+    #[serde(default)]
+    pub auto_eject_hosts: bool,
+    #[serde(default = "default_failure_limit")]
+    pub server_failure_limit: u32,
+    #[serde(default = "default_retry_timeout")]
+    pub server_retry_timeout_ms: u64,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_command_timeout")]
@@ -131,7 +146,8 @@ impl BackendSpec for ShardsConfig {
             .iter()
             .filter_map(|s| parse_url(s.url()).ok())
             .collect();
-        Arc::new(ClusterBackend::fixed(name, self, urls, Ring::new(self)))
+        let ring = Ring::new(self, &vec![true; self.servers.len()]);
+        Arc::new(ClusterBackend::fixed(name, self, urls, ring))
     }
 
     fn limits(&self) -> Option<&'static str> {
@@ -206,6 +222,15 @@ impl BackendSpec for ShardsConfig {
                     "'{}' must be two characters, like \"{{}}\", or empty",
                     self.hash_tag
                 ),
+            ));
+        }
+        if self.server_failure_limit == 0 {
+            out.push(("server_failure_limit".into(), "must be at least 1".into()));
+        }
+        if self.server_retry_timeout_ms == 0 {
+            out.push((
+                "server_retry_timeout_ms".into(),
+                "must be at least 1".into(),
             ));
         }
         out.extend(connection_problems(
@@ -425,21 +450,27 @@ pub struct Ring {
 }
 
 impl Ring {
-    /// Built from validated settings; a bad hash name falls back to the
-    /// default rather than failing, since validation reports it first.
-    pub fn new(c: &ShardsConfig) -> Ring {
+    /// Built from validated settings over the servers `live` marks (all
+    /// but the ejected), as twemproxy builds it over its live servers; a
+    /// bad hash name falls back to the default rather than failing, since
+    /// validation reports it first.
+    pub fn new(c: &ShardsConfig, live: &[bool]) -> Ring {
         let hash = Hash::parse(&c.hash).unwrap_or(Hash::Fnv1a64);
         let tag = match c.hash_tag.as_bytes() {
             [a, b] => Some((*a, *b)),
             _ => None,
         };
-        let total: u32 = c.servers.iter().map(Server::weight).sum();
-        let n = c.servers.len();
+        let up = |i: usize| live.get(i).copied().unwrap_or(false);
+        let total: u32 = (0..c.servers.len())
+            .filter(|&i| up(i))
+            .map(|i| c.servers[i].weight())
+            .sum();
+        let n = (0..c.servers.len()).filter(|&i| up(i)).count();
         // twemproxy sorts its servers by name (shorter first, then bytewise)
         // when it checks them for duplicates, and modula counts in that
         // order, not the config's.
         let names: Vec<String> = c.servers.iter().map(Server::ring_name).collect();
-        let mut order: Vec<usize> = (0..n).collect();
+        let mut order: Vec<usize> = (0..c.servers.len()).filter(|&i| up(i)).collect();
         order.sort_by(|&a, &b| {
             let (a, b) = (&names[a], &names[b]);
             a.len().cmp(&b.len()).then_with(|| a.cmp(b))
@@ -524,6 +555,27 @@ mod tests {
         toml::from_str(toml).expect("config")
     }
 
+    fn ring(c: &ShardsConfig) -> Ring {
+        Ring::new(c, &vec![true; c.servers.len()])
+    }
+
+    #[test]
+    fn an_ejected_server_leaves_the_ring() {
+        let c = config("servers = [\"redis://a:1\", \"redis://b:1\", \"redis://c:1\"]");
+        let all = ring(&c);
+        let without_b = Ring::new(&c, &[true, false, true]);
+        assert_eq!(without_b.points.len(), 2 * 160);
+        for i in 0..3_000 {
+            let k = format!("key:{i}");
+            let (before, after) = (all.shard(k.as_bytes()), without_b.shard(k.as_bytes()));
+            assert_ne!(after, 1);
+            // Consistent: only b's keys move.
+            if before != 1 {
+                assert_eq!(before, after, "{k}");
+            }
+        }
+    }
+
     #[test]
     fn hashes_match_their_published_values() {
         // Plain (unsigned) inputs, where twemproxy's functions agree with
@@ -538,7 +590,7 @@ mod tests {
 
     #[test]
     fn the_hash_tag_picks_what_is_hashed() {
-        let r = Ring::new(&config("servers = [\"redis://a:1\"]\nhash_tag = \"{}\""));
+        let r = ring(&config("servers = [\"redis://a:1\"]\nhash_tag = \"{}\""));
         assert_eq!(r.hashed(b"user:{42}:name"), b"42");
         assert_eq!(r.hashed(b"{}x"), b"{}x");
         assert_eq!(r.hashed(b"x{y"), b"x{y");
@@ -547,7 +599,7 @@ mod tests {
 
     #[test]
     fn ketama_spreads_keys_and_weights_count() {
-        let r = Ring::new(&config(
+        let r = ring(&config(
             "servers = [\"redis://a:1\", \"redis://b:1\", { url = \"redis://c:1\", weight = 2 }]",
         ));
         // 160 points per server on average, shared by weight: 120, 120, 240.
@@ -565,7 +617,7 @@ mod tests {
     #[test]
     fn modula_follows_weights_in_twemproxys_order() {
         // By name: "b:1" before "aa:1" (shorter), then "aa:1" before "ab:1".
-        let r = Ring::new(&config(
+        let r = ring(&config(
             "servers = [\"redis://ab:1\", { url = \"redis://aa:1\", weight = 2 }, \"redis://b:1\"]\n\
              distribution = \"modula\"",
         ));
@@ -576,7 +628,8 @@ mod tests {
     fn config_problems_are_all_reported() {
         let c = config(
             "servers = [\"http://a:1\", { url = \"redis://b:1\", weight = 0, name = \"\" }, \"redis://b:1\"]\n\
-             hash = \"sha1\"\ndistribution = \"random\"\nhash_tag = \"{\"\ncommand_timeout_ms = 0",
+             hash = \"sha1\"\ndistribution = \"random\"\nhash_tag = \"{\"\nserver_failure_limit = 0\n\
+             command_timeout_ms = 0",
         );
         let fields: Vec<String> = c.problems().into_iter().map(|(f, _)| f).collect();
         assert_eq!(
@@ -589,6 +642,7 @@ mod tests {
                 "hash",
                 "distribution",
                 "hash_tag",
+                "server_failure_limit",
                 "command_timeout_ms",
             ]
         );
