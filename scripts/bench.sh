@@ -7,7 +7,10 @@
 # turn, round after round (A B C A B C ...) so that machine drift cancels.
 # Prints one table (medians) and, with --write, puts it in BENCHMARKS.md.
 #
-#   bash scripts/bench.sh [--write] [--quick]
+#   bash scripts/bench.sh [--write] [--quick] [--rounds N]
+#
+# --rounds N (3 by default) trades time for steadier medians: each round
+# takes about a minute.
 #
 # Needs redis-server, redis-benchmark, nutcracker and memcached (the test
 # command `bash scripts/test.sh` installs them). Everything it starts is
@@ -18,12 +21,17 @@ cd "$(dirname "$0")/.."
 WRITE=0
 ROUNDS=3
 REQUESTS=100000
-for arg in "$@"; do
-    case "$arg" in
+while [ $# -gt 0 ]; do
+    case "$1" in
         --write) WRITE=1 ;;
         --quick) ROUNDS=1; REQUESTS=20000 ;;
-        *) echo "usage: $0 [--write] [--quick]" >&2; exit 2 ;;
+        --rounds)
+            shift
+            [[ "${1:-}" =~ ^[1-9][0-9]*$ ]] || { echo "--rounds takes a number of rounds" >&2; exit 2; }
+            ROUNDS=$1 ;;
+        *) echo "usage: $0 [--write] [--quick] [--rounds N]" >&2; exit 2 ;;
     esac
+    shift
 done
 CLIENTS=50
 KEYSPACE=100000
