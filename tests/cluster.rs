@@ -98,22 +98,8 @@ async fn keys_land_on_the_master_of_their_slot() {
     want.sort();
     assert_eq!(all, want);
     let mut seen = HashSet::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(7)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        for k in batch {
-            assert!(seen.insert(k.clone()), "SCAN returned {k} twice");
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
+    for k in common::scan_all(&mut c, 7).await {
+        assert!(seen.insert(k.clone()), "SCAN returned {k} twice");
     }
     assert_eq!(seen.len(), 61);
     assert!(seen.contains("t:42"));

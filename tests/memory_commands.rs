@@ -264,22 +264,8 @@ async fn keyspace_walks() {
 
     // SCAN returns every key exactly once.
     let mut seen = std::collections::HashSet::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(50)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        for k in batch {
-            assert!(seen.insert(k.clone()), "{k} returned twice");
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
+    for k in common::scan_all(&mut c, 50).await {
+        assert!(seen.insert(k.clone()), "{k} returned twice");
     }
     assert_eq!(seen.len(), 501);
     let (_, hashes): (u64, Vec<String>) = redis::cmd("SCAN")

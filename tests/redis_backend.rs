@@ -189,22 +189,7 @@ async fn scan_visits_every_key_once() {
     for i in 0..50 {
         let _: () = r2.set(format!("other:{i}"), i).await.unwrap();
     }
-    let mut seen = Vec::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(25)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        seen.extend(keys);
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
+    let seen = common::scan_all(&mut c, 25).await;
     let unique: HashSet<String> = seen.iter().cloned().collect();
     assert_eq!(seen.len(), unique.len(), "a key was returned twice");
     assert_eq!(unique, expected);

@@ -129,22 +129,7 @@ async fn scan_visits_each_key_once_across_namespaces() {
     }
     // The catch-all also sees ns:shared:* under its stored name.
     expected.extend((0..300).map(|i| format!("ns:shared:k{i}")));
-    let mut seen = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(100)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        seen.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
+    let mut seen = common::scan_all(&mut con, 100).await;
     let total = seen.len();
     seen.sort();
     seen.dedup();

@@ -119,7 +119,9 @@ fn set_through(port: u16, keys: &[Vec<u8>]) {
     }
 }
 
-fn keyway_config(hash: &str, distribution: &str, servers: &str) -> String {
+/// keyway with one redis-shards backend, `s`, for every key; `settings`
+/// are more lines of its table.
+fn shards_toml(servers: &str, settings: &str) -> String {
     format!(
         r#"
 [server]
@@ -127,9 +129,8 @@ listen = "127.0.0.1:0"
 [backends.s]
 type = "redis-shards"
 servers = [{servers}]
-hash = "{hash}"
-distribution = "{distribution}"
 hash_tag = "{{}}"
+{settings}
 [[namespaces]]
 name = "all"
 prefix = ""
@@ -194,7 +195,8 @@ async fn keys_are_where_twemproxy_puts_them() {
         flush(&srv).await;
         let tw = twemproxy(hash, dist, twem_servers);
         set_through(tw.port, &keys);
-        let kw = Keyway::with_toml(&keyway_config(hash, dist, kw_servers)).await;
+        let settings = format!("hash = \"{hash}\"\ndistribution = \"{dist}\"");
+        let kw = Keyway::with_toml(&shards_toml(kw_servers, &settings)).await;
         let mut c = kw.client().await;
         let got: Vec<Option<Vec<u8>>> = c.mget(&keys).await.unwrap();
         let misplaced: Vec<String> = keys
@@ -242,23 +244,10 @@ fn config(srv: &[RedisServer]) -> String {
         .map(|s| format!("\"redis://127.0.0.1:{}\"", s.port))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[backends.s]
-type = "redis-shards"
-servers = [{list}]
-# twemproxy's default, fnv1a_64, puts keys as short as these on one server.
-hash = "murmur"
-hash_tag = "{{}}"
-command_timeout_ms = 1000
-connect_timeout_ms = 500
-[[namespaces]]
-name = "all"
-prefix = ""
-backend = "s"
-"#
+    // twemproxy's default, fnv1a_64, puts keys as short as these on one server.
+    shards_toml(
+        &list,
+        "hash = \"murmur\"\ncommand_timeout_ms = 1000\nconnect_timeout_ms = 500",
     )
 }
 
@@ -291,22 +280,7 @@ async fn commands_are_split_fanned_out_or_refused() {
     let mut want = keys.clone();
     want.sort();
     assert_eq!(all, want);
-    let mut seen = Vec::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(7)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        seen.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
+    let mut seen = common::scan_all(&mut c, 7).await;
     seen.sort();
     assert_eq!(seen, want);
 

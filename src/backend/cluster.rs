@@ -318,22 +318,17 @@ impl ClusterBackend {
         let first = urls.first();
         ClusterBackend {
             inner: Arc::new(Inner {
-                name: name.to_string(),
-                kind: "redis-cluster",
-                fixed: None,
                 seeds: urls.iter().map(|u| (u.host.clone(), u.port)).collect(),
                 username: first.and_then(|u| u.username.clone()),
                 password: first.and_then(|u| u.password.clone()),
                 tls: first.is_some_and(|u| u.tls),
-                ca_file: c.tls_ca_file.clone(),
-                connect_timeout: Duration::from_millis(c.connect_timeout_ms),
-                command_timeout: Duration::from_millis(c.command_timeout_ms),
-                topology: RwLock::new(None),
-                known: Mutex::new(HashMap::new()),
-                refreshed: tokio::sync::Mutex::new(None),
-                last_error: Mutex::new(String::new()),
-                refresher: OnceLock::new(),
-                refresh_queued: AtomicBool::new(false),
+                ..Inner::new(
+                    name,
+                    "redis-cluster",
+                    c.tls_ca_file.clone(),
+                    c.connect_timeout_ms,
+                    c.command_timeout_ms,
+                )
             }),
         }
     }
@@ -341,24 +336,13 @@ impl ClusterBackend {
     /// A redis-shards backend: `urls` are its servers, in config order, and
     /// `ring` says which one holds each key.
     pub fn fixed(name: &str, c: &ShardsConfig, urls: Vec<Url>, ring: Ring) -> ClusterBackend {
-        let mut inner = Inner {
-            name: name.to_string(),
-            kind: "redis-shards",
-            fixed: None,
-            seeds: Vec::new(),
-            username: None,
-            password: None,
-            tls: false,
-            ca_file: c.tls_ca_file.clone(),
-            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
-            command_timeout: Duration::from_millis(c.command_timeout_ms),
-            topology: RwLock::new(None),
-            known: Mutex::new(HashMap::new()),
-            refreshed: tokio::sync::Mutex::new(None),
-            last_error: Mutex::new(String::new()),
-            refresher: OnceLock::new(),
-            refresh_queued: AtomicBool::new(false),
-        };
+        let mut inner = Inner::new(
+            name,
+            "redis-shards",
+            c.tls_ca_file.clone(),
+            c.connect_timeout_ms,
+            c.command_timeout_ms,
+        );
         let nodes: Vec<Arc<Node>> = urls.iter().map(|u| inner.node_for(u)).collect();
         let n = nodes.len();
         let t = Arc::new(Topology {
@@ -380,6 +364,34 @@ impl ClusterBackend {
 }
 
 impl Inner {
+    /// No seeds, credentials or map yet: the constructors fill them in.
+    fn new(
+        name: &str,
+        kind: &'static str,
+        ca_file: Option<String>,
+        connect_timeout_ms: u64,
+        command_timeout_ms: u64,
+    ) -> Inner {
+        Inner {
+            name: name.to_string(),
+            kind,
+            fixed: None,
+            seeds: Vec::new(),
+            username: None,
+            password: None,
+            tls: false,
+            ca_file,
+            connect_timeout: Duration::from_millis(connect_timeout_ms),
+            command_timeout: Duration::from_millis(command_timeout_ms),
+            topology: RwLock::new(None),
+            known: Mutex::new(HashMap::new()),
+            refreshed: tokio::sync::Mutex::new(None),
+            last_error: Mutex::new(String::new()),
+            refresher: OnceLock::new(),
+            refresh_queued: AtomicBool::new(false),
+        }
+    }
+
     fn current(&self) -> Option<Arc<Topology>> {
         self.topology.read().ok().and_then(|t| t.clone())
     }

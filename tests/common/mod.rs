@@ -206,6 +206,27 @@ impl Raw {
     }
 }
 
+/// Every key one full SCAN returns (COUNT `count`), in order, with any
+/// duplicates kept for the caller to check.
+pub async fn scan_all(c: &mut redis::aio::MultiplexedConnection, count: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(c)
+            .await
+            .expect("SCAN");
+        seen.extend(batch);
+        if next == 0 {
+            return seen;
+        }
+        cursor = next;
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
