@@ -131,6 +131,19 @@ async fn string_commands_answer_as_redis() {
         ("TTL e", ":-1\r\n"),
         ("GETEX e EX 30", "$1\r\nv\r\n"),
         ("TTL e", ":30\r\n"),
+        // A missing key is nil before the time is read, as in Redis.
+        ("GETEX nosuch EX x", "$-1\r\n"),
+        ("GETEX nosuch EX 0", "$-1\r\n"),
+        (
+            "GETEX e EX x",
+            "-ERR value is not an integer or out of range\r\n",
+        ),
+        (
+            "GETEX e EX 0",
+            "-ERR invalid expire time in 'getex' command\r\n",
+        ),
+        ("GETEX nosuch EX 5 PX 5", "-ERR syntax error\r\n"),
+        ("TTL e", ":30\r\n"),
         ("SETEX sx 20 v", "+OK\r\n"),
         ("TTL sx", ":20\r\n"),
         ("PSETEX px 1500 v", "+OK\r\n"),

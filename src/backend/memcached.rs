@@ -439,11 +439,16 @@ impl MemcachedBackend {
                 vec![probe(&a[1]).meta(Meta::NONE.ttl()).into()],
                 Finish::Ttl(cmd.spec.name == "pttl"),
             ),
-            "getex" => match getex_change(a).map_err(Reply::from)? {
-                None => Plan::Ops(vec![get(&a[1]).into()], Finish::Value),
-                Some(0) => Plan::Ops(vec![get(&a[1]).touch(Ttl::NEVER).into()], Finish::Value),
-                Some(t) if t <= now_ms() => Plan::ReadModifyWrite,
-                Some(t) => Plan::Ops(vec![get(&a[1]).touch(ttl_until(t)).into()], Finish::Value),
+            "getex" => match getex_change(a) {
+                Err(CmdError::Syntax) => return Err(CmdError::Syntax.into()),
+                // A bad time: Redis looks the key up first (see getex_refused).
+                Err(_) => Plan::ReadModifyWrite,
+                Ok(None) => Plan::Ops(vec![get(&a[1]).into()], Finish::Value),
+                Ok(Some(0)) => Plan::Ops(vec![get(&a[1]).touch(Ttl::NEVER).into()], Finish::Value),
+                Ok(Some(t)) if t <= now_ms() => Plan::ReadModifyWrite,
+                Ok(Some(t)) => {
+                    Plan::Ops(vec![get(&a[1]).touch(ttl_until(t)).into()], Finish::Value)
+                }
             },
             "expire" | "pexpire" | "expireat" | "pexpireat" => {
                 let e = expire_args(cmd)?;
@@ -544,7 +549,11 @@ impl MemcachedBackend {
             }
             "getdel" => self.getdel(&cmd.args[1]).await,
             // Planned here only with an expiry already past: get and delete.
-            "getex" => self.getdel(&cmd.args[1]).await,
+            "getex" => match getex_change(&cmd.args) {
+                Err(e) => self.getex_refused(&cmd.args[1], e).await,
+                // An expire time in the past: the key goes, its value back.
+                Ok(_) => self.getdel(&cmd.args[1]).await,
+            },
             "expire" | "pexpire" | "expireat" | "pexpireat" => self.expire(cmd).await,
             "persist" => self.persist(&cmd.args[1]).await,
             "incr" => self.incr_by(&cmd.args[1], 1).await,
@@ -566,6 +575,18 @@ impl MemcachedBackend {
             ))),
         };
         r.unwrap_or_else(|e| e)
+    }
+
+    /// GETEX with an expire time Redis refuses: Redis looks the key up
+    /// before it reads the time, so a missing key is nil and only an
+    /// existing one hears why.
+    async fn getex_refused(&self, key: &Bytes, e: CmdError) -> Step<Reply> {
+        let probe = Get::new(self.key(key)).without_value();
+        if found(&self.one(probe).await?) {
+            Err(e.into())
+        } else {
+            Ok(Reply::Nil)
+        }
     }
 
     async fn set_rmw(&self, cmd: &Command) -> Step<Reply> {
