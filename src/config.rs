@@ -69,6 +69,10 @@ pub struct NamespaceConfig {
     /// field, a member); larger ones are refused before reaching the backend.
     #[serde(default)]
     pub max_value_size: Option<ByteSize>,
+    /// Another backend on which every write the namespace's backend
+    /// acknowledged is replayed: to fill a backend before moving to it.
+    #[serde(default)]
+    pub mirror: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +142,7 @@ impl Default for Config {
                 key_prefix: String::new(),
                 read_only: false,
                 max_value_size: None,
+                mirror: None,
             }],
         }
     }
@@ -304,23 +309,33 @@ impl Config {
                     format!("duplicate prefix '{}' (also namespaces[{j}])", ns.prefix),
                 );
             }
-            if !self.backends.contains_key(&ns.backend) && !declared.contains(&ns.backend) {
+            let unknown = |name: &str| {
+                if self.backends.contains_key(name) || declared.iter().any(|d| d == name) {
+                    return None;
+                }
                 let mut known: Vec<&str> = self.backends.keys().map(String::as_str).collect();
                 known.extend(declared.iter().map(String::as_str));
                 known.sort_unstable();
                 known.dedup();
-                p.add(
-                    field("backend"),
-                    format!(
-                        "no backend named '{}' (defined: {})",
-                        ns.backend,
-                        if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                );
+                let known = if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                };
+                Some(format!("no backend named '{name}' (defined: {known})"))
+            };
+            if let Some(problem) = unknown(&ns.backend) {
+                p.add(field("backend"), problem);
+            }
+            if let Some(m) = &ns.mirror {
+                if *m == ns.backend {
+                    p.add(
+                        field("mirror"),
+                        format!("'{m}' is the namespace's own backend; name another to fill"),
+                    );
+                } else if let Some(problem) = unknown(m) {
+                    p.add(field("mirror"), problem);
+                }
             }
             if ns.default_ttl == Some(0) {
                 p.add(
@@ -384,6 +399,10 @@ impl Config {
             }
             if let Some(m) = ns.max_value_size {
                 policy.push(format!("max_value_size={}", m.0));
+            }
+            if let Some(m) = &ns.mirror {
+                let kind = self.backends.get(m).map_or("?", |b| b.kind());
+                policy.push(format!("writes mirrored to {m} ({kind})"));
             }
             let policy = if policy.is_empty() {
                 String::new()
@@ -654,10 +673,12 @@ mod tests {
             name = "a"
             prefix = "a:"
             backend = "missing"
+            mirror = "gone"
             [[namespaces]]
             name = "a"
             prefix = "a:"
             backend = "local"
+            mirror = "local"
             [[namespaces]]
             name = "c"
             prefx = "c:"
@@ -674,11 +695,13 @@ mod tests {
             lines,
             vec![
                 "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, redis-shards, memcached)",
-                "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`, `read_only`, `max_value_size`",
+                "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`, `read_only`, `max_value_size`, `mirror`",
                 "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`",
                 "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local, other)",
+                "k.toml: namespaces[0].mirror: no backend named 'gone' (defined: local, other)",
                 "k.toml: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])",
                 "k.toml: namespaces[1].prefix: duplicate prefix 'a:' (also namespaces[0])",
+                "k.toml: namespaces[1].mirror: 'local' is the namespace's own backend; name another to fill",
                 "k.toml: namespaces[3].max_value_size: must be at least 1 byte (omit it for no limit)",
             ],
             "{e}"

@@ -56,6 +56,12 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceResultLabels {
+    pub namespace: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendResultLabels {
     pub backend: String,
     pub result: String,
@@ -75,6 +81,7 @@ pub struct Metrics {
     reconnects: Family<BackendLabels, Counter>,
     redirects: Family<RedirectLabels, Counter>,
     slot_map_reads: Family<BackendResultLabels, Counter>,
+    mirrored: Family<NamespaceResultLabels, Counter>,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     reloads: Family<ResultLabels, Counter>,
@@ -105,6 +112,7 @@ impl Metrics {
             reconnects: Family::default(),
             redirects: Family::default(),
             slot_map_reads: Family::default(),
+            mirrored: Family::default(),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             reloads: Family::default(),
@@ -159,6 +167,12 @@ impl Metrics {
             "cluster_slot_map_reads",
             "Reads of a redis-cluster backend's slot map, by result",
             m.slot_map_reads.clone(),
+        );
+        r.register(
+            "mirror_commands",
+            "Writes a namespace's mirror was given, by result (ok, error, dropped when \
+             its queue was full, unsupported by its kind of backend)",
+            m.mirrored.clone(),
         );
         r.register(
             "client_read_bytes",
@@ -237,6 +251,18 @@ impl Metrics {
                 kind: if ask { "ask" } else { "moved" }.to_string(),
             })
             .inc();
+    }
+
+    pub fn mirrored(&self, namespace: &str, result: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.mirrored
+            .get_or_create(&NamespaceResultLabels {
+                namespace: namespace.to_string(),
+                result: result.to_string(),
+            })
+            .inc_by(n);
     }
 
     pub fn slot_map_read(&self, backend: &str, ok: bool) {

@@ -109,9 +109,12 @@ impl Router {
         }
         let mut namespaces = Vec::new();
         for (index, ns) in config.namespaces.iter().enumerate() {
-            let Some(b) = backend(&ns.backend) else {
+            let Some(mut b) = backend(&ns.backend) else {
                 continue;
             };
+            if let Some(m) = ns.mirror.as_deref().and_then(&backend) {
+                b = Arc::new(crate::backend::mirror::Mirrored::new(b, m, &ns.name));
+            }
             namespaces.push(Arc::new(Namespace {
                 name: ns.name.clone(),
                 index,

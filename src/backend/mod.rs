@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod memcached;
 pub mod memory;
+pub mod mirror;
 pub mod redis;
 pub mod shards;
 
