@@ -58,10 +58,86 @@ pub struct Endpoint {
     pub tls: Option<Result<Tls, String>>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// Sentinels to ask where the master is, on every connect; `host` and
+    /// `port` are then not dialled.
+    pub sentinel: Option<Sentinel>,
     /// Shared pipes connected now, and the last reason one went down (for
     /// INFO's health line).
     pub up: AtomicUsize,
     pub last_error: std::sync::Mutex<String>,
+}
+
+/// Redis Sentinel: the master named `master` is wherever the sentinels say.
+pub struct Sentinel {
+    pub master: String,
+    /// host:port of each sentinel, asked in order.
+    pub nodes: Vec<(String, u16)>,
+    /// For sentinels that require AUTH (their `requirepass`).
+    pub password: Option<String>,
+    /// The master last connected to, to log a change.
+    pub last: std::sync::Mutex<Option<(String, u16)>>,
+}
+
+impl Sentinel {
+    /// Asks the sentinels, in order, for the master's address; the first
+    /// that knows it answers.
+    async fn master(&self, limit: Duration) -> Result<(String, u16), String> {
+        let mut reasons = Vec::new();
+        for (host, port) in &self.nodes {
+            match timeout(limit, self.ask(host, *port)).await {
+                Ok(Ok(addr)) => return Ok(addr),
+                Ok(Err(e)) => reasons.push(format!("{host}:{port}: {e}")),
+                Err(_) => reasons.push(format!(
+                    "{host}:{port}: no answer within {} ms",
+                    limit.as_millis()
+                )),
+            }
+        }
+        Err(format!(
+            "no sentinel gave master '{}' ({})",
+            self.master,
+            reasons.join("; ")
+        ))
+    }
+
+    async fn ask(&self, host: &str, port: u16) -> Result<(String, u16), String> {
+        let tcp = TcpStream::connect((host, port))
+            .await
+            .map_err(|e| io_reason(&e))?;
+        let mut conn = Conn {
+            io: Box::new(tcp),
+            buf: BytesMut::new(),
+            resp3: false,
+        };
+        let mut out = BytesMut::new();
+        let mut inspect = Vec::new();
+        if let Some(p) = &self.password {
+            out.extend_from_slice(&encode_multibulk(&[bytes("AUTH"), bytes(p)]));
+            inspect.push(true);
+        }
+        out.extend_from_slice(&encode_multibulk(&[
+            bytes("SENTINEL"),
+            bytes("get-master-addr-by-name"),
+            bytes(&self.master),
+        ]));
+        inspect.push(true);
+        let replies = conn.call(&out, &inspect, None).await?;
+        match replies.last() {
+            Some(Reply::Array(a)) => match (a.first(), a.get(1)) {
+                (Some(Reply::Bulk(h)), Some(Reply::Bulk(p))) => {
+                    let port = std::str::from_utf8(p)
+                        .ok()
+                        .and_then(|p| p.parse().ok())
+                        .ok_or("unexpected sentinel reply")?;
+                    Ok((String::from_utf8_lossy(h).into_owned(), port))
+                }
+                _ => Err("unexpected sentinel reply".into()),
+            },
+            Some(Reply::Nil) => Err(format!("does not know master '{}'", self.master)),
+            Some(Reply::Error(e)) => Err(String::from_utf8_lossy(e).into_owned()),
+            _ => Err("unexpected sentinel reply".into()),
+        }
+    }
 }
 
 pub struct Tls {
@@ -96,14 +172,27 @@ impl Endpoint {
     /// all within `connect_timeout`.
     pub async fn connect(&self, resp3: bool) -> Result<Conn, String> {
         let t = self.connect_timeout;
-        match timeout(t, self.open(resp3)).await {
-            Ok(r) => r,
-            Err(_) => Err(self.timed_out("connect", t)),
+        let (host, port) = match &self.sentinel {
+            None => (self.host.clone(), self.port),
+            Some(s) => s.master(t).await?,
+        };
+        let conn = match timeout(t, self.open(&host, port, resp3)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(self.timed_out("connect", t)),
+        };
+        if let Some(s) = &self.sentinel {
+            let mut last = s.last.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Some((host.clone(), port));
+            if *last != now {
+                info!(backend = self.name.as_str(), master = %format!("{host}:{port}"), "sentinel master");
+                *last = now;
+            }
         }
+        Ok(conn)
     }
 
-    async fn open(&self, resp3: bool) -> Result<Conn, String> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+    async fn open(&self, host: &str, port: u16, resp3: bool) -> Result<Conn, String> {
+        let tcp = TcpStream::connect((host, port))
             .await
             .map_err(|e| io_reason(&e))?;
         let _ = tcp.set_nodelay(true);
@@ -139,6 +228,12 @@ impl Endpoint {
         if self.db != 0 {
             hello.push(vec![bytes("SELECT"), bytes(&self.db.to_string())]);
         }
+        // A sentinel's answer can be a moment old: the server must say it
+        // is the master before it gets writes.
+        let check_role = self.sentinel.is_some();
+        if check_role {
+            hello.push(vec![bytes("ROLE")]);
+        }
         if hello.is_empty() {
             return Ok(conn);
         }
@@ -147,9 +242,26 @@ impl Endpoint {
             out.extend_from_slice(&encode_multibulk(h));
         }
         let inspect = vec![true; hello.len()];
-        for r in conn.call(&out, &inspect, None).await? {
+        let replies = conn.call(&out, &inspect, None).await?;
+        for r in &replies {
             if let Reply::Error(e) = r {
-                return Err(String::from_utf8_lossy(&e).into_owned());
+                return Err(String::from_utf8_lossy(e).into_owned());
+            }
+        }
+        if check_role {
+            let role = match replies.last() {
+                Some(Reply::Array(a)) => match a.first() {
+                    Some(Reply::Bulk(r)) | Some(Reply::Status(r)) => {
+                        String::from_utf8_lossy(r).into_owned()
+                    }
+                    _ => String::new(),
+                },
+                _ => String::new(),
+            };
+            if role != "master" {
+                return Err(format!(
+                    "{host}:{port} is not the master yet (role {role}); asking the sentinels again"
+                ));
             }
         }
         Ok(conn)

@@ -427,6 +427,7 @@ impl Inner {
                         tls: u.tls.then(|| tls(&u.host, self.ca_file.as_deref())),
                         connect_timeout: self.connect_timeout,
                         command_timeout: self.command_timeout,
+                        sentinel: None,
                         up: Default::default(),
                         last_error: Default::default(),
                     }),

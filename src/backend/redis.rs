@@ -23,7 +23,7 @@ use crate::command::{BLOCKING, CommandSpec};
 use crate::error::CmdError;
 use crate::protocol::encode_multibulk;
 use crate::reply::Reply;
-use crate::upstream::{Conn, Endpoint, Feed, Pipe, Tls, unavailable};
+use crate::upstream::{Conn, Endpoint, Feed, Pipe, Sentinel, Tls, unavailable};
 use crate::util::is;
 
 /// Dedicated connections kept for reuse by blocking commands, per protocol.
@@ -56,6 +56,15 @@ pub struct RedisConfig {
     pub command_timeout_ms: u64,
     /// PEM file of the CAs to trust; without it rediss:// uses the system's.
     pub tls_ca_file: Option<String>,
+    /// Redis Sentinel: the master's name. keyway asks `sentinels` where it
+    /// is on every connect, so it follows a failover; the url's host and
+    /// port are then not dialled (its host is still what TLS checks).
+    pub sentinel_master: Option<String>,
+    /// host:port of each sentinel, asked in order.
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    /// For sentinels that require AUTH.
+    pub sentinel_password: Option<String>,
 }
 
 /// A parsed `url`.
@@ -89,6 +98,25 @@ impl BackendSpec for RedisConfig {
         };
         if !(1..=256).contains(&self.connections) {
             out.push(("connections".into(), "must be between 1 and 256".into()));
+        }
+        match (&self.sentinel_master, self.sentinels.is_empty()) {
+            (Some(_), true) => out.push((
+                "sentinels".into(),
+                "must list at least one host:port with sentinel_master".into(),
+            )),
+            (Some(m), false) if m.is_empty() => {
+                out.push(("sentinel_master".into(), "must not be empty".into()))
+            }
+            (None, false) => out.push((
+                "sentinel_master".into(),
+                "must name the master the sentinels watch".into(),
+            )),
+            _ => {}
+        }
+        for (i, s) in self.sentinels.iter().enumerate() {
+            if host_port(s).is_none() {
+                out.push((format!("sentinels[{i}]"), format!("'{s}' is not host:port")));
+            }
         }
         out.extend(connection_problems(
             self.connect_timeout_ms,
@@ -127,6 +155,14 @@ pub(super) fn connection_problems(
         }
     }
     out
+}
+
+/// `host:port` (an IPv6 host in brackets).
+fn host_port(s: &str) -> Option<(String, u16)> {
+    let (h, p) = s.rsplit_once(':')?;
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    let p = p.parse::<u16>().ok().filter(|&p| p != 0)?;
+    (!h.is_empty()).then(|| (h.to_string(), p))
 }
 
 /// Parses `redis[s]://[user:password@]host[:port][/db]`; user and password
@@ -298,6 +334,12 @@ impl RedisBackend {
                 tls,
                 connect_timeout: Duration::from_millis(c.connect_timeout_ms),
                 command_timeout: Duration::from_millis(c.command_timeout_ms),
+                sentinel: c.sentinel_master.as_ref().map(|m| Sentinel {
+                    master: m.clone(),
+                    nodes: c.sentinels.iter().filter_map(|s| host_port(s)).collect(),
+                    password: c.sentinel_password.clone(),
+                    last: Default::default(),
+                }),
                 up: Default::default(),
                 last_error: Default::default(),
             }),
@@ -613,6 +655,32 @@ mod tests {
         assert_eq!(
             parse_url("redis://h:99999").unwrap_err(),
             "port '99999' in 'redis://h:99999' is not a port number"
+        );
+    }
+
+    #[test]
+    fn sentinel_settings_are_checked_together() {
+        let problems = |toml: &str| -> Vec<String> {
+            let c: RedisConfig = toml::from_str(toml).expect("config");
+            c.problems()
+                .into_iter()
+                .map(|(f, p)| format!("{f}: {p}"))
+                .collect()
+        };
+        assert_eq!(
+            problems("url = \"redis://m\"\nsentinel_master = \"mymaster\""),
+            ["sentinels: must list at least one host:port with sentinel_master"]
+        );
+        assert_eq!(
+            problems("url = \"redis://m\"\nsentinels = [\"s1:26379\", \"s2\"]"),
+            [
+                "sentinel_master: must name the master the sentinels watch",
+                "sentinels[1]: 's2' is not host:port",
+            ]
+        );
+        assert!(
+            problems("url = \"redis://m\"\nsentinel_master = \"m\"\nsentinels = [\"[::1]:26379\"]")
+                .is_empty()
         );
     }
 
