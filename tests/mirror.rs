@@ -2,9 +2,8 @@
 //! are replayed on a redis-server of the test's own.
 
 mod common;
-use std::time::Duration;
 
-use common::{Keyway, RedisServer};
+use common::{Keyway, RedisServer, until};
 use redis::AsyncCommands;
 
 fn config(ns: &str, redis_port: u16) -> String {
@@ -26,21 +25,6 @@ backend = "old"
 mirror = "new"
 "#
     )
-}
-
-/// Polls the mirror until `check` holds (the replay is asynchronous).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..100 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("mirror never showed {what}");
 }
 
 fn mirrored(ns: &str, result: &str) -> u64 {
@@ -66,7 +50,7 @@ async fn acknowledged_writes_reach_the_mirror_in_order() {
     raw.check("EXPIRE m1 100", ":1\r\n").await;
     raw.check("RPUSH l 1 2 3", ":3\r\n").await;
     raw.check("LPOP l", "$1\r\n1\r\n").await;
-    eventually("the writes", || {
+    until("the mirror to show the writes", 5, || {
         let mut d = direct.clone();
         async move {
             let a: Option<String> = d.get("a").await.unwrap();
@@ -108,7 +92,7 @@ async fn acknowledged_writes_reach_the_mirror_in_order() {
     raw.check("SET t3 no", "+QUEUED\r\n").await;
     raw.check("EXEC", "*-1\r\n").await;
     raw.check("SET last 1", "+OK\r\n").await;
-    eventually("the last write", || {
+    until("the mirror to show the last write", 5, || {
         let mut d = direct.clone();
         async move { d.exists::<_, bool>("last").await.unwrap() }
     })
@@ -129,7 +113,7 @@ async fn acknowledged_writes_reach_the_mirror_in_order() {
     raw.check("GET only-on-mirror", "$-1\r\n").await;
     raw.check("FLUSHDB", "+OK\r\n").await;
     raw.check("SET after-flush 1", "+OK\r\n").await;
-    eventually("the write after FLUSHDB", || {
+    until("the mirror to show the write after FLUSHDB", 5, || {
         let mut d = direct.clone();
         async move { d.exists::<_, bool>("after-flush").await.unwrap() }
     })
@@ -150,7 +134,7 @@ async fn a_frozen_mirror_holds_no_client_and_catches_up() {
     let kw = Keyway::with_toml(&toml).await;
     let mut raw = kw.raw().await;
     raw.check("SET warm 1", "+OK\r\n").await;
-    eventually("the first write", || async {
+    until("the mirror to show the first write", 5, || async {
         mirrored("mirror-frozen", "ok") == 1
     })
     .await;
@@ -164,7 +148,7 @@ async fn a_frozen_mirror_holds_no_client_and_catches_up() {
     assert_eq!(mirrored("mirror-frozen", "ok"), 1);
     assert_eq!(mirrored("mirror-frozen", "error"), 0);
     redis.signal("CONT");
-    eventually("the queued writes", || async {
+    until("the mirror to show the queued writes", 5, || async {
         mirrored("mirror-frozen", "ok") == 51
     })
     .await;
@@ -183,7 +167,7 @@ async fn a_mirror_that_is_down_only_counts_errors() {
         raw.check(&format!("SET k{i} v"), "+OK\r\n").await;
     }
     raw.check("GET k7", "$1\r\nv\r\n").await;
-    eventually("the failures counted", || async {
+    until("the mirror to show the failures counted", 5, || async {
         mirrored("mirror-down", "error") == 20
     })
     .await;
@@ -205,7 +189,10 @@ async fn a_namespace_moves_to_its_mirror_with_a_reload() {
     for i in 0..100 {
         let _: () = c.set(format!("user:{i}"), i).await.unwrap();
     }
-    eventually("every key", || async { mirrored("moving", "ok") == 100 }).await;
+    until("the mirror to show every key", 5, || async {
+        mirrored("moving", "ok") == 100
+    })
+    .await;
     let after = before.replace("backend = \"old\"\nmirror = \"new\"", "backend = \"new\"");
     assert_ne!(after, before);
     std::fs::write(&path, after).unwrap();

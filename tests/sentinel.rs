@@ -4,7 +4,7 @@
 mod common;
 use std::time::{Duration, Instant};
 
-use common::{Keyway, RedisServer, free_port};
+use common::{Keyway, RedisServer, free_port, until};
 use redis::AsyncCommands;
 
 /// A sentinel process watching `master` as "mymaster"; killed on drop.
@@ -51,18 +51,6 @@ fn sentinel(master_port: u16) -> SentinelProcess {
         std::thread::sleep(Duration::from_millis(20));
     }
     SentinelProcess { port, child, dir }
-}
-
-async fn until<F, Fut>(what: &str, secs: u64, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn conn(port: u16) -> redis::aio::MultiplexedConnection {

@@ -227,6 +227,23 @@ pub async fn scan_all(c: &mut redis::aio::MultiplexedConnection, count: usize) -
     }
 }
 
+/// Polls `check` every 20 ms until it holds; fails the test after `secs`
+/// seconds, naming `what` it waited for.
+pub async fn until<F, Fut>(what: &str, secs: u64, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
