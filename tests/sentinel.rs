@@ -149,6 +149,12 @@ backend = "main"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let info: String = redis::cmd("INFO").query_async(&mut c).await.unwrap();
+    let health = format!(
+        "health=up (1/1 connections; master 127.0.0.1 port {} from the sentinels)",
+        replica.port
+    );
+    assert!(info.contains(&health), "{info}");
     let before: Option<String> = c.get("before").await.unwrap();
     assert_eq!(
         before.as_deref(),

@@ -458,7 +458,14 @@ impl Backend for RedisBackend {
         }
         let up = self.endpoint.up.load(Ordering::Relaxed);
         if up > 0 {
-            return format!("up ({up}/{started} connections)");
+            let master = self
+                .endpoint
+                .sentinel
+                .as_ref()
+                .and_then(|s| s.last.lock().ok().and_then(|l| l.clone()))
+                .map(|(h, p)| format!("; master {h} port {p} from the sentinels"))
+                .unwrap_or_default();
+            return format!("up ({up}/{started} connections{master})");
         }
         let reason = self
             .endpoint
