@@ -61,6 +61,9 @@ pub struct Endpoint {
     /// Sentinels to ask where the master is, on every connect; `host` and
     /// `port` are then not dialled.
     pub sentinel: Option<Sentinel>,
+    /// Send READONLY after connecting: a cluster replica then serves reads
+    /// of its master's slots (a master ignores it).
+    pub readonly: bool,
     /// Shared pipes connected now, and the last reason one went down (for
     /// INFO's health line).
     pub up: AtomicUsize,
@@ -227,6 +230,9 @@ impl Endpoint {
         }
         if self.db != 0 {
             hello.push(vec![bytes("SELECT"), bytes(&self.db.to_string())]);
+        }
+        if self.readonly {
+            hello.push(vec![bytes("READONLY")]);
         }
         // A sentinel's answer can be a moment old: the server must say it
         // is the master before it gets writes.

@@ -429,6 +429,93 @@ async fn a_replica_promoted_after_its_master_died_takes_over() {
     assert_eq!(on_replica, "after");
 }
 
+/// GET calls a node has served since its stats were reset.
+async fn gets_served(node: &common::RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut node.direct().await)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|l| l.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn reads_go_to_replicas_and_fall_back_to_the_master() {
+    let mut cluster = RedisCluster::start(3).await;
+    let replica = cluster.add_replica(0).await;
+    // The seed keyway asks learns of the replica by gossip.
+    let seed = cluster.nodes[1].direct().await;
+    common::until("the seed to list the replica", 10, || {
+        let mut seed = seed.clone();
+        async move {
+            let slots: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async(&mut seed)
+                .await
+                .unwrap();
+            slots.iter().any(|range| range.len() > 3)
+        }
+    })
+    .await;
+    let toml = config(&cluster).replace(
+        "command_timeout_ms = 1000",
+        "command_timeout_ms = 1000\nread_from_replicas = true",
+    );
+    let kw = Keyway::with_toml(&toml).await;
+    let mut c = kw.client().await;
+    let keys: Vec<String> = (0..60).map(|i| format!("r{i}")).collect();
+    for k in &keys {
+        let _: () = c.set(k, format!("v-{k}")).await.unwrap();
+    }
+    let on_0 = keys
+        .iter()
+        .filter(|k| cluster.owner(redis_keyslot(format!("app:{k}").as_bytes())) == 0)
+        .count() as u64;
+    assert!(on_0 > 0);
+    let _: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(2000)
+        .query_async(&mut cluster.nodes[0].direct().await)
+        .await
+        .unwrap();
+    for n in [0, replica] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut cluster.nodes[n].direct().await)
+            .await
+            .unwrap();
+    }
+    for k in &keys {
+        let v: String = c.get(k).await.unwrap();
+        assert_eq!(v, format!("v-{k}"));
+    }
+    // Master 0's keys were read from its replica; the others' masters have
+    // no replica and serve their own.
+    assert_eq!(gets_served(&cluster.nodes[replica]).await, on_0);
+    assert_eq!(gets_served(&cluster.nodes[0]).await, 0);
+    let all: Vec<String> = c.mget(&keys).await.unwrap();
+    assert_eq!(all.len(), 60);
+    // Writes still go to the master.
+    let _: () = c.set(&keys[0], "new").await.unwrap();
+
+    // With the replica gone, its master answers.
+    cluster.nodes[replica].kill();
+    for k in &keys {
+        let v: String = c.get(k).await.unwrap();
+        let want = if k == &keys[0] {
+            "new".to_string()
+        } else {
+            format!("v-{k}")
+        };
+        assert_eq!(v, want);
+    }
+    assert!(gets_served(&cluster.nodes[0]).await >= on_0);
+}
+
 #[tokio::test]
 async fn a_cluster_over_tls_with_auth_on_every_node() {
     // As a managed cluster with in-transit encryption: every node speaks

@@ -25,7 +25,7 @@
 //! servers cannot refuse keys of another server, keyway refuses them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
@@ -41,7 +41,7 @@ use super::redis::{
 };
 use super::shards::{Ring, ShardsConfig};
 use super::{Backend, BackendSpec, BoxFuture, Command, Pushes, Session, Subscriber};
-use crate::command::{BLOCKING, CommandSpec};
+use crate::command::{BLOCKING, CommandSpec, READ, WRITE};
 use crate::dispatch::{Merge, join_all, merge_kind, merge_parts};
 use crate::error::CmdError;
 use crate::keyspace::{scan_parts, scan_reply};
@@ -79,6 +79,12 @@ pub struct ClusterConfig {
     pub command_timeout_ms: u64,
     /// PEM file of the CAs to trust; without it rediss:// uses the system's.
     pub tls_ca_file: Option<String>,
+    /// Serve reads (commands that only read) from the masters' replicas,
+    /// round robin, falling back to the master when a replica cannot be
+    /// reached. Replication is asynchronous: a read may miss a write made
+    /// just before it.
+    #[serde(default)]
+    pub read_from_replicas: bool,
 }
 
 impl BackendSpec for ClusterConfig {
@@ -155,6 +161,9 @@ struct Topology {
     ring: Option<Arc<Ring>>,
     /// Nodes ejected from a ring, by index (empty when none is).
     out: Vec<bool>,
+    /// Each master's replicas, by the master's index, with
+    /// `read_from_replicas` (empty otherwise).
+    replicas: Vec<Vec<Arc<Node>>>,
 }
 
 impl Topology {
@@ -192,6 +201,16 @@ impl Topology {
         Reply::error(format!(
             "CROSSSLOT Keys in request don't hash to the same server of backend '{name}' ({hint})"
         ))
+    }
+
+    /// Where a read of `slot` goes: one of its master's replicas, picked
+    /// by `turn`, or the master when it has none.
+    fn reader_of(&self, slot: u16, turn: usize) -> Option<&Arc<Node>> {
+        let i = *self.slots.get(slot as usize)? as usize;
+        match self.replicas.get(i) {
+            Some(r) if !r.is_empty() => r.get(turn % r.len()),
+            _ => self.node_of(slot),
+        }
     }
 
     fn node_of(&self, slot: u16) -> Option<&Arc<Node>> {
@@ -261,14 +280,19 @@ fn slot_of(t: &Topology, cmd: &Command) -> Option<u16> {
 /// keyway's own error for a node it could not reach, given the node's
 /// address so that the operator knows which one; true if `r` was one.
 fn name_unreachable(name: &str, r: &mut Reply, addr: &str) -> bool {
-    let prefix = format!("ERR backend '{name}' unavailable");
-    match r {
-        Reply::Error(e) if e.starts_with(prefix.as_bytes()) => {
-            *r = Reply::error(format!("{} (node {addr})", String::from_utf8_lossy(e)));
-            true
-        }
-        _ => false,
+    if !unreachable(name, r) {
+        return false;
     }
+    if let Reply::Error(e) = r {
+        *r = Reply::error(format!("{} (node {addr})", String::from_utf8_lossy(e)));
+    }
+    true
+}
+
+/// Whether `r` is keyway's own error for a node it could not reach.
+fn unreachable(name: &str, r: &Reply) -> bool {
+    let prefix = format!("ERR backend '{name}' unavailable");
+    matches!(r, Reply::Error(e) if e.starts_with(prefix.as_bytes()))
 }
 
 /// A redis-shards backend's servers and their failures.
@@ -304,6 +328,9 @@ struct Inner {
     refresher: OnceLock<()>,
     /// A background refresh is on its way (see `refresh_soon`).
     refresh_queued: AtomicBool,
+    /// `read_from_replicas`, and the replica the next read goes to.
+    read_replicas: bool,
+    next_replica: AtomicUsize,
 }
 
 pub struct ClusterBackend {
@@ -322,6 +349,7 @@ impl ClusterBackend {
                 username: first.and_then(|u| u.username.clone()),
                 password: first.and_then(|u| u.password.clone()),
                 tls: first.is_some_and(|u| u.tls),
+                read_replicas: c.read_from_replicas,
                 ..Inner::new(
                     name,
                     "redis-cluster",
@@ -350,6 +378,7 @@ impl ClusterBackend {
             nodes,
             ring: Some(Arc::new(ring)),
             out: Vec::new(),
+            replicas: Vec::new(),
         });
         inner.topology = RwLock::new(Some(t));
         inner.fixed = Some(Fixed {
@@ -389,6 +418,8 @@ impl Inner {
             last_error: Mutex::new(String::new()),
             refresher: OnceLock::new(),
             refresh_queued: AtomicBool::new(false),
+            read_replicas: false,
+            next_replica: AtomicUsize::new(0),
         }
     }
 
@@ -428,6 +459,7 @@ impl Inner {
                         connect_timeout: self.connect_timeout,
                         command_timeout: self.command_timeout,
                         sentinel: None,
+                        readonly: self.read_replicas,
                         up: Default::default(),
                         last_error: Default::default(),
                     }),
@@ -508,10 +540,24 @@ impl Inner {
             nodes: t.nodes.clone(),
             ring: Some(Arc::new(Ring::new(&f.config, &live))),
             out: flags.clone(),
+            replicas: Vec::new(),
         };
         if let Ok(mut cur) = self.topology.write() {
             *cur = Some(Arc::new(next));
         }
+    }
+
+    /// The master to send a read to when `node`, a replica, could not be
+    /// reached for it (`r` says so); None when `node` is a master.
+    fn master_of_read(&self, node: &Arc<Node>, c: &Command, r: &Reply) -> Option<Arc<Node>> {
+        if !self.read_replicas || !unreachable(&self.name, r) {
+            return None;
+        }
+        let t = self.current()?;
+        if t.nodes.iter().any(|m| Arc::ptr_eq(m, node)) {
+            return None;
+        }
+        t.node_of(slot_of(&t, c)?).cloned()
     }
 
     /// The redirect a reply asks for; a fixed map has none to follow.
@@ -588,7 +634,12 @@ impl Inner {
                     // Nodes that left the map are forgotten, and their pipes
                     // close once no batch in flight holds them.
                     if let Ok(mut known) = self.known.lock() {
-                        known.retain(|_, n| t.nodes.iter().any(|m| Arc::ptr_eq(m, n)));
+                        known.retain(|_, n| {
+                            t.nodes
+                                .iter()
+                                .chain(t.replicas.iter().flatten())
+                                .any(|m| Arc::ptr_eq(m, n))
+                        });
                     }
                     *refreshed = Some(Instant::now());
                     self.start_refresher();
@@ -635,6 +686,7 @@ impl Inner {
         let mut slots = vec![UNSERVED; SLOTS];
         let mut masters: Vec<(String, u16)> = Vec::new();
         let mut owned: Vec<(usize, usize, (String, u16))> = Vec::new();
+        let mut replicas: Vec<((String, u16), (String, u16))> = Vec::new();
         for range in ranges {
             let Reply::Array(parts) = range else {
                 return Err("unexpected CLUSTER SLOTS entry".into());
@@ -668,6 +720,25 @@ impl Inner {
             if !masters.contains(&(h.clone(), p)) {
                 masters.push((h.clone(), p));
             }
+            if self.read_replicas {
+                for r in parts.iter().skip(3) {
+                    let Reply::Array(r) = r else { continue };
+                    let (Some(Reply::Bulk(rh)), Some(Reply::Int(rp))) = (r.first(), r.get(1))
+                    else {
+                        continue;
+                    };
+                    let rh = match &rh[..] {
+                        b"" => host.to_string(),
+                        b"?" => continue,
+                        rh => String::from_utf8_lossy(rh).into_owned(),
+                    };
+                    let Ok(rp) = u16::try_from(*rp) else { continue };
+                    let pair = ((h.clone(), p), (rh, rp));
+                    if !replicas.contains(&pair) {
+                        replicas.push(pair);
+                    }
+                }
+            }
             owned.push((start, end, (h, p)));
         }
         masters.sort();
@@ -676,11 +747,22 @@ impl Inner {
                 slots[start..=end].fill(i as u16);
             }
         }
+        let replicas = masters
+            .iter()
+            .map(|m| {
+                replicas
+                    .iter()
+                    .filter(|(of, _)| of == m)
+                    .map(|(_, (h, p))| self.node(h, *p))
+                    .collect()
+            })
+            .collect();
         Ok(Topology {
             slots,
             nodes: masters.iter().map(|(h, p)| self.node(h, *p)).collect(),
             ring: None,
             out: Vec::new(),
+            replicas,
         })
     }
 
@@ -741,6 +823,7 @@ impl Inner {
             nodes,
             ring: t.ring.clone(),
             out: t.out.clone(),
+            replicas: t.replicas.clone(),
         }));
     }
 
@@ -810,6 +893,17 @@ impl Inner {
                                 self.moved(to.slot, &self.node(&to.host, to.port));
                                 self.refresh_soon();
                             }
+                        } else if let Some(master) = self.master_of_read(&node, c, r) {
+                            // A replica that cannot be reached: its master
+                            // answers the read.
+                            lost = true;
+                            *r = master
+                                .pipe(c.resp3)
+                                .call(encode(c), vec![c.inspect])
+                                .await
+                                .pop()
+                                .unwrap_or_else(|| unavailable(&self.name, "no reply"));
+                            name_unreachable(&self.name, r, &master.addr);
                         } else {
                             lost |= name_unreachable(&self.name, r, &node.addr);
                         }
@@ -1004,8 +1098,20 @@ fn unserved(slot: u16) -> Reply {
     Reply::error(format!("CLUSTERDOWN Hash slot {slot} not served"))
 }
 
-/// Plans one command into the segment's groups; `name` is the backend's.
-fn plan(t: &Topology, name: &str, groups: &mut Groups, cmd: Command) -> Plan {
+/// Plans one command into the segment's groups; `name` is the backend's,
+/// and `replicas` (with `read_from_replicas`) turns the replica reads go to.
+fn plan(
+    t: &Topology,
+    name: &str,
+    replicas: Option<&AtomicUsize>,
+    groups: &mut Groups,
+    cmd: Command,
+) -> Plan {
+    let reads = replicas.filter(|_| cmd.spec.has(READ) && !cmd.spec.has(WRITE));
+    let node_of = |slot: u16| match reads {
+        Some(turn) => t.reader_of(slot, turn.fetch_add(1, Ordering::Relaxed)),
+        None => t.node_of(slot),
+    };
     // PUBLISH reaches every node's subscribers, but counts only its own:
     // keyway's subscribers are all on the first master (see `subscriber`),
     // so it is routed as keyless, there, to count them.
@@ -1013,7 +1119,7 @@ fn plan(t: &Topology, name: &str, groups: &mut Groups, cmd: Command) -> Plan {
     // Most commands name one key: routed without building lists.
     if let Some(p) = cmd.spec.single_key(cmd.args.len()).filter(|_| !publish) {
         let slot = t.slot(&cmd.args[p]);
-        let Some(node) = t.node_of(slot) else {
+        let Some(node) = node_of(slot) else {
             return Plan::Done(unserved(slot));
         };
         let (g, at) = groups.push(node, cmd);
@@ -1035,7 +1141,7 @@ fn plan(t: &Topology, name: &str, groups: &mut Groups, cmd: Command) -> Plan {
         };
     }
     let slots: Vec<u16> = positions.iter().map(|&p| t.slot(&cmd.args[p])).collect();
-    let Some(node) = t.node_of(slots[0]) else {
+    let Some(node) = node_of(slots[0]) else {
         return Plan::Done(unserved(slots[0]));
     };
     // A cluster refuses keys of different slots in one command (CROSSSLOT)
@@ -1052,7 +1158,7 @@ fn plan(t: &Topology, name: &str, groups: &mut Groups, cmd: Command) -> Plan {
             }
             let mut parts = Vec::with_capacity(per_slot.len());
             for (slot, idx) in per_slot {
-                let Some(node) = t.node_of(slot) else {
+                let Some(node) = node_of(slot) else {
                     return Plan::Done(unserved(slot));
                 };
                 let mut args = vec![cmd.args[0].clone()];
@@ -1142,7 +1248,8 @@ impl ClusterBackend {
         for cmd in batch {
             let alone = whole_keyspace(cmd.spec) || cmd.spec.has(BLOCKING);
             if !alone {
-                plans.push(plan(&t, &inner.name, &mut groups, cmd));
+                let replicas = inner.read_replicas.then_some(&inner.next_replica);
+                plans.push(plan(&t, &inner.name, replicas, &mut groups, cmd));
                 continue;
             }
             // Earlier commands run first: order within a batch holds.
@@ -1447,6 +1554,7 @@ mod tests {
             connect_timeout_ms: 0,
             command_timeout_ms: 1,
             tls_ca_file: None,
+            read_from_replicas: false,
         };
         let fields: Vec<String> = c.problems().into_iter().map(|(f, _)| f).collect();
         assert_eq!(fields, ["nodes[0]", "nodes[2]", "connect_timeout_ms"]);
@@ -1455,6 +1563,7 @@ mod tests {
             connect_timeout_ms: 1,
             command_timeout_ms: 1,
             tls_ca_file: None,
+            read_from_replicas: false,
         };
         assert_eq!(c.problems()[0].0, "nodes");
         assert!(

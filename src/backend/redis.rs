@@ -340,6 +340,7 @@ impl RedisBackend {
                     password: c.sentinel_password.clone(),
                     last: Default::default(),
                 }),
+                readonly: false,
                 up: Default::default(),
                 last_error: Default::default(),
             }),
