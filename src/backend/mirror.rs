@@ -35,7 +35,7 @@ pub struct Mirrored {
     mirror: Arc<dyn Backend>,
     namespace: String,
     /// The replaying task's queue, started on first use (inside the runtime).
-    queue: OnceLock<mpsc::Sender<Vec<Command>>>,
+    tap: OnceLock<Tap>,
 }
 
 impl Mirrored {
@@ -44,27 +44,25 @@ impl Mirrored {
             primary,
             mirror,
             namespace: namespace.to_string(),
-            queue: OnceLock::new(),
+            tap: OnceLock::new(),
         }
     }
 
-    fn tap(&self) -> Tap {
-        Tap {
-            mirror: self.mirror.clone(),
-            namespace: self.namespace.clone(),
-            queue: self
-                .queue
-                .get_or_init(|| {
-                    let (tx, rx) = mpsc::channel(QUEUE);
-                    tokio::spawn(replay(self.mirror.clone(), rx, self.namespace.clone()));
-                    tx
-                })
-                .clone(),
-        }
+    fn tap(&self) -> &Tap {
+        self.tap.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(replay(self.mirror.clone(), rx, self.namespace.clone()));
+            Tap {
+                mirror: self.mirror.clone(),
+                namespace: self.namespace.clone(),
+                queue: tx,
+            }
+        })
     }
 }
 
 /// What a batch's primary and its sessions need to mirror their writes.
+#[derive(Clone)]
 struct Tap {
     mirror: Arc<dyn Backend>,
     namespace: String,
@@ -204,7 +202,7 @@ impl Backend for Mirrored {
             let inner = self.primary.session().await?;
             Ok(Box::new(MirroredSession {
                 inner,
-                tap: self.tap(),
+                tap: self.tap().clone(),
             }) as Box<dyn Session>)
         })
     }
