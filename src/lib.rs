@@ -19,10 +19,12 @@
 //! - [`transaction`]: MULTI/EXEC queued by keyway, WATCH on a pinned
 //!   connection; [`pubsub`]: a client's subscriptions across backends.
 //! - [`backend`]: the `Backend` trait and its implementations (one file or
-//!   folder each), built from `[backends.NAME]` config tables.
-//! - [`upstream`]: connections to RESP servers (TLS, AUTH) and the
-//!   multiplexed pipes the `redis` and `redis-cluster` backends share
-//!   between clients.
+//!   folder each), built from `[backends.NAME]` config tables; `redis-shards`
+//!   is the cluster backend's routing over a fixed map, and `mirror` wraps a
+//!   namespace's backend to replay its writes on another.
+//! - [`upstream`]: connections to RESP servers (TLS, AUTH, Sentinel) and
+//!   the multiplexed pipes the `redis`, `redis-cluster` and `redis-shards`
+//!   backends share between clients.
 //! - [`reload`]: SIGHUP re-reads the config and swaps the router, keeping
 //!   unchanged backends; [`metrics`]: Prometheus counters and the scrape
 //!   endpoint.
