@@ -698,23 +698,41 @@ fn keyway_lines(shared: &Shared, router: &Router) -> Vec<String> {
 async fn keyspace_lines(router: &Router) -> Vec<String> {
     let mut total = 0;
     let mut lines = Vec::new();
+    // Keys with a TTL and the sum of their TTLs, while every namespace's
+    // backend can tell (see `keyspace::namespace_expiry`).
+    let mut expiring = Some((0u64, 0u64));
     for ns in &router.namespaces {
-        let keys = match keyspace::namespace_size(router, ns).await {
-            Ok(n) => n.to_string(),
-            Err(e) => format!("unknown ({})", e.to_string().replace([',', ':'], " ")),
+        let size = keyspace::namespace_size(router, ns).await;
+        let (keys, expiry) = match size {
+            Ok(n) => (n.to_string(), keyspace::namespace_expiry(ns, n).await),
+            Err(e) => (
+                format!("unknown ({})", e.to_string().replace([',', ':'], " ")),
+                None,
+            ),
         };
         total += keys.parse::<i64>().unwrap_or(0);
+        expiring = match (expiring, expiry) {
+            (Some((count, sum)), Some((e, avg))) => Some((count + e, sum + e * avg)),
+            _ => None,
+        };
+        let expires = expiry
+            .map(|(e, avg)| format!(",expires={e},avg_ttl={avg}"))
+            .unwrap_or_default();
         lines.push(format!(
-            "namespace_{}:keys={keys},backend={},type={}",
+            "namespace_{}:keys={keys}{expires},backend={},type={}",
             ns.name,
             ns.backend_name,
             ns.backend.kind()
         ));
     }
-    // Like Redis, db0 is listed only when it holds keys. Expiring keys are
-    // not counted across backends, so only the key count is given.
+    // Like Redis, db0 is listed only when it holds keys. It has `expires`
+    // and `avg_ttl` (which exporters need to read the line) only when every
+    // namespace's backend could count its expiring keys.
     if total > 0 {
-        lines.insert(0, format!("db0:keys={total}"));
+        let expires = expiring
+            .map(|(e, sum)| format!(",expires={e},avg_ttl={}", sum.checked_div(e).unwrap_or(0)))
+            .unwrap_or_default();
+        lines.insert(0, format!("db0:keys={total}{expires}"));
     }
     lines
 }

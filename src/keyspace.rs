@@ -282,6 +282,48 @@ pub async fn namespace_size(router: &Router, ns: &Arc<Namespace>) -> CmdResult<i
     Ok(walk(router, ns).await?.len() as i64)
 }
 
+/// A namespace's keys with a TTL and their average remaining TTL in ms, as
+/// INFO keyspace gives them, when its backend can tell: a namespace that
+/// owns its backend, whose own INFO keyspace has a database line with
+/// exactly the `keys` DBSIZE counted (on a Redis server, the database the
+/// backend selected). None otherwise.
+pub async fn namespace_expiry(ns: &Namespace, keys: i64) -> Option<(u64, u64)> {
+    if keys == 0 {
+        return Some((0, 0));
+    }
+    if !ns.owns_backend {
+        return None;
+    }
+    let args = vec![bytes("INFO"), bytes("keyspace")];
+    let text = match call(ns, "info", args).await.ok()? {
+        Reply::Bulk(b) | Reply::Verbatim(b) => b,
+        _ => return None,
+    };
+    let mut found = None;
+    for line in String::from_utf8_lossy(&text).lines() {
+        let Some((db, fields)) = line.split_once(':') else {
+            continue;
+        };
+        if !db.starts_with("db") {
+            continue;
+        }
+        let field = |name: &str| {
+            fields
+                .split(',')
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('=')?.parse::<u64>().ok())
+        };
+        if field("keys") != Some(keys as u64) {
+            continue;
+        }
+        if found.is_some() {
+            // Two databases with as many keys: which is ours is unknown.
+            return None;
+        }
+        found = Some((field("expires")?, field("avg_ttl")?));
+    }
+    found
+}
+
 async fn randomkey(router: &Router) -> CmdResult {
     let n = router.namespaces.len();
     if n == 0 {

@@ -314,3 +314,52 @@ async fn info_has_the_sections_dashboards_read() {
     }
     assert!(down.starts_with("type=redis,health=down ("), "{down}");
 }
+
+/// The `db0` field of INFO keyspace.
+async fn db0(c: &mut redis::aio::MultiplexedConnection) -> String {
+    let info: redis::InfoDict = redis::cmd("INFO")
+        .arg("keyspace")
+        .query_async(c)
+        .await
+        .unwrap();
+    info.get::<String>("db0").unwrap_or_default()
+}
+
+/// Exporters read `db0` only with `expires` and `avg_ttl`: keyway gives
+/// them when every namespace's backend can count its expiring keys.
+#[tokio::test]
+async fn info_keyspace_counts_expiring_keys_where_it_can() {
+    let kw = Keyway::start().await;
+    let mut c = kw.client().await;
+    let _: () = c.set("a", 1).await.unwrap();
+    let _: () = c.set_ex("b", 2, 100).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("c")
+        .arg(3)
+        .arg("PX")
+        .arg(50_000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let line = db0(&mut c).await;
+    let avg: u64 = line
+        .strip_prefix("keys=3,expires=2,avg_ttl=")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    // (100 s + 50 s) / 2, less the moments since.
+    assert!((70_000..=75_000).contains(&avg), "{line}");
+
+    // A redis backend owning its server reports what Redis counts; a
+    // namespace sharing a memory backend under a prefix cannot tell, and
+    // then db0 has the key count alone.
+    let redis = RedisServer::start();
+    let kw = Keyway::with_toml(&redis_config(redis.port)).await;
+    let mut c = kw.client().await;
+    let _: () = c.set("a", 1).await.unwrap();
+    let _: () = c.set_ex("b", 2, 100).await.unwrap();
+    let _: () = c.set_ex("tmp:x", 1, 50).await.unwrap();
+    assert_eq!(db0(&mut c).await, "keys=3");
+    let _: () = c.del("tmp:x").await.unwrap();
+    let line = db0(&mut c).await;
+    assert!(line.starts_with("keys=2,expires=1,avg_ttl="), "{line}");
+}

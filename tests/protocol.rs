@@ -396,7 +396,10 @@ async fn introspection_for_tools() {
     );
     assert_eq!(info.get::<i64>("arch_bits"), Some(64));
     assert_eq!(info.get::<i64>("cluster_enabled"), Some(0));
-    assert_eq!(info.get::<String>("db0").as_deref(), Some("keys=1"));
+    assert_eq!(
+        info.get::<String>("db0").as_deref(),
+        Some("keys=1,expires=0,avg_ttl=0")
+    );
     assert!(info.get::<i64>("connected_clients").unwrap_or(0) >= 1);
     let time: (String, String) = redis::cmd("TIME").query_async(&mut con).await.unwrap();
     assert!(time.0.parse::<u64>().unwrap() > 1_700_000_000);

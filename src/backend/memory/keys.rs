@@ -200,6 +200,26 @@ pub fn dbsize(s: &Store, _a: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(s.len() as i64))
 }
 
+/// INFO [keyspace]: only the keyspace section, which keyway asks for its
+/// own INFO; the client's INFO is keyway's.
+pub fn info(s: &Store, a: &[Bytes]) -> CmdResult {
+    if a.len() > 2 || a.get(1).is_some_and(|x| !is(x, "keyspace")) {
+        return Err(CmdError::msg(
+            "ERR the memory backend reports only INFO keyspace",
+        ));
+    }
+    let mut out = String::from("# Keyspace\r\n");
+    let keys = s.len();
+    if keys > 0 {
+        let (expires, sum) = s.volatile();
+        let avg = sum.checked_div(expires).unwrap_or(0);
+        out.push_str(&format!(
+            "db0:keys={keys},expires={expires},avg_ttl={avg}\r\n"
+        ));
+    }
+    Ok(Reply::Bulk(Bytes::from(out)))
+}
+
 /// FLUSHDB / FLUSHALL [ASYNC|SYNC]
 pub fn flushdb(s: &Store, a: &[Bytes]) -> CmdResult {
     match &a[1..] {

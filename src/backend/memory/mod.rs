@@ -190,6 +190,7 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("scan", keys::scan, Shared),
     ("randomkey", keys::randomkey, Shared),
     ("dbsize", keys::dbsize, Shared),
+    ("info", keys::info, Shared),
     ("flushdb", keys::flushdb, Exclusive),
     ("flushall", keys::flushdb, Exclusive),
     // Hashes.
@@ -318,7 +319,12 @@ fn dispatch() -> &'static [Option<(Handler, Gate)>] {
 
 /// Names of the commands this backend runs (for docs and --check-config).
 pub fn supported_commands() -> impl Iterator<Item = &'static str> {
-    HANDLERS.iter().map(|h| h.0)
+    // INFO keyspace is keyway's own question to the backend; clients' INFO
+    // is answered by keyway.
+    HANDLERS
+        .iter()
+        .map(|h| h.0)
+        .filter(|n| !command::known(n).has(command::LOCAL))
 }
 
 /// The backend's state, shared with its sessions (WATCH).

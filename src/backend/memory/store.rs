@@ -379,6 +379,24 @@ impl Store {
         }
     }
 
+    /// Live keys with a TTL, and the sum of their remaining TTLs in ms:
+    /// INFO keyspace's `expires` and `avg_ttl`. A walk of every partition,
+    /// one at a time, as INFO is asked for seldom.
+    pub fn volatile(&self) -> (u64, u64) {
+        let now = now_ms();
+        let (mut count, mut sum) = (0u64, 0u64);
+        for part in self.parts.iter() {
+            for n in part.read().iter() {
+                let at = n.expires_at();
+                if at != 0 && !n.expired(now) {
+                    count += 1;
+                    sum += at.saturating_sub(now);
+                }
+            }
+        }
+        (count, sum)
+    }
+
     /// Calls `f` for every live key.
     pub fn for_each_key(&self, mut f: impl FnMut(&[u8], ValueRef<'_>)) {
         let now = now_ms();
