@@ -44,6 +44,7 @@ pub async fn execute(
         "client" => client(state, shared, args),
         "command" => command_cmd(args),
         "config" => config(shared, args),
+        "slowlog" => slowlog(shared, args),
         "info" => info(shared, router, args).await,
         "time" => Ok(time()),
         "lastsave" => Ok(Reply::Int(shared.started_unix as i64)),
@@ -485,6 +486,11 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
             config.server.max_bulk_len.0.to_string(),
         ),
         ("save", String::new()),
+        (
+            "slowlog-log-slower-than",
+            config.server.slowlog_log_slower_than.to_string(),
+        ),
+        ("slowlog-max-len", config.server.slowlog_max_len.to_string()),
         ("timeout", "0".into()),
     ]
 }
@@ -514,6 +520,55 @@ fn config(shared: &Shared, args: &[Bytes]) -> CmdResult {
         ))),
         _ => Err(CmdError::UnknownSubcommand {
             cmd: "CONFIG".into(),
+            sub: lossy(&args[1], 128),
+        }),
+    }
+}
+
+/// SLOWLOG GET [count] | LEN | RESET | HELP, over keyway's own log (see
+/// [`crate::slowlog`]).
+fn slowlog(shared: &Shared, args: &[Bytes]) -> CmdResult {
+    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
+    match (sub.as_str(), args.len()) {
+        ("get", 2) => Ok(shared.slowlog.get(Some(10))),
+        // Redis gives this one text for a count that is not a number too.
+        ("get", 3) => match crate::protocol::parse_i64(&args[2]) {
+            Some(-1) => Ok(shared.slowlog.get(None)),
+            Some(n) if n >= 0 => Ok(shared.slowlog.get(Some(n as usize))),
+            _ => Err(CmdError::msg(
+                "ERR count should be greater than or equal to -1",
+            )),
+        },
+        ("get", _) => Err(CmdError::msg(
+            "ERR unknown subcommand or wrong number of arguments for 'get'. Try SLOWLOG HELP.",
+        )),
+        ("len", 2) => Ok(Reply::Int(shared.slowlog.len() as i64)),
+        ("reset", 2) => {
+            shared.slowlog.reset();
+            Ok(Reply::ok())
+        }
+        ("help", 2) => Ok(Reply::Array(
+            [
+                "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET [<count>]",
+                "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+                "    Entries are made of:",
+                "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+                "    client name",
+                "LEN",
+                "    Return the length of the slowlog.",
+                "RESET",
+                "    Reset the slowlog.",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .iter()
+            .map(|l| Reply::status(l))
+            .collect(),
+        )),
+        ("len" | "reset" | "help", _) => Err(CmdError::WrongArity(format!("slowlog|{sub}"))),
+        _ => Err(CmdError::UnknownSubcommand {
+            cmd: "SLOWLOG".into(),
             sub: lossy(&args[1], 128),
         }),
     }

@@ -193,6 +193,7 @@ table![
     ("client", -2, LOCAL, N),
     ("command", -1, LOCAL, N),
     ("config", -2, LOCAL, N),
+    ("slowlog", -2, LOCAL, N),
     ("info", -1, LOCAL, N),
     ("time", 1, LOCAL, N),
     ("lastsave", 1, LOCAL, N),

@@ -30,6 +30,11 @@ pub struct ServerConfig {
     pub password: Option<String>,
     /// `host:port` for Prometheus scrapes (`GET /metrics`); off when unset.
     pub metrics_listen: Option<String>,
+    /// SLOWLOG keeps requests slower than this many microseconds (Redis's
+    /// slowlog-log-slower-than): negative turns it off, 0 keeps all.
+    pub slowlog_log_slower_than: i64,
+    /// Entries SLOWLOG keeps (Redis's slowlog-max-len).
+    pub slowlog_max_len: usize,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +45,8 @@ impl Default for ServerConfig {
             max_bulk_len: ByteSize(512 * 1024 * 1024),
             password: None,
             metrics_listen: None,
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
         }
     }
 }
@@ -696,7 +703,7 @@ mod tests {
             vec![
                 "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, redis-shards, memcached)",
                 "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`, `read_only`, `max_value_size`, `mirror`",
-                "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`",
+                "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`",
                 "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local, other)",
                 "k.toml: namespaces[0].mirror: no backend named 'gone' (defined: local, other)",
                 "k.toml: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])",

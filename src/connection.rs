@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -338,7 +339,9 @@ impl Connection {
             if (self.tx.in_multi() && !matches!(spec.name, "quit" | "reset")) || spec.has(TX) {
                 self.flush(&router, &mut segment, out).await;
                 let resp3 = self.state.resp3();
+                let timing = self.timing(&req.raw, 0);
                 let reply = self.tx.execute(&router, req, spec, resp3).await;
+                self.timed(timing);
                 emit(&reply, resp3, out);
             } else if subscription {
                 self.flush(&router, &mut segment, out).await;
@@ -359,7 +362,10 @@ impl Connection {
                     }
                     r
                 } else {
-                    keyspace::execute(&router, spec, &req.args).await
+                    let timing = self.timing(&req.raw, 0);
+                    let r = keyspace::execute(&router, spec, &req.args).await;
+                    self.timed(timing);
+                    r
                 };
                 emit(&reply, self.state.resp3(), out);
                 if self.state.closing {
@@ -371,6 +377,34 @@ impl Connection {
             }
         }
         self.flush(&router, &mut segment, out).await;
+    }
+
+    /// Starts timing a request for SLOWLOG (when it is on): its bytes, the
+    /// commands pipelined after it, and the clock.
+    fn timing(&self, raw: &bytes::Bytes, more: usize) -> Option<(Instant, bytes::Bytes, usize)> {
+        self.shared
+            .slowlog
+            .on()
+            .then(|| (Instant::now(), raw.clone(), more))
+    }
+
+    /// Logs a timed request in SLOWLOG if it was slow.
+    fn timed(&self, timing: Option<(Instant, bytes::Bytes, usize)>) {
+        let Some((started, raw, more)) = timing else {
+            return;
+        };
+        let client = &self.state.registered.client;
+        let name = &self.state.details.name;
+        self.shared
+            .slowlog
+            .record(started.elapsed(), &raw, more, || {
+                (
+                    client.peer.to_string(),
+                    name.as_deref()
+                        .map(|n| String::from_utf8_lossy(n).into_owned())
+                        .unwrap_or_default(),
+                )
+            });
     }
 
     /// Checks what keyway checks before routing; `spec` is the request's
@@ -397,9 +431,10 @@ impl Connection {
         let mut replies = if routed.is_empty() {
             Vec::new().into_iter()
         } else {
-            dispatch::execute(router, routed, self.state.resp3())
-                .await
-                .into_iter()
+            let timing = self.timing(&routed[0].0.raw, routed.len() - 1);
+            let replies = dispatch::execute(router, routed, self.state.resp3()).await;
+            self.timed(timing);
+            replies.into_iter()
         };
         for place in segment.order.drain(..) {
             let reply = place

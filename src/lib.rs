@@ -49,6 +49,7 @@ pub mod reload;
 pub mod reply;
 pub mod router;
 pub mod server;
+pub mod slowlog;
 pub mod transaction;
 pub mod upstream;
 pub mod util;

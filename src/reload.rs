@@ -97,6 +97,10 @@ impl Shared {
             "config reloaded"
         );
         *backends = built;
+        self.slowlog.configure(
+            config.server.slowlog_log_slower_than,
+            config.server.slowlog_max_len,
+        );
         self.config.store(Arc::new(config));
         self.router.store(Arc::new(router));
         metrics().reloads("success");

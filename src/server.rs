@@ -50,6 +50,7 @@ pub struct Shared {
     next_client_id: AtomicU64,
     /// Clients that have sent something, for CLIENT LIST and CLIENT KILL.
     pub clients: Arc<crate::clients::Registry>,
+    pub slowlog: crate::slowlog::SlowLog,
     /// Becomes true when the server starts shutting down.
     stop: watch::Sender<bool>,
 }
@@ -92,6 +93,10 @@ impl Server {
             None => None,
         };
         let (router, backends) = reload::build(&config, &Built::new());
+        let config_slowlog = (
+            config.server.slowlog_log_slower_than,
+            config.server.slowlog_max_len,
+        );
         let shared = Arc::new(Shared {
             router: ArcSwap::from_pointee(router),
             config: ArcSwap::from_pointee(config),
@@ -106,6 +111,7 @@ impl Server {
             source: Mutex::new(Source::default()),
             next_client_id: AtomicU64::new(1),
             clients: Default::default(),
+            slowlog: crate::slowlog::SlowLog::new(config_slowlog.0, config_slowlog.1),
             stop: watch::Sender::new(false),
         });
         Ok(Server {

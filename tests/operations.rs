@@ -169,7 +169,7 @@ async fn reload_keeps_unchanged_backends_and_refuses_bad_files() {
     assert_eq!(
         problems,
         format!(
-            "{file}: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`\n\
+            "{file}: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`\n\
              {file}: namespaces[0].backend: no backend named 'nope' (defined: none)"
         )
     );
@@ -362,4 +362,79 @@ async fn info_keyspace_counts_expiring_keys_where_it_can() {
     let _: () = c.del("tmp:x").await.unwrap();
     let line = db0(&mut c).await;
     assert!(line.starts_with("keys=2,expires=1,avg_ttl="), "{line}");
+}
+
+/// SLOWLOG lists requests slower than the threshold (0 here: all), newest
+/// first, with Redis's entry layout and error texts.
+#[tokio::test]
+async fn slowlog_lists_slow_requests() {
+    let kw = Keyway::with_toml(
+        "[server]\nslowlog_log_slower_than = 0\nslowlog_max_len = 3\n\
+         [backends.m]\ntype = \"memory\"\n[[namespaces]]\nname = \"all\"\nprefix = \"\"\nbackend = \"m\"\n",
+    )
+    .await;
+    let mut raw = kw.raw().await;
+    raw.check("CLIENT SETNAME probe", "+OK\r\n").await;
+    raw.check("SET a 1", "+OK\r\n").await;
+    raw.check("KEYS *", "*1\r\n$1\r\na\r\n").await;
+    // A pipeline is one entry, under its first command.
+    let mut pipeline = common::resp(&["INCR", "n"]);
+    pipeline.extend(common::resp(&["INCR", "n"]));
+    pipeline.extend(common::resp(&["GET", "n"]));
+    raw.send(&pipeline).await;
+    raw.expect(":1\r\n:2\r\n$1\r\n2\r\n").await;
+    // SLOWLOG and CLIENT are keyway's own: not timed.
+    raw.check("SLOWLOG LEN", ":3\r\n").await;
+    raw.send(&common::resp(&["SLOWLOG", "GET", "1"])).await;
+    let entry = String::from_utf8(raw.reply().await).unwrap();
+    let lines: Vec<&str> = entry.split("\r\n").collect();
+    assert_eq!(lines[0], "*1");
+    assert_eq!(lines[1], "*6");
+    assert_eq!(
+        lines[2], ":2",
+        "ids count up: SET 0, KEYS 1, the pipeline 2"
+    );
+    assert!(lines[3].starts_with(':') && lines[4].starts_with(':'));
+    assert_eq!(
+        &lines[5..12],
+        [
+            "*3",
+            "$4",
+            "INCR",
+            "$1",
+            "n",
+            "$37",
+            "... (2 more commands in the pipeline)"
+        ]
+    );
+    assert!(lines[13].starts_with("127.0.0.1:"), "{entry}");
+    assert_eq!(&lines[14..16], ["$5", "probe"]);
+    raw.check(
+        "CONFIG GET slowlog-*",
+        "*4\r\n$23\r\nslowlog-log-slower-than\r\n$1\r\n0\r\n$15\r\nslowlog-max-len\r\n$1\r\n3\r\n",
+    )
+    .await;
+    raw.check(
+        "SLOWLOG GET abc",
+        "-ERR count should be greater than or equal to -1\r\n",
+    )
+    .await;
+    raw.check(
+        "SLOWLOG GET 1 2",
+        "-ERR unknown subcommand or wrong number of arguments for 'get'. Try SLOWLOG HELP.\r\n",
+    )
+    .await;
+    raw.check(
+        "SLOWLOG LEN x",
+        "-ERR wrong number of arguments for 'slowlog|len' command\r\n",
+    )
+    .await;
+    raw.check(
+        "SLOWLOG FOO",
+        "-ERR unknown subcommand 'FOO'. Try SLOWLOG HELP.\r\n",
+    )
+    .await;
+    raw.check("SLOWLOG RESET", "+OK\r\n").await;
+    raw.check("SLOWLOG LEN", ":0\r\n").await;
+    raw.check("SLOWLOG GET", "*0\r\n").await;
 }
