@@ -423,7 +423,7 @@ async fn script(router: &Router, args: &[Bytes]) -> CmdResult {
     }
     if targets.is_empty() {
         return Err(CmdError::msg(
-            "ERR 'SCRIPT' needs a backend that runs scripts (redis); no namespace has one",
+            "ERR 'SCRIPT' needs a backend that runs scripts (memory, redis); no namespace has one",
         ));
     }
     let mut replies = Vec::with_capacity(targets.len());

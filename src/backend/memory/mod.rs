@@ -14,6 +14,7 @@ mod keys;
 mod lists;
 mod node;
 mod pubsub;
+mod scripting;
 mod sets;
 pub mod store;
 mod strings;
@@ -138,8 +139,18 @@ enum Gate {
     Shared,
     /// Writes several keys: runs alone.
     Exclusive,
+    /// A Lua script (see `scripting`): runs alone, and is not one handler.
+    Script,
 }
-use Gate::{Exclusive, Shared};
+use Gate::{Exclusive, Script, Shared};
+
+/// The handler of a scripting command, never called: `Memory::one` sends
+/// those to `scripting` first.
+fn scripted(_: &Store, _: &[Bytes]) -> CmdResult {
+    Err(CmdError::msg(
+        "ERR scripting commands run in the scripting module",
+    ))
+}
 
 /// Every command the memory backend runs. The README's command table is
 /// checked against this list by a test.
@@ -191,6 +202,11 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("randomkey", keys::randomkey, Shared),
     ("dbsize", keys::dbsize, Shared),
     ("info", keys::info, Shared),
+    ("eval", scripted, Script),
+    ("evalsha", scripted, Script),
+    ("eval_ro", scripted, Script),
+    ("evalsha_ro", scripted, Script),
+    ("script", scripted, Script),
     ("flushdb", keys::flushdb, Exclusive),
     ("flushall", keys::flushdb, Exclusive),
     // Hashes.
@@ -335,6 +351,7 @@ pub struct Memory {
     max_memory: Option<usize>,
     eviction: Eviction,
     evicted: std::sync::atomic::AtomicU64,
+    scripts: scripting::Scripts,
 }
 
 pub struct MemoryBackend {
@@ -363,6 +380,7 @@ impl MemoryBackend {
                 max_memory: config.max_memory.map(|m| m.0 as usize),
                 eviction: config.eviction,
                 evicted: Default::default(),
+                scripts: Default::default(),
             }),
         }
     }
@@ -385,9 +403,9 @@ impl Memory {
 
     fn run_gated(&self, batch: &[Command], watched: &Watched) -> Vec<Reply> {
         let table = dispatch();
-        let exclusive = batch
-            .iter()
-            .any(|c| matches!(table[c.spec.id], Some((_, Exclusive))) || c.spec.has(command::TX));
+        let exclusive = batch.iter().any(|c| {
+            matches!(table[c.spec.id], Some((_, Exclusive | Script))) || c.spec.has(command::TX)
+        });
         // The gate guards no data, so a poisoned lock (a panic elsewhere) is harmless.
         let _guard = if exclusive {
             Err(self.gate.write().unwrap_or_else(|e| e.into_inner()))
@@ -492,6 +510,10 @@ impl Memory {
     }
 
     fn one(&self, table: &[Option<(Handler, Gate)>], c: &Command) -> Reply {
+        if let Some((_, Script)) = table[c.spec.id] {
+            // Its commands check memory one by one.
+            return scripting::run(self, c).unwrap_or(Reply::Nil);
+        }
         if let Err(oom) = self.make_room(c.spec) {
             return oom;
         }

@@ -1,0 +1,427 @@
+//! Lua scripting on the memory backend: EVAL, EVALSHA, EVAL_RO,
+//! EVALSHA_RO and SCRIPT LOAD / EXISTS / FLUSH / KILL, with Redis's Lua 5.1,
+//! `redis.call` / `redis.pcall` / `redis.error_reply` / `redis.status_reply`
+//! / `redis.sha1hex` / `redis.log`, Redis's conversions between Lua and
+//! replies, and Redis's error texts.
+//!
+//! A script runs with the store's gate held exclusively (its commands are
+//! registered as exclusive), so no other client's command runs during it,
+//! as in Redis. Each run gets a fresh Lua state with the base, table,
+//! string and math libraries; globals cannot be read unless defined, as in
+//! Redis. Not provided: the cjson, cmsgpack, bit and struct libraries.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use mlua::{Lua, LuaOptions, StdLib, Table, Value, Variadic};
+
+use super::Memory;
+use crate::backend::Command;
+use crate::command::{self, BLOCKING, CommandSpec, KEYSPACE, LOCAL, PUBSUB, TX, WRITE};
+use crate::error::CmdError;
+use crate::protocol::parse_i64;
+use crate::reply::Reply;
+use crate::util::is;
+
+/// Scripts loaded by SCRIPT LOAD or run by EVAL, by their SHA1 (hex).
+#[derive(Default)]
+pub struct Scripts(Mutex<HashMap<String, Bytes>>);
+
+impl Scripts {
+    fn get(&self, sha: &str) -> Option<Bytes> {
+        self.0.lock().ok()?.get(sha).cloned()
+    }
+
+    fn put(&self, body: &Bytes) -> String {
+        let sha = sha1_hex(body);
+        if let Ok(mut m) = self.0.lock() {
+            m.entry(sha.clone()).or_insert_with(|| body.clone());
+        }
+        sha
+    }
+}
+
+fn sha1_hex(body: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, body);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The commands this module answers; None for any other.
+pub fn run(mem: &Memory, c: &Command) -> Option<Reply> {
+    let r = match c.spec.name {
+        "eval" | "eval_ro" => {
+            let body = c.args[1].clone();
+            let sha = mem.scripts.put(&body);
+            eval(mem, &sha, &body, &c.args, c.spec.name == "eval_ro")
+        }
+        "evalsha" | "evalsha_ro" => {
+            let sha = String::from_utf8_lossy(&c.args[1]).to_ascii_lowercase();
+            match mem.scripts.get(&sha) {
+                Some(body) => eval(mem, &sha, &body, &c.args, c.spec.name == "evalsha_ro"),
+                None => Reply::error("NOSCRIPT No matching script. Please use EVAL."),
+            }
+        }
+        "script" => script(mem, &c.args),
+        _ => return None,
+    };
+    Some(r)
+}
+
+fn script(mem: &Memory, a: &[Bytes]) -> Reply {
+    let sub = &a[1];
+    if is(sub, "LOAD") && a.len() == 3 {
+        let lua = match Lua::new_with(StdLib::NONE, LuaOptions::default()) {
+            Ok(l) => l,
+            Err(e) => return Reply::error(format!("ERR cannot start Lua: {e}")),
+        };
+        if let Err(e) = compile(&lua, &a[2]) {
+            return e;
+        }
+        return Reply::bulk_str(&mem.scripts.put(&a[2]));
+    }
+    if is(sub, "EXISTS") && a.len() >= 3 {
+        return Reply::Array(
+            a[2..]
+                .iter()
+                .map(|s| {
+                    let sha = String::from_utf8_lossy(s).to_ascii_lowercase();
+                    Reply::Int(mem.scripts.get(&sha).is_some() as i64)
+                })
+                .collect(),
+        );
+    }
+    if is(sub, "FLUSH") && a.len() <= 3 {
+        if a.get(2).is_some_and(|m| !is(m, "ASYNC") && !is(m, "SYNC")) {
+            return CmdError::Syntax.into();
+        }
+        if let Ok(mut m) = mem.scripts.0.lock() {
+            m.clear();
+        }
+        return Reply::ok();
+    }
+    if is(sub, "KILL") && a.len() == 2 {
+        // A script holds the gate until it ends, so none runs while a
+        // client can ask.
+        return Reply::error("NOTBUSY No scripts in execution right now.");
+    }
+    if ["LOAD", "EXISTS", "FLUSH", "KILL"]
+        .iter()
+        .any(|s| is(sub, s))
+    {
+        let name = String::from_utf8_lossy(sub).to_lowercase();
+        return CmdError::WrongArity(format!("script|{name}")).into();
+    }
+    CmdError::UnknownSubcommand {
+        cmd: "SCRIPT".into(),
+        sub: String::from_utf8_lossy(sub).into_owned(),
+    }
+    .into()
+}
+
+/// An error `redis.call` raises: the reply's text, already with the
+/// script and line Redis appends, to be the script's reply if uncaught.
+#[derive(Debug)]
+struct Raised(String);
+
+impl fmt::Display for Raised {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Raised {}
+
+fn compile(lua: &Lua, body: &[u8]) -> Result<mlua::Function, Reply> {
+    lua.load(body)
+        .set_name("@user_script")
+        .into_function()
+        .map_err(|e| {
+            let msg = match &e {
+                mlua::Error::SyntaxError { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            Reply::error(format!("ERR Error compiling script (new function): {msg}"))
+        })
+}
+
+/// EVAL / EVALSHA (and their _RO forms): `a` is the whole command.
+fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> Reply {
+    let Some(n) = parse_i64(&a[2]) else {
+        return CmdError::NotInteger.into();
+    };
+    if n < 0 {
+        return Reply::error("ERR Number of keys can't be negative");
+    }
+    let n = n as usize;
+    if n > a.len() - 3 {
+        return Reply::error("ERR Number of keys can't be greater than number of args");
+    }
+    let (keys, argv) = a[3..].split_at(n);
+    let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH;
+    let lua = match Lua::new_with(libs, LuaOptions::default()) {
+        Ok(l) => l,
+        Err(e) => return Reply::error(format!("ERR cannot start Lua: {e}")),
+    };
+    let suffix =
+        |line: Option<usize>| format!(" script: {sha}, on @user_script:{}.", line.unwrap_or(1));
+    let result = lua.scope(|scope| {
+        let g = lua.globals();
+        g.set("KEYS", strings(&lua, keys)?)?;
+        g.set("ARGV", strings(&lua, argv)?)?;
+        let r = lua.create_table()?;
+        let call = |lua: &Lua, args: Variadic<Value>, protected: bool| -> mlua::Result<Value> {
+            let line = lua.inspect_stack(1, |d| d.current_line()).flatten();
+            let reply = match command_of(lua, args, read_only) {
+                // Clients blocked on the script's keys are served once the
+                // batch ends and the gate is free (EVAL's keys are written).
+                Ok(cmd) => mem.one(super::dispatch(), &cmd),
+                Err(e) => e,
+            };
+            match reply {
+                Reply::Error(e) if !protected => Err(mlua::Error::external(Raised(format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&e),
+                    suffix(line)
+                )))),
+                reply => to_lua(lua, reply),
+            }
+        };
+        r.set(
+            "call",
+            scope.create_function(move |lua, args: Variadic<Value>| call(lua, args, false))?,
+        )?;
+        r.set(
+            "pcall",
+            scope.create_function(move |lua, args: Variadic<Value>| call(lua, args, true))?,
+        )?;
+        r.set(
+            "error_reply",
+            lua.create_function(|lua, e: mlua::LuaString| {
+                let t = lua.create_table()?;
+                t.set("err", e)?;
+                Ok(t)
+            })?,
+        )?;
+        r.set(
+            "status_reply",
+            lua.create_function(|lua, s: mlua::LuaString| {
+                let t = lua.create_table()?;
+                t.set("ok", s)?;
+                Ok(t)
+            })?,
+        )?;
+        r.set(
+            "sha1hex",
+            lua.create_function(|_, s: mlua::LuaString| Ok(sha1_hex(&s.as_bytes())))?,
+        )?;
+        r.set("log", lua.create_function(|_, _: Variadic<Value>| Ok(()))?)?;
+        for (i, level) in ["LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING"]
+            .iter()
+            .enumerate()
+        {
+            r.set(*level, i)?;
+        }
+        g.set("redis", r)?;
+        // Scripts may not load files, and reading an undefined global is an
+        // error, as in Redis.
+        g.set("dofile", Value::Nil)?;
+        g.set("loadfile", Value::Nil)?;
+        let strict = lua.create_table()?;
+        strict.set(
+            "__index",
+            lua.create_function(
+                |_, (_, name): (Value, mlua::LuaString)| -> mlua::Result<Value> {
+                    Err(mlua::Error::RuntimeError(format!(
+                        "Script attempted to access nonexistent global variable '{}'",
+                        name.to_string_lossy()
+                    )))
+                },
+            )?,
+        )?;
+        g.set_metatable(Some(strict))?;
+        let f = match compile(&lua, body) {
+            Ok(f) => f,
+            Err(reply) => return Ok(reply),
+        };
+        Ok(match f.call::<Value>(()) {
+            Ok(v) => from_lua(v),
+            Err(e) => error_reply(&e, &suffix),
+        })
+    });
+    result.unwrap_or_else(|e| Reply::error(format!("ERR Error running script: {e}")))
+}
+
+/// The reply for a script that raised an error.
+fn error_reply(e: &mlua::Error, suffix: &dyn Fn(Option<usize>) -> String) -> Reply {
+    if let Some(Raised(text)) = e.chain().find_map(|c| c.downcast_ref::<Raised>()) {
+        return Reply::error(text.clone());
+    }
+    let msg = match e {
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => match cause.as_ref() {
+            mlua::Error::RuntimeError(m) => m.clone(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    };
+    // mlua adds a traceback; Redis's reply has only the message.
+    let msg = msg
+        .split("\nstack traceback:")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    // "user_script:LINE: ..." says where.
+    let line = msg
+        .strip_prefix("user_script:")
+        .and_then(|r| r.split(':').next())
+        .and_then(|l| l.parse().ok());
+    let msg = if msg.starts_with("user_script:") {
+        msg
+    } else {
+        format!("user_script:{}: {msg}", line.unwrap_or(1))
+    };
+    Reply::error(format!("ERR {msg}{}", suffix(line)))
+}
+
+fn strings(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(items.len(), 0)?;
+    for (i, b) in items.iter().enumerate() {
+        t.set(i + 1, lua.create_string(&b[..])?)?;
+    }
+    Ok(t)
+}
+
+/// The command a `redis.call` asks for, or the error Redis gives instead.
+fn command_of(lua: &Lua, args: Variadic<Value>, read_only: bool) -> Result<Command, Reply> {
+    let mut words = Vec::with_capacity(args.len());
+    for v in args {
+        match v {
+            Value::String(_) | Value::Integer(_) | Value::Number(_) => match lua.coerce_string(v) {
+                Ok(Some(s)) => words.push(Bytes::copy_from_slice(&s.as_bytes())),
+                _ => return Err(bad_args()),
+            },
+            _ => return Err(bad_args()),
+        }
+    }
+    if words.is_empty() {
+        return Err(Reply::error(
+            "ERR Please specify at least one argument for this redis lib call",
+        ));
+    }
+    let Some(spec) = command::lookup(&words[0]) else {
+        return Err(Reply::error("ERR Unknown Redis command called from script"));
+    };
+    if !allowed(spec) {
+        return Err(Reply::error(
+            "ERR This Redis command is not allowed from script",
+        ));
+    }
+    if !spec.arity_ok(words.len()) {
+        return Err(Reply::error(
+            "ERR Wrong number of args calling Redis command from script",
+        ));
+    }
+    if read_only && spec.has(WRITE) {
+        return Err(Reply::error(
+            "ERR Write commands are not allowed from read-only scripts.",
+        ));
+    }
+    let mut cmd = Command::internal(spec, words);
+    cmd.inspect = true;
+    Ok(cmd)
+}
+
+fn bad_args() -> Reply {
+    Reply::error("ERR Lua redis lib command arguments must be strings or integers")
+}
+
+/// Commands a script may call: what the store runs itself, except
+/// scripting, transactions, blocking and subscriptions.
+fn allowed(spec: &CommandSpec) -> bool {
+    if spec.has(LOCAL) || spec.has(TX) || spec.has(BLOCKING) {
+        return false;
+    }
+    if spec.has(PUBSUB) {
+        return spec.name == "publish";
+    }
+    if spec.has(KEYSPACE) {
+        return matches!(
+            spec.name,
+            "keys" | "scan" | "dbsize" | "randomkey" | "flushdb" | "flushall"
+        );
+    }
+    !matches!(
+        spec.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
+}
+
+/// A reply as a script sees it (Redis's RESP2 conversion).
+fn to_lua(lua: &Lua, r: Reply) -> mlua::Result<Value> {
+    Ok(match r {
+        Reply::Int(n) => Value::Number(n as f64),
+        Reply::Bulk(b) | Reply::Verbatim(b) => Value::String(lua.create_string(&b[..])?),
+        Reply::Nil | Reply::NilArray => Value::Boolean(false),
+        Reply::Bool(b) => Value::Number(if b { 1.0 } else { 0.0 }),
+        Reply::Double(d) => Value::String(lua.create_string(crate::reply::format_double(d))?),
+        Reply::Status(s) => {
+            let t = lua.create_table()?;
+            t.set("ok", lua.create_string(&s[..])?)?;
+            Value::Table(t)
+        }
+        Reply::Error(e) => {
+            let t = lua.create_table()?;
+            t.set("err", lua.create_string(&e[..])?)?;
+            Value::Table(t)
+        }
+        Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.into_iter().enumerate() {
+                t.set(i + 1, to_lua(lua, item)?)?;
+            }
+            Value::Table(t)
+        }
+        Reply::Map(pairs) | Reply::Pairs(pairs) => {
+            let t = lua.create_table_with_capacity(pairs.len() * 2, 0)?;
+            for (i, (k, v)) in pairs.into_iter().enumerate() {
+                t.set(2 * i + 1, to_lua(lua, k)?)?;
+                t.set(2 * i + 2, to_lua(lua, v)?)?;
+            }
+            Value::Table(t)
+        }
+        Reply::Raw(b) => Value::String(lua.create_string(&b[..])?),
+    })
+}
+
+/// A script's result as a reply (Redis's conversion): numbers truncate to
+/// integers, false is nil, true is 1, a table with `err` or `ok` is an
+/// error or status, any other table an array up to its first nil.
+fn from_lua(v: Value) -> Reply {
+    match v {
+        Value::Nil => Reply::Nil,
+        Value::Boolean(false) => Reply::Nil,
+        Value::Boolean(true) => Reply::Int(1),
+        Value::Integer(n) => Reply::Int(n),
+        Value::Number(n) => Reply::Int(n as i64),
+        Value::String(s) => Reply::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
+        Value::Table(t) => {
+            if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
+                return Reply::error(e.to_string_lossy());
+            }
+            if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
+                return Reply::Status(Bytes::copy_from_slice(&s.as_bytes()));
+            }
+            let mut items = Vec::new();
+            for i in 1.. {
+                match t.raw_get::<Value>(i) {
+                    Ok(Value::Nil) | Err(_) => break,
+                    Ok(v) => items.push(from_lua(v)),
+                }
+            }
+            Reply::Array(items)
+        }
+        _ => Reply::Nil,
+    }
+}

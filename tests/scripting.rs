@@ -1,0 +1,211 @@
+//! Lua scripting on the memory backend, with Redis's replies and error
+//! texts (checked against redis-server 7.2 by hand).
+
+mod common;
+use std::time::Duration;
+
+use common::Keyway;
+use redis::AsyncCommands;
+
+#[tokio::test]
+async fn scripts_run_with_redis_conversions_and_errors() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    let eval = |script: &str, keys: &[&str], argv: &[&str]| {
+        let n = keys.len().to_string();
+        let mut words = vec!["EVAL", script, n.as_str()];
+        words.extend(keys);
+        words.extend(argv);
+        common::resp(&words)
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            eval(
+                "redis.call('set', KEYS[1], ARGV[1]); return redis.call('get', KEYS[1])",
+                &["k"],
+                &["v"],
+            ),
+            "$1\r\nv\r\n",
+        ),
+        // Numbers truncate, false is nil, true is 1, tables stop at nil.
+        (eval("return 3.99", &[], &[]), ":3\r\n"),
+        (eval("return false", &[], &[]), "$-1\r\n"),
+        (eval("return true", &[], &[]), ":1\r\n"),
+        (
+            eval("return {1, 'two', {3}, nil, 5}", &[], &[]),
+            "*3\r\n:1\r\n$3\r\ntwo\r\n*1\r\n:3\r\n",
+        ),
+        (eval("return {ok = 'fine'}", &[], &[]), "+fine\r\n"),
+        (
+            eval("return redis.status_reply('FINE')", &[], &[]),
+            "+FINE\r\n",
+        ),
+        (
+            eval("return redis.error_reply('MY failure')", &[], &[]),
+            "-MY failure\r\n",
+        ),
+        // Replies come into Lua as Redis gives them: OK as {ok=...},
+        // a missing key as false.
+        (
+            eval("return redis.call('set', 'x', 1)['ok']", &[], &[]),
+            "$2\r\nOK\r\n",
+        ),
+        (
+            eval("return redis.call('get', 'nosuch') == false", &[], &[]),
+            ":1\r\n",
+        ),
+        (
+            eval("return redis.sha1hex('')", &[], &[]),
+            "$40\r\nda39a3ee5e6b4b0d3255bfef95601890afd80709\r\n",
+        ),
+        (eval("return #KEYS + #ARGV", &["a", "b"], &["c"]), ":3\r\n"),
+        // Errors, as Redis words them.
+        (
+            eval("error('boom')", &[], &[]),
+            "-ERR user_script:1: boom script: 82903a0434f1503e152f89c03c9acd881a0e8150, on @user_script:1.\r\n",
+        ),
+        (
+            eval("return x +", &[], &[]),
+            "-ERR Error compiling script (new function): user_script:1: unexpected symbol near '<eof>'\r\n",
+        ),
+        (
+            eval("return foo", &[], &[]),
+            "-ERR user_script:1: Script attempted to access nonexistent global variable 'foo' script: 47e30a5d10d5694f99208f9adc4fe3bf2450edbd, on @user_script:1.\r\n",
+        ),
+        (
+            eval("return redis.call('nosuch')", &[], &[]),
+            "-ERR Unknown Redis command called from script script: 206396248e12c6e742fd7296250433c8d7343b74, on @user_script:1.\r\n",
+        ),
+        (
+            eval(
+                "local x = 1\nreturn redis.call('incr', 'nokey', 'extra')",
+                &[],
+                &[],
+            ),
+            "-ERR Wrong number of args calling Redis command from script script: 525a9e9c2ceebe86d5f099bcf4013d24aa3137b1, on @user_script:2.\r\n",
+        ),
+        (
+            eval("return redis.call('blpop','q',0)", &["q"], &[]),
+            "-ERR This Redis command is not allowed from script script: b3b57e1129e2e8a9d445a143db4a8cba232ca67e, on @user_script:1.\r\n",
+        ),
+        (
+            eval("return redis.call('get', {})", &[], &[]),
+            "-ERR Lua redis lib command arguments must be strings or integers script: 4368e88f98d93af9caf358186e5fbf273374ee91, on @user_script:1.\r\n",
+        ),
+        (
+            common::resp(&["EVAL", "return 1", "-1"]),
+            "-ERR Number of keys can't be negative\r\n",
+        ),
+        (
+            common::resp(&["EVAL", "return 1", "3", "a"]),
+            "-ERR Number of keys can't be greater than number of args\r\n",
+        ),
+        (
+            common::resp(&["EVAL_RO", "return redis.call('set','a','1')", "1", "a"]),
+            "-ERR Write commands are not allowed from read-only scripts. script: 67ed14c1cb086d8c2fcf91ebe13410ba087fd0f8, on @user_script:1.\r\n",
+        ),
+        (
+            common::resp(&["EVALSHA", "abcdef", "0"]),
+            "-NOSCRIPT No matching script. Please use EVAL.\r\n",
+        ),
+    ];
+    for (request, reply) in cases {
+        c.send(&request).await;
+        c.expect(reply).await;
+    }
+    // A command error: raised by redis.call with Redis's suffix, returned
+    // as a table by redis.pcall.
+    c.check("HSET h f v", ":1\r\n").await;
+    c.send(&eval("return redis.call('incr', KEYS[1])", &["h"], &[]))
+        .await;
+    c.expect("-WRONGTYPE Operation against a key holding the wrong kind of value script: 2bab3b661081db58bd2341920e0ba7cf5dc77b25, on @user_script:1.\r\n")
+        .await;
+    c.send(&eval(
+        "return redis.pcall('incr', KEYS[1])['err']",
+        &["h"],
+        &[],
+    ))
+    .await;
+    c.expect("$65\r\nWRONGTYPE Operation against a key holding the wrong kind of value\r\n")
+        .await;
+}
+
+#[tokio::test]
+async fn script_cache_and_a_real_clients_script_helper() {
+    let kw = Keyway::start().await;
+    let mut raw = kw.raw().await;
+    raw.send(&common::resp(&["SCRIPT", "LOAD", "return x +"]))
+        .await;
+    raw.expect(
+        "-ERR Error compiling script (new function): user_script:1: unexpected symbol near '<eof>'\r\n",
+    )
+    .await;
+    raw.send(&common::resp(&["SCRIPT", "LOAD", "return 'hi'"]))
+        .await;
+    raw.expect("$40\r\n2f31ba2bb6d6a0f42cc159d2e2dad55440778de3\r\n")
+        .await;
+    raw.check(
+        "EVALSHA 2F31BA2BB6D6A0F42CC159D2E2DAD55440778DE3 0",
+        "$2\r\nhi\r\n",
+    )
+    .await;
+    raw.check(
+        "SCRIPT EXISTS 2f31ba2bb6d6a0f42cc159d2e2dad55440778de3 ffff",
+        "*2\r\n:1\r\n:0\r\n",
+    )
+    .await;
+    raw.check("SCRIPT FLUSH", "+OK\r\n").await;
+    raw.check(
+        "SCRIPT EXISTS 2f31ba2bb6d6a0f42cc159d2e2dad55440778de3",
+        "*1\r\n:0\r\n",
+    )
+    .await;
+    raw.check(
+        "SCRIPT KILL",
+        "-NOTBUSY No scripts in execution right now.\r\n",
+    )
+    .await;
+
+    // The redis crate's Script: EVALSHA, then EVAL on NOSCRIPT. A lock
+    // release as lock libraries write it.
+    let mut c = kw.client().await;
+    let release = redis::Script::new(
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
+    );
+    let _: () = c.set("lock", "me").await.unwrap();
+    let n: i64 = release
+        .key("lock")
+        .arg("you")
+        .invoke_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let n: i64 = release
+        .key("lock")
+        .arg("me")
+        .invoke_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let gone: bool = c.exists("lock").await.unwrap();
+    assert!(!gone);
+}
+
+#[tokio::test]
+async fn a_scripts_push_serves_a_blocked_client() {
+    let kw = Keyway::start().await;
+    let mut waiter = kw.raw().await;
+    waiter.send(&common::resp(&["BLPOP", "jobs", "5"])).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = kw.raw().await;
+    c.send(&common::resp(&[
+        "EVAL",
+        "return redis.call('rpush', KEYS[1], ARGV[1])",
+        "1",
+        "jobs",
+        "job-1",
+    ]))
+    .await;
+    c.expect(":1\r\n").await;
+    waiter.expect("*2\r\n$4\r\njobs\r\n$5\r\njob-1\r\n").await;
+}
