@@ -209,3 +209,19 @@ async fn a_scripts_push_serves_a_blocked_client() {
     c.expect(":1\r\n").await;
     waiter.expect("*2\r\n$4\r\njobs\r\n$5\r\njob-1\r\n").await;
 }
+
+/// A script holds the store while it runs, so one that never ends would
+/// stop every client: keyway stops it after 5 s, and serves on.
+#[tokio::test]
+async fn a_script_that_never_ends_is_stopped() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    c.send(&common::resp(&["EVAL", "while true do end", "0"]))
+        .await;
+    let line = c.line_within(Duration::from_secs(8)).await;
+    assert_eq!(
+        line,
+        "-ERR user_script:1: Script ran longer than 5000 ms and was stopped; writes it made stay script: 694a5fe1ddb97a4c6a1bf299d9537c7d3d0f84e7, on @user_script:1.\r\n"
+    );
+    c.check("PING", "+PONG\r\n").await;
+}

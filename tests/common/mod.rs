@@ -112,14 +112,20 @@ impl Raw {
     pub async fn line(&mut self, cmd: &str) -> String {
         let words: Vec<&str> = cmd.split(' ').collect();
         self.send(&resp(&words)).await;
+        self.line_within(Duration::from_secs(5)).await
+    }
+
+    /// Reads one line (a status, error or integer reply), waiting up to
+    /// `wait` for it.
+    pub async fn line_within(&mut self, wait: Duration) -> String {
         let mut got = Vec::new();
         let mut b = [0u8; 1];
         while !got.ends_with(b"\r\n") {
-            let n = tokio::time::timeout(Duration::from_secs(5), self.0.read(&mut b))
+            let n = tokio::time::timeout(wait, self.0.read(&mut b))
                 .await
-                .unwrap_or_else(|_| panic!("no reply to {cmd:?} within 5 s"))
+                .expect("a reply in time")
                 .expect("read");
-            assert!(n == 1, "connection closed");
+            assert_eq!(n, 1, "connection closed");
             got.push(b[0]);
         }
         String::from_utf8_lossy(&got).into_owned()

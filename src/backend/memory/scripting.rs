@@ -13,9 +13,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mlua::{Lua, LuaOptions, StdLib, Table, Value, Variadic};
+use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Table, Value, Variadic, VmState};
 
 use super::Memory;
 use crate::backend::Command;
@@ -24,6 +25,13 @@ use crate::error::CmdError;
 use crate::protocol::parse_i64;
 use crate::reply::Reply;
 use crate::util::is;
+
+/// How long a script may run. A script holds the store (and its worker
+/// thread) until it ends, so one that loops would stop every client of the
+/// backend: keyway stops it, where Redis would wait for SCRIPT KILL.
+const TIME_LIMIT: Duration = Duration::from_secs(5);
+/// Memory a script's Lua state may allocate.
+const MEMORY_LIMIT: usize = 256 * 1024 * 1024;
 
 /// Scripts loaded by SCRIPT LOAD or run by EVAL, by their SHA1 (hex).
 #[derive(Default)]
@@ -164,6 +172,23 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> R
         Ok(l) => l,
         Err(e) => return Reply::error(format!("ERR cannot start Lua: {e}")),
     };
+    let _ = lua.set_memory_limit(MEMORY_LIMIT);
+    let started = Instant::now();
+    let hooked = lua.set_hook(
+        HookTriggers::new().every_nth_instruction(10_000),
+        move |_, _| {
+            if started.elapsed() > TIME_LIMIT {
+                return Err(mlua::Error::RuntimeError(format!(
+                    "Script ran longer than {} ms and was stopped; writes it made stay",
+                    TIME_LIMIT.as_millis()
+                )));
+            }
+            Ok(VmState::Continue)
+        },
+    );
+    if let Err(e) = hooked {
+        return Reply::error(format!("ERR cannot start Lua: {e}"));
+    }
     let suffix =
         |line: Option<usize>| format!(" script: {sha}, on @user_script:{}.", line.unwrap_or(1));
     let result = lua.scope(|scope| {
