@@ -3,8 +3,9 @@
 //!
 //! Commands run synchronously on the caller's task. Single-key commands run
 //! concurrently with each other (the store locks per partition); a batch holding a
-//! multi-key write (RENAME, MSET, ...) takes the store's gate exclusively,
-//! so no other client's command interleaves with it, as in Redis.
+//! multi-key write (RENAME, MSET, ...) or a Lua script (see `scripting`)
+//! takes the store's gate exclusively, so no other client's command
+//! interleaves with it, as in Redis.
 
 mod bits;
 mod blocking;
