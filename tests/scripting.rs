@@ -55,6 +55,14 @@ async fn scripts_run_with_redis_conversions_and_errors() {
             ":1\r\n",
         ),
         (
+            eval(
+                "return {redis.call('ping'), redis.call('echo', 'e'), #redis.call('time')}",
+                &[],
+                &[],
+            ),
+            "*3\r\n+PONG\r\n$1\r\ne\r\n:2\r\n",
+        ),
+        (
             eval("return redis.sha1hex('')", &[], &[]),
             "$40\r\nda39a3ee5e6b4b0d3255bfef95601890afd80709\r\n",
         ),
