@@ -162,6 +162,11 @@ async fn script_cache_and_a_real_clients_script_helper() {
         "*2\r\n:1\r\n:0\r\n",
     )
     .await;
+    raw.check(
+        "SCRIPT FLUSH BAD",
+        "-ERR SCRIPT FLUSH only support SYNC|ASYNC option\r\n",
+    )
+    .await;
     raw.check("SCRIPT FLUSH", "+OK\r\n").await;
     raw.check(
         "SCRIPT EXISTS 2f31ba2bb6d6a0f42cc159d2e2dad55440778de3",

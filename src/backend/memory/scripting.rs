@@ -102,7 +102,7 @@ fn script(mem: &Memory, a: &[Bytes]) -> Reply {
     }
     if is(sub, "FLUSH") && a.len() <= 3 {
         if a.get(2).is_some_and(|m| !is(m, "ASYNC") && !is(m, "SYNC")) {
-            return CmdError::Syntax.into();
+            return Reply::error("ERR SCRIPT FLUSH only support SYNC|ASYNC option");
         }
         if let Ok(mut m) = mem.scripts.0.lock() {
             m.clear();
