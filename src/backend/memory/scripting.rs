@@ -221,22 +221,14 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> R
             "pcall",
             scope.create_function(move |lua, args: Variadic<Value>| call(lua, args, true))?,
         )?;
-        r.set(
-            "error_reply",
-            lua.create_function(|lua, e: mlua::LuaString| {
-                let t = lua.create_table()?;
-                t.set("err", e)?;
-                Ok(t)
-            })?,
-        )?;
-        r.set(
-            "status_reply",
-            lua.create_function(|lua, s: mlua::LuaString| {
-                let t = lua.create_table()?;
-                t.set("ok", s)?;
-                Ok(t)
-            })?,
-        )?;
+        for (name, field) in [("error_reply", "err"), ("status_reply", "ok")] {
+            r.set(
+                name,
+                lua.create_function(move |lua, s: mlua::LuaString| {
+                    tagged(lua, field, &s.as_bytes())
+                })?,
+            )?;
+        }
         r.set(
             "sha1hex",
             lua.create_function(|_, s: mlua::LuaString| Ok(sha1_hex(&s.as_bytes())))?,
@@ -409,6 +401,13 @@ fn allowed(spec: &CommandSpec) -> bool {
     )
 }
 
+/// A status (`ok`) or error (`err`) as Lua holds it: a table with one field.
+fn tagged(lua: &Lua, field: &str, text: &[u8]) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set(field, lua.create_string(text)?)?;
+    Ok(t)
+}
+
 /// A reply as a script sees it (Redis's RESP2 conversion).
 fn to_lua(lua: &Lua, r: Reply) -> mlua::Result<Value> {
     Ok(match r {
@@ -417,16 +416,8 @@ fn to_lua(lua: &Lua, r: Reply) -> mlua::Result<Value> {
         Reply::Nil | Reply::NilArray => Value::Boolean(false),
         Reply::Bool(b) => Value::Number(if b { 1.0 } else { 0.0 }),
         Reply::Double(d) => Value::String(lua.create_string(crate::reply::format_double(d))?),
-        Reply::Status(s) => {
-            let t = lua.create_table()?;
-            t.set("ok", lua.create_string(&s[..])?)?;
-            Value::Table(t)
-        }
-        Reply::Error(e) => {
-            let t = lua.create_table()?;
-            t.set("err", lua.create_string(&e[..])?)?;
-            Value::Table(t)
-        }
+        Reply::Status(s) => Value::Table(tagged(lua, "ok", &s)?),
+        Reply::Error(e) => Value::Table(tagged(lua, "err", &e)?),
         Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
             let t = lua.create_table_with_capacity(items.len(), 0)?;
             for (i, item) in items.into_iter().enumerate() {
