@@ -238,3 +238,45 @@ async fn a_script_that_never_ends_is_stopped() {
     );
     c.check("PING", "+PONG\r\n").await;
 }
+
+/// cjson as Redis gives it to scripts (compared with redis-server 7.2).
+#[tokio::test]
+async fn cjson_encodes_and_decodes_as_redis_does() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    let cases = [
+        (
+            vec![
+                "EVAL",
+                "return cjson.encode({1, 'a/b', true, {x = 0.1}})",
+                "0",
+            ],
+            "$25\r\n[1,\"a\\/b\",true,{\"x\":0.1}]\r\n",
+        ),
+        (
+            vec!["EVAL", "return cjson.encode(123456789012345)", "0"],
+            "$19\r\n1.2345678901234e+14\r\n",
+        ),
+        (
+            vec![
+                "EVAL",
+                "local t = cjson.decode(ARGV[1]) return {t.a, t.b[3], t.c == cjson.null}",
+                "0",
+                "{\"a\":\"x\",\"b\":[1,2,3],\"c\":null}",
+            ],
+            "*3\r\n$1\r\nx\r\n:3\r\n:1\r\n",
+        ),
+        (
+            vec!["EVAL", "return cjson.encode({[1] = 1, [30] = 3})", "0"],
+            "-ERR user_script:1: Cannot serialise table: excessively sparse array script: 02441f2145ef4cb7bdeb1a14c0004fcf5c9bfaad, on @user_script:1.\r\n",
+        ),
+        (
+            vec!["EVAL", "return cjson.decode(ARGV[1])", "0", "[1,2"],
+            "-ERR user_script:1: Expected comma or array end but found T_END at character 5 script: 3684ed04c5bb8f36046ee1478f879f8d73dc1bd2, on @user_script:1.\r\n",
+        ),
+    ];
+    for (words, reply) in cases {
+        c.send(&common::resp(&words)).await;
+        c.expect(reply).await;
+    }
+}

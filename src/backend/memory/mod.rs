@@ -9,6 +9,7 @@
 
 mod bits;
 mod blocking;
+mod cjson;
 mod hashes;
 mod hll;
 mod keys;

@@ -8,7 +8,8 @@
 //! registered as exclusive), so no other client's command runs during it,
 //! as in Redis. Each run gets a fresh Lua state with the base, table,
 //! string and math libraries; globals cannot be read unless defined, as in
-//! Redis. Not provided: the cjson, cmsgpack, bit and struct libraries.
+//! Redis. `cjson` is there (see [`super::cjson`]); cmsgpack, bit and struct
+//! are not.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -241,6 +242,7 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> R
             r.set(*level, i)?;
         }
         g.set("redis", r)?;
+        g.set("cjson", super::cjson::library(&lua)?)?;
         // Scripts may not load files, and reading an undefined global is an
         // error, as in Redis.
         g.set("dofile", Value::Nil)?;
