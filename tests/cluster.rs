@@ -399,13 +399,7 @@ async fn a_replica_promoted_after_its_master_died_takes_over() {
         .find(|k| cluster.owner(redis_keyslot(format!("app:{k}").as_bytes())) == 2)
         .unwrap();
     let _: () = c.set(&key, "kept").await.unwrap();
-    let mut direct = cluster.nodes[2].direct().await;
-    let _: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(2000)
-        .query_async(&mut direct)
-        .await
-        .unwrap();
+    replicated(&cluster, 2, replica).await;
     cluster.nodes[2].kill();
     // Failed while the cluster elects the replica, then served by it,
     // without keyway restarting.
@@ -427,6 +421,26 @@ async fn a_replica_promoted_after_its_master_died_takes_over() {
         .await
         .unwrap();
     assert_eq!(on_replica, "after");
+}
+
+/// Waits until `replica` holds as many keys as `master`. WAIT would not do:
+/// it waits for the writes of its own connection, and keyway wrote on
+/// another.
+async fn replicated(cluster: &RedisCluster, master: usize, replica: usize) {
+    let size = |n: usize| {
+        let node = &cluster.nodes[n];
+        async move {
+            redis::cmd("DBSIZE")
+                .query_async::<i64>(&mut node.direct().await)
+                .await
+                .unwrap()
+        }
+    };
+    let want = size(master).await;
+    common::until("the replica to catch up", 10, || async {
+        size(replica).await == want
+    })
+    .await;
 }
 
 /// GET calls a node has served since its stats were reset.
@@ -476,12 +490,7 @@ async fn reads_go_to_replicas_and_fall_back_to_the_master() {
         .filter(|k| cluster.owner(redis_keyslot(format!("app:{k}").as_bytes())) == 0)
         .count() as u64;
     assert!(on_0 > 0);
-    let _: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(2000)
-        .query_async(&mut cluster.nodes[0].direct().await)
-        .await
-        .unwrap();
+    replicated(&cluster, 0, replica).await;
     for n in [0, replica] {
         let _: () = redis::cmd("CONFIG")
             .arg("RESETSTAT")

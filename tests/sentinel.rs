@@ -100,6 +100,11 @@ backend = "main"
     let _: () = c.set("before", "1").await.unwrap();
     let on_master: Option<String> = master.direct().await.get("before").await.unwrap();
     assert_eq!(on_master.as_deref(), Some("1"));
+    until("the replica to have the write", 10, || async {
+        let v: Option<String> = replica.direct().await.get("before").await.unwrap();
+        v.as_deref() == Some("1")
+    })
+    .await;
 
     // Until the sentinel has talked to the replica, it has none to promote
     // (NOGOODSLAVE).
