@@ -331,32 +331,20 @@ impl Parser<'_> {
         let Some(&c) = self.s.get(at) else {
             return Ok((Token::End, at, Value::Nil));
         };
-        let single = |t: Token| Ok((t, at, Value::Nil));
+        let punctuation = match c {
+            b'{' => Some(Token::ObjBegin),
+            b'}' => Some(Token::ObjEnd),
+            b'[' => Some(Token::ArrBegin),
+            b']' => Some(Token::ArrEnd),
+            b':' => Some(Token::Colon),
+            b',' => Some(Token::Comma),
+            _ => None,
+        };
+        if let Some(t) = punctuation {
+            self.at += 1;
+            return Ok((t, at, Value::Nil));
+        }
         match c {
-            b'{' => {
-                self.at += 1;
-                single(Token::ObjBegin)
-            }
-            b'}' => {
-                self.at += 1;
-                single(Token::ObjEnd)
-            }
-            b'[' => {
-                self.at += 1;
-                single(Token::ArrBegin)
-            }
-            b']' => {
-                self.at += 1;
-                single(Token::ArrEnd)
-            }
-            b':' => {
-                self.at += 1;
-                single(Token::Colon)
-            }
-            b',' => {
-                self.at += 1;
-                single(Token::Comma)
-            }
             b'"' => self.string(at),
             b'-' | b'0'..=b'9' => {
                 let end = self.s[at..]
