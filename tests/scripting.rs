@@ -280,3 +280,24 @@ async fn cjson_encodes_and_decodes_as_redis_does() {
         c.expect(reply).await;
     }
 }
+
+/// bit (LuaBitOp) as Redis gives it to scripts (compared with redis-server
+/// 7.2).
+#[tokio::test]
+async fn bit_operates_on_32_bits_as_luabitop_does() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    c.send(&common::resp(&[
+        "EVAL",
+        "return {bit.band(0xff, 0x0f), bit.bor(1, 2, 4), bit.lshift(1, 31), bit.rshift(-1, 28), \
+         bit.arshift(-256, 4), bit.tobit(2^32 + 5), bit.band(1.9, 3), bit.tohex(255, -4)}",
+        "0",
+    ]))
+    .await;
+    c.expect("*8\r\n:15\r\n:7\r\n:-2147483648\r\n:15\r\n:-16\r\n:5\r\n:2\r\n$4\r\n00FF\r\n")
+        .await;
+    c.send(&common::resp(&["EVAL", "return bit.band({}, 1)", "0"]))
+        .await;
+    c.expect("-ERR user_script:1: bad argument #1 to 'band' (number expected, got table) script: 18d3f14e4f0e7997fb804d02f496cc9bd239b58d, on @user_script:1.\r\n")
+        .await;
+}

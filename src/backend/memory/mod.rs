@@ -7,6 +7,7 @@
 //! takes the store's gate exclusively, so no other client's command
 //! interleaves with it, as in Redis.
 
+mod bitop;
 mod bits;
 mod blocking;
 mod cjson;

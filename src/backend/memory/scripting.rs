@@ -8,8 +8,8 @@
 //! registered as exclusive), so no other client's command runs during it,
 //! as in Redis. Each run gets a fresh Lua state with the base, table,
 //! string and math libraries; globals cannot be read unless defined, as in
-//! Redis. `cjson` is there (see [`super::cjson`]); cmsgpack, bit and struct
-//! are not.
+//! Redis. `cjson` and `bit` are there (see [`super::cjson`] and
+//! [`super::bitop`]); cmsgpack and struct are not.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -243,6 +243,7 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> R
         }
         g.set("redis", r)?;
         g.set("cjson", super::cjson::library(&lua)?)?;
+        g.set("bit", super::bitop::library(&lua)?)?;
         // Scripts may not load files, and reading an undefined global is an
         // error, as in Redis.
         g.set("dofile", Value::Nil)?;
