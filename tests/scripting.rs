@@ -301,3 +301,31 @@ async fn bit_operates_on_32_bits_as_luabitop_does() {
     c.expect("-ERR user_script:1: bad argument #1 to 'band' (number expected, got table) script: 18d3f14e4f0e7997fb804d02f496cc9bd239b58d, on @user_script:1.\r\n")
         .await;
 }
+
+/// cmsgpack as Redis gives it to scripts (compared with redis-server 7.2).
+#[tokio::test]
+async fn cmsgpack_packs_and_unpacks_as_redis_does() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    c.send(&common::resp(&[
+        "EVAL",
+        "return cmsgpack.pack(1, -200, 70000, 1.5, 'abc', {1, 2}, {a = true}, nil)",
+        "0",
+    ]))
+    .await;
+    let mut want = b"$26\r\n".to_vec();
+    want.extend_from_slice(
+        b"\x01\xd1\xff\x38\xce\x00\x01\x11\x70\xca\x3f\xc0\x00\x00\xa3abc\x92\x01\x02\x81\xa1a\xc3\xc0",
+    );
+    want.extend_from_slice(b"\r\n");
+    let got = c.reply().await;
+    assert_eq!(got, want);
+    c.send(&common::resp(&[
+        "EVAL",
+        "local n, v = cmsgpack.unpack_one(cmsgpack.pack('x', {k = 2})) \
+         local t = select(2, cmsgpack.unpack(cmsgpack.pack('x', {k = 2}))) return {n, v, t.k}",
+        "0",
+    ]))
+    .await;
+    c.expect("*3\r\n:2\r\n$1\r\nx\r\n:2\r\n").await;
+}

@@ -11,6 +11,7 @@ mod bitop;
 mod bits;
 mod blocking;
 mod cjson;
+mod cmsgpack;
 mod hashes;
 mod hll;
 mod keys;

@@ -8,8 +8,8 @@
 //! registered as exclusive), so no other client's command runs during it,
 //! as in Redis. Each run gets a fresh Lua state with the base, table,
 //! string and math libraries; globals cannot be read unless defined, as in
-//! Redis. `cjson` and `bit` are there (see [`super::cjson`] and
-//! [`super::bitop`]); cmsgpack and struct are not.
+//! Redis. `cjson`, `bit` and `cmsgpack` are there (see [`super::cjson`],
+//! [`super::bitop`] and [`super::cmsgpack`]); `struct` is not.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -244,6 +244,7 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> R
         g.set("redis", r)?;
         g.set("cjson", super::cjson::library(&lua)?)?;
         g.set("bit", super::bitop::library(&lua)?)?;
+        g.set("cmsgpack", super::cmsgpack::library(&lua)?)?;
         // Scripts may not load files, and reading an undefined global is an
         // error, as in Redis.
         g.set("dofile", Value::Nil)?;
