@@ -72,9 +72,11 @@ struct Tap {
 impl Tap {
     /// Whether a command is a write to replay on the mirror.
     fn wants(cmd: &Command) -> bool {
+        // Most writes name one key: told without building the key list.
         cmd.spec.has(WRITE)
             && !cmd.spec.has(BLOCKING)
-            && !cmd.spec.key_positions(&cmd.args).is_empty()
+            && (cmd.spec.single_key(cmd.args.len()).is_some()
+                || !cmd.spec.key_positions(&cmd.args).is_empty())
     }
 
     /// The writes of `batch` worth replaying, taken before the primary
