@@ -574,7 +574,7 @@ fn slowlog(shared: &Shared, args: &[Bytes]) -> CmdResult {
     }
 }
 
-fn time() -> Reply {
+pub(crate) fn time() -> Reply {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -364,15 +364,7 @@ fn answered_here(cmd: &Command) -> Option<Reply> {
             None => Reply::status("PONG"),
         },
         "echo" => Reply::Bulk(a[1].clone()),
-        "time" => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            Reply::Array(vec![
-                Reply::bulk_str(&now.as_secs().to_string()),
-                Reply::bulk_str(&now.subsec_micros().to_string()),
-            ])
-        }
+        "time" => crate::admin::time(),
         _ => return None,
     })
 }
