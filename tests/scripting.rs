@@ -257,6 +257,15 @@ async fn cjson_encodes_and_decodes_as_redis_does() {
             vec!["EVAL", "return cjson.encode(123456789012345)", "0"],
             "$19\r\n1.2345678901234e+14\r\n",
         ),
+        // Numbers as %.14g.
+        (
+            vec![
+                "EVAL",
+                "return cjson.encode({1, 1.5, 0.1, 1e20, -0.000001, -0.00125, 100, 99999999999999, 0.0001})",
+                "0",
+            ],
+            "$59\r\n[1,1.5,0.1,1e+20,-1e-06,-0.00125,100,99999999999999,0.0001]\r\n",
+        ),
         (
             vec![
                 "EVAL",
