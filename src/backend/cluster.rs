@@ -179,15 +179,18 @@ impl Topology {
     /// Whether a command's keys are in more than one slot where keyway
     /// itself must refuse that: on a ring, whose servers do not know of
     /// each other. A cluster answers CROSSSLOT itself.
-    fn spread(&self, cmd: &Command) -> bool {
+    /// Of the commands of a transaction together, too: they must run on
+    /// one server.
+    fn spread(&self, cmds: &[Command]) -> bool {
         if self.ring.is_none() {
             return false;
         }
-        let mut slots = cmd
-            .spec
-            .key_positions(&cmd.args)
-            .into_iter()
-            .map(|p| self.slot(&cmd.args[p]));
+        let mut slots = cmds.iter().flat_map(|c| {
+            c.spec
+                .key_positions(&c.args)
+                .into_iter()
+                .map(|p| self.slot(&c.args[p]))
+        });
         let first = slots.next();
         slots.any(|s| Some(s) != first)
     }
@@ -1198,24 +1201,6 @@ fn whole_keyspace(spec: &CommandSpec) -> bool {
     )
 }
 
-/// Whether the keys of a batch's commands, taken together, are on more
-/// than one server of a ring: a transaction must run on one.
-fn spread_batch(t: &Topology, batch: &[Command]) -> bool {
-    if t.ring.is_none() {
-        return false;
-    }
-    let mut first = None;
-    for c in batch {
-        for p in c.spec.key_positions(&c.args) {
-            let s = t.slot(&c.args[p]);
-            if *first.get_or_insert(s) != s {
-                return true;
-            }
-        }
-    }
-    false
-}
-
 impl ClusterBackend {
     async fn run(&self, batch: Vec<Command>) -> Vec<Reply> {
         let inner = &self.inner;
@@ -1227,7 +1212,7 @@ impl ClusterBackend {
         // A transaction stays whole, on the node of its first key: keys of
         // other nodes get MOVED or CROSSSLOT there, as a cluster answers.
         if batch.iter().any(|c| c.spec.name == "multi") {
-            if spread_batch(&t, &batch) {
+            if t.spread(&batch) {
                 return vec![t.cross(&inner.name); n];
             }
             let slot = batch.iter().find_map(|c| slot_of(&t, c)).unwrap_or(0);
@@ -1256,7 +1241,7 @@ impl ClusterBackend {
             finish(inner, &mut groups, &mut plans, &mut replies).await;
             let reply = if whole_keyspace(cmd.spec) {
                 inner.keyspace(&t, &cmd).await
-            } else if t.spread(&cmd) {
+            } else if t.spread(std::slice::from_ref(&cmd)) {
                 t.cross(&inner.name)
             } else {
                 let slot = slot_of(&t, &cmd).unwrap_or(0);
