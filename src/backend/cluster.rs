@@ -176,11 +176,10 @@ impl Topology {
         }
     }
 
-    /// Whether a command's keys are in more than one slot where keyway
-    /// itself must refuse that: on a ring, whose servers do not know of
-    /// each other. A cluster answers CROSSSLOT itself.
-    /// Of the commands of a transaction together, too: they must run on
-    /// one server.
+    /// Whether the keys of `cmds` (one command, or a transaction's
+    /// commands together) are in more than one slot where keyway itself
+    /// must refuse that: on a ring, whose servers do not know of each
+    /// other. A cluster answers CROSSSLOT itself.
     fn spread(&self, cmds: &[Command]) -> bool {
         if self.ring.is_none() {
             return false;
