@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -589,6 +589,8 @@ async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<J
     let mut down: Option<String> = None;
     // Jobs that arrived while connecting, written first once connected.
     let mut backlog: VecDeque<Job> = VecDeque::new();
+    // When a connection was last given up for answering READONLY.
+    let mut demoted_at: Option<Instant> = None;
     loop {
         let connected = {
             let connecting = endpoint.connect(resp3);
@@ -624,12 +626,24 @@ async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<J
                 let open = metrics().upstream(name);
                 open.inc();
                 endpoint.up.fetch_add(1, Ordering::Relaxed);
-                let ended = serve(conn, &mut backlog, &mut rx, &endpoint).await;
+                let recycle = demoted_at.is_none_or(|t| t.elapsed() >= RECYCLE_MIN);
+                let ended = serve(conn, &mut backlog, &mut rx, &endpoint, recycle).await;
                 open.dec();
                 endpoint.up.fetch_sub(1, Ordering::Relaxed);
                 match ended {
-                    Some(reason) => reason,
-                    None => return,
+                    Ended::Failed(reason) => reason,
+                    Ended::Dropped => return,
+                    Ended::Demoted => {
+                        // Every job written was answered; the backlog is
+                        // written on the new connection, not failed.
+                        warn!(
+                            backend = name,
+                            "server answered READONLY (no longer the master); reconnecting"
+                        );
+                        metrics().reconnected(name);
+                        demoted_at = Some(Instant::now());
+                        continue;
+                    }
                 }
             }
             Err(reason) => reason,
@@ -659,14 +673,36 @@ async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<J
     }
 }
 
-/// Runs jobs on a connection until it fails (returns the reason) or the pipe
-/// is dropped (returns None). Jobs written but unanswered are failed here.
+/// Why [`serve`] gave up its connection.
+enum Ended {
+    /// The pipe was dropped.
+    Dropped,
+    /// The connection failed; jobs written but unanswered were failed.
+    Failed(String),
+    /// The server answered READONLY: after a failover it is a replica now
+    /// (a DNS name such as a managed Redis's primary endpoint, or Sentinel,
+    /// then leads to the new master). Every job written was answered.
+    Demoted,
+}
+
+/// The shortest time between two reconnects for READONLY, so that a url
+/// that names a replica (every write refused) does not reconnect for each.
+const RECYCLE_MIN: Duration = Duration::from_secs(1);
+
+/// Whether a reply is Redis's refusal of a write by a replica.
+pub fn is_readonly(reply: &[u8]) -> bool {
+    reply.starts_with(b"-READONLY ")
+}
+
+/// Runs jobs on a connection until it fails, the pipe is dropped, or (when
+/// `recycle`) the server answers READONLY; see [`Ended`].
 async fn serve(
     conn: Conn,
     backlog: &mut VecDeque<Job>,
     rx: &mut mpsc::Receiver<Job>,
     endpoint: &Endpoint,
-) -> Option<String> {
+    recycle: bool,
+) -> Ended {
     let Conn { io, mut buf, resp3 } = conn;
     let (mut rd, mut wr) = tokio::io::split(io);
     let (ptx, mut prx) = mpsc::unbounded_channel::<Pending>();
@@ -680,6 +716,9 @@ async fn serve(
     let mut jobs: Vec<Job> = backlog.drain(..).collect();
     // Jobs that arrived while a write was in progress.
     let mut arrived: VecDeque<Job> = VecDeque::new();
+    // Set by the reader on READONLY: the writer writes nothing more, and the
+    // reader ends once every job written is answered.
+    let demoted = AtomicBool::new(false);
 
     let writer = async {
         let mut out = BytesMut::new();
@@ -704,6 +743,10 @@ async fn serve(
                         }
                     }
                 }
+            }
+            if demoted.load(Ordering::Relaxed) {
+                // The jobs taken stay in `jobs`, for the next connection.
+                std::future::pending::<()>().await;
             }
             let now = Instant::now();
             for job in jobs.drain(..) {
@@ -764,6 +807,9 @@ async fn serve(
         loop {
             while let Some(p) = queue.front_mut() {
                 let inspect = p.reply.is_some() && p.inspect[p.got.len()];
+                if recycle && buf.first() == Some(&b'-') && is_readonly(&buf) {
+                    demoted.store(true, Ordering::Relaxed);
+                }
                 match decode(&mut buf, resp3, inspect) {
                     Ok(Some(r)) => {
                         p.got.push(r);
@@ -781,6 +827,16 @@ async fn serve(
             }
             if queue.is_empty() && !buf.is_empty() {
                 return Some("unexpected data from server".into());
+            }
+            if demoted.load(Ordering::Relaxed) && queue.is_empty() {
+                // Jobs the writer handed over before it stopped come first.
+                match prx.try_recv() {
+                    Ok(p) => {
+                        queue.push_back(p);
+                        continue;
+                    }
+                    Err(_) => return None,
+                }
             }
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
@@ -827,14 +883,20 @@ async fn serve(
         r = reader => r,
     };
     backlog.extend(jobs.drain(..).chain(arrived.drain(..)));
-    let reason = reason?;
+    let Some(reason) = reason else {
+        return if demoted.load(Ordering::Relaxed) {
+            Ended::Demoted
+        } else {
+            Ended::Dropped
+        };
+    };
     while let Ok(p) = prx.try_recv() {
         queue.push_back(p);
     }
     for mut p in queue.drain(..) {
         p.answer(name, &reason);
     }
-    Some(reason)
+    Ended::Failed(reason)
 }
 
 #[cfg(test)]

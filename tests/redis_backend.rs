@@ -470,6 +470,92 @@ async fn a_stalled_server_times_out() {
     assert!(recovered, "namespace 'users' did not recover");
 }
 
+/// Connections `server` has accepted so far.
+async fn accepted(direct: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(direct)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_connections_received in INFO")
+}
+
+/// After a failover the old master is a replica, and a connection to it
+/// refuses writes with READONLY while its address (a DNS name, Sentinel)
+/// already leads to the new master. keyway passes the error on, answers
+/// what was in flight, and opens a new connection; at most once a second,
+/// so a url that names a replica does not reconnect for every write.
+#[tokio::test]
+async fn a_master_turned_replica_is_left_for_a_new_connection() {
+    let old = RedisServer::start();
+    let new = RedisServer::start();
+    let kw = Keyway::with_toml(&format!(
+        r#"
+[backends.r]
+type = "redis"
+url = "redis://127.0.0.1:{}"
+[[namespaces]]
+name = "all"
+prefix = ""
+backend = "r"
+"#,
+        old.port
+    ))
+    .await;
+    let mut c = kw.raw().await;
+    assert_eq!(c.line("SET k v").await, "+OK\r\n");
+    let mut direct = old.direct().await;
+    let before = accepted(&mut direct).await;
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(new.port)
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+
+    // One pipeline: every reply is the server's, none is keyway's error.
+    const READONLY: &str = "-READONLY You can't write against a read only replica.\r\n";
+    c.send(
+        &[
+            resp(&["SET", "a", "1"]),
+            resp(&["EXISTS", "nothing"]),
+            resp(&["SET", "b", "2"]),
+        ]
+        .concat(),
+    )
+    .await;
+    c.expect(&format!("{READONLY}:0\r\n{READONLY}")).await;
+    for i in 0..30 {
+        assert_eq!(c.line(&format!("SET k{i} v")).await, READONLY);
+    }
+    let after = accepted(&mut direct).await;
+    assert!(
+        (before + 1..=before + 2).contains(&after),
+        "reconnected {} times for 31 refused writes",
+        after - before
+    );
+
+    // A blocking command's own connection is not kept for the next one.
+    let before = accepted(&mut direct).await;
+    for _ in 0..2 {
+        assert_eq!(c.line("BLPOP list 1").await, READONLY);
+    }
+    assert_eq!(accepted(&mut direct).await, before + 2);
+
+    // Once it is a master again, writes go through.
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    assert_eq!(c.line("SET k v2").await, "+OK\r\n");
+    c.check("GET k", "$2\r\nv2\r\n").await;
+}
+
 /// A stand-in server on a free port that answers each command it reads
 /// with `+OK`, one every `pace`, in order. With `slow_reads` it takes at
 /// most 16 KB every 50 ms through a small receive buffer, so that a large

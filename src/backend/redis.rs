@@ -23,7 +23,7 @@ use crate::command::{BLOCKING, CommandSpec};
 use crate::error::CmdError;
 use crate::protocol::encode_multibulk;
 use crate::reply::Reply;
-use crate::upstream::{Conn, Endpoint, Feed, Pipe, Sentinel, Tls, unavailable};
+use crate::upstream::{Conn, Endpoint, Feed, Pipe, Sentinel, Tls, is_readonly, unavailable};
 use crate::util::is;
 
 /// Dedicated connections kept for reuse by blocking commands, per protocol.
@@ -389,7 +389,14 @@ pub(super) async fn dedicated(
     };
     let limit = block_timeout(cmd.spec, &cmd.args).map(|t| t + endpoint.command_timeout);
     let mut r = conn.call(&encode(cmd), &[cmd.inspect], limit).await?;
-    if let Ok(mut idle) = idle.lock() {
+    // A connection to a server that became a replica is not kept: the next
+    // one asks again where the master is.
+    let demoted = match r.first() {
+        Some(Reply::Raw(b)) => is_readonly(b),
+        Some(Reply::Error(e)) => e.starts_with(b"READONLY "),
+        _ => false,
+    };
+    if let (false, Ok(mut idle)) = (demoted, idle.lock()) {
         if idle[cmd.resp3 as usize].len() < keep {
             idle[cmd.resp3 as usize].push(conn);
         }
