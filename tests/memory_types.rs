@@ -406,6 +406,13 @@ async fn resp3_replies_match_redis() {
         "BLPOP l 1",
         "HSET h f v",
         "HGETALL h",
+        // A map from each key to its entries.
+        "XADD x 1-0 a 1",
+        "XREAD STREAMS x nope 0 0",
+        "XGROUP CREATE x g 0",
+        "XREADGROUP GROUP g c STREAMS x >",
+        "XINFO STREAM x",
+        "XINFO GROUPS x",
     ])
     .await;
 }
@@ -701,4 +708,249 @@ async fn key_commands_work_on_every_type() {
         "~KEYS *",
     ])
     .await;
+}
+
+/// Streams and consumer groups, with explicit IDs so that both servers
+/// give the same ones; the errors of each command's options included.
+#[tokio::test]
+async fn streams_answer_as_redis() {
+    same(&[
+        "XADD s 1-1 a 1",
+        "XADD s 1-2 b 2 c 3",
+        "XADD s 1-* d 4",
+        "XADD s 2 e 5",
+        "XADD s 2-* f 6",
+        "XADD s 0-0 a 1",
+        "XADD s 0-1 a 1",
+        "XADD s 1-1 a 1",
+        "XADD s 1 a",
+        "XADD s 1-x a 1",
+        "XADD s x a 1",
+        "XADD s -1 a 1",
+        "XADD s MAXLEN -1 5-0 a 1",
+        "XADD s MAXLEN 1 LIMIT 10 5-0 a 1",
+        "XADD s MINID 1 MAXLEN 2 5-0 a 1",
+        "XADD s LIMIT 5 5-0 a 1",
+        "XADD s MAXLEN abc 5-0 a 1",
+        "XADD s MINID bad 5-0 a 1",
+        "XADD s LIMIT -1 MAXLEN ~ 5 5-0 a 1",
+        "XADD nokey NOMKSTREAM 1-1 a 1",
+        "EXISTS nokey",
+        "XADD s",
+        "XADD s 9-0",
+        "XADD s 9-0 a",
+        "XLEN s",
+        "XLEN nokey",
+        "XRANGE s - +",
+        "XRANGE s - + COUNT 2",
+        "XRANGE s - + COUNT 0",
+        "XRANGE s - + COUNT -3",
+        "XRANGE s (1-1 +",
+        "XRANGE s (- +",
+        "XRANGE s - (2",
+        "XRANGE s 1 1",
+        "XRANGE s 2 1",
+        "XRANGE s - + COUNT",
+        "XRANGE s - + FOO 1",
+        "XRANGE s (18446744073709551615-18446744073709551615 +",
+        "XRANGE s - (0-0",
+        "XRANGE nokey - +",
+        "XREVRANGE s + -",
+        "XREVRANGE s + - COUNT 1",
+        "XREVRANGE s (2-1 -",
+        "XRANGE s 1-a +",
+        "SET str x",
+        "XADD str * a 1",
+        "XLEN str",
+        "XRANGE str - +",
+        "XDEL s 1-2 9-9",
+        "XDEL s bad",
+        "XDEL nokey 1-1",
+        "XLEN s",
+        "XINFO STREAM s",
+        "XTRIM s MAXLEN 2",
+        "XRANGE s - +",
+        "XTRIM s MINID 2-1",
+        "XRANGE s - +",
+        "XTRIM s",
+        "XTRIM s LIMIT 1",
+        "XTRIM s MAXLEN ~ 1 LIMIT 1",
+        "XTRIM nokey MAXLEN 1",
+        "XTRIM s FOO",
+        "XINFO STREAM s",
+        "XADD s MAXLEN 2 3-0 g 7",
+        "XADD s MAXLEN = 2 3-1 g 7",
+        "XADD s MINID 3-1 3-2 g 7",
+        "XRANGE s - +",
+        "XINFO STREAM s",
+        "XADD s 18446744073709551615-18446744073709551615 a 1",
+        "XADD s 18446744073709551615-* a 1",
+        "XADD s * a 1",
+        "DEL s",
+        "XADD s 1-0 a 1",
+        "XADD s 2-0 b 2",
+        "XADD s 3-0 c 3",
+        "XREAD STREAMS s 0",
+        "XREAD COUNT 2 STREAMS s 0",
+        "XREAD STREAMS s 3-0",
+        "XREAD STREAMS s $",
+        "XREAD STREAMS s nokey 1-0 0",
+        "XREAD STREAMS s nokey 0 0",
+        "XREAD STREAMS s",
+        "XREAD STREAMS s 0 0",
+        "XREAD COUNT -1 STREAMS s 0",
+        "XREAD BLOCK -1 STREAMS s 0",
+        "XREAD BLOCK x STREAMS s 0",
+        "XREAD NOACK STREAMS s 0",
+        "XREAD GROUP g c STREAMS s 0",
+        "XREAD STREAMS s >",
+        "XREAD STREAMS s bad",
+        "XREAD COUNT 1",
+        "XREAD FOO STREAMS s 0",
+        "XREAD STREAMS str 0",
+        "XREADGROUP GROUP g c STREAMS s >",
+        "XREADGROUP STREAMS s >",
+        "XGROUP CREATE s g $",
+        "XGROUP CREATE s g $",
+        "XGROUP CREATE s g2 0",
+        "XGROUP CREATE s g3 1-0 ENTRIESREAD 1",
+        "XGROUP CREATE s g4 0 ENTRIESREAD -2",
+        "XGROUP CREATE s g5 0 FOO",
+        "XGROUP CREATE nokey g 0",
+        "XGROUP CREATE nokey g 0 MKSTREAM",
+        "XLEN nokey",
+        "XGROUP CREATE str g 0",
+        "XGROUP CREATE s g6 bad",
+        "XINFO GROUPS s",
+        "XREADGROUP GROUP g c STREAMS s $",
+        "XREADGROUP GROUP g c STREAMS s >",
+        "XREADGROUP GROUP g2 c1 COUNT 2 STREAMS s >",
+        "XREADGROUP GROUP g2 c2 STREAMS s >",
+        "XREADGROUP GROUP g2 c2 STREAMS s >",
+        "XREADGROUP GROUP g2 c1 STREAMS s 0",
+        "XREADGROUP GROUP g2 c1 STREAMS s 1-0",
+        "XREADGROUP GROUP g2 c3 STREAMS s 0",
+        "XREADGROUP GROUP nog c STREAMS s >",
+        "XREADGROUP GROUP g2 c STREAMS nokey2 >",
+        "XREADGROUP GROUP g2 c STREAMS s",
+        "XINFO GROUPS s",
+        "XPENDING s g2",
+        "XPENDING s g2 - + 10 c9",
+        "XPENDING s g",
+        "XPENDING s nog",
+        "XPENDING nokey2 g",
+        "XPENDING s g2 - +",
+        "XPENDING s g2 IDLE 0 - +",
+        "XPENDING s g2 - + x",
+        "XPENDING s g2 bad + 10",
+        "XPENDING s g2 (3-0 + 10",
+        "XACK s g2 1-0 9-9",
+        "XACK s g2 bad",
+        "XACK s nog 1-0",
+        "XACK nokey2 g 1-0",
+        "XACK str g 1-0",
+        "XPENDING s g2",
+        "XREADGROUP GROUP g2 c1 STREAMS s 0",
+        "XDEL s 2-0",
+        "XREADGROUP GROUP g2 c1 STREAMS s 0",
+        "XINFO GROUPS s",
+        "XCLAIM s g2 c3 0 2-0 3-0 JUSTID",
+        "XCLAIM s g2 c3 0 3-0",
+        "XCLAIM s nog c 0 1-0",
+        "XCLAIM s g2 c3 x 1-0",
+        "XCLAIM s g2 c3 0 1-0 FOO",
+        "XCLAIM s g2 c3 0 1-0 IDLE x",
+        "XCLAIM s g2 c3 0 1-0 RETRYCOUNT x",
+        "XCLAIM s g2 c3 0 1-0 TIME x",
+        "XCLAIM s g2 c3 0 1-0 FORCE JUSTID",
+        "XCLAIM s g2 c3 0 1-0 RETRYCOUNT 5 JUSTID LASTID 3-0",
+        "XPENDING s g2",
+        "XAUTOCLAIM s g2 c4 0 0 COUNT 1",
+        "XAUTOCLAIM s g2 c4 0 0",
+        "XAUTOCLAIM s g2 c4 0 0 COUNT 0",
+        "XAUTOCLAIM s g2 c4 0 0 JUSTID",
+        "XAUTOCLAIM s g2 c4 0 0 FOO",
+        "XAUTOCLAIM s nog c4 0 0",
+        "XAUTOCLAIM s g2 c4 x 0",
+        "XAUTOCLAIM s g2 c4 0 bad",
+        "XINFO GROUPS s",
+        "XGROUP CREATECONSUMER s g2 c9",
+        "XGROUP CREATECONSUMER s g2 c9",
+        "XGROUP CREATECONSUMER s nog c9",
+        "XGROUP DELCONSUMER s g2 c4",
+        "XGROUP DELCONSUMER s g2 nobody",
+        "XGROUP SETID s g2 0",
+        "XGROUP SETID s g2 $ ENTRIESREAD 2",
+        "XGROUP SETID s g2 0 FOO 2",
+        "XGROUP SETID s nog 0",
+        "XGROUP SETID nokey3 g 0",
+        "XINFO GROUPS s",
+        "XGROUP DESTROY s g3",
+        "XGROUP DESTROY s g3",
+        "XGROUP DESTROY s",
+        "XGROUP FOO",
+        "XGROUP HELP",
+        "XGROUP HELP x",
+        "XINFO HELP",
+        "XINFO FOO s",
+        "XINFO GROUPS nokey3",
+        "XINFO GROUPS str",
+        "XINFO CONSUMERS s nog",
+        "XINFO STREAM s x",
+        "XINFO STREAM s",
+        "XINFO GROUPS",
+        "TYPE s",
+        "OBJECT ENCODING s",
+        "XADD s 5-0 z 1",
+        "XREADGROUP GROUP g2 c1 NOACK STREAMS s >",
+        "XPENDING s g2",
+        "XINFO GROUPS s",
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn blocked_stream_readers_are_woken_by_xadd() {
+    let kw = Keyway::start().await;
+    let mut c = kw.raw().await;
+    c.check("XADD s 1-0 a 1", "$3\r\n1-0\r\n").await;
+    c.check("XREAD BLOCK 50 STREAMS s $", "*-1\r\n").await;
+    c.check("XGROUP CREATE s g $", "+OK\r\n").await;
+
+    // `$` is the last ID when the client blocked: 1-0 is not new to it.
+    let mut reader = kw.raw().await;
+    reader
+        .send(&resp(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]))
+        .await;
+    let mut worker = kw.raw().await;
+    worker
+        .send(&resp(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "w1",
+            "BLOCK",
+            "5000",
+            "STREAMS",
+            "s",
+            ">",
+        ]))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    c.check("XADD s 2-0 b 2", "$3\r\n2-0\r\n").await;
+    let entry = "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n2-0\r\n*2\r\n$1\r\nb\r\n$1\r\n2\r\n";
+    reader.expect(entry).await;
+    worker.expect(entry).await;
+    // The worker's read is pending until acknowledged.
+    c.send(&resp(&["XPENDING", "s", "g", "-", "+", "10", "w1"]))
+        .await;
+    let pending = String::from_utf8(c.reply().await).unwrap();
+    assert!(
+        pending.starts_with("*1\r\n*4\r\n$3\r\n2-0\r\n$2\r\nw1\r\n:")
+            && pending.ends_with("\r\n:1\r\n"),
+        "{pending:?}"
+    );
+    c.check("XACK s g 2-0", ":1\r\n").await;
+    c.check("XPENDING s g", "*4\r\n:0\r\n$-1\r\n$-1\r\n*-1\r\n")
+        .await;
 }

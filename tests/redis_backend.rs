@@ -160,10 +160,11 @@ async fn multi_key_commands_span_three_backends() {
     )
     .await;
     // Commands the memory backend lacks name the namespace; redis runs them.
-    raw.check("XADD user:s 1-1 f v", "$3\r\n1-1\r\n").await;
+    raw.check("GEOADD user:g 13.361389 38.115556 palermo", ":1\r\n")
+        .await;
     raw.check(
-        "XADD s 1-1 f v",
-        "-ERR 'XADD' is not supported by namespace 'rest' (memory backend)\r\n",
+        "GEOADD g 13.361389 38.115556 palermo",
+        "-ERR 'GEOADD' is not supported by namespace 'rest' (memory backend)\r\n",
     )
     .await;
     raw.check(

@@ -91,8 +91,16 @@ pub fn timeout_arg(a: &[u8]) -> CmdResult<f64> {
     Ok(t)
 }
 
-/// Where a blocking command keeps its timeout and keys.
-fn timeout_and_keys(spec: &CommandSpec, a: &[Bytes]) -> CmdResult<(f64, Vec<Bytes>)> {
+/// Where a blocking command keeps its timeout (seconds) and keys; None for
+/// an XREAD or XREADGROUP without BLOCK, which does not block.
+fn timeout_and_keys(spec: &CommandSpec, a: &[Bytes]) -> CmdResult<Option<(f64, Vec<Bytes>)>> {
+    if matches!(spec.name, "xread" | "xreadgroup") {
+        let r = super::streams::parse_read(a, spec.name == "xreadgroup")?;
+        return Ok(r.block.map(|ms| {
+            let keys = a[r.streams..r.streams + r.n].to_vec();
+            (ms as f64 / 1000.0, keys)
+        }));
+    }
     let (t, keys) = match spec.name {
         "blmove" | "brpoplpush" => (a.last(), vec![a[1].clone()]),
         "blmpop" | "bzmpop" => {
@@ -105,7 +113,7 @@ fn timeout_and_keys(spec: &CommandSpec, a: &[Bytes]) -> CmdResult<(f64, Vec<Byte
         _ => (a.last(), a[1..a.len() - 1].to_vec()),
     };
     let t = t.ok_or(CmdError::Syntax)?;
-    Ok((timeout_arg(t)?, keys))
+    Ok(Some((timeout_arg(t)?, keys)))
 }
 
 /// Whether a reply means "nothing there": the command would block.
@@ -118,7 +126,9 @@ impl Memory {
     /// when a write serves it or its timeout passes.
     pub(super) async fn block(&self, cmd: &Command) -> Reply {
         let (t, keys) = match timeout_and_keys(cmd.spec, &cmd.args) {
-            Ok(x) => x,
+            Ok(Some(x)) => x,
+            // XREAD without BLOCK.
+            Ok(None) => return self.attempt(cmd.spec, &cmd.args),
             Err(e) => return e.into(),
         };
         let rx = {
@@ -129,6 +139,12 @@ impl Memory {
             if !is_empty(&r) {
                 return r;
             }
+            // XREAD's `$` is the last ID now, not when a write wakes it.
+            let args = if cmd.spec.name == "xread" {
+                super::streams::resolve_dollars(&self.store, &cmd.args)
+            } else {
+                cmd.args.clone()
+            };
             let (tx, rx) = oneshot::channel();
             q.next_id += 1;
             let id = q.next_id;
@@ -139,7 +155,7 @@ impl Memory {
                 id,
                 Waiter {
                     spec: cmd.spec,
-                    args: cmd.args.clone(),
+                    args,
                     keys,
                     reply: Some(tx),
                 },

@@ -266,6 +266,7 @@ pub fn memory(s: &Store, a: &[Bytes]) -> CmdResult {
         // A collection's own struct, boxed apart from the node.
         let (boxed, len, sampled): (usize, usize, Vec<usize>) = match e.value {
             ValueRef::Str(v) => (0, 0, vec![v.len()]),
+            ValueRef::Stream(st) => (size_of_val(st), 0, vec![st.footprint()]),
             ValueRef::Hash(h) => (
                 size_of_val(h),
                 h.len(),
@@ -342,6 +343,7 @@ pub fn object(s: &Store, a: &[Bytes]) -> CmdResult {
                 ValueRef::Set(_) => "hashtable",
                 ValueRef::ZSet(z) if small(z.len()) => "listpack",
                 ValueRef::ZSet(_) => "skiplist",
+                ValueRef::Stream(_) => "stream",
             };
             Ok(Reply::bulk(Bytes::from_static(enc.as_bytes())))
         } else if is(sub, "REFCOUNT") {

@@ -21,6 +21,8 @@ mod pubsub;
 mod scripting;
 mod sets;
 pub mod store;
+mod stream;
+mod streams;
 mod strings;
 mod typed;
 mod zset;
@@ -316,6 +318,21 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("pfadd", hll::pfadd, Exclusive),
     ("pfcount", hll::pfcount, Exclusive),
     ("pfmerge", hll::pfmerge, Exclusive),
+    // Streams.
+    ("xadd", streams::xadd, Shared),
+    ("xlen", streams::xlen, Shared),
+    ("xrange", streams::xrange, Shared),
+    ("xrevrange", streams::xrevrange, Shared),
+    ("xdel", streams::xdel, Shared),
+    ("xtrim", streams::xtrim, Shared),
+    ("xread", streams::xread, Shared),
+    ("xreadgroup", streams::xreadgroup, Exclusive),
+    ("xgroup", streams::xgroup, Shared),
+    ("xack", streams::xack, Shared),
+    ("xpending", streams::xpending, Shared),
+    ("xclaim", streams::xclaim, Shared),
+    ("xautoclaim", streams::xautoclaim, Shared),
+    ("xinfo", streams::xinfo, Shared),
     // Pub/sub (SUBSCRIBE and friends go through `Backend::subscriber`).
     ("publish", pubsub::publish, Shared),
     ("pubsub", pubsub::pubsub, Shared),
@@ -522,7 +539,10 @@ impl Memory {
             return oom;
         }
         match table[c.spec.id] {
-            Some((h, _)) => h(&self.store, &c.args).unwrap_or_else(Reply::from),
+            Some((h, _)) => {
+                let r = h(&self.store, &c.args).unwrap_or_else(Reply::from);
+                streams::for_protocol(c, r)
+            }
             None => Reply::from(CmdError::msg(format!(
                 "ERR '{}' is not supported by the memory backend",
                 c.spec.name
@@ -599,7 +619,7 @@ impl Backend for MemoryBackend {
                     let before = &batch[start..i];
                     replies.extend(self.run(before));
                     self.serve_after(before);
-                    replies.push(self.block(cmd).await);
+                    replies.push(streams::for_protocol(cmd, self.block(cmd).await));
                     self.serve_after(std::slice::from_ref(cmd));
                     start = i + 1;
                 }

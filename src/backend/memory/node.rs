@@ -21,6 +21,7 @@ use bytes::Bytes;
 use indexmap::IndexSet;
 
 use super::store::{Entry, Value, ValueRef};
+use super::stream::Stream;
 use super::zset::ZSet;
 
 /// The fixed part of a node; the key's bytes follow it, then a string's.
@@ -45,6 +46,7 @@ enum Body {
     List(Box<VecDeque<Bytes>>),
     Set(Box<IndexSet<Bytes>>),
     ZSet(Box<ZSet>),
+    Stream(Box<Stream>),
 }
 
 pub struct Node {
@@ -97,6 +99,7 @@ impl Node {
             Value::List(l) => (Body::List(l), Bytes::new()),
             Value::Set(s) => (Body::Set(s), Bytes::new()),
             Value::ZSet(z) => (Body::ZSet(z), Bytes::new()),
+            Value::Stream(st) => (Body::Stream(st), Bytes::new()),
         };
         let layout = layout(key.len(), inline.len());
         // SAFETY: the layout is non-zero (it holds a Header). The header is
@@ -183,6 +186,7 @@ impl Node {
             Body::List(l) => ValueRef::List(l),
             Body::Set(s) => ValueRef::Set(s),
             Body::ZSet(z) => ValueRef::ZSet(z),
+            Body::Stream(st) => ValueRef::Stream(st),
         }
     }
 
@@ -209,6 +213,7 @@ impl Node {
             Body::List(l) => Value::List(l),
             Body::Set(s) => Value::Set(s),
             Body::ZSet(z) => Value::ZSet(z),
+            Body::Stream(st) => Value::Stream(st),
         };
         Entry {
             value,

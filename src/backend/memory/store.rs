@@ -23,6 +23,7 @@ use hashbrown::hash_table::Entry as Slot;
 use indexmap::IndexSet;
 
 use super::node::{self, Node};
+use super::stream::Stream;
 use super::zset::ZSet;
 
 const PARTITIONS: usize = 256;
@@ -40,6 +41,7 @@ pub enum Value {
     /// Indexable, so SPOP and SRANDMEMBER pick in O(1).
     Set(Box<IndexSet<Bytes>>),
     ZSet(Box<ZSet>),
+    Stream(Box<Stream>),
 }
 
 /// A key's value as stored, borrowed: what reads see.
@@ -50,6 +52,7 @@ pub enum ValueRef<'a> {
     List(&'a VecDeque<Bytes>),
     Set(&'a IndexSet<Bytes>),
     ZSet(&'a ZSet),
+    Stream(&'a Stream),
 }
 
 impl ValueRef<'_> {
@@ -61,6 +64,7 @@ impl ValueRef<'_> {
             ValueRef::List(l) => Value::List(Box::new(l.clone())),
             ValueRef::Set(set) => Value::Set(Box::new(set.clone())),
             ValueRef::ZSet(z) => Value::ZSet(Box::new(z.clone())),
+            ValueRef::Stream(st) => Value::Stream(Box::new(st.clone())),
         }
     }
 
@@ -71,6 +75,7 @@ impl ValueRef<'_> {
             ValueRef::List(_) => "list",
             ValueRef::Set(_) => "set",
             ValueRef::ZSet(_) => "zset",
+            ValueRef::Stream(_) => "stream",
         }
     }
 }
