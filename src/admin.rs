@@ -733,17 +733,10 @@ fn keyway_lines(shared: &Shared, router: &Router) -> Vec<String> {
             ns.backend.kind()
         ));
     }
-    let mut seen: Vec<&str> = Vec::new();
-    for ns in &router.namespaces {
-        if seen.contains(&ns.backend_name.as_str()) {
-            continue;
-        }
-        seen.push(&ns.backend_name);
+    for (name, kind, health) in router.backends_health() {
         lines.push(format!(
-            "backend_{}:type={},health={}",
-            ns.backend_name,
-            ns.backend.kind(),
-            ns.backend.health().replace([',', ':', '\r', '\n'], " ")
+            "backend_{name}:type={kind},health={}",
+            health.replace([',', ':', '\r', '\n'], " ")
         ));
     }
     lines

@@ -273,12 +273,14 @@ impl Config {
             );
         }
         if let Some(m) = &self.server.metrics_listen {
-            if m.parse::<SocketAddr>().is_err() {
+            let addr = m.parse::<SocketAddr>();
+            if addr.is_err() {
                 p.add(
                     "server.metrics_listen",
                     format!("'{m}' is not an address (expected ip:port, such as 127.0.0.1:9121)"),
                 );
-            } else if *m == self.server.listen {
+            } else if *m == self.server.listen && addr.is_ok_and(|a| a.port() != 0) {
+                // Port 0 picks a free port for each.
                 p.add("server.metrics_listen", "must differ from server.listen");
             }
         }

@@ -326,8 +326,12 @@ impl NamespaceMetrics {
     }
 }
 
-/// Serves `GET /metrics` until `stop` turns true.
-pub async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>) {
+/// Whether keyway is ready for clients, and a text saying why (or why not).
+pub type Readiness = Arc<dyn Fn() -> (bool, String) + Send + Sync>;
+
+/// Serves `GET /metrics`, and the probes `GET /healthz` (the process
+/// answers) and `GET /readyz` (see [`Readiness`]), until `stop` turns true.
+pub async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>, ready: Readiness) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "metrics listening");
     }
@@ -341,6 +345,7 @@ pub async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
+        let ready = ready.clone();
         tokio::spawn(async move {
             let mut head = Vec::new();
             let mut buf = [0u8; 1024];
@@ -358,14 +363,27 @@ pub async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>) {
             if !matches!(read, Ok(true)) {
                 return;
             }
-            let (status, body) =
+            const METRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+            const TEXT: &str = "text/plain; charset=utf-8";
+            let (status, kind, body) =
                 if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
-                    ("200 OK", metrics().encode())
+                    ("200 OK", METRICS, metrics().encode())
+                } else if head.starts_with(b"GET /healthz ") {
+                    ("200 OK", TEXT, "ok\n".to_string())
+                } else if head.starts_with(b"GET /readyz ") {
+                    match ready() {
+                        (true, text) => ("200 OK", TEXT, text),
+                        (false, text) => ("503 Service Unavailable", TEXT, text),
+                    }
                 } else {
-                    ("404 Not Found", "not found: try /metrics\n".to_string())
+                    (
+                        "404 Not Found",
+                        TEXT,
+                        "not found: try /metrics, /healthz or /readyz\n".to_string(),
+                    )
                 };
             let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
             if let Err(e) = stream.write_all(response.as_bytes()).await {

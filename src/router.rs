@@ -92,6 +92,18 @@ pub struct Router {
 }
 
 impl Router {
+    /// Each backend a namespace uses, once, in config order, with its
+    /// health (see [`crate::backend::Backend::health`]).
+    pub fn backends_health(&self) -> Vec<(&str, &'static str, String)> {
+        let mut seen: Vec<(&str, &'static str, String)> = Vec::new();
+        for ns in &self.namespaces {
+            if seen.iter().all(|(name, ..)| *name != ns.backend_name) {
+                seen.push((&ns.backend_name, ns.backend.kind(), ns.backend.health()));
+            }
+        }
+        seen
+    }
+
     /// Builds the router and its backends from a validated config.
     pub fn new(config: &Config) -> Router {
         crate::reload::build(config, &Default::default()).0

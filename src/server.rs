@@ -145,7 +145,9 @@ impl Server {
         tokio::pin!(shutdown);
         info!(addr = %self.shared.local_addr, "keyway listening");
         if let Some(l) = self.metrics.take() {
-            tokio::spawn(metrics::serve(l, stop_rx.clone()));
+            let shared = self.shared.clone();
+            let ready: metrics::Readiness = Arc::new(move || readiness(&shared));
+            tokio::spawn(metrics::serve(l, stop_rx.clone(), ready));
         }
         loop {
             let accepted = tokio::select! {
@@ -197,6 +199,20 @@ impl Server {
             .fetch_add(1, Ordering::Relaxed);
         tokio::spawn(client(stream, shared, done.downgrade()));
     }
+}
+
+/// Ready unless a backend that a namespace uses is down (one that connects
+/// on first use counts as ready, or no client would ever be sent to try
+/// it). The text lists every backend's health.
+fn readiness(shared: &Shared) -> (bool, String) {
+    let router = shared.router.load();
+    let mut ready = true;
+    let mut text = String::new();
+    for (name, kind, health) in router.backends_health() {
+        ready &= !health.starts_with("down");
+        text.push_str(&format!("backend '{name}' ({kind}): {health}\n"));
+    }
+    (ready, text)
 }
 
 /// One client's task. Until its first bytes arrive a client is only this

@@ -186,13 +186,78 @@ async fn reload_keeps_unchanged_backends_and_refuses_bad_files() {
 }
 
 async fn scrape(addr: std::net::SocketAddr) -> String {
+    http_get(addr, "/metrics").await
+}
+
+/// The whole HTTP response to `GET path`.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).await.unwrap();
     body
+}
+
+/// Liveness and readiness probes (Kubernetes, load balancers): ready while
+/// no backend a namespace uses is down.
+#[tokio::test]
+async fn probes_say_when_a_backend_is_down() {
+    let mut redis = RedisServer::start();
+    let config = redis_config(redis.port)
+        .replace("[server]\n", "[server]\nmetrics_listen = \"127.0.0.1:0\"\n");
+    let kw = Keyway::with_toml(&config).await;
+    let addr = kw.shared.metrics_addr.expect("metrics listener");
+    let live = http_get(addr, "/healthz").await;
+    assert!(
+        live.starts_with("HTTP/1.1 200 OK\r\n") && live.ends_with("\r\n\r\nok\n"),
+        "{live}"
+    );
+    // Not yet connected: ready, or no client would ever make it connect.
+    let ready = http_get(addr, "/readyz").await;
+    assert!(
+        ready.starts_with("HTTP/1.1 200 OK\r\n")
+            && ready.ends_with(
+                "\r\n\r\nbackend 'main' (redis): idle (connects on first use)\nbackend 'local' (memory): up\n"
+            ),
+        "{ready}"
+    );
+    let mut raw = kw.raw().await;
+    raw.check("SET k v", "+OK\r\n").await;
+    let ready = http_get(addr, "/readyz").await;
+    assert!(
+        ready.contains("backend 'main' (redis): up (1/1 connections)\n"),
+        "{ready}"
+    );
+
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let down = http_get(addr, "/readyz").await;
+    assert!(
+        down.starts_with("HTTP/1.1 503 Service Unavailable\r\n")
+            && down.contains("backend 'main' (redis): down (connection refused)\n"),
+        "{down}"
+    );
+    assert!(
+        http_get(addr, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200 OK\r\n")
+    );
+
+    redis.restart();
+    let mut back = false;
+    for _ in 0..50 {
+        if http_get(addr, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200 OK\r\n")
+        {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "not ready again after the server came back");
 }
 
 /// The value of the sample whose line starts with `series`.
