@@ -211,3 +211,92 @@ async fn a_namespace_moves_to_its_mirror_with_a_reload() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What is decided when a write runs (SPOP's members, XADD's automatic ID,
+/// a relative expiry's deadline) reaches the mirror as its effect, so the
+/// mirror holds the same data; even when the mirror replays it late.
+#[tokio::test]
+async fn random_and_relative_writes_are_replayed_as_their_effect() {
+    let redis = RedisServer::start();
+    let toml = config("mirror-effects", redis.port)
+        .replace("command_timeout_ms = 500", "command_timeout_ms = 5000");
+    let kw = Keyway::with_toml(&toml).await;
+    let mut raw = kw.raw().await;
+    let mut primary = kw.client().await;
+    let mut mirror = redis.direct().await;
+
+    raw.check("SADD s a b c d e f g h", ":8\r\n").await;
+    raw.send(&common::resp(&["SPOP", "s"])).await;
+    raw.reply().await;
+    raw.send(&common::resp(&["SPOP", "s", "2"])).await;
+    raw.reply().await;
+    raw.check("MULTI", "+OK\r\n").await;
+    raw.check("SPOP s", "+QUEUED\r\n").await;
+    raw.check("XADD x * f 1", "+QUEUED\r\n").await;
+    raw.send(&common::resp(&["EXEC"])).await;
+    raw.reply().await;
+    raw.send(&common::resp(&[
+        "XADD", "x", "MAXLEN", "~", "10", "*", "f", "2",
+    ]))
+    .await;
+    raw.reply().await;
+    raw.check("SET a 1", "+OK\r\n").await;
+    raw.check("SET t3 v", "+OK\r\n").await;
+    until("the mirror to catch up", 5, || async {
+        mirrored("mirror-effects", "ok") == 8
+    })
+    .await;
+
+    // Replayed 1.2 s late, relative expiries must not move by as much.
+    redis.signal("STOP");
+    raw.check("SETEX t1 100 v", "+OK\r\n").await;
+    raw.check("SET t2 v EX 100", "+OK\r\n").await;
+    raw.check("GETEX t3 PX 100000", "$1\r\nv\r\n").await;
+    raw.check("EXPIRE a 100", ":1\r\n").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    redis.signal("CONT");
+    until("the mirror to replay the expiries", 5, || async {
+        mirrored("mirror-effects", "ok") == 12
+    })
+    .await;
+    assert_eq!(mirrored("mirror-effects", "error"), 0);
+
+    let mut left: Vec<String> = primary.smembers("s").await.unwrap();
+    let mut there: Vec<String> = mirror.smembers("s").await.unwrap();
+    left.sort();
+    there.sort();
+    assert_eq!(left.len(), 4);
+    assert_eq!(left, there, "SPOP's members removed on the mirror too");
+    let stream = |c: &mut redis::aio::MultiplexedConnection| {
+        let mut c = c.clone();
+        async move {
+            let r: redis::Value = redis::cmd("XRANGE")
+                .arg("x")
+                .arg("-")
+                .arg("+")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            r
+        }
+    };
+    assert_eq!(stream(&mut primary).await, stream(&mut mirror).await);
+    for key in ["t1", "t2", "t3", "a"] {
+        let at = |c: &mut redis::aio::MultiplexedConnection| {
+            let mut c = c.clone();
+            async move {
+                let t: i64 = redis::cmd("PEXPIRETIME")
+                    .arg(key)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                t
+            }
+        };
+        let (p, m) = (at(&mut primary).await, at(&mut mirror).await);
+        assert!(
+            p > 0 && (p - m).abs() < 300,
+            "{key}: primary {p}, mirror {m}"
+        );
+    }
+}

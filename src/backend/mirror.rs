@@ -12,14 +12,21 @@
 //! without keys (FLUSHDB, SCRIPT FLUSH) are not mirrored, since the mirror
 //! may hold other namespaces' keys; nor are blocking ones, nor commands
 //! the mirror's kind of backend cannot run (counted as `unsupported`).
+//!
+//! A write whose outcome is chosen when it runs is replayed as its effect,
+//! as Redis replicates it, so that the mirror holds the same data: SPOP as
+//! SREM of the members it popped, XADD with an automatic ID with the ID it
+//! got, and relative expiries (EXPIRE, SET EX, SETEX, GETEX PX...) as the
+//! absolute time they stood for when the primary applied them.
 
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
-use crate::command::{BLOCKING, CommandSpec, WRITE};
+use crate::command::{self, BLOCKING, CommandSpec, WRITE};
 use crate::error::CmdError;
 use crate::metrics::metrics;
 use crate::reply::Reply;
@@ -81,34 +88,53 @@ impl Tap {
 
     /// The writes of `batch` worth replaying, taken before the primary
     /// runs it (commands are cheap to clone: their arguments are shared).
-    fn copy(&self, batch: &[Command]) -> Vec<(usize, Command)> {
-        batch
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| Tap::wants(c))
-            .map(|(i, c)| (i, c.clone()))
-            .collect()
+    /// Commands replayed as their effect are asked for a structured reply,
+    /// and so is EXEC when such a command is in its transaction.
+    fn copy(&self, batch: &mut [Command]) -> Taken {
+        let mut taken = Taken::default();
+        let mut multi = None;
+        let mut effects_in_multi = false;
+        for (i, c) in batch.iter_mut().enumerate() {
+            match c.spec.name {
+                "multi" => {
+                    multi = Some(i);
+                    effects_in_multi = false;
+                }
+                "exec" | "discard" => {
+                    if let Some(m) = multi.take() {
+                        taken.blocks.push((m, i));
+                        c.inspect |= effects_in_multi;
+                    }
+                }
+                _ => {}
+            }
+            if Tap::wants(c) {
+                if needs_reply(c) {
+                    c.inspect = true;
+                    effects_in_multi |= multi.is_some();
+                }
+                taken.writes.push((i, c.clone()));
+            }
+        }
+        taken
     }
 
     /// Queues what the primary applied, given its replies to the batch.
-    fn send(&self, writes: Vec<(usize, Command)>, batch_has_multi: bool, replies: &[Reply]) {
+    fn send(&self, mut taken: Taken, replies: &[Reply]) {
+        let writes = std::mem::take(&mut taken.writes);
         if writes.is_empty() {
             return;
         }
-        // In a transaction the queued commands answer QUEUED; EXEC's reply
-        // says whether any of them ran.
-        let committed = !batch_has_multi || replies.iter().any(committed);
+        let now = crate::util::now_ms();
         let mut out = Vec::with_capacity(writes.len());
         let mut unsupported = 0;
         for (i, c) in writes {
-            let applied = if batch_has_multi {
-                committed
-            } else {
-                replies.get(i).is_some_and(|r| !failed(r))
-            };
-            if !applied {
+            let Some(result) = taken.result(i, replies) else {
                 continue;
-            }
+            };
+            let Some(c) = as_replayed(c, result, now) else {
+                continue;
+            };
             if !self.mirror.supports(c.spec) {
                 unsupported += 1;
                 continue;
@@ -124,6 +150,164 @@ impl Tap {
         if self.queue.try_send(out).is_err() {
             m.mirrored(&self.namespace, "dropped", n);
         }
+    }
+}
+
+/// The writes taken from a batch, and its transactions.
+#[derive(Default)]
+struct Taken {
+    writes: Vec<(usize, Command)>,
+    /// (MULTI, EXEC or DISCARD) positions of each transaction in the batch.
+    blocks: Vec<(usize, usize)>,
+}
+
+impl Taken {
+    /// Whether the command at `i` was applied: None if not; Some(None) if
+    /// it was and its reply is not known apart (inside a transaction whose
+    /// EXEC reply was forwarded as bytes); Some(Some(reply)) otherwise.
+    fn result<'a>(&self, i: usize, replies: &'a [Reply]) -> Option<Option<&'a Reply>> {
+        let Some(&(m, e)) = self.blocks.iter().find(|(m, e)| *m < i && i < *e) else {
+            return replies.get(i).filter(|r| !failed(r)).map(Some);
+        };
+        // In a transaction the queued commands answer QUEUED; EXEC's reply
+        // holds theirs, or says that none ran.
+        match replies.get(e) {
+            Some(Reply::Array(items)) => items.get(i - m - 1).filter(|r| !failed(r)).map(Some),
+            Some(r) if committed(r) => Some(None),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the command is replayed from its reply (see the module's doc).
+fn needs_reply(c: &Command) -> bool {
+    match c.spec.name {
+        "spop" => true,
+        "xadd" => xadd_id(&c.args).is_some_and(|i| c.args[i].ends_with(b"*")),
+        _ => false,
+    }
+}
+
+/// Where XADD's ID is: after NOMKSTREAM, MAXLEN/MINID [=|~] n and LIMIT n.
+fn xadd_id(a: &[Bytes]) -> Option<usize> {
+    let mut i = 2;
+    while i < a.len() {
+        let o = &a[i];
+        if is(o, "NOMKSTREAM") {
+            i += 1;
+        } else if is(o, "MAXLEN") || is(o, "MINID") {
+            let exact = a
+                .get(i + 1)
+                .is_some_and(|x| &x[..] == b"=" || &x[..] == b"~");
+            i += if exact { 3 } else { 2 };
+        } else if is(o, "LIMIT") {
+            i += 2;
+        } else {
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn is(a: &[u8], word: &str) -> bool {
+    a.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// A command built for the mirror from another's arguments.
+fn rebuilt(name: &str, args: Vec<Bytes>) -> Option<Command> {
+    command::lookup(name.as_bytes()).map(|spec| Command::internal(spec, args))
+}
+
+/// The command to replay for `c`, which the primary applied with `reply`
+/// (None: applied, reply not known) at Unix ms `now`; None when it changed
+/// nothing worth replaying.
+fn as_replayed(c: Command, reply: Option<&Reply>, now: u64) -> Option<Command> {
+    let ms = |at: usize, unit: u64| {
+        crate::protocol::parse_i64(&c.args[at]).map(|n| {
+            Bytes::from(
+                (now as i64)
+                    .saturating_add(n.saturating_mul(unit as i64))
+                    .to_string(),
+            )
+        })
+    };
+    match c.spec.name {
+        "spop" => {
+            let members: Vec<Bytes> = match reply {
+                None | Some(Reply::Raw(_)) => return Some(c),
+                Some(Reply::Bulk(m)) => vec![m.clone()],
+                Some(Reply::Array(items) | Reply::Set(items)) => items
+                    .iter()
+                    .filter_map(|r| match r {
+                        Reply::Bulk(m) => Some(m.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+                Some(_) => Vec::new(),
+            };
+            if members.is_empty() {
+                return None;
+            }
+            let mut args = vec![Bytes::from_static(b"SREM"), c.args[1].clone()];
+            args.extend(members);
+            rebuilt("srem", args)
+        }
+        "xadd" => {
+            let at = xadd_id(&c.args)?;
+            if !c.args[at].ends_with(b"*") {
+                return Some(c);
+            }
+            match reply {
+                Some(Reply::Bulk(id)) => {
+                    let mut args = c.args.clone();
+                    args[at] = id.clone();
+                    rebuilt("xadd", args)
+                }
+                // NOMKSTREAM on a missing stream: nothing added.
+                Some(Reply::Nil) => None,
+                _ => Some(c),
+            }
+        }
+        "expire" | "pexpire" => {
+            let unit = if c.spec.name == "expire" { 1000 } else { 1 };
+            let Some(at) = ms(2, unit) else {
+                return Some(c);
+            };
+            let mut args = vec![Bytes::from_static(b"PEXPIREAT"), c.args[1].clone(), at];
+            args.extend(c.args[3..].iter().cloned());
+            rebuilt("pexpireat", args)
+        }
+        "setex" | "psetex" if c.args.len() == 4 => {
+            let unit = if c.spec.name == "setex" { 1000 } else { 1 };
+            let Some(at) = ms(2, unit) else {
+                return Some(c);
+            };
+            let args = vec![
+                Bytes::from_static(b"SET"),
+                c.args[1].clone(),
+                c.args[3].clone(),
+                Bytes::from_static(b"PXAT"),
+                at,
+            ];
+            rebuilt("set", args)
+        }
+        "set" | "getex" => {
+            let from = if c.spec.name == "set" { 3 } else { 2 };
+            let Some(i) = (from..c.args.len().saturating_sub(1))
+                .find(|&i| is(&c.args[i], "EX") || is(&c.args[i], "PX"))
+            else {
+                return Some(c);
+            };
+            let unit = if is(&c.args[i], "EX") { 1000 } else { 1 };
+            let Some(at) = ms(i + 1, unit) else {
+                return Some(c);
+            };
+            let mut args = c.args.clone();
+            args[i] = Bytes::from_static(b"PXAT");
+            args[i + 1] = at;
+            rebuilt(c.spec.name, args)
+        }
+        _ => Some(c),
     }
 }
 
@@ -168,10 +352,6 @@ async fn replay(mirror: Arc<dyn Backend>, mut rx: mpsc::Receiver<Vec<Command>>, 
     }
 }
 
-fn has_multi(batch: &[Command]) -> bool {
-    batch.iter().any(|c| c.spec.name == "multi")
-}
-
 impl Backend for Mirrored {
     fn kind(&self) -> &'static str {
         self.primary.kind()
@@ -185,16 +365,15 @@ impl Backend for Mirrored {
         self.primary.health()
     }
 
-    fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+    fn execute(&self, mut batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
         Box::pin(async move {
             let tap = self.tap();
-            let writes = tap.copy(&batch);
-            if writes.is_empty() {
+            let taken = tap.copy(&mut batch);
+            if taken.writes.is_empty() {
                 return self.primary.execute(batch).await;
             }
-            let multi = has_multi(&batch);
             let replies = self.primary.execute(batch).await;
-            tap.send(writes, multi, &replies);
+            tap.send(taken, &replies);
             replies
         })
     }
@@ -225,12 +404,11 @@ struct MirroredSession {
 }
 
 impl Session for MirroredSession {
-    fn execute(&mut self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+    fn execute(&mut self, mut batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
         Box::pin(async move {
-            let writes = self.tap.copy(&batch);
-            let multi = has_multi(&batch);
+            let taken = self.tap.copy(&mut batch);
             let replies = self.inner.execute(batch).await;
-            self.tap.send(writes, multi, &replies);
+            self.tap.send(taken, &replies);
             replies
         })
     }
@@ -240,6 +418,92 @@ impl Session for MirroredSession {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    fn cmd(words: &str) -> Command {
+        let args: Vec<Bytes> = words
+            .split(' ')
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect();
+        let spec = command::lookup(&args[0]).expect("known command");
+        Command::internal(spec, args)
+    }
+
+    fn words(c: &Command) -> String {
+        c.args
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn replayed(words_in: &str, reply: Option<Reply>) -> Option<String> {
+        as_replayed(cmd(words_in), reply.as_ref(), 1_000_000).map(|c| words(&c))
+    }
+
+    #[test]
+    fn random_and_relative_writes_become_their_effect() {
+        let bulk = |s: &'static str| Reply::Bulk(Bytes::from_static(s.as_bytes()));
+        assert_eq!(
+            replayed("SPOP s", Some(bulk("m"))).as_deref(),
+            Some("SREM s m")
+        );
+        assert_eq!(
+            replayed("SPOP s 2", Some(Reply::Array(vec![bulk("a"), bulk("b")]))).as_deref(),
+            Some("SREM s a b")
+        );
+        assert_eq!(replayed("SPOP s", Some(Reply::Nil)), None);
+        // Its reply unknown, the command is replayed as it came.
+        assert_eq!(replayed("SPOP s", None).as_deref(), Some("SPOP s"));
+        assert_eq!(
+            replayed("XADD x MAXLEN ~ 10 * f v", Some(bulk("7-1"))).as_deref(),
+            Some("XADD x MAXLEN ~ 10 7-1 f v")
+        );
+        assert_eq!(replayed("XADD x NOMKSTREAM * f v", Some(Reply::Nil)), None);
+        assert_eq!(
+            replayed("XADD x 5-0 f v", None).as_deref(),
+            Some("XADD x 5-0 f v")
+        );
+        assert_eq!(
+            replayed("EXPIRE k 10 NX", None).as_deref(),
+            Some("PEXPIREAT k 1010000 NX")
+        );
+        assert_eq!(
+            replayed("PSETEX k 5 v", None).as_deref(),
+            Some("SET k v PXAT 1000005")
+        );
+        assert_eq!(
+            replayed("SET k v NX EX 2 GET", None).as_deref(),
+            Some("SET k v NX PXAT 1002000 GET")
+        );
+        assert_eq!(
+            replayed("GETEX k PX 7", None).as_deref(),
+            Some("GETEX k PXAT 1000007")
+        );
+        assert_eq!(replayed("SET k v", None).as_deref(), Some("SET k v"));
+    }
+
+    #[test]
+    fn a_transaction_s_commands_take_their_results_from_exec() {
+        let ok = Reply::ok();
+        let taken = Taken {
+            writes: Vec::new(),
+            blocks: vec![(1, 4), (5, 7)],
+        };
+        let replies = vec![
+            ok.clone(),
+            ok.clone(),
+            Reply::status("QUEUED"),
+            Reply::status("QUEUED"),
+            Reply::Array(vec![Reply::Int(1), Reply::error("WRONGTYPE x")]),
+            ok.clone(),
+            Reply::status("QUEUED"),
+            Reply::Raw(Bytes::from_static(b"*-1\r\n")),
+        ];
+        assert_eq!(taken.result(0, &replies), Some(Some(&ok)));
+        assert_eq!(taken.result(2, &replies), Some(Some(&Reply::Int(1))));
+        assert_eq!(taken.result(3, &replies), None, "failed inside EXEC");
+        assert_eq!(taken.result(6, &replies), None, "the transaction aborted");
+    }
 
     #[test]
     fn reads_failures_and_commits_in_both_forms() {
