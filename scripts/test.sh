@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs keyway's whole test suite. Installs what the tests need if it is
-# missing (Debian packages: redis-server, redis-tools, memcached, nutcracker),
-# then checks formatting and lints and runs every test.
+# missing (Debian packages: redis-server, redis-tools, memcached, nutcracker,
+# and nodejs with npm for the client-library tests, whose npm packages
+# tests/clients.rs installs), then checks formatting and lints and runs
+# every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +12,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v memcached >/dev/null 2>&1 || missing+=(memcached)
 command -v nutcracker >/dev/null 2>&1 || missing+=(nutcracker)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   sudo=""
