@@ -951,6 +951,17 @@ async fn blocked_stream_readers_are_woken_by_xadd() {
         "{pending:?}"
     );
     c.check("XACK s g 2-0", ":1\r\n").await;
+    // FORCE puts an entry in the PEL as delivered once, as Redis does.
+    c.check("XCLAIM s g w2 0 1-0 FORCE JUSTID", "*1\r\n$3\r\n1-0\r\n")
+        .await;
+    c.send(&resp(&["XPENDING", "s", "g", "-", "+", "10"])).await;
+    let forced = String::from_utf8(c.reply().await).unwrap();
+    assert!(
+        forced.starts_with("*1\r\n*4\r\n$3\r\n1-0\r\n$2\r\nw2\r\n:")
+            && forced.ends_with("\r\n:1\r\n"),
+        "{forced:?}"
+    );
+    c.check("XACK s g 1-0", ":1\r\n").await;
     c.check("XPENDING s g", "*4\r\n:0\r\n$-1\r\n$-1\r\n*-1\r\n")
         .await;
 }

@@ -887,12 +887,13 @@ pub fn xclaim(s: &Store, a: &[Bytes]) -> CmdResult {
                     if !force {
                         continue;
                     }
+                    // As Redis creates it: delivered once, to no one yet.
                     g.pending.insert(
                         id,
                         Pending {
                             consumer: Bytes::new(),
                             delivered_at: now,
-                            deliveries: 0,
+                            deliveries: 1,
                         },
                     );
                 }
