@@ -300,3 +300,70 @@ async fn random_and_relative_writes_are_replayed_as_their_effect() {
         );
     }
 }
+
+/// A consumer group's deliveries reach the mirror as its pending entries,
+/// so that consumers moved to it neither get the same entries again nor
+/// lose what they have not acknowledged.
+#[tokio::test]
+async fn consumer_group_deliveries_reach_the_mirror() {
+    let redis = RedisServer::start();
+    let kw = Keyway::with_toml(&config("mirror-groups", redis.port)).await;
+    let mut raw = kw.raw().await;
+    raw.check("XGROUP CREATE s g $ MKSTREAM", "+OK\r\n").await;
+    for i in 1..=4 {
+        raw.check(&format!("XADD s {i}-0 f {i}"), &format!("$3\r\n{i}-0\r\n"))
+            .await;
+    }
+    raw.send(&common::resp(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "w",
+        "COUNT",
+        "2",
+        "STREAMS",
+        "s",
+        ">",
+    ]))
+    .await;
+    raw.reply().await;
+    raw.check("XACK s g 1-0", ":1\r\n").await;
+    raw.send(&common::resp(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "x",
+        "COUNT",
+        "1",
+        "NOACK",
+        "STREAMS",
+        "s",
+        ">",
+    ]))
+    .await;
+    raw.reply().await;
+    until("the mirror to replay the group's reads", 5, || async {
+        mirrored("mirror-groups", "ok") == 8
+    })
+    .await;
+    assert_eq!(mirrored("mirror-groups", "error"), 0);
+    // 2-0 is pending for w; 3-0 went to x without an ACK to wait for.
+    let mut on_mirror = common::Raw(
+        tokio::net::TcpStream::connect(("127.0.0.1", redis.port))
+            .await
+            .unwrap(),
+    );
+    on_mirror
+        .check(
+            "XPENDING s g",
+            "*4\r\n:1\r\n$3\r\n2-0\r\n$3\r\n2-0\r\n*1\r\n*2\r\n$1\r\nw\r\n$1\r\n1\r\n",
+        )
+        .await;
+    // A consumer reading on the mirror gets only what was never delivered.
+    on_mirror
+        .check(
+            "XREADGROUP GROUP g w STREAMS s >",
+            "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n4-0\r\n*2\r\n$1\r\nf\r\n$1\r\n4\r\n",
+        )
+        .await;
+}

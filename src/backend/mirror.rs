@@ -16,7 +16,7 @@
 //! A write whose outcome is chosen when it runs is replayed as its effect,
 //! as Redis replicates it, so that the mirror holds the same data: SPOP as
 //! SREM of the members it popped, XADD with an automatic ID with the ID it
-//! got, and relative expiries (EXPIRE, SET EX, SETEX, GETEX PX...) as the
+//! got, XREADGROUP as the pending entries it created, and relative expiries (EXPIRE, SET EX, SETEX, GETEX PX...) as the
 //! absolute time they stood for when the primary applied them.
 
 use std::sync::{Arc, OnceLock};
@@ -80,8 +80,9 @@ impl Tap {
     /// Whether a command is a write to replay on the mirror.
     fn wants(cmd: &Command) -> bool {
         // Most writes name one key: told without building the key list.
+        // XREADGROUP is replayed as its effect, blocking or not.
         cmd.spec.has(WRITE)
-            && !cmd.spec.has(BLOCKING)
+            && (!cmd.spec.has(BLOCKING) || cmd.spec.name == "xreadgroup")
             && (cmd.spec.single_key(cmd.args.len()).is_some()
                 || !cmd.spec.key_positions(&cmd.args).is_empty())
     }
@@ -132,14 +133,13 @@ impl Tap {
             let Some(result) = taken.result(i, replies) else {
                 continue;
             };
-            let Some(c) = as_replayed(c, result, now) else {
-                continue;
-            };
-            if !self.mirror.supports(c.spec) {
-                unsupported += 1;
-                continue;
+            for c in as_replayed(c, result, now) {
+                if self.mirror.supports(c.spec) {
+                    out.push(c);
+                } else {
+                    unsupported += 1;
+                }
             }
-            out.push(c);
         }
         let m = metrics();
         m.mirrored(&self.namespace, "unsupported", unsupported);
@@ -182,7 +182,7 @@ impl Taken {
 /// Whether the command is replayed from its reply (see the module's doc).
 fn needs_reply(c: &Command) -> bool {
     match c.spec.name {
-        "spop" => true,
+        "spop" | "xreadgroup" => true,
         "xadd" => xadd_id(&c.args).is_some_and(|i| c.args[i].ends_with(b"*")),
         _ => false,
     }
@@ -218,10 +218,108 @@ fn rebuilt(name: &str, args: Vec<Bytes>) -> Option<Command> {
     command::lookup(name.as_bytes()).map(|spec| Command::internal(spec, args))
 }
 
-/// The command to replay for `c`, which the primary applied with `reply`
-/// (None: applied, reply not known) at Unix ms `now`; None when it changed
+/// The commands to replay for `c`, which the primary applied with `reply`
+/// (None: applied, reply not known) at Unix ms `now`; none when it changed
 /// nothing worth replaying.
-fn as_replayed(c: Command, reply: Option<&Reply>, now: u64) -> Option<Command> {
+fn as_replayed(c: Command, reply: Option<&Reply>, now: u64) -> Vec<Command> {
+    if c.spec.name == "xreadgroup" {
+        return match reply {
+            Some(r) => deliveries(&c.args, r, now),
+            // Replaying the read itself would deliver other entries.
+            None => Vec::new(),
+        };
+    }
+    effect(c, reply, now).into_iter().collect()
+}
+
+/// XREADGROUP's effect on the group, as Redis replicates it: the new
+/// entries it delivered become the consumer's pending entries (XCLAIM ...
+/// FORCE), or with NOACK only move the group's last ID (XGROUP SETID).
+/// Reading a consumer's history changes no owner and is not replayed.
+fn deliveries(a: &[Bytes], reply: &Reply, now: u64) -> Vec<Command> {
+    let Some(g) = a.iter().position(|x| is(x, "GROUP")) else {
+        return Vec::new();
+    };
+    let (Some(group), Some(consumer)) = (a.get(g + 1), a.get(g + 2)) else {
+        return Vec::new();
+    };
+    let noack = a.iter().any(|x| is(x, "NOACK"));
+    let Some(s) = a.iter().position(|x| is(x, "STREAMS")) else {
+        return Vec::new();
+    };
+    let n = (a.len() - s - 1) / 2;
+    let streams: Vec<(&Reply, &Reply)> = match reply {
+        Reply::Array(items) => items
+            .iter()
+            .filter_map(|kv| match kv {
+                Reply::Array(kv) if kv.len() == 2 => Some((&kv[0], &kv[1])),
+                _ => None,
+            })
+            .collect(),
+        Reply::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for (key, entries) in streams {
+        let (Reply::Bulk(key), Reply::Array(entries)) = (key, entries) else {
+            continue;
+        };
+        // Only keys read with `>` delivered new entries.
+        let new = (0..n).any(|i| a[s + 1 + i] == *key && &a[s + 1 + n + i][..] == b">");
+        let ids: Vec<Bytes> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Reply::Array(e) => match e.first() {
+                    Some(Reply::Bulk(id)) => Some(id.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let Some(last) = ids.last().cloned().filter(|_| new) else {
+            continue;
+        };
+        let cmd = if noack {
+            rebuilt(
+                "xgroup",
+                vec![
+                    Bytes::from_static(b"XGROUP"),
+                    Bytes::from_static(b"SETID"),
+                    key.clone(),
+                    group.clone(),
+                    last,
+                ],
+            )
+        } else {
+            let mut args = vec![
+                Bytes::from_static(b"XCLAIM"),
+                key.clone(),
+                group.clone(),
+                consumer.clone(),
+                Bytes::from_static(b"0"),
+            ];
+            args.extend(ids);
+            for word in [
+                "TIME",
+                &now.to_string(),
+                "RETRYCOUNT",
+                "1",
+                "FORCE",
+                "JUSTID",
+                "LASTID",
+            ] {
+                args.push(Bytes::copy_from_slice(word.as_bytes()));
+            }
+            args.push(last);
+            rebuilt("xclaim", args)
+        };
+        out.extend(cmd);
+    }
+    out
+}
+
+/// The one command to replay for `c` (see [`as_replayed`]).
+fn effect(c: Command, reply: Option<&Reply>, now: u64) -> Option<Command> {
     let ms = |at: usize, unit: u64| {
         crate::protocol::parse_i64(&c.args[at]).map(|n| {
             Bytes::from(
@@ -437,7 +535,11 @@ mod tests {
     }
 
     fn replayed(words_in: &str, reply: Option<Reply>) -> Option<String> {
-        as_replayed(cmd(words_in), reply.as_ref(), 1_000_000).map(|c| words(&c))
+        let out: Vec<String> = as_replayed(cmd(words_in), reply.as_ref(), 1_000_000)
+            .iter()
+            .map(words)
+            .collect();
+        (!out.is_empty()).then(|| out.join(" | "))
     }
 
     #[test]
@@ -480,6 +582,32 @@ mod tests {
             Some("GETEX k PXAT 1000007")
         );
         assert_eq!(replayed("SET k v", None).as_deref(), Some("SET k v"));
+        let read = |id: &'static str| {
+            Reply::Array(vec![Reply::Array(vec![
+                bulk("s"),
+                Reply::Array(vec![Reply::Array(vec![bulk(id), Reply::Array(vec![])])]),
+            ])])
+        };
+        assert_eq!(
+            replayed(
+                "XREADGROUP GROUP g c COUNT 5 STREAMS s >",
+                Some(read("3-0"))
+            )
+            .as_deref(),
+            Some("XCLAIM s g c 0 3-0 TIME 1000000 RETRYCOUNT 1 FORCE JUSTID LASTID 3-0")
+        );
+        assert_eq!(
+            replayed("XREADGROUP GROUP g c NOACK STREAMS s >", Some(read("3-0"))).as_deref(),
+            Some("XGROUP SETID s g 3-0")
+        );
+        assert_eq!(
+            replayed("XREADGROUP GROUP g c STREAMS s 0", Some(read("3-0"))),
+            None
+        );
+        assert_eq!(
+            replayed("XREADGROUP GROUP g c STREAMS s >", Some(Reply::NilArray)),
+            None
+        );
     }
 
     #[test]
