@@ -1,12 +1,16 @@
-//! Client libraries that applications use, run against keyway as they
-//! would against Redis: BullMQ (Node.js, on ioredis), whose queue is Lua
-//! scripts, sorted sets, lists, hashes and a stream read with XREAD BLOCK,
-//! on the memory backend of a plain `cargo run`. The same script gives the
-//! same line against a redis-server.
+//! Job-queue libraries that applications use, run against keyway's memory
+//! backend (a plain `cargo run`) as they would against Redis, each script
+//! printing what it saw, compared with the same script against a
+//! redis-server:
+//! - BullMQ (Node.js, on ioredis): Lua scripts, sorted sets, lists, hashes
+//!   and a stream read with XREAD BLOCK;
+//! - RQ and Celery (Python, on redis-py 6): WATCH/MULTI, results in
+//!   streams; lists, sorted sets, hashes and pub/sub.
 //!
-//! Needs Node.js and npm (scripts/test.sh installs them if missing); the
-//! packages pinned in tests/clients/package-lock.json are installed here
-//! on first run.
+//! Needs Node.js with npm, and Python 3 with venv (scripts/test.sh
+//! installs them if missing); the packages pinned in tests/clients
+//! (package-lock.json, requirements.txt) are installed here on first run,
+//! into tests/clients/node_modules and tests/clients/.venv.
 
 mod common;
 
@@ -73,4 +77,71 @@ async fn bullmq_runs_its_queue_on_the_memory_backend() {
     // What the line is against Redis itself.
     let redis = RedisServer::start();
     assert_eq!(run_node("bullmq.js", redis.port).await, expected);
+}
+
+/// A virtualenv with the pinned Python packages, made once.
+fn python_env() -> PathBuf {
+    let dir = clients_dir();
+    let python = dir.join(".venv/bin/python");
+    let ready = dir.join(".venv/installed");
+    if ready.exists() {
+        return python;
+    }
+    let run = |cmd: &mut Command| {
+        let out = cmd.current_dir(&dir).output().expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("python3").args(["-m", "venv", ".venv"]));
+    run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-r",
+        "requirements.txt",
+    ]));
+    std::fs::write(&ready, "").expect("venv marker");
+    python
+}
+
+/// Runs the Python script against the server at `port`; its last lines.
+async fn run_python(python: &Path, port: u16) -> String {
+    let (python, dir) = (python.to_path_buf(), clients_dir());
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg("python_queues.py")
+            .arg(port.to_string())
+            .env("PYTHONPATH", &dir)
+            .current_dir(&dir)
+            .output()
+            .expect("python runs")
+    });
+    let out = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the script finishes within 90 s")
+        .expect("the script's thread");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python_queues.py failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines.join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rq_and_celery_run_their_jobs_on_the_memory_backend() {
+    let python = tokio::task::spawn_blocking(python_env).await.unwrap();
+    let expected = "rq [0, 2, 4, 6] 100 failed failed=1 finished=5\n\
+        celery [0, 2, 4, 6, 8] 7 2 [1, 2, 3]";
+    let kw = Keyway::start().await;
+    assert_eq!(run_python(&python, kw.addr.port()).await, expected);
+    let redis = RedisServer::start();
+    assert_eq!(run_python(&python, redis.port).await, expected);
 }
