@@ -1,7 +1,7 @@
 //! Job-queue libraries that applications use, run against keyway's memory
-//! backend (a plain `cargo run`) as they would against Redis, each script
-//! printing what it saw, compared with the same script against a
-//! redis-server:
+//! backend (a plain `cargo run`) and through keyway to a redis-server, as
+//! they would against Redis: each script prints what it saw, compared with
+//! the same script against the redis-server itself:
 //! - BullMQ (Node.js, on ioredis): Lua scripts, sorted sets, lists, hashes
 //!   and a stream read with XREAD BLOCK;
 //! - RQ and Celery (Python, on redis-py 6): WATCH/MULTI, results in
@@ -68,15 +68,25 @@ async fn run_node(script: &str, port: u16) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bullmq_runs_its_queue_on_the_memory_backend() {
+async fn bullmq_runs_its_queue_through_keyway() {
     tokio::task::spawn_blocking(install_packages).await.unwrap();
     let expected = "result 8 seen 0,2,200,4,6,8,failed:boom,failed:boom \
         counts {\"completed\":6,\"failed\":1,\"delayed\":0,\"waiting\":0,\"active\":0,\"paused\":0}";
     let kw = Keyway::start().await;
     assert_eq!(run_node("bullmq.js", kw.addr.port()).await, expected);
-    // What the line is against Redis itself.
+    // What the line is against Redis itself, and through keyway to it.
     let redis = RedisServer::start();
     assert_eq!(run_node("bullmq.js", redis.port).await, expected);
+    let proxy = Keyway::with_toml(&redis_backend(redis.port)).await;
+    assert_eq!(run_node("bullmq.js", proxy.addr.port()).await, expected);
+}
+
+/// One namespace for every key, on the redis-server at `port`.
+fn redis_backend(port: u16) -> String {
+    format!(
+        "[backends.r]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n\
+         [[namespaces]]\nname = \"all\"\nprefix = \"\"\nbackend = \"r\"\n"
+    )
 }
 
 /// A virtualenv with the pinned Python packages, made once.
@@ -136,7 +146,7 @@ async fn run_python(python: &Path, port: u16) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rq_and_celery_run_their_jobs_on_the_memory_backend() {
+async fn rq_and_celery_run_their_jobs_through_keyway() {
     let python = tokio::task::spawn_blocking(python_env).await.unwrap();
     let expected = "rq [0, 2, 4, 6] 100 failed failed=1 finished=5\n\
         celery [0, 2, 4, 6, 8] 7 2 [1, 2, 3]";
@@ -144,4 +154,6 @@ async fn rq_and_celery_run_their_jobs_on_the_memory_backend() {
     assert_eq!(run_python(&python, kw.addr.port()).await, expected);
     let redis = RedisServer::start();
     assert_eq!(run_python(&python, redis.port).await, expected);
+    let proxy = Keyway::with_toml(&redis_backend(redis.port)).await;
+    assert_eq!(run_python(&python, proxy.addr.port()).await, expected);
 }
