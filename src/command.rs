@@ -153,6 +153,17 @@ fn sort_keys(a: &[Bytes]) -> Vec<usize> {
     }
     v
 }
+/// GEORADIUS[BYMEMBER] key ... [STORE key] [STOREDIST key].
+fn georadius_keys(a: &[Bytes]) -> Vec<usize> {
+    let mut v = vec![1];
+    for i in 2..a.len().saturating_sub(1) {
+        if a[i].eq_ignore_ascii_case(b"store") || a[i].eq_ignore_ascii_case(b"storedist") {
+            v.push(i + 1);
+        }
+    }
+    v
+}
+
 /// OBJECT ENCODING key, MEMORY USAGE key, XINFO STREAM key: key after a subcommand.
 fn key_at2(a: &[Bytes]) -> Vec<usize> {
     if a.len() > 2 { vec![2] } else { Vec::new() }
@@ -389,6 +400,11 @@ table![
     ("geohash", -2, READ, K1),
     ("geosearch", -7, READ, K1),
     ("geosearchstore", -8, WRITE, K12),
+    // Deprecated in Redis 6.2 for GEOSEARCH, still sent by older clients.
+    ("georadius", -6, WRITE, Keys::Custom(georadius_keys)),
+    ("georadius_ro", -6, READ, K1),
+    ("georadiusbymember", -5, WRITE, Keys::Custom(georadius_keys)),
+    ("georadiusbymember_ro", -5, READ, K1),
     // Pub/Sub: channels route like keys.
     ("subscribe", -2, PUBSUB, KALL),
     ("unsubscribe", -1, PUBSUB, KALL),

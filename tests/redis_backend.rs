@@ -160,11 +160,11 @@ async fn multi_key_commands_span_three_backends() {
     )
     .await;
     // Commands the memory backend lacks name the namespace; redis runs them.
-    raw.check("GEOADD user:g 13.361389 38.115556 palermo", ":1\r\n")
+    raw.check("BITFIELD user:b SET u8 0 255", "*1\r\n:0\r\n")
         .await;
     raw.check(
-        "GEOADD g 13.361389 38.115556 palermo",
-        "-ERR 'GEOADD' is not supported by namespace 'rest' (memory backend)\r\n",
+        "BITFIELD b SET u8 0 255",
+        "-ERR 'BITFIELD' is not supported by namespace 'rest' (memory backend)\r\n",
     )
     .await;
     raw.check(

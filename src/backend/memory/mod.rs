@@ -12,6 +12,7 @@ mod bits;
 mod blocking;
 mod cjson;
 mod cmsgpack;
+mod geo;
 mod hashes;
 mod hll;
 mod keys;
@@ -318,6 +319,17 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("pfadd", hll::pfadd, Exclusive),
     ("pfcount", hll::pfcount, Exclusive),
     ("pfmerge", hll::pfmerge, Exclusive),
+    // Geo (on sorted sets).
+    ("geoadd", geo::geoadd, Shared),
+    ("geopos", geo::geopos, Shared),
+    ("geodist", geo::geodist, Shared),
+    ("geohash", geo::geohash, Shared),
+    ("geosearch", geo::geosearch, Shared),
+    ("geosearchstore", geo::geosearchstore, Exclusive),
+    ("georadius", geo::georadius, Exclusive),
+    ("georadius_ro", geo::georadius_ro, Shared),
+    ("georadiusbymember", geo::georadiusbymember, Exclusive),
+    ("georadiusbymember_ro", geo::georadiusbymember_ro, Shared),
     // Streams.
     ("xadd", streams::xadd, Shared),
     ("xlen", streams::xlen, Shared),
