@@ -156,8 +156,9 @@ fn sort_keys(a: &[Bytes]) -> Vec<usize> {
 /// GEORADIUS[BYMEMBER] key ... [STORE key] [STOREDIST key].
 fn georadius_keys(a: &[Bytes]) -> Vec<usize> {
     let mut v = vec![1];
-    for i in 2..a.len().saturating_sub(1) {
-        if a[i].eq_ignore_ascii_case(b"store") || a[i].eq_ignore_ascii_case(b"storedist") {
+    let options = a.iter().enumerate().skip(2).take(a.len().saturating_sub(3));
+    for (i, o) in options {
+        if o.eq_ignore_ascii_case(b"store") || o.eq_ignore_ascii_case(b"storedist") {
             v.push(i + 1);
         }
     }
@@ -529,6 +530,12 @@ mod tests {
         assert_eq!(pos("EVAL s 1 k arg"), vec![3]);
         assert_eq!(pos("XREAD COUNT 2 STREAMS s1 s2 0 0"), vec![4, 5]);
         assert_eq!(pos("SORT k BY x STORE d"), vec![1, 5]);
+        assert_eq!(pos("GEORADIUS k 1 2 3 km STORE d"), vec![1, 7]);
+        assert_eq!(
+            pos("GEORADIUSBYMEMBER k m 3 km STOREDIST d ASC"),
+            vec![1, 6]
+        );
+        assert_eq!(pos("GEORADIUS k 1 2 3 km WITHDIST STORE"), vec![1]);
         assert_eq!(pos("GET k"), vec![1]);
         assert_eq!(pos("PING"), Vec::<usize>::new());
     }
