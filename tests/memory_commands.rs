@@ -160,8 +160,8 @@ async fn wrong_type_and_arity() {
             "-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n",
         ),
         (
-            "BITFIELD b SET u8 0 255",
-            "-ERR 'BITFIELD' is not supported by namespace 'default' (memory backend)\r\n",
+            "LCS a b",
+            "-ERR 'LCS' is not supported by namespace 'default' (memory backend)\r\n",
         ),
         ("PING", "+PONG\r\n"),
     ])

@@ -1094,3 +1094,62 @@ async fn geo_answers_as_redis() {
     ])
     .await;
 }
+
+/// BITFIELD and BITFIELD_RO: field types, `#` offsets, the three overflow
+/// behaviours and their errors.
+#[tokio::test]
+async fn bitfield_answers_as_redis() {
+    same(&[
+        "BITFIELD k",
+        "BITFIELD k GET u8 0",
+        "EXISTS k",
+        "BITFIELD k SET u8 0 255 GET u8 0 GET i8 0 GET u4 4 GET i4 4",
+        "GET k",
+        "BITFIELD k INCRBY u8 0 10",
+        "BITFIELD k OVERFLOW SAT INCRBY u8 0 10 INCRBY u8 0 -300",
+        "BITFIELD k OVERFLOW FAIL INCRBY u8 0 300 GET u8 0",
+        "BITFIELD k OVERFLOW WRAP INCRBY i8 0 200 INCRBY i8 0 -300",
+        "BITFIELD k SET i8 #1 -100 GET i8 #1 GET u8 #1 INCRBY i8 #1 -100",
+        "BITFIELD k OVERFLOW SAT SET i8 #1 -200 SET u8 #2 -1 GET u8 #2",
+        "BITFIELD k OVERFLOW FAIL SET u8 #3 256 GET u8 #3",
+        "BITFIELD k OVERFLOW WRAP SET u8 #3 257 GET u8 #3",
+        "STRLEN k",
+        "BITFIELD k OVERFLOW FAIL SET u8 100 300",
+        "STRLEN k",
+        "BITFIELD k SET i64 0 -1 GET i64 0 GET u63 0 INCRBY i64 0 1",
+        "BITFIELD k SET i64 0 9223372036854775807 INCRBY i64 0 1",
+        "BITFIELD k OVERFLOW SAT SET i64 0 9223372036854775807 INCRBY i64 0 1 INCRBY i64 0 -9223372036854775808",
+        "BITFIELD k OVERFLOW SAT INCRBY u63 0 9223372036854775807 INCRBY u63 0 5",
+        "BITFIELD k OVERFLOW WRAP INCRBY u63 0 9223372036854775807 INCRBY u63 0 5",
+        "BITFIELD k GET u3 5 SET u3 5 7 GET u3 5 INCRBY i3 5 1 INCRBY i3 5 -9",
+        "BITFIELD k GET u64 0",
+        "BITFIELD k GET u0 0",
+        "BITFIELD k GET i65 0",
+        "BITFIELD k GET x8 0",
+        "BITFIELD k GET u8 -1",
+        "BITFIELD k GET u8 x",
+        "BITFIELD k GET u8 #x",
+        "BITFIELD k GET u8 4294967296",
+        "BITFIELD k GET u8 4294967295",
+        "BITFIELD k SET u8 0 x",
+        "BITFIELD k OVERFLOW BAD",
+        "BITFIELD k FOO",
+        "BITFIELD k GET u8",
+        "BITFIELD k SET u8 0",
+        "BITFIELD k OVERFLOW",
+        "BITFIELD_RO k GET u8 0 GET i16 3",
+        "BITFIELD_RO k SET u8 0 1",
+        "BITFIELD_RO k INCRBY u8 0 1",
+        "BITFIELD_RO nokey GET u8 0",
+        "SET s hello",
+        "BITFIELD s GET u8 0 GET u8 8 SET u8 0 72",
+        "GET s",
+        "LPUSH l a",
+        "BITFIELD l GET u8 0",
+        "BITFIELD l SET u8 0 1",
+        "BITFIELD_RO l GET u8 0",
+        "BITFIELD n SET u16 #1000 65535 GET u16 #1000",
+        "STRLEN n",
+    ])
+    .await;
+}

@@ -160,11 +160,10 @@ async fn multi_key_commands_span_three_backends() {
     )
     .await;
     // Commands the memory backend lacks name the namespace; redis runs them.
-    raw.check("BITFIELD user:b SET u8 0 255", "*1\r\n:0\r\n")
-        .await;
+    raw.check("LCS user:a user:b", "$0\r\n\r\n").await;
     raw.check(
-        "BITFIELD b SET u8 0 255",
-        "-ERR 'BITFIELD' is not supported by namespace 'rest' (memory backend)\r\n",
+        "LCS a b",
+        "-ERR 'LCS' is not supported by namespace 'rest' (memory backend)\r\n",
     )
     .await;
     raw.check(

@@ -225,3 +225,289 @@ pub fn bitop(s: &Store, a: &[Bytes]) -> CmdResult {
     });
     Ok(Reply::Int(len as i64))
 }
+
+/// One BITFIELD operation.
+#[derive(Clone, Copy)]
+enum FieldOp {
+    Get,
+    Set(i64),
+    IncrBy(i64),
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Overflow {
+    Wrap,
+    Sat,
+    Fail,
+}
+
+struct Field {
+    op: FieldOp,
+    signed: bool,
+    bits: u32,
+    offset: u64,
+    overflow: Overflow,
+}
+
+fn field_type(a: &[u8]) -> CmdResult<(bool, u32)> {
+    let bad = || {
+        CmdError::msg(
+            "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.",
+        )
+    };
+    let signed = match a.first() {
+        Some(b'i' | b'I') => true,
+        Some(b'u' | b'U') => false,
+        _ => return Err(bad()),
+    };
+    let bits = crate::protocol::parse_i64(&a[1..]).ok_or_else(bad)?;
+    if bits < 1 || (signed && bits > 64) || (!signed && bits > 63) {
+        return Err(bad());
+    }
+    Ok((signed, bits as u32))
+}
+
+/// An offset, or `#n` for the n-th field of `bits` bits.
+fn field_offset(a: &[u8], bits: u32) -> CmdResult<u64> {
+    let bad = || CmdError::msg("ERR bit offset is not an integer or out of range");
+    let (hash, digits) = match a.split_first() {
+        Some((b'#', rest)) => (true, rest),
+        _ => (false, a),
+    };
+    let mut n = crate::protocol::parse_i64(digits).ok_or_else(bad)?;
+    if hash {
+        n = n.checked_mul(bits as i64).ok_or_else(bad)?;
+    }
+    if n < 0 || n as u64 > MAX_BIT_OFFSET {
+        return Err(bad());
+    }
+    Ok(n as u64)
+}
+
+fn get_field(v: &[u8], offset: u64, bits: u32) -> u64 {
+    (0..bits as u64).fold(0u64, |acc, i| (acc << 1) | get_bit(v, offset + i) as u64)
+}
+
+fn get_signed(v: &[u8], offset: u64, bits: u32) -> i64 {
+    let mut value = get_field(v, offset, bits);
+    if bits < 64 && value & (1 << (bits - 1)) != 0 {
+        value |= u64::MAX << bits;
+    }
+    value as i64
+}
+
+fn set_field(v: &mut [u8], offset: u64, bits: u32, value: u64) {
+    for i in 0..bits as u64 {
+        let bit = (value >> (bits as u64 - 1 - i)) & 1;
+        let at = offset + i;
+        let mask = 1u8 << (7 - at % 8);
+        let byte = &mut v[(at / 8) as usize];
+        if bit == 1 {
+            *byte |= mask;
+        } else {
+            *byte &= !mask;
+        }
+    }
+}
+
+/// Redis's unsigned overflow check: the value to store instead (wrapped or
+/// saturated), or None when `value + incr` fits.
+fn unsigned_overflow(value: u64, incr: i64, bits: u32, ow: Overflow) -> Option<u64> {
+    let max = if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
+    let max_incr = max.wrapping_sub(value) as i64;
+    let min_incr = (value as i64).wrapping_neg();
+    let wrap = || value.wrapping_add(incr as u64) & !(u64::MAX << bits);
+    if value > max || (incr > 0 && incr > max_incr) {
+        Some(if ow == Overflow::Wrap { wrap() } else { max })
+    } else if incr < 0 && incr < min_incr {
+        Some(if ow == Overflow::Wrap { wrap() } else { 0 })
+    } else {
+        None
+    }
+}
+
+/// Redis's signed overflow check; see [`unsigned_overflow`].
+fn signed_overflow(value: i64, incr: i64, bits: u32, ow: Overflow) -> Option<i64> {
+    let max = if bits == 64 {
+        i64::MAX
+    } else {
+        (1i64 << (bits - 1)) - 1
+    };
+    let min = -max - 1;
+    let max_incr = (max as u64).wrapping_sub(value as u64) as i64;
+    let min_incr = min.wrapping_sub(value);
+    let wrap = || {
+        let mut c = (value as u64).wrapping_add(incr as u64);
+        if bits < 64 {
+            let mask = u64::MAX << bits;
+            if c & (1u64 << (bits - 1)) != 0 {
+                c |= mask;
+            } else {
+                c &= !mask;
+            }
+        }
+        c as i64
+    };
+    if value > max || (bits != 64 && incr > max_incr) || (value >= 0 && incr > 0 && incr > max_incr)
+    {
+        Some(if ow == Overflow::Wrap { wrap() } else { max })
+    } else if value < min
+        || (bits != 64 && incr < min_incr)
+        || (value < 0 && incr < 0 && incr < min_incr)
+    {
+        Some(if ow == Overflow::Wrap { wrap() } else { min })
+    } else {
+        None
+    }
+}
+
+fn parse_fields(a: &[Bytes], read_only: bool) -> CmdResult<Vec<Field>> {
+    let mut fields = Vec::new();
+    let mut overflow = Overflow::Wrap;
+    let mut j = 2;
+    while j < a.len() {
+        let more = a.len() - j - 1;
+        let sub = &a[j];
+        let op = if is(sub, "GET") && more >= 2 {
+            FieldOp::Get
+        } else if is(sub, "SET") && more >= 3 {
+            FieldOp::Set(0)
+        } else if is(sub, "INCRBY") && more >= 3 {
+            FieldOp::IncrBy(0)
+        } else if is(sub, "OVERFLOW") && more >= 1 {
+            overflow = if is(&a[j + 1], "WRAP") {
+                Overflow::Wrap
+            } else if is(&a[j + 1], "SAT") {
+                Overflow::Sat
+            } else if is(&a[j + 1], "FAIL") {
+                Overflow::Fail
+            } else {
+                return Err(CmdError::msg("ERR Invalid OVERFLOW type specified"));
+            };
+            j += 2;
+            continue;
+        } else {
+            return Err(CmdError::Syntax);
+        };
+        let (signed, bits) = field_type(&a[j + 1])?;
+        let offset = field_offset(&a[j + 2], bits)?;
+        let op = match op {
+            FieldOp::Get => FieldOp::Get,
+            _ if read_only => {
+                return Err(CmdError::msg(
+                    "ERR BITFIELD_RO only supports the GET subcommand",
+                ));
+            }
+            FieldOp::Set(_) => FieldOp::Set(int_arg(&a[j + 3])?),
+            FieldOp::IncrBy(_) => FieldOp::IncrBy(int_arg(&a[j + 3])?),
+        };
+        fields.push(Field {
+            op,
+            signed,
+            bits,
+            offset,
+            overflow,
+        });
+        j += if matches!(op, FieldOp::Get) { 3 } else { 4 };
+    }
+    Ok(fields)
+}
+
+/// Runs the fields on `v` (grown to hold every written one), one reply each.
+fn run_fields(v: &mut [u8], fields: &[Field]) -> Vec<Reply> {
+    fields
+        .iter()
+        .map(|f| {
+            let (incr, set) = match f.op {
+                FieldOp::Get => {
+                    return Reply::Int(if f.signed {
+                        get_signed(v, f.offset, f.bits)
+                    } else {
+                        get_field(v, f.offset, f.bits) as i64
+                    });
+                }
+                FieldOp::Set(x) => (0, Some(x)),
+                FieldOp::IncrBy(x) => (x, None),
+            };
+            let (reply, new, over) = if f.signed {
+                let old = get_signed(v, f.offset, f.bits);
+                let (base, incr) = match set {
+                    Some(x) => (x, 0),
+                    None => (old, incr),
+                };
+                let over = signed_overflow(base, incr, f.bits, f.overflow);
+                let new = over.unwrap_or(base.wrapping_add(incr));
+                (
+                    if set.is_some() { old } else { new },
+                    new as u64,
+                    over.is_some(),
+                )
+            } else {
+                let old = get_field(v, f.offset, f.bits);
+                let (base, incr) = match set {
+                    Some(x) => (x as u64, 0),
+                    None => (old, incr),
+                };
+                let over = unsigned_overflow(base, incr, f.bits, f.overflow);
+                let new = over.unwrap_or(base.wrapping_add(incr as u64));
+                let reply = if set.is_some() { old } else { new };
+                (reply as i64, new, over.is_some())
+            };
+            if over && f.overflow == Overflow::Fail {
+                return Reply::Nil;
+            }
+            set_field(v, f.offset, f.bits, new);
+            Reply::Int(reply)
+        })
+        .collect()
+}
+
+fn bitfield_generic(s: &Store, a: &[Bytes], read_only: bool) -> CmdResult {
+    let fields = parse_fields(a, read_only)?;
+    let highest = fields
+        .iter()
+        .filter(|f| !matches!(f.op, FieldOp::Get))
+        .map(|f| f.offset + f.bits as u64 - 1)
+        .max();
+    let Some(highest) = highest else {
+        return s.read(&a[1], |e| {
+            let v = match e {
+                Some(e) => str_of(e)?.to_vec(),
+                None => Vec::new(),
+            };
+            let mut v = v;
+            Ok(Reply::Array(run_fields(&mut v, &fields)))
+        });
+    };
+    s.write(&a[1], |slot| {
+        let mut v = match slot.as_ref() {
+            None => BytesMut::new(),
+            Some(e) => BytesMut::from(&as_str(e)?[..]),
+        };
+        // The string grows to the furthest field written, even if that
+        // write then fails on overflow, as in Redis.
+        let need = (highest / 8) as usize + 1;
+        if v.len() < need {
+            v.resize(need, 0);
+        }
+        let replies = run_fields(&mut v, &fields);
+        let value = Value::Str(v.freeze());
+        match slot.as_mut() {
+            Some(e) => e.value = value,
+            None => *slot = Some(Entry::new(value)),
+        }
+        Ok(Reply::Array(replies))
+    })
+}
+
+pub fn bitfield(s: &Store, a: &[Bytes]) -> CmdResult {
+    bitfield_generic(s, a, false)
+}
+
+pub fn bitfield_ro(s: &Store, a: &[Bytes]) -> CmdResult {
+    bitfield_generic(s, a, true)
+}

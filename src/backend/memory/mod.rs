@@ -316,6 +316,8 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("bitcount", bits::bitcount, Shared),
     ("bitpos", bits::bitpos, Shared),
     ("bitop", bits::bitop, Exclusive),
+    ("bitfield", bits::bitfield, Shared),
+    ("bitfield_ro", bits::bitfield_ro, Shared),
     ("pfadd", hll::pfadd, Exclusive),
     ("pfcount", hll::pfcount, Exclusive),
     ("pfmerge", hll::pfmerge, Exclusive),
