@@ -42,29 +42,31 @@ fn install_packages() {
     );
 }
 
-/// Runs `script` against the server at `port`; its one line of output.
-async fn run_node(script: &str, port: u16) -> String {
-    let dir = clients_dir();
-    let name = script.to_string();
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(&name)
-            .arg(port.to_string())
-            .current_dir(&dir)
-            .output()
-            .expect("node runs")
-    });
-    let out = tokio::time::timeout(Duration::from_secs(60), run)
+/// Runs a client script to its end (within `secs`); the lines it printed,
+/// blank ones left out.
+async fn run_script(mut cmd: Command, secs: u64) -> String {
+    let what = format!("{cmd:?}");
+    let run = tokio::task::spawn_blocking(move || cmd.output().expect("the script starts"));
+    let out = tokio::time::timeout(Duration::from_secs(secs), run)
         .await
-        .expect("the script finishes within 60 s")
+        .unwrap_or_else(|_| panic!("{what} did not finish within {secs} s"))
         .expect("the script's thread");
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{script} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
+        "{what} failed:\n{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines.join("\n")
+}
+
+async fn run_node(script: &str, port: u16) -> String {
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
+        .arg(port.to_string())
+        .current_dir(clients_dir());
+    run_script(cmd, 60).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,30 +121,13 @@ fn python_env() -> PathBuf {
     python
 }
 
-/// Runs the Python script against the server at `port`; its last lines.
 async fn run_python(python: &Path, port: u16) -> String {
-    let (python, dir) = (python.to_path_buf(), clients_dir());
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg("python_queues.py")
-            .arg(port.to_string())
-            .env("PYTHONPATH", &dir)
-            .current_dir(&dir)
-            .output()
-            .expect("python runs")
-    });
-    let out = tokio::time::timeout(Duration::from_secs(90), run)
-        .await
-        .expect("the script finishes within 90 s")
-        .expect("the script's thread");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python_queues.py failed:\n{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines.join("\n")
+    let mut cmd = Command::new(python);
+    cmd.arg("python_queues.py")
+        .arg(port.to_string())
+        .env("PYTHONPATH", clients_dir())
+        .current_dir(clients_dir());
+    run_script(cmd, 90).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

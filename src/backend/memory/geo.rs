@@ -147,37 +147,31 @@ fn distance(long1: f64, lat1: f64, long2: f64, lat2: f64) -> f64 {
     2.0 * EARTH_RADIUS * a.sqrt().asin()
 }
 
-fn move_x(h: &mut Hash, d: i8) {
-    let x = h.bits & 0xaaaa_aaaa_aaaa_aaaa;
-    let y = h.bits & 0x5555_5555_5555_5555;
-    let zz = 0x5555_5555_5555_5555u64 >> (64 - h.step as u32 * 2);
-    let x = if d > 0 {
-        x.wrapping_add(zz + 1)
+/// Moves a cell one step east or west (`long`, the odd bits) or north or
+/// south (the even bits), in the direction of `d`'s sign.
+fn step_cell(h: &mut Hash, d: i8, long: bool) {
+    const ODD: u64 = 0xaaaa_aaaa_aaaa_aaaa;
+    const EVEN: u64 = 0x5555_5555_5555_5555;
+    let (moving, kept) = if long { (ODD, EVEN) } else { (EVEN, ODD) };
+    let shift = 64 - h.step as u32 * 2;
+    let v = h.bits & moving;
+    // The other axis's bits, all set: a carry runs through them.
+    let zz = kept >> shift;
+    let v = if d > 0 {
+        v.wrapping_add(zz + 1)
     } else {
-        (x | zz).wrapping_sub(zz + 1)
+        (v | zz).wrapping_sub(zz + 1)
     };
-    h.bits = (x & (0xaaaa_aaaa_aaaa_aaaau64 >> (64 - h.step as u32 * 2))) | y;
-}
-
-fn move_y(h: &mut Hash, d: i8) {
-    let x = h.bits & 0xaaaa_aaaa_aaaa_aaaa;
-    let y = h.bits & 0x5555_5555_5555_5555;
-    let zz = 0xaaaa_aaaa_aaaa_aaaau64 >> (64 - h.step as u32 * 2);
-    let y = if d > 0 {
-        y.wrapping_add(zz + 1)
-    } else {
-        (y | zz).wrapping_sub(zz + 1)
-    };
-    h.bits = x | (y & (0x5555_5555_5555_5555u64 >> (64 - h.step as u32 * 2)));
+    h.bits = (v & (moving >> shift)) | (h.bits & kept);
 }
 
 fn moved(h: Hash, dx: i8, dy: i8) -> Hash {
     let mut n = h;
     if dx != 0 {
-        move_x(&mut n, dx);
+        step_cell(&mut n, dx, true);
     }
     if dy != 0 {
-        move_y(&mut n, dy);
+        step_cell(&mut n, dy, false);
     }
     n
 }

@@ -801,8 +801,10 @@ fn claimed(st: &Stream, id: Id, justid: bool) -> Reply {
     }
 }
 
-pub fn xclaim(s: &Store, a: &[Bytes]) -> CmdResult {
-    let (key, group, consumer) = (&a[1], &a[2], &a[3]);
+/// XCLAIM's and XAUTOCLAIM's first check, that the group exists, and
+/// their min-idle-time.
+fn claim_start(s: &Store, a: &[Bytes], cmd: &str) -> CmdResult<u64> {
+    let (key, group) = (&a[1], &a[2]);
     let exists = read::<Stream, _>(s, key, |st| {
         st.is_some_and(|st| st.groups.contains_key(group))
     })?;
@@ -810,8 +812,13 @@ pub fn xclaim(s: &Store, a: &[Bytes]) -> CmdResult {
         return Err(no_group(key, group));
     }
     let min_idle = crate::protocol::parse_i64(&a[4])
-        .ok_or_else(|| err("ERR Invalid min-idle-time argument for XCLAIM"))?
-        .max(0) as u64;
+        .ok_or_else(|| CmdError::msg(format!("ERR Invalid min-idle-time argument for {cmd}")))?;
+    Ok(min_idle.max(0) as u64)
+}
+
+pub fn xclaim(s: &Store, a: &[Bytes]) -> CmdResult {
+    let (key, group, consumer) = (&a[1], &a[2], &a[3]);
+    let min_idle = claim_start(s, a, "XCLAIM")?;
     let mut j = 5;
     let mut ids = Vec::new();
     while j < a.len() {
@@ -920,15 +927,7 @@ pub fn xclaim(s: &Store, a: &[Bytes]) -> CmdResult {
 
 pub fn xautoclaim(s: &Store, a: &[Bytes]) -> CmdResult {
     let (key, group, consumer) = (&a[1], &a[2], &a[3]);
-    let exists = read::<Stream, _>(s, key, |st| {
-        st.is_some_and(|st| st.groups.contains_key(group))
-    })?;
-    if !exists {
-        return Err(no_group(key, group));
-    }
-    let min_idle = crate::protocol::parse_i64(&a[4])
-        .ok_or_else(|| err("ERR Invalid min-idle-time argument for XAUTOCLAIM"))?
-        .max(0) as u64;
+    let min_idle = claim_start(s, a, "XAUTOCLAIM")?;
     let start = parse_id(&a[5], 0, false, false)?.0;
     let (mut count, mut justid) = (100usize, false);
     let mut j = 6;
@@ -1004,6 +1003,26 @@ pub fn xautoclaim(s: &Store, a: &[Bytes]) -> CmdResult {
     )
 }
 
+/// A container command's subcommand, upper case, once known and its
+/// arity checked: (name, arguments, exactly that many or at least).
+fn subcommand(a: &[Bytes], cmd: &str, arities: &[(&str, usize, bool)]) -> CmdResult<String> {
+    let sub = crate::util::upper(&a[1]);
+    let Some(&(_, n, exact)) = arities.iter().find(|(name, ..)| *name == sub) else {
+        return Err(CmdError::UnknownSubcommand {
+            cmd: cmd.into(),
+            sub: String::from_utf8_lossy(&a[1]).into_owned(),
+        });
+    };
+    if a.len() < n || (exact && a.len() != n) {
+        return Err(CmdError::WrongArity(format!(
+            "{}|{}",
+            cmd.to_lowercase(),
+            sub.to_lowercase()
+        )));
+    }
+    Ok(sub)
+}
+
 fn sub_syntax(cmd: &str, sub: &[u8]) -> CmdError {
     CmdError::msg(format!(
         "ERR unknown subcommand or wrong number of arguments for '{}'. Try {cmd} HELP.",
@@ -1061,25 +1080,18 @@ fn help(lines: &[&str]) -> Reply {
 }
 
 pub fn xgroup(s: &Store, a: &[Bytes]) -> CmdResult {
-    let sub = crate::util::upper(&a[1]);
-    let arity_ok = match sub.as_str() {
-        "CREATE" | "SETID" => a.len() >= 5,
-        "DESTROY" => a.len() == 4,
-        "CREATECONSUMER" | "DELCONSUMER" => a.len() == 5,
-        "HELP" => a.len() == 2,
-        _ => {
-            return Err(CmdError::UnknownSubcommand {
-                cmd: "XGROUP".into(),
-                sub: String::from_utf8_lossy(&a[1]).into_owned(),
-            });
-        }
-    };
-    if !arity_ok {
-        return Err(CmdError::WrongArity(format!(
-            "xgroup|{}",
-            sub.to_lowercase()
-        )));
-    }
+    let sub = subcommand(
+        a,
+        "XGROUP",
+        &[
+            ("CREATE", 5, false),
+            ("SETID", 5, false),
+            ("DESTROY", 4, true),
+            ("CREATECONSUMER", 5, true),
+            ("DELCONSUMER", 5, true),
+            ("HELP", 2, true),
+        ],
+    )?;
     if sub == "HELP" {
         return Ok(help(XGROUP_HELP));
     }
@@ -1237,25 +1249,16 @@ fn opt_int(n: Option<u64>) -> Reply {
 }
 
 pub fn xinfo(s: &Store, a: &[Bytes]) -> CmdResult {
-    let sub = crate::util::upper(&a[1]);
-    let arity_ok = match sub.as_str() {
-        "STREAM" => a.len() >= 3,
-        "GROUPS" => a.len() == 3,
-        "CONSUMERS" => a.len() == 4,
-        "HELP" => a.len() == 2,
-        _ => {
-            return Err(CmdError::UnknownSubcommand {
-                cmd: "XINFO".into(),
-                sub: String::from_utf8_lossy(&a[1]).into_owned(),
-            });
-        }
-    };
-    if !arity_ok {
-        return Err(CmdError::WrongArity(format!(
-            "xinfo|{}",
-            sub.to_lowercase()
-        )));
-    }
+    let sub = subcommand(
+        a,
+        "XINFO",
+        &[
+            ("STREAM", 3, false),
+            ("GROUPS", 3, true),
+            ("CONSUMERS", 4, true),
+            ("HELP", 2, true),
+        ],
+    )?;
     if sub == "HELP" {
         return Ok(help(XINFO_HELP));
     }
