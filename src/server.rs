@@ -4,6 +4,7 @@
 
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -227,29 +228,41 @@ async fn client(stream: TcpStream, shared: Arc<Shared>, done: mpsc::WeakSender<(
         stream.poll_peek(cx, &mut ReadBuf::new(&mut byte))
     })
     .await;
-    // Gone when the server has stopped and its last busy client finished.
-    let done = done.upgrade();
-    let stop = shared.stop.subscribe();
-    let stopping = *stop.borrow();
-    let peer = stream.peer_addr();
-    if let (Ok(_), Some(done), false, Ok(peer)) = (first, done, stopping, peer) {
-        let id = shared.next_client_id();
-        let span = info_span!("client", id, %peer);
-        let conn = Connection::new(stream, peer, id, shared.clone());
-        // Boxed so that the idle stage above stays small.
-        Box::pin(
-            async move {
-                debug!("connected");
-                if let Err(e) = conn.run(stop).await {
-                    debug!(error = %e, "connection ended with an error");
-                }
-                debug!("disconnected");
-                drop(done);
-            }
-            .instrument(span),
-        )
-        .await;
+    // Only a box is kept across this await, so that the idle stage above
+    // (one per idle client) holds little more than the socket.
+    if let Some(session) = first.ok().and_then(|_| session(stream, &shared, done)) {
+        session.await;
     }
     shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
     metrics().connections.dec();
+}
+
+/// A client's session once it has sent something; None when the server is
+/// stopping (or stopped) or the client already went away.
+fn session(
+    stream: TcpStream,
+    shared: &Arc<Shared>,
+    done: mpsc::WeakSender<()>,
+) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    // Gone when the server has stopped and its last busy client finished.
+    let done = done.upgrade()?;
+    let stop = shared.stop.subscribe();
+    if *stop.borrow() {
+        return None;
+    }
+    let peer = stream.peer_addr().ok()?;
+    let id = shared.next_client_id();
+    let span = info_span!("client", id, %peer);
+    let conn = Connection::new(stream, peer, id, shared.clone());
+    Some(Box::pin(
+        async move {
+            debug!("connected");
+            if let Err(e) = conn.run(stop).await {
+                debug!(error = %e, "connection ended with an error");
+            }
+            debug!("disconnected");
+            drop(done);
+        }
+        .instrument(span),
+    ))
 }
