@@ -1153,3 +1153,39 @@ async fn bitfield_answers_as_redis() {
     ])
     .await;
 }
+
+/// LCS: the subsequence, its length and the matched ranges Redis reports.
+#[tokio::test]
+async fn lcs_answers_as_redis() {
+    same(&[
+        "MSET key1 ohmytext key2 mynewtext",
+        "LCS key1 key2",
+        "LCS key1 key2 LEN",
+        "LCS key1 key2 IDX",
+        "LCS key1 key2 IDX MINMATCHLEN 4",
+        "LCS key1 key2 IDX MINMATCHLEN 4 WITHMATCHLEN",
+        "LCS key1 key2 IDX WITHMATCHLEN",
+        "LCS key1 key2 IDX LEN",
+        "LCS key1 key2 FOO",
+        "LCS key1 key2 MINMATCHLEN x",
+        "LCS key1 key2 IDX MINMATCHLEN -5",
+        "LCS key1 nokey",
+        "LCS nokey nokey2 IDX",
+        "MSET a ABCBDAB b BDCABA",
+        "LCS a b",
+        "LCS a b IDX WITHMATCHLEN",
+        "LCS b a IDX WITHMATCHLEN",
+        "MSET c aaaa d aa",
+        "LCS c d IDX",
+        "LCS d c IDX WITHMATCHLEN",
+        "MSET e abcdefghij f xxabcxxdefxxghij",
+        "LCS e f IDX WITHMATCHLEN",
+        "LCS f e IDX MINMATCHLEN 3",
+        "LCS e f",
+        "LPUSH l x",
+        "LCS l a",
+        "LCS a l",
+        "LCS e f MINMATCHLEN",
+    ])
+    .await;
+}

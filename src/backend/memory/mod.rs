@@ -184,6 +184,7 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("getrange", strings::getrange, Shared),
     ("substr", strings::getrange, Shared),
     ("setrange", strings::setrange, Shared),
+    ("lcs", strings::lcs, Shared),
     // Keys.
     ("del", keys::del, Exclusive),
     ("unlink", keys::del, Exclusive),

@@ -324,3 +324,113 @@ pub fn setrange(s: &Store, a: &[Bytes]) -> CmdResult {
         Ok(Reply::Int(len as i64))
     })
 }
+
+/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN]: the longest
+/// common subsequence, by Redis's dynamic programming and its walk back
+/// through the table (which decides the string and ranges it reports when
+/// several are as long). Missing keys are empty strings.
+pub fn lcs(s: &Store, a: &[Bytes]) -> CmdResult {
+    let not_strings = || CmdError::msg("ERR The specified keys must contain string values");
+    let value = |key: &[u8]| {
+        s.read(key, |e| match e {
+            None => Ok(Vec::new()),
+            Some(e) => str_of(e).map(<[u8]>::to_vec).map_err(|_| not_strings()),
+        })
+    };
+    let (x, y) = (value(&a[1])?, value(&a[2])?);
+    let (mut idx, mut len, mut withmatchlen, mut minmatchlen) = (false, false, false, 0usize);
+    let mut j = 3;
+    while j < a.len() {
+        let o = &a[j];
+        if crate::util::is(o, "IDX") {
+            idx = true;
+        } else if crate::util::is(o, "LEN") {
+            len = true;
+        } else if crate::util::is(o, "WITHMATCHLEN") {
+            withmatchlen = true;
+        } else if crate::util::is(o, "MINMATCHLEN") && j + 1 < a.len() {
+            minmatchlen = int_arg(&a[j + 1])?.max(0) as usize;
+            j += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        j += 1;
+    }
+    if idx && len {
+        return Err(CmdError::msg(
+            "ERR If you want both the length and indexes, please just use IDX.",
+        ));
+    }
+    let (n, m) = (x.len(), y.len());
+    if (n + 1).saturating_mul(m + 1).saturating_mul(4) > MAX_STRING {
+        return Err(CmdError::msg(
+            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        ));
+    }
+    // table[i * (m + 1) + j]: the LCS length of x[..i] and y[..j].
+    let w = m + 1;
+    let mut table = vec![0u32; (n + 1) * w];
+    for i in 1..=n {
+        for k in 1..=m {
+            table[i * w + k] = if x[i - 1] == y[k - 1] {
+                table[(i - 1) * w + k - 1] + 1
+            } else {
+                table[(i - 1) * w + k].max(table[i * w + k - 1])
+            };
+        }
+    }
+    let total = table[n * w + m] as usize;
+    if len {
+        return Ok(Reply::Int(total as i64));
+    }
+    let mut out = vec![0u8; total];
+    let mut ranges = Vec::new();
+    // The range being grown backwards: (x start, x end, y start, y end).
+    let mut open: Option<(usize, usize, usize, usize)> = None;
+    let (mut i, mut k, mut at) = (n, m, total);
+    while i > 0 && k > 0 {
+        let mut emit = false;
+        if x[i - 1] == y[k - 1] {
+            out[at - 1] = x[i - 1];
+            open = Some(match open {
+                None => (i - 1, i - 1, k - 1, k - 1),
+                // Consecutive matches always extend the range.
+                Some((_, xe, _, ye)) => (i - 1, xe, k - 1, ye),
+            });
+            if open.is_some_and(|(xs, _, ys, _)| xs == 0 || ys == 0) {
+                emit = true;
+            }
+            at -= 1;
+            i -= 1;
+            k -= 1;
+        } else {
+            if table[(i - 1) * w + k] > table[i * w + k - 1] {
+                i -= 1;
+            } else {
+                k -= 1;
+            }
+            emit = open.is_some();
+        }
+        if let (true, Some((xs, xe, ys, ye))) = (emit, open) {
+            let match_len = xe - xs + 1;
+            if minmatchlen == 0 || match_len >= minmatchlen {
+                let mut r = vec![
+                    Reply::Array(vec![Reply::Int(xs as i64), Reply::Int(xe as i64)]),
+                    Reply::Array(vec![Reply::Int(ys as i64), Reply::Int(ye as i64)]),
+                ];
+                if withmatchlen {
+                    r.push(Reply::Int(match_len as i64));
+                }
+                ranges.push(Reply::Array(r));
+            }
+            open = None;
+        }
+    }
+    if !idx {
+        return Ok(Reply::Bulk(Bytes::from(out)));
+    }
+    Ok(Reply::Map(vec![
+        (Reply::bulk_str("matches"), Reply::Array(ranges)),
+        (Reply::bulk_str("len"), Reply::Int(total as i64)),
+    ]))
+}
