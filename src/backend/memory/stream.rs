@@ -131,7 +131,7 @@ impl Stream {
         }
         let first = self.first_id();
         if self.max_deleted == Id::MIN || self.max_deleted < first {
-            let before_first = self.entries_added - self.len() as u64;
+            let before_first = self.entries_added.saturating_sub(self.len() as u64);
             if id < first {
                 return Some(before_first);
             }

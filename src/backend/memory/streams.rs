@@ -415,7 +415,7 @@ pub fn parse_read(a: &[Bytes], xreadgroup: bool) -> CmdResult<ReadArgs> {
 
 /// What to read from one stream.
 #[derive(Clone, Copy)]
-enum From {
+enum ReadFrom {
     After(Id),
     /// XREADGROUP's `>`: entries never delivered to the group.
     New,
@@ -453,16 +453,16 @@ fn xread_generic(s: &Store, a: &[Bytes], xreadgroup: bool) -> CmdResult {
                     "ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set.",
                 ));
             }
-            From::After(last.map_or(Id::MIN, |l| l.0))
+            ReadFrom::After(last.map_or(Id::MIN, |l| l.0))
         } else if &ida[..] == b">" {
             if !xreadgroup {
                 return Err(err(
                     "ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option.",
                 ));
             }
-            From::New
+            ReadFrom::New
         } else {
-            From::After(strict_id(ida)?)
+            ReadFrom::After(strict_id(ida)?)
         });
     }
     let count = if r.count == 0 { usize::MAX } else { r.count };
@@ -471,7 +471,7 @@ fn xread_generic(s: &Store, a: &[Bytes], xreadgroup: bool) -> CmdResult {
         let got = match &r.group {
             None => read::<Stream, _>(s, key, |st| {
                 let st = st?;
-                let From::After(after) = from else {
+                let ReadFrom::After(after) = from else {
                     return None;
                 };
                 let start = after.next()?;
@@ -511,7 +511,7 @@ fn group_read(
     st: &mut Stream,
     group: &Bytes,
     consumer: &Bytes,
-    from: From,
+    from: ReadFrom,
     count: usize,
     noack: bool,
 ) -> Option<Vec<Reply>> {
@@ -519,13 +519,13 @@ fn group_read(
     let g = st.groups.get_mut(group)?;
     // A consumer is created when it is served something (or its history).
     let newest = st.entries.last_key_value().map(|(id, _)| *id);
-    if matches!(from, From::New) && newest.is_none_or(|id| id <= g.last_id) {
+    if matches!(from, ReadFrom::New) && newest.is_none_or(|id| id <= g.last_id) {
         return None;
     }
     let c = g.consumers.entry(consumer.clone()).or_default();
     c.seen_at = now;
     match from {
-        From::After(after) => {
+        ReadFrom::After(after) => {
             // The consumer's own pending entries after `after`.
             let ids: Vec<Id> = c
                 .pending
@@ -548,7 +548,7 @@ fn group_read(
             }
             Some(items)
         }
-        From::New => {
+        ReadFrom::New => {
             let start = g.last_id.next()?;
             let ids: Vec<Id> = st
                 .entries
