@@ -715,6 +715,23 @@ async fn key_commands_work_on_every_type() {
 #[tokio::test]
 async fn streams_answer_as_redis() {
     same(&[
+        "DEL s",
+        "XADD s 1-0 a 1",
+        "XADD s 2-0 b 2",
+        "XADD s 3-0 c 3",
+        "XINFO STREAM s FULL",
+        "XGROUP CREATE s g 0",
+        "XGROUP CREATE s h $",
+        "XGROUP CREATECONSUMER s g idle",
+        "XINFO STREAM s FULL COUNT 0",
+        "XINFO STREAM s FULL COUNT 2",
+        "XINFO STREAM s FULL COUNT x",
+        "XINFO STREAM s FULL COUNT -1",
+        "XINFO STREAM s FULL foo",
+        "XINFO STREAM s FULL COUNT",
+        "XINFO STREAM s foo",
+        "XINFO STREAM nokey FULL",
+        "XINFO STREAM nokey foo",
         "XADD s 1-1 a 1",
         "XADD s 1-2 b 2 c 3",
         "XADD s 1-* d 4",

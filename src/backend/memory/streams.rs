@@ -4,7 +4,8 @@
 //!
 //! One difference: Redis trims with `~` only whole nodes of its radix
 //! tree, so it may keep more entries than asked; keyway trims to the exact
-//! threshold (still at most LIMIT entries, 10000 by default with `~`).
+//! threshold (still at most LIMIT entries, 10000 by default with `~`), and
+//! reports XINFO's radix-tree figures as if nodes held 100 entries.
 
 use bytes::Bytes;
 
@@ -1248,6 +1249,85 @@ fn opt_int(n: Option<u64>) -> Reply {
     n.map_or(Reply::Nil, |n| Reply::Int(n as i64))
 }
 
+/// XINFO STREAM FULL: the stream's entries, and each group's pending
+/// entries and consumers, `count` of each at most.
+fn stream_full(st: &Stream, count: usize) -> Reply {
+    let nodes = st.len().div_ceil(100) as i64;
+    let groups = st
+        .groups
+        .iter()
+        .map(|(n, g)| {
+            let pending = g
+                .pending
+                .iter()
+                .take(count)
+                .map(|(id, p)| {
+                    Reply::Array(vec![
+                        id_reply(*id),
+                        Reply::Bulk(p.consumer.clone()),
+                        Reply::Int(p.delivered_at as i64),
+                        Reply::Int(p.deliveries as i64),
+                    ])
+                })
+                .collect();
+            let consumers = g
+                .consumers
+                .iter()
+                .map(|(cn, c)| {
+                    let own = c
+                        .pending
+                        .iter()
+                        .take(count)
+                        .filter_map(|id| g.pending.get(id).map(|p| (id, p)))
+                        .map(|(id, p)| {
+                            Reply::Array(vec![
+                                id_reply(*id),
+                                Reply::Int(p.delivered_at as i64),
+                                Reply::Int(p.deliveries as i64),
+                            ])
+                        })
+                        .collect();
+                    Reply::Map(vec![
+                        field("name", name(cn)),
+                        field("seen-time", Reply::Int(c.seen_at as i64)),
+                        field("pel-count", Reply::Int(c.pending.len() as i64)),
+                        field("pending", Reply::Array(own)),
+                    ])
+                })
+                .collect();
+            Reply::Map(vec![
+                field("name", name(n)),
+                field("last-delivered-id", id_reply(g.last_id)),
+                field("entries-read", opt_int(g.entries_read)),
+                field("lag", opt_int(st.lag(g))),
+                field("pel-count", Reply::Int(g.pending.len() as i64)),
+                field("pending", Reply::Array(pending)),
+                field("consumers", Reply::Array(consumers)),
+            ])
+        })
+        .collect();
+    Reply::Map(vec![
+        field("length", Reply::Int(st.len() as i64)),
+        field("radix-tree-keys", Reply::Int(nodes)),
+        field("radix-tree-nodes", Reply::Int(nodes + 1)),
+        field("last-generated-id", id_reply(st.last_id)),
+        field("max-deleted-entry-id", id_reply(st.max_deleted)),
+        field("entries-added", Reply::Int(st.entries_added as i64)),
+        field("recorded-first-entry-id", id_reply(st.first_id())),
+        field(
+            "entries",
+            Reply::Array(
+                st.entries
+                    .iter()
+                    .take(count)
+                    .map(|(id, f)| entry_reply(*id, f))
+                    .collect(),
+            ),
+        ),
+        field("groups", Reply::Array(groups)),
+    ])
+}
+
 pub fn xinfo(s: &Store, a: &[Bytes]) -> CmdResult {
     let sub = subcommand(
         a,
@@ -1303,13 +1383,22 @@ pub fn xinfo(s: &Store, a: &[Bytes]) -> CmdResult {
                     .collect(),
             )),
             _ => {
-                if a.len() > 3 {
-                    if is(&a[3], "FULL") {
-                        return Err(err(
-                            "ERR XINFO STREAM FULL is not supported by the memory backend",
-                        ));
-                    }
-                    return Err(sub_syntax("XINFO", &a[1]));
+                // [FULL [COUNT n]]: n entries and pending entries at most
+                // (10 by default, 0 for all).
+                let opts = &a[3..];
+                let full = match opts {
+                    [] => None,
+                    [f] if is(f, "FULL") => Some(10),
+                    [f, c, n] if is(f, "FULL") && is(c, "COUNT") => Some(int_arg(n)?.max(0)),
+                    _ => return Err(sub_syntax("XINFO", &a[1])),
+                };
+                if let Some(count) = full {
+                    let count = if count == 0 {
+                        usize::MAX
+                    } else {
+                        count as usize
+                    };
+                    return Ok(stream_full(st, count));
                 }
                 let edge = |e: Option<(&Id, &Vec<Bytes>)>| {
                     e.map_or(Reply::Nil, |(id, f)| entry_reply(*id, f))
