@@ -160,8 +160,8 @@ async fn wrong_type_and_arity() {
             "-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n",
         ),
         (
-            "SORT l",
-            "-ERR 'SORT' is not supported by namespace 'default' (memory backend)\r\n",
+            "DUMP k",
+            "-ERR 'DUMP' is not supported by namespace 'default' (memory backend)\r\n",
         ),
         ("PING", "+PONG\r\n"),
     ])

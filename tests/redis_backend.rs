@@ -160,10 +160,10 @@ async fn multi_key_commands_span_three_backends() {
     )
     .await;
     // Commands the memory backend lacks name the namespace; redis runs them.
-    raw.check("SORT user:l", "*0\r\n").await;
+    raw.check("DUMP user:none", "$-1\r\n").await;
     raw.check(
-        "SORT l",
-        "-ERR 'SORT' is not supported by namespace 'rest' (memory backend)\r\n",
+        "DUMP k",
+        "-ERR 'DUMP' is not supported by namespace 'rest' (memory backend)\r\n",
     )
     .await;
     raw.check(

@@ -21,6 +21,7 @@ mod node;
 mod pubsub;
 mod scripting;
 mod sets;
+mod sort;
 pub mod store;
 mod stream;
 mod streams;
@@ -203,6 +204,8 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("rename", keys::rename, Exclusive),
     ("renamenx", keys::renamenx, Exclusive),
     ("copy", keys::copy, Exclusive),
+    ("sort", sort::sort, Exclusive),
+    ("sort_ro", sort::sort_ro, Exclusive),
     ("object", keys::object, Shared),
     ("memory", keys::memory, Shared),
     ("keys", keys::keys, Shared),
