@@ -1252,7 +1252,6 @@ fn opt_int(n: Option<u64>) -> Reply {
 /// XINFO STREAM FULL: the stream's entries, and each group's pending
 /// entries and consumers, `count` of each at most.
 fn stream_full(st: &Stream, count: usize) -> Reply {
-    let nodes = st.len().div_ceil(100) as i64;
     let groups = st
         .groups
         .iter()
@@ -1306,14 +1305,8 @@ fn stream_full(st: &Stream, count: usize) -> Reply {
             ])
         })
         .collect();
-    Reply::Map(vec![
-        field("length", Reply::Int(st.len() as i64)),
-        field("radix-tree-keys", Reply::Int(nodes)),
-        field("radix-tree-nodes", Reply::Int(nodes + 1)),
-        field("last-generated-id", id_reply(st.last_id)),
-        field("max-deleted-entry-id", id_reply(st.max_deleted)),
-        field("entries-added", Reply::Int(st.entries_added as i64)),
-        field("recorded-first-entry-id", id_reply(st.first_id())),
+    let mut info = stream_head(st);
+    info.extend([
         field(
             "entries",
             Reply::Array(
@@ -1325,7 +1318,23 @@ fn stream_full(st: &Stream, count: usize) -> Reply {
             ),
         ),
         field("groups", Reply::Array(groups)),
-    ])
+    ]);
+    Reply::Map(info)
+}
+
+/// The fields XINFO STREAM starts with, FULL or not.
+fn stream_head(st: &Stream) -> Vec<(Reply, Reply)> {
+    // Redis keeps entries in radix-tree nodes of up to 100.
+    let nodes = st.len().div_ceil(100) as i64;
+    vec![
+        field("length", Reply::Int(st.len() as i64)),
+        field("radix-tree-keys", Reply::Int(nodes)),
+        field("radix-tree-nodes", Reply::Int(nodes + 1)),
+        field("last-generated-id", id_reply(st.last_id)),
+        field("max-deleted-entry-id", id_reply(st.max_deleted)),
+        field("entries-added", Reply::Int(st.entries_added as i64)),
+        field("recorded-first-entry-id", id_reply(st.first_id())),
+    ]
 }
 
 pub fn xinfo(s: &Store, a: &[Bytes]) -> CmdResult {
@@ -1403,20 +1412,13 @@ pub fn xinfo(s: &Store, a: &[Bytes]) -> CmdResult {
                 let edge = |e: Option<(&Id, &Vec<Bytes>)>| {
                     e.map_or(Reply::Nil, |(id, f)| entry_reply(*id, f))
                 };
-                // Redis keeps entries in radix-tree nodes of up to 100.
-                let nodes = st.len().div_ceil(100) as i64;
-                Ok(Reply::Map(vec![
-                    field("length", Reply::Int(st.len() as i64)),
-                    field("radix-tree-keys", Reply::Int(nodes)),
-                    field("radix-tree-nodes", Reply::Int(nodes + 1)),
-                    field("last-generated-id", id_reply(st.last_id)),
-                    field("max-deleted-entry-id", id_reply(st.max_deleted)),
-                    field("entries-added", Reply::Int(st.entries_added as i64)),
-                    field("recorded-first-entry-id", id_reply(st.first_id())),
+                let mut info = stream_head(st);
+                info.extend([
                     field("groups", Reply::Int(st.groups.len() as i64)),
                     field("first-entry", edge(st.entries.first_key_value())),
                     field("last-entry", edge(st.entries.last_key_value())),
-                ]))
+                ]);
+                Ok(Reply::Map(info))
             }
         }
     })?
