@@ -125,7 +125,7 @@ impl Router {
                 continue;
             };
             if let Some(m) = ns.mirror.as_deref().and_then(&backend) {
-                b = Arc::new(crate::backend::mirror::Mirrored::new(b, m, &ns.name));
+                b = crate::backend::mirror::Mirrored::shared(b, m, &ns.name);
             }
             namespaces.push(Arc::new(Namespace {
                 name: ns.name.clone(),

@@ -367,3 +367,42 @@ async fn consumer_group_deliveries_reach_the_mirror() {
         )
         .await;
 }
+
+/// A reload that leaves the namespace's backends alone keeps its replaying
+/// task: writes queued before it are not overtaken by writes after it.
+#[tokio::test]
+async fn a_reload_keeps_the_mirror_s_order() {
+    let redis = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("keyway-mirror-{}", common::free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keyway.toml");
+    let before = config("reloaded", redis.port)
+        .replace("command_timeout_ms = 500", "command_timeout_ms = 5000");
+    std::fs::write(&path, &before).unwrap();
+    let kw = Keyway::from_file(&path).await;
+    let mut c = kw.raw().await;
+    c.check("SET warm 1", "+OK\r\n").await;
+    until("the mirror to show the first write", 5, || async {
+        mirrored("reloaded", "ok") == 1
+    })
+    .await;
+    // The replaying task is held by a frozen mirror on its first write,
+    // with the second queued behind it.
+    redis.signal("STOP");
+    c.check("SET a x", "+OK\r\n").await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    c.check("SET k 1", "+OK\r\n").await;
+    let after = before.replace("[server]\n", "[server]\nslowlog_max_len = 64\n");
+    assert_ne!(after, before);
+    std::fs::write(&path, after).unwrap();
+    assert_eq!(kw.shared.reload(), keyway::reload::Outcome::Applied);
+    c.check("SET k 2", "+OK\r\n").await;
+    redis.signal("CONT");
+    until("the mirror to replay every write", 5, || async {
+        mirrored("reloaded", "ok") == 4
+    })
+    .await;
+    let k: String = redis.direct().await.get("k").await.unwrap();
+    assert_eq!(k, "2", "the write after the reload was replayed last");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,7 +19,7 @@
 //! got, XREADGROUP as the pending entries it created, and relative expiries (EXPIRE, SET EX, SETEX, GETEX PX...) as the
 //! absolute time they stood for when the primary applied them.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -46,7 +46,36 @@ pub struct Mirrored {
 }
 
 impl Mirrored {
-    pub fn new(primary: Arc<dyn Backend>, mirror: Arc<dyn Backend>, namespace: &str) -> Mirrored {
+    /// The wrapper for `namespace` over these two backends: the one an
+    /// earlier config built, while it lives and both backends are the same
+    /// (a reload keeps unchanged backends), so that writes queued before a
+    /// reload and those after it are replayed by one task, in order. Two
+    /// tasks would race: the newer could replay a write to a key before
+    /// the older replayed an earlier one.
+    pub fn shared(
+        primary: Arc<dyn Backend>,
+        mirror: Arc<dyn Backend>,
+        namespace: &str,
+    ) -> Arc<Mirrored> {
+        // Wrappers alive in this process (several servers may run in it).
+        static LIVE: Mutex<Vec<Weak<Mirrored>>> = Mutex::new(Vec::new());
+        let same = |a: &Arc<dyn Backend>, b: &Arc<dyn Backend>| {
+            std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+        };
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|w| w.strong_count() > 0);
+        let found = live.iter().filter_map(Weak::upgrade).find(|m| {
+            m.namespace == namespace && same(&m.primary, &primary) && same(&m.mirror, &mirror)
+        });
+        if let Some(m) = found {
+            return m;
+        }
+        let m = Arc::new(Mirrored::new(primary, mirror, namespace));
+        live.push(Arc::downgrade(&m));
+        m
+    }
+
+    fn new(primary: Arc<dyn Backend>, mirror: Arc<dyn Backend>, namespace: &str) -> Mirrored {
         Mirrored {
             primary,
             mirror,
@@ -428,8 +457,8 @@ fn committed(r: &Reply) -> bool {
 }
 
 /// Replays queued writes on the mirror, in order, merging what queued
-/// while the last batch ran; ends when the namespace's backend is dropped
-/// (a reload builds a new one).
+/// while the last batch ran; ends when the wrapper is dropped (a reload
+/// that changes the namespace's backend or mirror builds a new one).
 async fn replay(mirror: Arc<dyn Backend>, mut rx: mpsc::Receiver<Vec<Command>>, namespace: String) {
     while let Some(mut batch) = rx.recv().await {
         while batch.len() < REPLAY_BATCH {
