@@ -33,15 +33,8 @@ pub fn setbit(s: &Store, a: &[Bytes]) -> CmdResult {
         b"1" => 1u8,
         _ => return Err(CmdError::msg("ERR bit is not an integer or out of range")),
     };
-    s.write(&a[1], |slot| {
-        let mut v = match slot.as_ref() {
-            None => BytesMut::new(),
-            Some(e) => BytesMut::from(&as_str(e)?[..]),
-        };
-        let byte = (offset / 8) as usize;
-        if v.len() <= byte {
-            v.resize(byte + 1, 0);
-        }
+    let byte = (offset / 8) as usize;
+    edit_bits(s, &a[1], byte + 1, |v| {
         let mask = 1u8 << (7 - offset % 8);
         let old = (v[byte] & mask != 0) as i64;
         if bit == 1 {
@@ -49,12 +42,28 @@ pub fn setbit(s: &Store, a: &[Bytes]) -> CmdResult {
         } else {
             v[byte] &= !mask;
         }
+        Reply::Int(old)
+    })
+}
+
+/// Edits the string at `key` (created if missing) grown with zero bytes to
+/// at least `len`, as the bit-writing commands do.
+fn edit_bits(s: &Store, key: &[u8], len: usize, f: impl FnOnce(&mut [u8]) -> Reply) -> CmdResult {
+    s.write(key, |slot| {
+        let mut v = match slot.as_ref() {
+            None => BytesMut::new(),
+            Some(e) => BytesMut::from(&as_str(e)?[..]),
+        };
+        if v.len() < len {
+            v.resize(len, 0);
+        }
+        let reply = f(&mut v);
         let value = Value::Str(v.freeze());
         match slot.as_mut() {
             Some(e) => e.value = value,
             None => *slot = Some(Entry::new(value)),
         }
-        Ok(Reply::Int(old))
+        Ok(reply)
     })
 }
 
@@ -483,24 +492,10 @@ fn bitfield_generic(s: &Store, a: &[Bytes], read_only: bool) -> CmdResult {
             Ok(Reply::Array(run_fields(&mut v, &fields)))
         });
     };
-    s.write(&a[1], |slot| {
-        let mut v = match slot.as_ref() {
-            None => BytesMut::new(),
-            Some(e) => BytesMut::from(&as_str(e)?[..]),
-        };
-        // The string grows to the furthest field written, even if that
-        // write then fails on overflow, as in Redis.
-        let need = (highest / 8) as usize + 1;
-        if v.len() < need {
-            v.resize(need, 0);
-        }
-        let replies = run_fields(&mut v, &fields);
-        let value = Value::Str(v.freeze());
-        match slot.as_mut() {
-            Some(e) => e.value = value,
-            None => *slot = Some(Entry::new(value)),
-        }
-        Ok(Reply::Array(replies))
+    // The string grows to the furthest field written, even if that write
+    // then fails on overflow, as in Redis.
+    edit_bits(s, &a[1], (highest / 8) as usize + 1, |v| {
+        Reply::Array(run_fields(v, &fields))
     })
 }
 
