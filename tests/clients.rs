@@ -15,7 +15,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Keyway, RedisServer};
@@ -42,19 +42,31 @@ fn install_packages() {
     );
 }
 
-/// Runs a client script to its end (within `secs`); the lines it printed,
-/// blank ones left out.
+/// Runs a client script to its end; the lines it printed, blank ones left
+/// out. A script still running after `secs` is killed and the test fails.
 async fn run_script(mut cmd: Command, secs: u64) -> String {
     let what = format!("{cmd:?}");
-    let run = tokio::task::spawn_blocking(move || cmd.output().expect("the script starts"));
-    let out = tokio::time::timeout(Duration::from_secs(secs), run)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {secs} s"))
-        .expect("the script's thread");
+    let run = tokio::task::spawn_blocking(move || {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the script starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while child.try_wait().expect("the script's status").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("the script's output")
+    });
+    let out = run.await.expect("the script's thread");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{what} failed:\n{stdout}{}",
+        "{what} failed (or ran over {secs} s):\n{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
