@@ -1304,6 +1304,11 @@ async fn sort_answers_as_redis() {
         "RPUSH hx2 0x1p4 -0X.8 0x1.8p1 1 0x10 0X1P-1",
         "SORT hx2",
         "SORT hx2 DESC",
+        "RPUSH big 3 1 2",
+        "SORT big LIMIT 1 9223372036854775807",
+        "SORT big LIMIT 9223372036854775807 9223372036854775807",
+        "SORT big LIMIT -9223372036854775808 2",
+        "SORT big BY nosort LIMIT 1 9223372036854775807",
         // Last: Redis leaves its errno set after an overflow, and later
         // numeric SORTs then fail on it.
         "RPUSH sp3 1e400",

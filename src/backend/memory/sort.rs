@@ -184,7 +184,7 @@ fn sort_generic(s: &Store, a: &[Bytes], read_only: bool) -> CmdResult {
             let end = if count < 0 {
                 len - 1
             } else {
-                start + count - 1
+                start.saturating_add(count) - 1
             };
             (start, end)
         }
