@@ -30,6 +30,7 @@ use crate::command::{self, BLOCKING, CommandSpec, WRITE};
 use crate::error::CmdError;
 use crate::metrics::metrics;
 use crate::reply::Reply;
+use crate::util::is;
 
 /// Batches waiting for the mirror, at most; more are dropped.
 const QUEUE: usize = 1024;
@@ -236,10 +237,6 @@ fn xadd_id(a: &[Bytes]) -> Option<usize> {
         }
     }
     None
-}
-
-fn is(a: &[u8], word: &str) -> bool {
-    a.eq_ignore_ascii_case(word.as_bytes())
 }
 
 /// A command built for the mirror from another's arguments.

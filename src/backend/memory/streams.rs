@@ -40,10 +40,6 @@ impl Kind for Stream {
     }
 }
 
-fn err(s: &str) -> CmdError {
-    CmdError::msg(s)
-}
-
 fn digits(b: &[u8]) -> Option<u64> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
@@ -57,7 +53,7 @@ fn digits(b: &[u8]) -> Option<u64> {
 /// sequence was given.
 fn parse_id(a: &[u8], missing_seq: u64, strict: bool, auto_seq: bool) -> CmdResult<(Id, bool)> {
     if a.len() > 127 {
-        return Err(err(INVALID_ID));
+        return Err(CmdError::msg(INVALID_ID));
     }
     if !strict && a == b"-" {
         return Ok((Id::MIN, true));
@@ -85,7 +81,7 @@ fn parse_id(a: &[u8], missing_seq: u64, strict: bool, auto_seq: bool) -> CmdResu
             }
         }
     };
-    parsed.ok_or_else(|| err(INVALID_ID))
+    parsed.ok_or_else(|| CmdError::msg(INVALID_ID))
 }
 
 fn strict_id(a: &[u8]) -> CmdResult<Id> {
@@ -98,7 +94,7 @@ fn bound(a: &[u8], missing_seq: u64, start: bool) -> CmdResult<Id> {
         let id = parse_id(&a[1..], missing_seq, true, false)?.0;
         let stepped = if start { id.next() } else { id.prev() };
         return stepped.ok_or_else(|| {
-            err(if start {
+            CmdError::msg(if start {
                 "ERR invalid start ID for the interval"
             } else {
                 "ERR invalid end ID for the interval"
@@ -142,7 +138,7 @@ fn parse_add(a: &[Bytes], xadd: bool) -> CmdResult<AddArgs> {
             break;
         } else if (is(opt, "MAXLEN") || is(opt, "MINID")) && more > 0 {
             if r.trim.is_some() {
-                return Err(err(
+                return Err(CmdError::msg(
                     "ERR syntax error, MAXLEN and MINID options at the same time are not compatible",
                 ));
             }
@@ -155,7 +151,7 @@ fn parse_add(a: &[Bytes], xadd: bool) -> CmdResult<AddArgs> {
             r.trim = Some(if is(opt, "MAXLEN") {
                 let n = int_arg(&a[i + 1])?;
                 if n < 0 {
-                    return Err(err("ERR The MAXLEN argument must be >= 0."));
+                    return Err(CmdError::msg("ERR The MAXLEN argument must be >= 0."));
                 }
                 Trim::MaxLen(n as u64)
             } else {
@@ -165,7 +161,7 @@ fn parse_add(a: &[Bytes], xadd: bool) -> CmdResult<AddArgs> {
         } else if is(opt, "LIMIT") && more > 0 {
             let n = int_arg(&a[i + 1])?;
             if n < 0 {
-                return Err(err("ERR The LIMIT argument must be >= 0."));
+                return Err(CmdError::msg("ERR The LIMIT argument must be >= 0."));
             }
             r.limit = n as u64;
             limit_given = true;
@@ -182,18 +178,18 @@ fn parse_add(a: &[Bytes], xadd: bool) -> CmdResult<AddArgs> {
     }
     r.at = i;
     if limit_given && r.trim.is_none() {
-        return Err(err(
+        return Err(CmdError::msg(
             "ERR syntax error, LIMIT cannot be used without specifying a trimming strategy",
         ));
     }
     if !xadd && r.trim.is_none() {
-        return Err(err(
+        return Err(CmdError::msg(
             "ERR syntax error, XTRIM must be called with a trimming strategy",
         ));
     }
     if limit_given {
         if !approx {
-            return Err(err(
+            return Err(CmdError::msg(
                 "ERR syntax error, LIMIT cannot be used without the special ~ option",
             ));
         }
@@ -213,7 +209,9 @@ pub fn xadd(s: &Store, a: &[Bytes]) -> CmdResult {
         return Err(CmdError::WrongArity("xadd".into()));
     }
     if let Some((Id::MIN, true)) = args.id {
-        return Err(err("ERR The ID specified in XADD must be greater than 0-0"));
+        return Err(CmdError::msg(
+            "ERR The ID specified in XADD must be greater than 0-0",
+        ));
     }
     let fields: Vec<Bytes> = fields.iter().map(own).collect();
     modify::<Stream, _>(
@@ -222,7 +220,7 @@ pub fn xadd(s: &Store, a: &[Bytes]) -> CmdResult {
         !args.nomkstream,
         |st| {
             if st.last_id == Id::MAX {
-                return Err(err(
+                return Err(CmdError::msg(
                     "ERR The stream has exhausted the last possible ID, unable to add more items",
                 ));
             }
@@ -231,7 +229,7 @@ pub fn xadd(s: &Store, a: &[Bytes]) -> CmdResult {
                 Some((id, true)) => id,
                 Some((Id { ms, .. }, false)) if ms == last.ms => match last.seq.checked_add(1) {
                     Some(seq) => Id { ms, seq },
-                    None => return Err(err(TOP_ITEM)),
+                    None => return Err(CmdError::msg(TOP_ITEM)),
                 },
                 Some((id, false)) => id,
                 None => {
@@ -239,12 +237,12 @@ pub fn xadd(s: &Store, a: &[Bytes]) -> CmdResult {
                     if ms > last.ms {
                         Id { ms, seq: 0 }
                     } else {
-                        last.next().ok_or_else(|| err(TOP_ITEM))?
+                        last.next().ok_or_else(|| CmdError::msg(TOP_ITEM))?
                     }
                 }
             };
             if id <= last {
-                return Err(err(TOP_ITEM));
+                return Err(CmdError::msg(TOP_ITEM));
             }
             st.entries.insert(id, fields);
             st.last_id = id;
@@ -349,9 +347,9 @@ pub struct ReadArgs {
 
 fn timeout_ms(a: &[u8]) -> CmdResult<u64> {
     let t = crate::protocol::parse_i64(a)
-        .ok_or_else(|| err("ERR timeout is not an integer or out of range"))?;
+        .ok_or_else(|| CmdError::msg("ERR timeout is not an integer or out of range"))?;
     if t < 0 {
-        return Err(err("ERR timeout is negative"));
+        return Err(CmdError::msg("ERR timeout is negative"));
     }
     Ok(t as u64)
 }
@@ -379,7 +377,7 @@ pub fn parse_read(a: &[Bytes], xreadgroup: bool) -> CmdResult<ReadArgs> {
             r.streams = i + 1;
             if more % 2 != 0 {
                 // Redis 7.0 says XREAD and '$' for XREADGROUP too.
-                return Err(err(
+                return Err(CmdError::msg(
                     "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.",
                 ));
             }
@@ -387,7 +385,7 @@ pub fn parse_read(a: &[Bytes], xreadgroup: bool) -> CmdResult<ReadArgs> {
             break;
         } else if is(opt, "GROUP") && more >= 2 {
             if !xreadgroup {
-                return Err(err(
+                return Err(CmdError::msg(
                     "ERR The GROUP option is only supported by XREADGROUP. You called XREAD instead.",
                 ));
             }
@@ -395,7 +393,7 @@ pub fn parse_read(a: &[Bytes], xreadgroup: bool) -> CmdResult<ReadArgs> {
             i += 2;
         } else if is(opt, "NOACK") {
             if !xreadgroup {
-                return Err(err(
+                return Err(CmdError::msg(
                     "ERR The NOACK option is only supported by XREADGROUP. You called XREAD instead.",
                 ));
             }
@@ -409,7 +407,7 @@ pub fn parse_read(a: &[Bytes], xreadgroup: bool) -> CmdResult<ReadArgs> {
         return Err(CmdError::Syntax);
     }
     if xreadgroup && r.group.is_none() {
-        return Err(err("ERR Missing GROUP option for XREADGROUP"));
+        return Err(CmdError::msg("ERR Missing GROUP option for XREADGROUP"));
     }
     Ok(r)
 }
@@ -450,14 +448,14 @@ fn xread_generic(s: &Store, a: &[Bytes], xreadgroup: bool) -> CmdResult {
         }
         froms.push(if &ida[..] == b"$" {
             if xreadgroup {
-                return Err(err(
+                return Err(CmdError::msg(
                     "ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set.",
                 ));
             }
             ReadFrom::After(last.map_or(Id::MIN, |l| l.0))
         } else if &ida[..] == b">" {
             if !xreadgroup {
-                return Err(err(
+                return Err(CmdError::msg(
                     "ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option.",
                 ));
             }
@@ -936,7 +934,8 @@ pub fn xautoclaim(s: &Store, a: &[Bytes]) -> CmdResult {
         if is(&a[j], "COUNT") && j + 1 < a.len() {
             count = crate::protocol::parse_i64(&a[j + 1])
                 .filter(|n| (1..=i64::MAX / 10).contains(n))
-                .ok_or_else(|| err("ERR COUNT must be > 0"))? as usize;
+                .ok_or_else(|| CmdError::msg("ERR COUNT must be > 0"))?
+                as usize;
             j += 2;
         } else if is(&a[j], "JUSTID") {
             justid = true;
@@ -1034,7 +1033,9 @@ fn sub_syntax(cmd: &str, sub: &[u8]) -> CmdError {
 fn entries_read_arg(a: &[u8]) -> CmdResult<Option<u64>> {
     let n = int_arg(a)?;
     if n < -1 {
-        return Err(err("ERR value for ENTRIESREAD must be positive or -1"));
+        return Err(CmdError::msg(
+            "ERR value for ENTRIESREAD must be positive or -1",
+        ));
     }
     Ok((n >= 0).then_some(n as u64))
 }
@@ -1116,7 +1117,7 @@ pub fn xgroup(s: &Store, a: &[Bytes]) -> CmdResult {
     let exists = read::<Stream, _>(s, key, |st| st.map(|st| st.groups.contains_key(group)))?;
     if !mkstream {
         let Some(has_group) = exists else {
-            return Err(err(
+            return Err(CmdError::msg(
                 "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want to use the MKSTREAM option to create an empty stream automatically.",
             ));
         };
@@ -1144,7 +1145,9 @@ pub fn xgroup(s: &Store, a: &[Bytes]) -> CmdResult {
                 true,
                 |st| {
                     if st.groups.contains_key(group) {
-                        return Err(err("BUSYGROUP Consumer Group name already exists"));
+                        return Err(CmdError::msg(
+                            "BUSYGROUP Consumer Group name already exists",
+                        ));
                     }
                     let g = Group {
                         last_id: id.unwrap_or(st.last_id),
@@ -1353,7 +1356,7 @@ pub fn xinfo(s: &Store, a: &[Bytes]) -> CmdResult {
     }
     let now = now_ms();
     read::<Stream, _>(s, &a[2], |st| {
-        let st = st.ok_or_else(|| err("ERR no such key"))?;
+        let st = st.ok_or_else(|| CmdError::msg("ERR no such key"))?;
         match sub.as_str() {
             "CONSUMERS" => {
                 let g = st.groups.get(&a[3]).ok_or_else(|| {

@@ -8,7 +8,7 @@ use crate::args::{SetArgs, Unit, expire_at, getex_change};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::reply::Reply;
-use crate::util::{float_arg, int_arg, parse_f64};
+use crate::util::{float_arg, int_arg, is, parse_f64};
 
 /// Redis's proto-max-bulk-len default: the largest string a command may build.
 const MAX_STRING: usize = 512 * 1024 * 1024;
@@ -342,13 +342,13 @@ pub fn lcs(s: &Store, a: &[Bytes]) -> CmdResult {
     let mut j = 3;
     while j < a.len() {
         let o = &a[j];
-        if crate::util::is(o, "IDX") {
+        if is(o, "IDX") {
             idx = true;
-        } else if crate::util::is(o, "LEN") {
+        } else if is(o, "LEN") {
             len = true;
-        } else if crate::util::is(o, "WITHMATCHLEN") {
+        } else if is(o, "WITHMATCHLEN") {
             withmatchlen = true;
-        } else if crate::util::is(o, "MINMATCHLEN") && j + 1 < a.len() {
+        } else if is(o, "MINMATCHLEN") && j + 1 < a.len() {
             minmatchlen = int_arg(&a[j + 1])?.max(0) as usize;
             j += 1;
         } else {
