@@ -13,7 +13,7 @@ use super::typed::{modify, read, store};
 use super::zset::ZSet;
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
-use crate::util::{int_arg, is, parse_f64};
+use crate::util::{float_arg, int_arg, is, parse_f64};
 
 const LONG_MIN: f64 = -180.0;
 const LONG_MAX: f64 = 180.0;
@@ -387,8 +387,7 @@ fn float_or(a: &[u8], msg: &str) -> CmdResult<f64> {
 }
 
 fn long_lat(a: &[Bytes]) -> CmdResult<(f64, f64)> {
-    let not_float = "ERR value is not a valid float";
-    let (long, lat) = (float_or(&a[0], not_float)?, float_or(&a[1], not_float)?);
+    let (long, lat) = (float_arg(&a[0])?, float_arg(&a[1])?);
     if !(LONG_MIN..=LONG_MAX).contains(&long) || !(LAT_MIN..=LAT_MAX).contains(&lat) {
         return Err(CmdError::msg(format!(
             "ERR invalid longitude,latitude pair {long:.6},{lat:.6}"
