@@ -53,6 +53,7 @@ pub async fn execute(
             Reply::Int(0),
             Reply::Array(Vec::new()),
         ])),
+        "debug" => debug(state, shared, args).await,
         "readonly" | "readwrite" => Err(CmdError::msg(
             "ERR This instance has cluster support disabled",
         )),
@@ -61,6 +62,53 @@ pub async fn execute(
         ))),
     };
     r.unwrap_or_else(Reply::from)
+}
+
+/// DEBUG SLEEP and DEBUG PANIC, when `enable_debug_command` allows the
+/// client. DEBUG PANIC shows the net under commands: the panic is caught,
+/// the client gets `-ERR internal error` and is closed, and keyway serves
+/// on (Redis itself would crash).
+async fn debug(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    use crate::config::DebugCommand;
+    let allowed = match shared.config.load().server.enable_debug_command {
+        DebugCommand::Yes => true,
+        DebugCommand::No => false,
+        DebugCommand::Local => state.registered.client.peer.ip().is_loopback(),
+    };
+    if !allowed {
+        return Err(CmdError::msg(
+            "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.",
+        ));
+    }
+    let sub = upper(&args[1]);
+    match (sub.as_str(), args.len()) {
+        ("SLEEP", 3) => {
+            let secs = crate::util::float_arg(&args[2])?;
+            if secs > 0.0 && secs.is_finite() {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(secs.min(3600.0))).await;
+            }
+            Ok(Reply::ok())
+        }
+        ("PANIC", 2) => panic!("DEBUG PANIC"),
+        ("HELP", 2) => Ok(Reply::Array(
+            [
+                "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "PANIC",
+                "    Raise a panic inside keyway (it is caught: the client is closed).",
+                "SLEEP <seconds>",
+                "    Stop the client for <seconds>. Decimals allowed.",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .iter()
+            .map(|l| Reply::status(l))
+            .collect(),
+        )),
+        _ => Err(CmdError::UnknownSubcommand {
+            cmd: "DEBUG".into(),
+            sub: lossy(&args[1], 128),
+        }),
+    }
 }
 
 fn ping(args: &[Bytes]) -> CmdResult {
@@ -473,25 +521,41 @@ fn command_info(spec: &CommandSpec) -> Reply {
 /// Parameters CONFIG GET answers, as clients and redis-benchmark ask.
 fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
     let config = shared.config.load();
+    let server = &config.server;
     vec![
         ("appendonly", "no".into()),
         ("bind", shared.local_addr.ip().to_string()),
+        (
+            "client-output-buffer-limit",
+            server.client_output_buffer_limit.redis_text(),
+        ),
         ("databases", "1".into()),
-        ("maxclients", config.server.max_clients.to_string()),
+        (
+            "enable-debug-command",
+            format!("{:?}", server.enable_debug_command).to_lowercase(),
+        ),
+        ("maxclients", server.max_clients.to_string()),
         ("maxmemory", memory_limits(&config).0.to_string()),
+        ("maxmemory-clients", server.max_memory_clients.0.to_string()),
         ("maxmemory-policy", memory_limits(&config).1.into()),
         ("port", shared.local_addr.port().to_string()),
-        (
-            "proto-max-bulk-len",
-            config.server.max_bulk_len.0.to_string(),
-        ),
+        ("proto-max-bulk-len", server.max_bulk_len.0.to_string()),
         ("save", String::new()),
         (
             "slowlog-log-slower-than",
-            config.server.slowlog_log_slower_than.to_string(),
+            server.slowlog_log_slower_than.to_string(),
         ),
-        ("slowlog-max-len", config.server.slowlog_max_len.to_string()),
-        ("timeout", "0".into()),
+        ("slowlog-max-len", server.slowlog_max_len.to_string()),
+        ("timeout", server.timeout.to_string()),
+        // keyway's own bounds on unauthenticated clients (Redis fixes them).
+        (
+            "unauthenticated-max-args",
+            server.unauthenticated_max_args.to_string(),
+        ),
+        (
+            "unauthenticated-max-bulk-len",
+            server.unauthenticated_max_bulk.0.to_string(),
+        ),
     ]
 }
 
@@ -657,6 +721,8 @@ async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
                     ),
                     format!("maxmemory:{max}"),
                     format!("maxmemory_policy:{policy}"),
+                    format!("mem_clients_normal:{}", crate::alloc::clients()),
+                    format!("maxmemory_clients:{}", config.server.max_memory_clients.0),
                 ]
             }
             "stats" => vec![
@@ -671,6 +737,11 @@ async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
                 format!(
                     "rejected_connections:{}",
                     stats.rejected.load(Ordering::Relaxed)
+                ),
+                format!("evicted_clients:{}", crate::limits::closed_counts().1),
+                format!(
+                    "client_output_buffer_limit_disconnections:{}",
+                    crate::limits::closed_counts().0
                 ),
             ],
             "replication" => vec!["role:master".into(), "connected_slaves:0".into()],
@@ -717,9 +788,31 @@ fn memory_limits(config: &crate::config::Config) -> (u64, &'static str) {
 
 /// The `# Keyway` section: the namespace table and each backend's health.
 fn keyway_lines(shared: &Shared, router: &Router) -> Vec<String> {
+    let config = shared.config.load();
+    let server = &config.server;
+    let (_, _, idle) = crate::limits::closed_counts();
     let mut lines = vec![
         format!("namespaces:{}", router.namespaces.len()),
-        format!("config_file:{}", shared.config.load().source),
+        format!("config_file:{}", config.source),
+        format!("timeout:{}", server.timeout),
+        format!(
+            "client_output_buffer_limit:{}",
+            server.client_output_buffer_limit.redis_text()
+        ),
+        format!("max_memory_clients:{}", server.max_memory_clients.0),
+        format!(
+            "unauthenticated_max_args:{}",
+            server.unauthenticated_max_args
+        ),
+        format!(
+            "unauthenticated_max_bulk:{}",
+            server.unauthenticated_max_bulk.0
+        ),
+        format!("clients_closed_idle:{idle}"),
+        format!(
+            "internal_errors:{}",
+            crate::metrics::metrics().internal_errors()
+        ),
     ];
     for ns in &router.namespaces {
         lines.push(format!(

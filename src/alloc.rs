@@ -1,5 +1,8 @@
 //! Counts the bytes the process has allocated, for `used_memory` and the
-//! memory backend's `max_memory`, the way Redis reads its allocator's stats.
+//! memory backend's `max_memory`, the way Redis reads its allocator's stats;
+//! and, apart, the bytes that clients make keyway hold (their buffers), so
+//! that `max_memory` bounds the data alone and client buffers have a limit
+//! of their own (`max_memory_clients`).
 //!
 //! Every allocation passes through here, so the count must cost next to
 //! nothing: one global atomic counter (a locked add on a line every thread
@@ -12,7 +15,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
 
-/// Threads with a counter of their own; later ones share `SHARED`. keyway
+/// Threads with a counter of their own; later ones share `shared`. keyway
 /// runs fewer runtime threads than the cores, plus a few blocking ones.
 const OWNED: usize = 64;
 
@@ -20,10 +23,44 @@ const OWNED: usize = 64;
 #[repr(align(64))]
 struct Counter(AtomicIsize);
 
-static COUNTERS: [Counter; OWNED] = [const { Counter(AtomicIsize::new(0)) }; OWNED];
-/// For threads past `OWNED`: written by many, so with atomic adds.
-static SHARED: Counter = Counter(AtomicIsize::new(0));
-/// How many counters have been handed out.
+/// One counter per thread, summed by readers.
+struct PerThread {
+    owned: [Counter; OWNED],
+    /// For threads past `OWNED`: written by many, so with atomic adds.
+    shared: Counter,
+}
+
+impl PerThread {
+    const fn new() -> PerThread {
+        PerThread {
+            owned: [const { Counter(AtomicIsize::new(0)) }; OWNED],
+            shared: Counter(AtomicIsize::new(0)),
+        }
+    }
+
+    fn add(&self, delta: isize) {
+        match self.owned.get(my_slot()) {
+            // Only this thread writes its counter: a load and a store, no lock.
+            Some(c) => c.0.store(c.0.load(Relaxed).wrapping_add(delta), Relaxed),
+            None => {
+                self.shared.0.fetch_add(delta, Relaxed);
+            }
+        }
+    }
+
+    fn sum(&self) -> usize {
+        let handed = HANDED.load(Relaxed).min(OWNED);
+        let sum = self.owned[..handed]
+            .iter()
+            .chain([&self.shared])
+            .fold(0isize, |sum, c| sum.wrapping_add(c.0.load(Relaxed)));
+        sum.max(0) as usize
+    }
+}
+
+static ALLOCATED: PerThread = PerThread::new();
+static CLIENTS: PerThread = PerThread::new();
+/// How many thread slots have been handed out.
 static HANDED: AtomicUsize = AtomicUsize::new(0);
 
 const UNSET: usize = usize::MAX;
@@ -34,20 +71,17 @@ thread_local! {
     static MINE: Cell<usize> = const { Cell::new(UNSET) };
 }
 
-fn count(delta: isize) {
-    let mine = MINE.with(|m| {
+fn my_slot() -> usize {
+    MINE.with(|m| {
         if m.get() == UNSET {
             m.set(HANDED.fetch_add(1, Relaxed));
         }
         m.get()
-    });
-    match COUNTERS.get(mine) {
-        // Only this thread writes its counter: a load and a store, no lock.
-        Some(c) => c.0.store(c.0.load(Relaxed).wrapping_add(delta), Relaxed),
-        None => {
-            SHARED.0.fetch_add(delta, Relaxed);
-        }
-    }
+    })
+}
+
+fn count(delta: isize) {
+    ALLOCATED.add(delta);
 }
 
 /// The system allocator, counting.
@@ -95,12 +129,24 @@ static GLOBAL: Counting = Counting;
 
 /// Bytes allocated now by the whole process.
 pub fn allocated() -> usize {
-    let handed = HANDED.load(Relaxed).min(OWNED);
-    let sum = COUNTERS[..handed]
-        .iter()
-        .chain([&SHARED])
-        .fold(0isize, |sum, c| sum.wrapping_add(c.0.load(Relaxed)));
-    sum.max(0) as usize
+    ALLOCATED.sum()
+}
+
+/// Records that clients now hold `delta` more (or fewer) bytes: their read
+/// and write buffers and queued messages, and a fixed amount per client.
+pub fn clients_add(delta: isize) {
+    CLIENTS.add(delta);
+}
+
+/// Bytes clients hold now (part of `allocated`).
+pub fn clients() -> usize {
+    CLIENTS.sum()
+}
+
+/// What the data uses: the process's allocations without the clients'.
+/// `max_memory` bounds this, so that no client can starve the store.
+pub fn data() -> usize {
+    allocated().saturating_sub(clients())
 }
 
 #[cfg(test)]

@@ -43,6 +43,13 @@ pub struct Client {
     pub kill: Notify,
     /// Waiting in a blocking command (INFO's blocked_clients).
     pub blocked: AtomicBool,
+    /// Bytes the client holds (buffers, queued messages), kept by its
+    /// connection; see `limits::Usage`.
+    pub mem: Arc<AtomicUsize>,
+    /// Bytes of messages queued for the client (pub/sub).
+    pub queued: Arc<AtomicUsize>,
+    /// Set once the client is being closed for a limit.
+    limit_closed: AtomicBool,
 }
 
 impl Client {
@@ -56,7 +63,25 @@ impl Client {
             details: Mutex::new(Details::default()),
             kill: Notify::new(),
             blocked: AtomicBool::new(false),
+            mem: Arc::new(AtomicUsize::new(0)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit_closed: AtomicBool::new(false),
         }
+    }
+
+    /// Bytes the client holds now.
+    pub fn memory(&self) -> usize {
+        self.mem.load(Ordering::Relaxed) + self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Closes the client because of `limit`; false if it was already being
+    /// closed for one.
+    pub fn close_for_limit(&self, _limit: &str) -> bool {
+        if self.limit_closed.swap(true, Ordering::Relaxed) {
+            return false;
+        }
+        self.kill.notify_one();
+        true
     }
 
     /// Whether the client is subscribed (CLIENT LIST TYPE pubsub).
@@ -105,13 +130,14 @@ impl Client {
         format!(
             "id={} addr={} laddr={local} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 \
              multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
-             omem=0 tot-mem=0 events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+             omem=0 tot-mem={} events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
             self.id,
             self.peer,
             text(&d.name),
             self.since.elapsed().as_secs(),
             idle_ms / 1000,
             if d.pubsub { "P" } else { "N" },
+            self.memory(),
             if d.resp3 { 3 } else { 2 },
             text(&d.lib_name),
             text(&d.lib_ver),

@@ -115,10 +115,17 @@ impl CommandSpec {
     }
 }
 
-/// Keys counted by a numkeys argument at `at`, following it.
+/// Keys counted by a numkeys argument at `at`, following it. A count
+/// larger than the arguments that follow is cut to them (the command's own
+/// check then answers it): a client's number never sizes an allocation.
 fn numkeys(args: &[Bytes], at: usize) -> Vec<usize> {
+    let first = at + 1;
+    let available = args.len().saturating_sub(first);
     match args.get(at).and_then(|n| parse_i64(n)) {
-        Some(n) if n > 0 => (at + 1..at + 1 + n as usize).collect(),
+        Some(n) if n > 0 => {
+            let n = usize::try_from(n).map_or(available, |n| n.min(available));
+            (first..first + n).collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -212,6 +219,7 @@ table![
     ("role", 1, LOCAL, N),
     ("readonly", 1, LOCAL, N),
     ("readwrite", 1, LOCAL, N),
+    ("debug", -2, LOCAL, N),
     // Whole keyspace: fanned out to every namespace.
     ("dbsize", 1, KEYSPACE | READ, N),
     ("keys", 2, KEYSPACE | READ, N),
@@ -537,6 +545,16 @@ mod tests {
         );
         assert_eq!(pos("GEORADIUS k 1 2 3 km WITHDIST STORE"), vec![1]);
         assert_eq!(pos("GET k"), vec![1]);
+        // A key count beyond the arguments never sizes the list.
+        assert_eq!(pos("EVAL s 4294967296 k"), vec![3]);
+        assert_eq!(pos("ZUNION 100000000 k"), vec![2]);
+        assert_eq!(pos("ZUNION 9223372036854775807 k"), vec![2]);
+        assert_eq!(pos("ZUNIONSTORE d 9223372036854775807 a b"), vec![1, 3, 4]);
+        assert_eq!(
+            pos("LMPOP 18446744073709551615 a LEFT"),
+            Vec::<usize>::new()
+        );
+        assert_eq!(pos("BLMPOP 0 -1 a LEFT"), Vec::<usize>::new());
         assert_eq!(pos("PING"), Vec::<usize>::new());
     }
 

@@ -35,6 +35,36 @@ pub struct ServerConfig {
     pub slowlog_log_slower_than: i64,
     /// Entries SLOWLOG keeps (Redis's slowlog-max-len).
     pub slowlog_max_len: usize,
+    /// Seconds a client may stay idle before it is closed (Redis's
+    /// timeout); 0 never closes one. Subscribers and clients waiting in a
+    /// blocking command are not idle.
+    pub timeout: u64,
+    /// Output buffer limits per class of client (Redis's
+    /// client-output-buffer-limit).
+    pub client_output_buffer_limit: crate::limits::OutputLimits,
+    /// What all clients may hold together, buffers and queued messages
+    /// (Redis 7's maxmemory-clients); past it the largest are closed. 0: no
+    /// bound. Client memory never counts against a memory backend's
+    /// `max_memory`.
+    pub max_memory_clients: ByteSize,
+    /// Until a client authenticates (when a password is set), a request may
+    /// have this many arguments at most...
+    pub unauthenticated_max_args: usize,
+    /// ...each of this many bytes at most, as Redis bounds them.
+    pub unauthenticated_max_bulk: ByteSize,
+    /// Who may run DEBUG (Redis's enable-debug-command): no one, anyone,
+    /// or clients connected over loopback.
+    pub enable_debug_command: DebugCommand,
+}
+
+/// Redis's enable-debug-command values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DebugCommand {
+    #[default]
+    No,
+    Yes,
+    Local,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +77,12 @@ impl Default for ServerConfig {
             metrics_listen: None,
             slowlog_log_slower_than: 10_000,
             slowlog_max_len: 128,
+            timeout: 0,
+            client_output_buffer_limit: crate::limits::OutputLimits::default(),
+            max_memory_clients: ByteSize(0),
+            unauthenticated_max_args: crate::protocol::UNAUTH_MAX_ARGS,
+            unauthenticated_max_bulk: ByteSize(crate::protocol::UNAUTH_MAX_BULK as u64),
+            enable_debug_command: DebugCommand::No,
         }
     }
 }
@@ -289,6 +325,25 @@ impl Config {
         }
         if self.server.max_bulk_len.0 == 0 {
             p.add("server.max_bulk_len", "must be at least 1 byte");
+        }
+        if self.server.unauthenticated_max_args < 2 {
+            p.add(
+                "server.unauthenticated_max_args",
+                "must be at least 2 (AUTH and its password)",
+            );
+        }
+        if self.server.unauthenticated_max_bulk.0 < 64 {
+            p.add(
+                "server.unauthenticated_max_bulk",
+                "must be at least 64 bytes (a password must fit)",
+            );
+        }
+        let mc = self.server.max_memory_clients.0;
+        if mc != 0 && mc < 1 << 20 {
+            p.add(
+                "server.max_memory_clients",
+                "must be at least 1mb, or 0 for no bound",
+            );
         }
         if self.namespaces.is_empty() {
             p.add(
@@ -705,7 +760,7 @@ mod tests {
             vec![
                 "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, redis-shards, memcached)",
                 "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`, `read_only`, `max_value_size`, `mirror`",
-                "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`",
+                "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`, `timeout`, `client_output_buffer_limit`, `max_memory_clients`, `unauthenticated_max_args`, `unauthenticated_max_bulk`, `enable_debug_command`",
                 "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local, other)",
                 "k.toml: namespaces[0].mirror: no backend named 'gone' (defined: local, other)",
                 "k.toml: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])",

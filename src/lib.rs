@@ -42,6 +42,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod error;
 pub mod keyspace;
+pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod pubsub;

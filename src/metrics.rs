@@ -85,6 +85,19 @@ pub struct Metrics {
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     reloads: Family<ResultLabels, Counter>,
+    limit_closed: Family<LimitLabels, Counter>,
+    panics: Family<CommandOnlyLabels, Counter>,
+    panics_total: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandOnlyLabels {
+    pub command: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -116,6 +129,9 @@ impl Metrics {
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             reloads: Family::default(),
+            limit_closed: Family::default(),
+            panics: Family::default(),
+            panics_total: Default::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -189,6 +205,18 @@ impl Metrics {
             "Config reloads, by result",
             m.reloads.clone(),
         );
+        r.register(
+            "clients_closed_for_limits",
+            "Clients closed for a limit (client_output_buffer_limit, \
+             max_memory_clients, timeout), by limit",
+            m.limit_closed.clone(),
+        );
+        r.register(
+            "internal_errors",
+            "Commands that hit a bug in keyway (a panic, caught and answered \
+             with -ERR internal error), by command",
+            m.panics.clone(),
+        );
         // Both results exist from the start, so a rate() sees the first one.
         for result in ["success", "failure"] {
             drop(m.reloads.get_or_create(&ResultLabels {
@@ -218,12 +246,67 @@ impl Metrics {
     }
 
     /// Counts an error reply by its code, the text before the first space.
+    /// Codes other than Redis's own are counted as `OTHER`: a script can
+    /// answer any text, and each label would be kept for good.
     pub fn error(&self, text: &[u8]) {
+        const CODES: &[&str] = &[
+            "ERR",
+            "WRONGTYPE",
+            "NOAUTH",
+            "WRONGPASS",
+            "NOPERM",
+            "NOSCRIPT",
+            "BUSY",
+            "BUSYKEY",
+            "OOM",
+            "READONLY",
+            "EXECABORT",
+            "MOVED",
+            "ASK",
+            "CROSSSLOT",
+            "CLUSTERDOWN",
+            "TRYAGAIN",
+            "LOADING",
+            "NOPROTO",
+            "NOGROUP",
+            "MASTERDOWN",
+            "MISCONF",
+            "NOREPLICAS",
+            "UNBLOCKED",
+            "DENIED",
+        ];
         let code = text.split(|&b| b == b' ').next().unwrap_or_default();
-        let code = &code[..code.len().min(32)];
+        let kind = CODES
+            .iter()
+            .find(|c| c.as_bytes() == code)
+            .copied()
+            .unwrap_or("OTHER");
         self.errors
-            .get_or_create(&KindLabels {
-                kind: String::from_utf8_lossy(code).into_owned(),
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// Counts a client closed for `limit`.
+    pub fn client_closed(&self, limit: &str) {
+        self.limit_closed
+            .get_or_create(&LimitLabels {
+                limit: limit.to_string(),
+            })
+            .inc();
+    }
+
+    /// Panics caught so far, for INFO.
+    pub fn internal_errors(&self) -> u64 {
+        self.panics_total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts a panic caught while running `command`.
+    pub fn internal_error(&self, command: &str) {
+        self.panics_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.panics
+            .get_or_create(&CommandOnlyLabels {
+                command: command.to_string(),
             })
             .inc();
     }

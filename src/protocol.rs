@@ -39,6 +39,10 @@ pub enum ProtocolError {
     BigInline,
     #[error("unbalanced quotes in request")]
     UnbalancedQuotes,
+    #[error("unauthenticated multibulk length")]
+    UnauthMultibulk,
+    #[error("unauthenticated bulk length")]
+    UnauthBulk,
     #[error("{0}")]
     Io(String),
 }
@@ -50,7 +54,7 @@ impl From<std::io::Error> for ProtocolError {
 }
 
 /// One client command.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     /// The bytes the command arrived as (for inline commands, the RESP
     /// multibulk encoding of its arguments, so it can be forwarded as well).
@@ -87,19 +91,82 @@ pub fn encode_multibulk(args: &[Bytes]) -> Bytes {
     out.freeze()
 }
 
-/// Arguments a request can have before their positions need a list.
-const FEW_ARGS: usize = 8;
+/// Redis's limits for a client that has not authenticated yet (when a
+/// password is set): a few small arguments are all AUTH and HELLO need, so
+/// such a client cannot make keyway buffer more than a few hundred KB.
+pub const UNAUTH_MAX_ARGS: usize = 10;
+pub const UNAUTH_MAX_BULK: usize = 16 * 1024;
+
+/// While a bulk string is incomplete, the room reserved for it at a time:
+/// a header announcing 500 MB reserves nothing until the bytes come, as
+/// Redis grows its query buffer.
+const GROW_STEP: usize = 64 * 1024;
 
 /// Decodes client requests. Empty requests (`*0`, blank inline lines) are
 /// skipped, as Redis skips them.
+///
+/// A request that arrives in pieces is parsed incrementally: the codec
+/// remembers how far it got (the argument count, the spans found so far and
+/// the offset to resume at), so each byte is looked at once however small
+/// the pieces are.
 #[derive(Debug, Clone)]
 pub struct RequestCodec {
     max_bulk_len: usize,
+    authenticated: bool,
+    /// Bounds on an unauthenticated client's requests: arguments, and
+    /// bytes per argument.
+    unauth_args: usize,
+    unauth_bulk: usize,
+    /// The multibulk request being parsed, if it is incomplete.
+    partial: Option<Partial>,
+    /// Spans (start, end) of the current request's arguments; kept between
+    /// requests so that parsing does not allocate.
+    spans: Vec<(usize, usize)>,
+    /// Bytes of an inline request already searched for its end.
+    inline_scanned: usize,
+}
+
+/// `inline_scanned` once a NUL byte was seen: the line cannot end.
+const NUL_SEEN: usize = usize::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct Partial {
+    /// Arguments announced by the header.
+    count: usize,
+    /// Where the next argument's header starts.
+    pos: usize,
 }
 
 impl RequestCodec {
     pub fn new(max_bulk_len: usize) -> Self {
-        RequestCodec { max_bulk_len }
+        RequestCodec {
+            max_bulk_len,
+            authenticated: true,
+            unauth_args: UNAUTH_MAX_ARGS,
+            unauth_bulk: UNAUTH_MAX_BULK,
+            partial: None,
+            spans: Vec::new(),
+            inline_scanned: 0,
+        }
+    }
+
+    /// Whether the client has authenticated: until it has, requests are
+    /// held to [`UNAUTH_MAX_ARGS`] arguments of [`UNAUTH_MAX_BULK`] bytes
+    /// (or the bounds given to [`RequestCodec::unauthenticated_bounds`]).
+    pub fn set_authenticated(&mut self, yes: bool) {
+        self.authenticated = yes;
+    }
+
+    /// Sets the bounds on unauthenticated requests.
+    pub fn unauthenticated_bounds(mut self, args: usize, bulk: usize) -> Self {
+        self.unauth_args = args;
+        self.unauth_bulk = bulk;
+        self
+    }
+
+    /// Bytes the codec keeps besides the read buffer (for client memory).
+    pub fn held(&self) -> usize {
+        self.spans.capacity() * std::mem::size_of::<(usize, usize)>()
     }
 }
 
@@ -121,7 +188,7 @@ impl Decoder for RequestCodec {
             let parsed = if buf[0] == b'*' {
                 self.parse_multibulk(buf)?
             } else {
-                parse_inline(buf)?
+                self.parse_inline(buf)?
             };
             match parsed {
                 Parsed::Incomplete => return Ok(None),
@@ -142,15 +209,12 @@ enum Parsed {
 /// Finds `\r\n` from `from`; returns the index of `\r`.
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
-    while let Some(p) = memchr(b'\r', &buf[i..]) {
+    while let Some(p) = memchr(b'\r', buf.get(i..)?) {
         let at = i + p;
-        if at + 1 < buf.len() {
-            if buf[at + 1] == b'\n' {
-                return Some(at);
-            }
-            i = at + 1;
-        } else {
-            return None;
+        match buf.get(at + 1) {
+            Some(b'\n') => return Some(at),
+            Some(_) => i = at + 1,
+            None => return None,
         }
     }
     None
@@ -178,7 +242,7 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
         if !d.is_ascii_digit() {
             return None;
         }
-        let d = (d - b'0') as i64;
+        let d = i64::from(d - b'0');
         v = if neg {
             v.checked_mul(10)?.checked_sub(d)?
         } else {
@@ -189,29 +253,38 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 }
 
 impl RequestCodec {
-    fn parse_multibulk(&self, buf: &mut BytesMut) -> Result<Parsed, ProtocolError> {
-        let Some(eol) = find_crlf(buf, 1) else {
-            if buf.len() > INLINE_MAX {
-                return Err(ProtocolError::BigMultibulkCount);
+    fn parse_multibulk(&mut self, buf: &mut BytesMut) -> Result<Parsed, ProtocolError> {
+        let Partial { count, mut pos } = match self.partial.take() {
+            Some(p) => p,
+            None => {
+                let Some(eol) = find_crlf(buf, 1) else {
+                    if buf.len() > INLINE_MAX {
+                        return Err(ProtocolError::BigMultibulkCount);
+                    }
+                    return Ok(Parsed::Incomplete);
+                };
+                let count = match parse_i64(&buf[1..eol]) {
+                    Some(n) if n <= MAX_MULTIBULK => n,
+                    _ => return Err(ProtocolError::MultibulkLength),
+                };
+                if count <= 0 {
+                    return Ok(Parsed::Empty(eol + 2));
+                }
+                // At most MAX_MULTIBULK, checked above.
+                let count = count as usize;
+                if !self.authenticated && count > self.unauth_args {
+                    return Err(ProtocolError::UnauthMultibulk);
+                }
+                self.spans.clear();
+                Partial {
+                    count,
+                    pos: eol + 2,
+                }
             }
-            return Ok(Parsed::Incomplete);
         };
-        let count = match parse_i64(&buf[1..eol]) {
-            Some(n) if n <= MAX_MULTIBULK => n,
-            _ => return Err(ProtocolError::MultibulkLength),
-        };
-        let mut pos = eol + 2;
-        if count <= 0 {
-            return Ok(Parsed::Empty(pos));
-        }
-        let count = count as usize;
-        // (start, end) of each argument within the request, found while
-        // scanning. The first few live on the stack: most commands have
-        // fewer, and an allocation per request was a visible cost.
-        let mut first = [(0usize, 0usize); FEW_ARGS];
-        let mut more: Vec<(usize, usize)> = Vec::new();
-        for i in 0..count {
+        while self.spans.len() < count {
             if pos >= buf.len() {
+                self.partial = Some(Partial { count, pos });
                 return Ok(Parsed::Incomplete);
             }
             if buf[pos] != b'$' {
@@ -221,50 +294,75 @@ impl RequestCodec {
                 if buf.len() - pos > INLINE_MAX {
                     return Err(ProtocolError::BigBulkCount);
                 }
+                self.partial = Some(Partial { count, pos });
                 return Ok(Parsed::Incomplete);
             };
             let len = match parse_i64(&buf[pos + 1..eol]) {
                 Some(n) if n >= 0 && n as u64 <= self.max_bulk_len as u64 => n as usize,
                 _ => return Err(ProtocolError::BulkLength),
             };
+            if !self.authenticated && len > self.unauth_bulk {
+                return Err(ProtocolError::UnauthBulk);
+            }
             let start = eol + 2;
             // Like Redis, the two bytes after the payload are skipped unread.
-            if buf.len() < start + len + 2 {
-                buf.reserve(start + len + 2 - buf.len());
+            // No overflow: len is at most max_bulk_len, far below usize::MAX.
+            let end = start + len + 2;
+            if buf.len() < end {
+                // Room for what comes next, a step at a time (the buffer
+                // doubles as it fills): a header alone never makes keyway
+                // reserve the length it announces.
+                let missing = end - buf.len();
+                if buf.capacity() - buf.len() < missing {
+                    buf.reserve(missing.min(GROW_STEP));
+                }
+                self.partial = Some(Partial { count, pos });
                 return Ok(Parsed::Incomplete);
             }
-            match first.get_mut(i) {
-                Some(span) => *span = (start, start + len),
-                None => more.push((start, start + len)),
-            }
-            pos = start + len + 2;
+            self.spans.push((start, start + len));
+            pos = end;
         }
         let raw = buf.split_to(pos).freeze();
-        let mut args = Vec::with_capacity(count);
-        for &(s, e) in first[..count.min(FEW_ARGS)].iter().chain(&more) {
-            args.push(raw.slice(s..e));
+        let args = self.spans.iter().map(|&(s, e)| raw.slice(s..e)).collect();
+        self.spans.clear();
+        if self.spans.capacity() > 1024 {
+            // A huge request's list is not kept for the next small one.
+            self.spans = Vec::new();
         }
         Ok(Parsed::Request(Request { raw, args }))
     }
-}
 
-fn parse_inline(buf: &mut BytesMut) -> Result<Parsed, ProtocolError> {
-    let Some(nl) = memchr(b'\n', buf) else {
+    fn parse_inline(&mut self, buf: &mut BytesMut) -> Result<Parsed, ProtocolError> {
+        // Redis finds the end of an inline request with strchr, which stops
+        // at a NUL byte: a line with a NUL before its newline never ends,
+        // and the client is refused once it has sent too much.
+        if self.inline_scanned != NUL_SEEN {
+            let from = self.inline_scanned.min(buf.len());
+            match buf[from..].iter().position(|&b| b == b'\n' || b == 0) {
+                Some(p) if buf[from + p] == b'\n' => return self.inline_line(buf, from + p),
+                Some(_) => self.inline_scanned = NUL_SEEN,
+                None => self.inline_scanned = buf.len(),
+            }
+        }
         if buf.len() > INLINE_MAX {
             return Err(ProtocolError::BigInline);
         }
-        return Ok(Parsed::Incomplete);
-    };
-    let line = buf.split_to(nl + 1);
-    let mut end = nl;
-    if end > 0 && line[end - 1] == b'\r' {
-        end -= 1;
+        Ok(Parsed::Incomplete)
     }
-    let args = split_args(&line[..end]).ok_or(ProtocolError::UnbalancedQuotes)?;
-    if args.is_empty() {
-        return Ok(Parsed::Empty(0));
+
+    fn inline_line(&mut self, buf: &mut BytesMut, nl: usize) -> Result<Parsed, ProtocolError> {
+        self.inline_scanned = 0;
+        let line = buf.split_to(nl + 1);
+        let mut end = nl;
+        if end > 0 && line[end - 1] == b'\r' {
+            end -= 1;
+        }
+        let args = split_args(&line[..end]).ok_or(ProtocolError::UnbalancedQuotes)?;
+        if args.is_empty() {
+            return Ok(Parsed::Empty(0));
+        }
+        Ok(Parsed::Request(Request::from_args(args)))
     }
-    Ok(Parsed::Request(Request::from_args(args)))
 }
 
 fn hex_digit(c: u8) -> Option<u8> {
@@ -283,7 +381,8 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
         while i < n && line[i].is_ascii_whitespace() {
             i += 1;
         }
-        if i >= n {
+        // As in C, where sdssplitargs runs, a NUL ends the line.
+        if i >= n || line[i] == 0 {
             return Some(out);
         }
         let mut cur = Vec::new();
@@ -454,6 +553,103 @@ mod tests {
         );
         assert_eq!(decode_all(&[b'x'; 70000]), Err(ProtocolError::BigInline));
         assert!(decode_all(b"*0\r\n*-1\r\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_nul_byte_in_an_inline_request_waits_as_in_redis() {
+        // Redis's strchr stops at the NUL: no newline is ever found, nothing
+        // is answered, and past 64 KB the client is refused.
+        let mut codec = RequestCodec::default();
+        let mut buf = BytesMut::from(&b"PING\x00\r\n"[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"PING\r\n");
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(&vec![b'x'; INLINE_MAX]);
+        assert_eq!(codec.decode(&mut buf), Err(ProtocolError::BigInline));
+        // The splitter itself ends a line at a NUL, as C does.
+        assert_eq!(
+            split_args(b"AUTH\x00 more"),
+            Some(vec![Bytes::from("AUTH")])
+        );
+        assert_eq!(split_args(b"\x00"), Some(vec![]));
+        assert_eq!(split_args(b"a \x00\x00 b"), Some(vec![Bytes::from("a")]));
+    }
+
+    #[test]
+    fn a_bulk_header_reserves_only_what_has_arrived() {
+        let mut codec = RequestCodec::default();
+        let mut buf = BytesMut::from(&b"*2\r\n$4\r\nAUTH\r\n$535822336\r\n"[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() < 1 << 20, "reserved {}", buf.capacity());
+        // Then it grows with the data, at most doubling.
+        for _ in 0..64 {
+            buf.extend_from_slice(&[b'a'; 16 * 1024]);
+            assert!(codec.decode(&mut buf).unwrap().is_none());
+            assert!(
+                buf.capacity() <= 2 * (buf.len() + GROW_STEP),
+                "{}",
+                buf.capacity()
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_in_pieces_is_parsed_where_it_stopped() {
+        let args: Vec<Bytes> = (0..1000).map(|i| Bytes::from(format!("v{i}"))).collect();
+        let raw = encode_multibulk(&args);
+        let mut codec = RequestCodec::default();
+        let mut buf = BytesMut::new();
+        let mut resumed_at = 0;
+        for chunk in raw.chunks(7) {
+            buf.extend_from_slice(chunk);
+            if let Some(r) = codec.decode(&mut buf).unwrap() {
+                assert_eq!(r.args, args);
+                assert_eq!(r.raw, raw);
+                assert!(buf.is_empty());
+                return;
+            }
+            // Progress is kept: the next call starts after the last
+            // complete argument instead of at the request's start.
+            let at = codec.partial.map_or(0, |p| p.pos);
+            assert!(at >= resumed_at, "went back from {resumed_at} to {at}");
+            resumed_at = at;
+        }
+        panic!("never decoded");
+    }
+
+    #[test]
+    fn unauthenticated_clients_get_redis_bounds() {
+        let mut codec = RequestCodec::default();
+        codec.set_authenticated(false);
+        let ok = encode_multibulk(&vec![Bytes::from("a"); UNAUTH_MAX_ARGS]);
+        let mut buf = BytesMut::from(&ok[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+        let many = encode_multibulk(&vec![Bytes::from("a"); UNAUTH_MAX_ARGS + 1]);
+        let mut buf = BytesMut::from(&many[..]);
+        assert_eq!(codec.decode(&mut buf), Err(ProtocolError::UnauthMultibulk));
+        for (len, ok) in [
+            (UNAUTH_MAX_BULK - 1, true),
+            (UNAUTH_MAX_BULK, true),
+            (UNAUTH_MAX_BULK + 1, false),
+        ] {
+            let mut codec = RequestCodec::default();
+            codec.set_authenticated(false);
+            let req = encode_multibulk(&[Bytes::from("AUTH"), Bytes::from(vec![b'p'; len])]);
+            let mut buf = BytesMut::from(&req[..]);
+            match codec.decode(&mut buf) {
+                Ok(Some(r)) => assert!(ok, "{len}: {:?}", r.args.len()),
+                Err(e) => {
+                    assert!(!ok, "{len}");
+                    assert_eq!(e, ProtocolError::UnauthBulk);
+                    assert_eq!(e.to_string(), "unauthenticated bulk length");
+                }
+                Ok(None) => panic!("{len}: incomplete"),
+            }
+        }
+        // Authenticated, the same request is fine.
+        let mut codec = RequestCodec::default();
+        let mut buf = BytesMut::from(&many[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_some());
     }
 
     #[test]

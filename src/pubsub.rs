@@ -9,17 +9,17 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use bytes::Bytes;
-use tokio::sync::mpsc;
-
-use crate::backend::{Backend, Command, Subscriber};
+use crate::backend::{Backend, Command, PushReceiver, Pushes, Queue, Subscriber};
 use crate::command::{self, CommandSpec};
 use crate::error::{CmdError, lossy};
+use crate::limits::OutputLimit;
 use crate::reply::Reply;
 use crate::router::{Namespace, Router};
 use crate::util::bytes;
+use bytes::Bytes;
 
 /// How long keyway waits for a backend to confirm a subscription.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,8 +44,8 @@ pub enum Push {
 }
 
 pub struct PubSub {
-    tx: mpsc::UnboundedSender<(usize, Reply)>,
-    rx: mpsc::UnboundedReceiver<(usize, Reply)>,
+    tx: Pushes,
+    rx: PushReceiver,
     feeds: Vec<Option<Feed>>,
     /// Client channel -> (feed, backend channel).
     channels: HashMap<Bytes, (usize, Bytes)>,
@@ -55,9 +55,11 @@ pub struct PubSub {
     waiting: VecDeque<Push>,
 }
 
-impl Default for PubSub {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+impl PubSub {
+    /// Subscriptions of a client whose queued bytes are counted in
+    /// `queued`, held to `limit` (its pubsub output limit).
+    pub fn new(queued: Arc<AtomicUsize>, limit: OutputLimit) -> Self {
+        let (tx, rx) = Pushes::channel(queued, limit);
         PubSub {
             tx,
             rx,
@@ -87,6 +89,11 @@ fn literal_prefix(p: &[u8]) -> &[u8] {
 }
 
 impl PubSub {
+    /// The client's queue of messages, which says when it broke its limit.
+    pub fn overflow(&self) -> Arc<Queue> {
+        self.rx.queue()
+    }
+
     /// Subscribed to anything: the connection is in pub/sub mode.
     pub fn active(&self) -> bool {
         !self.channels.is_empty() || !self.patterns.is_empty()

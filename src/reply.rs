@@ -75,6 +75,30 @@ impl Reply {
         matches!(self, Reply::Error(_))
     }
 
+    /// About how many bytes the reply takes encoded (and held), for the
+    /// limits on what a client makes keyway hold.
+    pub fn size(&self) -> usize {
+        const HEAD: usize = 16;
+        match self {
+            Reply::Status(b) | Reply::Error(b) | Reply::Bulk(b) | Reply::Verbatim(b) => {
+                HEAD + b.len()
+            }
+            Reply::Raw(b) => b.len(),
+            Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
+                HEAD + items.iter().map(Reply::size).sum::<usize>()
+            }
+            Reply::Map(pairs) | Reply::Pairs(pairs) => {
+                HEAD + pairs
+                    .iter()
+                    .map(|(k, v)| k.size() + v.size())
+                    .sum::<usize>()
+            }
+            Reply::Int(_) | Reply::Nil | Reply::NilArray | Reply::Double(_) | Reply::Bool(_) => {
+                HEAD
+            }
+        }
+    }
+
     /// Encodes the reply for a client speaking RESP3 (`resp3`) or RESP2.
     pub fn encode(&self, resp3: bool, out: &mut BytesMut) {
         match self {

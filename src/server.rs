@@ -191,14 +191,35 @@ impl Server {
             return;
         }
         let _ = stream.set_nodelay(true);
-        shared.stats.connected.fetch_add(1, Ordering::Relaxed);
-        metrics().connections.inc();
         metrics().connections_total.inc();
         shared
             .stats
             .connections_total
             .fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(client(stream, shared, done.downgrade()));
+        let admitted = Admitted::new(shared);
+        tokio::spawn(client(stream, admitted, done.downgrade()));
+    }
+}
+
+/// A client counted as connected (and its fixed cost as client memory)
+/// for as long as its task lives, however the task ends: a panic in it
+/// must not leave its slot taken for good.
+struct Admitted(Arc<Shared>);
+
+impl Admitted {
+    fn new(shared: Arc<Shared>) -> Admitted {
+        shared.stats.connected.fetch_add(1, Ordering::Relaxed);
+        metrics().connections.inc();
+        crate::alloc::clients_add(crate::limits::PER_CLIENT as isize);
+        Admitted(shared)
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.stats.connected.fetch_sub(1, Ordering::Relaxed);
+        metrics().connections.dec();
+        crate::alloc::clients_add(-(crate::limits::PER_CLIENT as isize));
     }
 }
 
@@ -220,21 +241,37 @@ fn readiness(shared: &Shared) -> (bool, String) {
 /// small future (no Connection, buffers, span or shutdown watch), because
 /// many clients connect and then sit idle in a pool. Shutdown does not wait
 /// for such a client; it ends with the process.
-async fn client(stream: TcpStream, shared: Arc<Shared>, done: mpsc::WeakSender<()>) {
+async fn client(stream: TcpStream, admitted: Admitted, done: mpsc::WeakSender<()>) {
     // Peek rather than readable(): a new socket reports ready once before
     // any data came. poll_peek keeps no waiter state in this future.
     let first = poll_fn(|cx| {
         let mut byte = [0u8; 1];
         stream.poll_peek(cx, &mut ReadBuf::new(&mut byte))
-    })
-    .await;
+    });
+    // With `timeout`, a client that never sends anything is closed too.
+    let first = match admitted.0.config.load().server.timeout {
+        0 => first.await.ok(),
+        // Boxed: the timer is held only by clients that have one.
+        secs => match Box::pin(tokio::time::timeout(Duration::from_secs(secs), first)).await {
+            Ok(r) => r.ok(),
+            Err(_) => {
+                if let Ok(peer) = stream.peer_addr() {
+                    crate::limits::closing(
+                        peer,
+                        "timeout",
+                        &format!("idle for {secs} s (timeout)"),
+                    );
+                }
+                None
+            }
+        },
+    };
     // Only a box is kept across this await, so that the idle stage above
     // (one per idle client) holds little more than the socket.
-    if let Some(session) = first.ok().and_then(|_| session(stream, &shared, done)) {
+    if let Some(session) = first.and_then(|_| session(stream, &admitted.0, done)) {
         session.await;
     }
-    shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
-    metrics().connections.dec();
+    drop(admitted);
 }
 
 /// A client's session once it has sent something; None when the server is

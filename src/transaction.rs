@@ -45,9 +45,16 @@ struct Queued {
     target: Option<(Arc<dyn Backend>, Arc<Namespace>)>,
     /// An error while queuing: EXEC will refuse the transaction.
     dirty: bool,
+    /// Bytes of the queued commands (client memory, as Redis's multi-mem).
+    bytes: usize,
 }
 
 impl Transaction {
+    /// Bytes the queued commands hold.
+    pub fn held(&self) -> usize {
+        self.multi.as_ref().map_or(0, |q| q.bytes)
+    }
+
     pub fn in_multi(&self) -> bool {
         self.multi.is_some()
     }
@@ -153,6 +160,7 @@ impl Transaction {
             r
         };
         let place = q.commands.len() + q.local.len();
+        q.bytes = q.bytes.saturating_add(req.raw.len() + 64);
         match (spec.name, req.args.get(1)) {
             ("ping", None) => {
                 q.local.push((place, Reply::status("PONG")));

@@ -343,19 +343,14 @@ pub struct Feed {
 }
 
 impl Feed {
-    pub fn start(
-        conn: Conn,
-        tag: usize,
-        pushes: mpsc::UnboundedSender<(usize, Reply)>,
-        name: String,
-    ) -> Feed {
+    pub fn start(conn: Conn, tag: usize, pushes: crate::backend::Pushes, name: String) -> Feed {
         let Conn { io, mut buf, resp3 } = conn;
         let (mut rd, wr) = tokio::io::split(io);
         let task = tokio::spawn(async move {
             let reason = loop {
                 match decode(&mut buf, resp3, true) {
                     Ok(Some(r)) => {
-                        if pushes.send((tag, r)).is_err() {
+                        if !pushes.send((tag, r)) {
                             return;
                         }
                         continue;

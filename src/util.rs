@@ -1,5 +1,6 @@
 //! Small helpers shared by the router and the backends: argument parsing
-//! with Redis's error texts, glob patterns, random numbers.
+//! with Redis's error texts, glob patterns, random numbers, the net that
+//! catches a panic.
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
@@ -161,6 +162,46 @@ pub fn glob_escape(s: &[u8]) -> Vec<u8> {
         out.push(c);
     }
     out
+}
+
+/// A future whose panic is caught and returned as its message: the net
+/// under a client's commands, so that a bug in one command fails that
+/// command (or that client) instead of the process's worker thread.
+pub struct CatchUnwind<F>(pub F);
+
+impl<F: std::future::Future + Unpin> std::future::Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        // The future is not polled again after a panic: it is dropped.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::pin::Pin::new(inner).poll(cx)
+        })) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(payload) => std::task::Poll::Ready(Err(panic_message(payload.as_ref()))),
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into its message.
+pub fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| panic_message(p.as_ref()))
+}
+
+/// The text a panic was raised with.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
 }
 
 pub fn bytes(s: &str) -> Bytes {

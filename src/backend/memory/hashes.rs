@@ -209,15 +209,15 @@ pub fn hincrbyfloat(s: &Store, a: &[Bytes]) -> CmdResult {
 
 /// HRANDFIELD key [count [WITHVALUES]]
 pub fn hrandfield(s: &Store, a: &[Bytes]) -> CmdResult {
-    let count = match a.get(2) {
-        Some(c) => Some(int_arg(c)?),
-        None => None,
-    };
     let with_values = match a.get(3) {
         None => false,
         Some(o) if is(o, "WITHVALUES") && a.len() == 4 => true,
         Some(_) => return Err(CmdError::Syntax),
     };
+    let count = a
+        .get(2)
+        .map(|c| typed::rand_count(c, with_values))
+        .transpose()?;
     read(s, &a[1], |h| {
         let fields: Vec<(&Bytes, &Bytes)> = h.map(|h| h.iter().collect()).unwrap_or_default();
         let Some(count) = count else {
@@ -227,6 +227,13 @@ pub fn hrandfield(s: &Store, a: &[Bytes]) -> CmdResult {
             let (f, _) = fields[random_below(fields.len() as u64) as usize];
             return Ok(Reply::Bulk(f.clone()));
         };
+        if count < 0 {
+            let bytes = fields
+                .iter()
+                .map(|(f, v)| f.len() + if with_values { v.len() + 16 } else { 0 })
+                .sum();
+            typed::reply_fits(count.unsigned_abs(), fields.len(), bytes)?;
+        }
         let picked = random_picks(&fields, count);
         Ok(if with_values {
             Reply::Pairs(

@@ -522,7 +522,7 @@ impl Memory {
             Eviction::AllkeysRandom => (false, store::Victims::Random),
             Eviction::VolatileTtl => (true, store::Victims::Ttl),
         };
-        while crate::alloc::allocated() > max {
+        while crate::alloc::data() > max {
             if self.eviction == Eviction::Noeviction {
                 return Err(oom());
             }
@@ -535,7 +535,7 @@ impl Memory {
                     self.evicted
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                if crate::alloc::allocated() <= max {
+                if crate::alloc::data() <= max {
                     break;
                 }
             }
@@ -549,24 +549,40 @@ impl Memory {
     }
 
     fn one(&self, table: &[Option<(Handler, Gate)>], c: &Command) -> Reply {
-        if let Some((_, Script)) = table[c.spec.id] {
-            // Its commands check memory one by one.
-            return scripting::run(self, c).unwrap_or(Reply::Nil);
-        }
-        if let Err(oom) = self.make_room(c.spec) {
-            return oom;
-        }
-        match table[c.spec.id] {
-            Some((h, _)) => {
-                let r = h(&self.store, &c.args).unwrap_or_else(Reply::from);
-                streams::for_protocol(c, r)
+        guarded(c.spec.name, || {
+            if let Some((_, Script)) = table[c.spec.id] {
+                // Its commands check memory one by one.
+                return scripting::run(self, c).unwrap_or(Reply::Nil);
             }
-            None => Reply::from(CmdError::msg(format!(
-                "ERR '{}' is not supported by the memory backend",
-                c.spec.name
-            ))),
-        }
+            if let Err(oom) = self.make_room(c.spec) {
+                return oom;
+            }
+            match table[c.spec.id] {
+                Some((h, _)) => {
+                    let r = h(&self.store, &c.args).unwrap_or_else(Reply::from);
+                    streams::for_protocol(c, r)
+                }
+                None => Reply::from(CmdError::msg(format!(
+                    "ERR '{}' is not supported by the memory backend",
+                    c.spec.name
+                ))),
+            }
+        })
     }
+}
+
+/// Runs one command under the panic net: a bug in a handler answers that
+/// command with `-ERR internal error` (logged and counted) while the rest
+/// of the batch, the client and the store carry on. The store's locks are
+/// used poisoned or not (see `store::Partition`), and a write whose handler
+/// panicked leaves its key as the handler left it: handlers check their
+/// arguments before they change anything.
+fn guarded(command: &'static str, run: impl FnOnce() -> Reply) -> Reply {
+    crate::util::catch_panic(run).unwrap_or_else(|panic| {
+        tracing::error!(command, "internal error (a bug in keyway): {panic}");
+        crate::metrics::metrics().internal_error(command);
+        Reply::error("ERR internal error")
+    })
 }
 
 /// A client's WATCH: versions of its watched keys, checked at EXEC.
@@ -730,6 +746,17 @@ fn str_of(e: EntryRef<'_>) -> CmdResult<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_command_is_answered_and_counted() {
+        let before = crate::metrics::metrics().encode();
+        let r = guarded("get", || panic!("injected"));
+        assert_eq!(r, Reply::error("ERR internal error"));
+        let after = crate::metrics::metrics().encode();
+        assert_ne!(before, after);
+        assert!(after.contains("keyway_internal_errors_total{command=\"get\"}"));
+        assert_eq!(guarded("get", Reply::ok), Reply::ok());
+    }
 
     #[test]
     fn every_handler_is_in_the_command_table() {

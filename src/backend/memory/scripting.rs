@@ -67,6 +67,10 @@ pub fn run(mem: &Memory, c: &Command) -> Option<Reply> {
         }
         "evalsha" | "evalsha_ro" => {
             let sha = String::from_utf8_lossy(&c.args[1]).to_ascii_lowercase();
+            // Redis checks the key count before it looks the script up.
+            if let Err(e) = key_count(&c.args) {
+                return Some(e);
+            }
             match mem.scripts.get(&sha) {
                 Some(body) => eval(mem, &sha, &body, &c.args, c.spec.name == "evalsha_ro"),
                 None => Reply::error("NOSCRIPT No matching script. Please use EVAL."),
@@ -155,18 +159,28 @@ fn compile(lua: &Lua, body: &[u8]) -> Result<mlua::Function, Reply> {
         })
 }
 
-/// EVAL / EVALSHA (and their _RO forms): `a` is the whole command.
-fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> Reply {
+/// The key count of EVAL and EVALSHA, checked as Redis checks it.
+fn key_count(a: &[Bytes]) -> Result<usize, Reply> {
     let Some(n) = parse_i64(&a[2]) else {
-        return CmdError::NotInteger.into();
+        return Err(CmdError::NotInteger.into());
     };
     if n < 0 {
-        return Reply::error("ERR Number of keys can't be negative");
+        return Err(Reply::error("ERR Number of keys can't be negative"));
     }
-    let n = n as usize;
-    if n > a.len() - 3 {
-        return Reply::error("ERR Number of keys can't be greater than number of args");
+    match usize::try_from(n) {
+        Ok(n) if n <= a.len() - 3 => Ok(n),
+        _ => Err(Reply::error(
+            "ERR Number of keys can't be greater than number of args",
+        )),
     }
+}
+
+/// EVAL / EVALSHA (and their _RO forms): `a` is the whole command.
+fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> Reply {
+    let n = match key_count(a) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
     let (keys, argv) = a[3..].split_at(n);
     let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH;
     let lua = match Lua::new_with(libs, LuaOptions::default()) {

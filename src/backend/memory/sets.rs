@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::own;
 use super::store::{Store, Value};
-use super::typed::{modify, random_picks, read, scan_step, store};
+use super::typed::{modify, rand_count, random_picks, read, reply_fits, scan_step, store};
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::{parse_scan, scan_reply};
 use crate::reply::Reply;
@@ -113,25 +113,32 @@ pub fn srandmember(s: &Store, a: &[Bytes]) -> CmdResult {
     if a.len() > 3 {
         return Err(CmdError::Syntax);
     }
-    let count = count_arg(a.get(2))?;
+    let count = a.get(2).map(|c| rand_count(c, false)).transpose()?;
     read::<Set, _>(s, &a[1], |set| {
         let len = set.map_or(0, |s| s.len());
         let at = |i: usize| set.and_then(|s| s.get_index(i)).cloned();
-        match count {
+        Ok(match count {
             None if len == 0 => Reply::Nil,
             None => Reply::opt_bulk(at(random_below(len as u64) as usize)),
-            Some(n) if n < 0 => Reply::Array(
-                (0..n.unsigned_abs())
-                    .filter_map(|_| at(random_below(len as u64) as usize))
-                    .map(Reply::Bulk)
-                    .collect(),
-            ),
+            Some(n) if n < 0 => {
+                if len == 0 {
+                    return Ok(Reply::Array(Vec::new()));
+                }
+                let bytes = set.map_or(0, |s| s.iter().map(|m| m.len()).sum());
+                reply_fits(n.unsigned_abs(), len, bytes)?;
+                Reply::Array(
+                    (0..n.unsigned_abs())
+                        .filter_map(|_| at(random_below(len as u64) as usize))
+                        .map(Reply::Bulk)
+                        .collect(),
+                )
+            }
             Some(n) => {
                 let all: Vec<Bytes> = set.into_iter().flatten().cloned().collect();
                 Reply::Array(random_picks(&all, n).into_iter().map(Reply::Bulk).collect())
             }
-        }
-    })
+        })
+    })?
 }
 
 pub fn smove(s: &Store, a: &[Bytes]) -> CmdResult {

@@ -126,9 +126,46 @@ pub fn scan_step<'a, T: 'a>(
     }
 }
 
+/// The largest reply a client-chosen count may ask the memory backend to
+/// build: a repeated random pick (SRANDMEMBER s -N) is otherwise bounded
+/// by nothing, and one 30-byte request could ask for gigabytes.
+pub const MAX_REPLY_BYTES: usize = 512 << 20;
+
+/// The count of SRANDMEMBER, HRANDFIELD and ZRANDMEMBER, checked as Redis 7
+/// checks it: within ±LONG_MAX, and with values (which double the reply)
+/// within half of that.
+pub fn rand_count(arg: &[u8], with_values: bool) -> CmdResult<i64> {
+    let n = crate::util::int_arg(arg)?;
+    if n == i64::MIN {
+        return Err(CmdError::msg(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ));
+    }
+    if with_values && n.unsigned_abs() > (i64::MAX / 2) as u64 {
+        return Err(CmdError::msg("ERR value is out of range"));
+    }
+    Ok(n)
+}
+
+/// Refuses a reply of `count` picks from `items` items of `bytes` bytes in
+/// all when it would pass [`MAX_REPLY_BYTES`].
+pub fn reply_fits(count: u64, items: usize, bytes: usize) -> CmdResult<()> {
+    let each = bytes.checked_div(items).unwrap_or(0).saturating_add(16);
+    let total = usize::try_from(count)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(each);
+    if total > MAX_REPLY_BYTES {
+        return Err(CmdError::msg(format!(
+            "ERR a reply of {count} elements (about {total} bytes) is over the memory backend's limit of {MAX_REPLY_BYTES} bytes for one reply"
+        )));
+    }
+    Ok(())
+}
+
 /// `count` random picks from `items`: distinct when `count` >= 0 (at most
 /// all of them), possibly repeated when negative, as HRANDFIELD,
-/// SRANDMEMBER and ZRANDMEMBER do.
+/// SRANDMEMBER and ZRANDMEMBER do. The caller has checked a negative count
+/// with [`reply_fits`].
 pub fn random_picks<T: Clone>(items: &[T], count: i64) -> Vec<T> {
     if items.is_empty() {
         return Vec::new();
@@ -139,7 +176,7 @@ pub fn random_picks<T: Clone>(items: &[T], count: i64) -> Vec<T> {
             .collect();
     }
     let mut all = items.to_vec();
-    let n = (count as usize).min(all.len());
+    let n = usize::try_from(count).unwrap_or(usize::MAX).min(all.len());
     for i in 0..n {
         let j = i + random_below((all.len() - i) as u64) as usize;
         all.swap(i, j);

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::blocking::timeout_arg;
 use super::own;
 use super::store::{Store, Value, ValueRef};
-use super::typed::{modify, random_picks, read, scan_step, store};
+use super::typed::{modify, rand_count, random_picks, read, reply_fits, scan_step, store};
 use super::zset::ZSet;
 use crate::error::{CmdError, CmdResult};
 use crate::keyspace::{parse_scan, scan_reply};
@@ -867,24 +867,29 @@ pub fn zintercard(s: &Store, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn zrandmember(s: &Store, a: &[Bytes]) -> CmdResult {
-    let count = match a.get(2) {
-        Some(c) => Some(int_arg(c)?),
-        None => None,
-    };
     let scores = match a.get(3) {
         None => false,
         Some(o) if is(o, "WITHSCORES") && a.len() == 4 => true,
         Some(_) => return Err(CmdError::Syntax),
     };
+    let count = a.get(2).map(|c| rand_count(c, scores)).transpose()?;
     read::<ZSet, _>(s, &a[1], |z| {
         let all: Vec<(Bytes, f64)> = z.map(|z| z.range(0, z.len())).unwrap_or_default();
-        match count {
+        Ok(match count {
             None => random_picks(&all, 1)
                 .pop()
                 .map_or(Reply::Nil, |(m, _)| Reply::Bulk(m)),
-            Some(n) => with_scores(random_picks(&all, n), scores),
-        }
-    })
+            Some(n) => {
+                if n < 0 {
+                    let bytes = all
+                        .iter()
+                        .map(|(m, _)| m.len() + if scores { 24 } else { 0 });
+                    reply_fits(n.unsigned_abs(), all.len(), bytes.sum())?;
+                }
+                with_scores(random_picks(&all, n), scores)
+            }
+        })
+    })?
 }
 
 pub fn zscan(s: &Store, a: &[Bytes]) -> CmdResult {
