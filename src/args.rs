@@ -51,12 +51,15 @@ pub struct SetArgs {
 }
 
 impl SetArgs {
+    /// The options, then the expiry's value, as Redis reads them: a syntax
+    /// error anywhere comes before a bad number.
     pub fn parse(a: &[Bytes]) -> CmdResult<SetArgs> {
         let mut s = SetArgs::default();
+        let mut expiry: Option<(usize, Unit, bool)> = None;
         let mut i = 3;
         while i < a.len() {
             let o = &a[i];
-            let expiry = [("EX", Unit::Seconds, false), ("PX", Unit::Millis, false)]
+            let named = [("EX", Unit::Seconds, false), ("PX", Unit::Millis, false)]
                 .into_iter()
                 .chain([("EXAT", Unit::Seconds, true), ("PXAT", Unit::Millis, true)])
                 .find(|(name, _, _)| is(o, name));
@@ -66,27 +69,32 @@ impl SetArgs {
                 s.xx = true;
             } else if is(o, "GET") {
                 s.get = true;
-            } else if is(o, "KEEPTTL") && s.expires.is_none() {
+            } else if is(o, "KEEPTTL") && expiry.is_none() {
                 s.keepttl = true;
-            } else if let Some((_, unit, abs)) = expiry {
-                if s.keepttl || s.expires.is_some() || i + 1 >= a.len() {
+            } else if let Some((_, unit, abs)) = named {
+                if s.keepttl || expiry.is_some() || i + 1 >= a.len() {
                     return Err(CmdError::Syntax);
                 }
-                s.expires = Some(expire_at(&a[i + 1], unit, abs, "set")?);
+                expiry = Some((i + 1, unit, abs));
                 i += 1;
             } else {
                 return Err(CmdError::Syntax);
             }
             i += 1;
         }
+        if let Some((at, unit, abs)) = expiry {
+            s.expires = Some(expire_at(&a[at], unit, abs, "set")?);
+        }
         Ok(s)
     }
 }
 
 /// GETEX key [EX s|PX ms|EXAT ts|PXAT ms|PERSIST]: None leaves the TTL,
-/// Some(0) removes it, Some(t) expires at Unix ms `t`.
+/// Some(0) removes it, Some(t) expires at Unix ms `t`. Options first, then
+/// the expiry's value, as Redis reads them.
 pub fn getex_change(a: &[Bytes]) -> CmdResult<Option<u64>> {
-    let mut change: Option<u64> = None;
+    let mut persist = false;
+    let mut expiry: Option<(usize, Unit, bool)> = None;
     let mut i = 2;
     while i < a.len() {
         let o = &a[i];
@@ -97,18 +105,20 @@ pub fn getex_change(a: &[Bytes]) -> CmdResult<Option<u64>> {
         } else {
             None
         };
-        if is(o, "PERSIST") && change.is_none() {
-            change = Some(0);
-        } else if let (Some(unit), None, true) = (unit, change, i + 1 < a.len()) {
-            let absolute = o.len() == 4;
-            change = Some(expire_at(&a[i + 1], unit, absolute, "getex")?);
+        if is(o, "PERSIST") && expiry.is_none() && !persist {
+            persist = true;
+        } else if let (Some(unit), None, false, true) = (unit, expiry, persist, i + 1 < a.len()) {
+            expiry = Some((i + 1, unit, o.len() == 4));
             i += 1;
         } else {
             return Err(CmdError::Syntax);
         }
         i += 1;
     }
-    Ok(change)
+    match expiry {
+        Some((at, unit, absolute)) => Ok(Some(expire_at(&a[at], unit, absolute, "getex")?)),
+        None => Ok(persist.then_some(0)),
+    }
 }
 
 /// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key n [NX|XX|GT|LT]
@@ -126,7 +136,6 @@ impl ExpireArgs {
     /// `unit` of the argument, `absolute` for the *AT forms.
     pub fn parse(a: &[Bytes], unit: Unit, absolute: bool) -> CmdResult<ExpireArgs> {
         let cmd = String::from_utf8_lossy(&a[0]).to_lowercase();
-        let n = int_arg(&a[2])?;
         let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
         for o in &a[3..] {
             if is(o, "NX") {
@@ -140,7 +149,7 @@ impl ExpireArgs {
             } else {
                 return Err(CmdError::msg(format!(
                     "ERR Unsupported option {}",
-                    String::from_utf8_lossy(o)
+                    crate::error::lossy(o, usize::MAX)
                 )));
             }
         }
@@ -154,6 +163,8 @@ impl ExpireArgs {
                 "ERR GT and LT options at the same time are not compatible",
             ));
         }
+        // The options are read before the time, as Redis reads them.
+        let n = int_arg(&a[2])?;
         let when = deadline(n, unit, absolute, &cmd)?;
         Ok(ExpireArgs {
             when,

@@ -75,8 +75,10 @@ impl CmdError {
     }
 }
 
-/// Text of a client-supplied argument for an error message, cut to `max` bytes.
+/// Text of a client-supplied argument for an error message, cut to `max`
+/// bytes, and at a NUL byte, as Redis's `%s` prints it.
 pub fn lossy(b: &[u8], max: usize) -> String {
+    let b = b.split(|&c| c == 0).next().unwrap_or_default();
     String::from_utf8_lossy(&b[..b.len().min(max)]).into_owned()
 }
 

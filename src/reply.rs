@@ -49,9 +49,10 @@ impl Reply {
     }
 
     /// The one way to build an error reply: a RESP error must be one line, so
-    /// CR and LF become spaces. `msg` starts with its code (`ERR`, `WRONGTYPE`).
+    /// CR and LF at its end go and those inside become spaces, as Redis
+    /// makes them. `msg` starts with its code (`ERR`, `WRONGTYPE`).
     pub fn error(msg: impl AsRef<str>) -> Reply {
-        let msg = msg.as_ref();
+        let msg = msg.as_ref().trim_end_matches(['\r', '\n']);
         let clean: String = msg
             .chars()
             .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })

@@ -15,28 +15,198 @@ pub fn int_arg(b: &[u8]) -> CmdResult<i64> {
     parse_i64(b).ok_or(CmdError::NotInteger)
 }
 
-/// Parses a float the way Redis's string2ld does: no spaces, no NaN,
-/// `inf`/`-inf` accepted.
-pub fn parse_f64(b: &[u8]) -> Option<f64> {
-    let s = std::str::from_utf8(b).ok()?;
-    if s.is_empty() || s.bytes().any(|c| c.is_ascii_whitespace()) {
+/// An integer within `min..=max`, as Redis's getRangeLongFromObjectOrReply
+/// reads it: with `msg`, that one text answers both a non-number and a
+/// number out of range; without, Redis's two texts.
+pub fn range_arg(b: &[u8], min: i64, max: i64, msg: Option<&str>) -> CmdResult<i64> {
+    let fail = |default: String| CmdError::msg(msg.map_or(default, |m| format!("ERR {m}")));
+    let n =
+        parse_i64(b).ok_or_else(|| fail("ERR value is not an integer or out of range".into()))?;
+    if n < min || n > max {
+        return Err(fail(format!(
+            "ERR value is out of range, value must between {min} and {max}"
+        )));
+    }
+    Ok(n)
+}
+
+/// A count that must be 0 or more (getPositiveLongFromObjectOrReply).
+pub fn positive_arg(b: &[u8], msg: Option<&str>) -> CmdResult<i64> {
+    range_arg(
+        b,
+        0,
+        i64::MAX,
+        Some(msg.unwrap_or("value is out of range, must be positive")),
+    )
+}
+
+/// Reads all of `t` as C's strtod does: decimal or hexadecimal (`0x1.8p3`)
+/// digits, `inf`/`infinity`/`nan` in any case, an optional sign. Returns
+/// the value and whether it is out of range (errno's ERANGE: a finite text
+/// too large, or non-zero digits that round to zero); None unless every
+/// byte was read.
+pub fn strtod(t: &str) -> Option<(f64, bool)> {
+    if let Some(x) = hex_float(t) {
+        return Some((x, x.is_infinite()));
+    }
+    // Rust's float grammar is C's for decimal text, less the blanks (which
+    // callers handle) and with "infinity"/"nan" read alike.
+    let x: f64 = t.parse().ok()?;
+    let lower = t.to_ascii_lowercase();
+    let named = lower.contains("inf") || lower.contains("nan");
+    let overflow = x.is_infinite() && !named;
+    let underflow = x == 0.0
+        && t.bytes()
+            .take_while(|c| !matches!(c, b'e' | b'E'))
+            .any(|c| (b'1'..=b'9').contains(&c));
+    Some((x, overflow || underflow))
+}
+
+/// The longest start of `s` that C's strtod reads as a number, with its
+/// value and length (blanks before it are not skipped); None when strtod
+/// would read nothing.
+pub fn strtod_prefix(s: &[u8]) -> Option<(f64, usize)> {
+    let starts = |at: usize, word: &str| {
+        s.len() >= at + word.len() && s[at..at + word.len()].eq_ignore_ascii_case(word.as_bytes())
+    };
+    let digits = |mut at: usize, hex: bool| {
+        let from = at;
+        while s.get(at).is_some_and(|c| {
+            if hex {
+                c.is_ascii_hexdigit()
+            } else {
+                c.is_ascii_digit()
+            }
+        }) {
+            at += 1;
+        }
+        (at, at - from)
+    };
+    let sign = usize::from(matches!(s.first(), Some(b'+' | b'-')));
+    let neg = s.first() == Some(&b'-');
+    let signed = |x: f64| if neg { -x } else { x };
+    if starts(sign, "infinity") {
+        return Some((signed(f64::INFINITY), sign + 8));
+    }
+    if starts(sign, "inf") {
+        return Some((signed(f64::INFINITY), sign + 3));
+    }
+    if starts(sign, "nan") {
+        let mut end = sign + 3;
+        if s.get(end) == Some(&b'(') {
+            if let Some(close) = s[end..].iter().position(|&c| c == b')') {
+                if s[end + 1..end + close]
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                {
+                    end += close + 1;
+                }
+            }
+        }
+        return Some((f64::NAN, end));
+    }
+    let hex = starts(sign, "0x");
+    let base = if hex { sign + 2 } else { sign };
+    let (mut at, int_digits) = digits(base, hex);
+    let mut frac_digits = 0;
+    if s.get(at) == Some(&b'.') {
+        let (end, n) = digits(at + 1, hex);
+        if int_digits + n > 0 {
+            at = end;
+            frac_digits = n;
+        }
+    }
+    if int_digits + frac_digits == 0 {
+        // "0x" with no hex digit reads as the "0".
+        return hex.then_some((signed(0.0), sign + 1));
+    }
+    let exp = if hex { b'p' } else { b'e' };
+    if s.get(at).is_some_and(|c| c.to_ascii_lowercase() == exp) {
+        let esign = usize::from(matches!(s.get(at + 1), Some(b'+' | b'-')));
+        let (end, n) = digits(at + 1 + esign, false);
+        if n > 0 {
+            at = end;
+        }
+    }
+    let text = std::str::from_utf8(&s[..at]).ok()?;
+    let x = if hex {
+        hex_float(text)?
+    } else {
+        text.parse().ok()?
+    };
+    Some((x, at))
+}
+
+/// strtod's hexadecimal form: [sign] 0x digits [. digits] [p exponent].
+fn hex_float(t: &str) -> Option<f64> {
+    let (neg, rest) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let rest = rest
+        .strip_prefix("0x")
+        .or_else(|| rest.strip_prefix("0X"))?;
+    let (mantissa, exp) = match rest.find(['p', 'P']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i32>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() && frac.is_empty() {
         return None;
     }
-    let v: f64 = match s.to_ascii_lowercase().as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
-        "-inf" | "-infinity" => f64::NEG_INFINITY,
-        l if l.contains("inf") || l.contains("nan") => return None,
-        _ => s.parse().ok()?,
-    };
-    Some(v)
+    let mut x = 0f64;
+    for c in int.chars() {
+        x = x * 16.0 + f64::from(c.to_digit(16)?);
+    }
+    let mut scale = 1.0 / 16.0;
+    for c in frac.chars() {
+        x += f64::from(c.to_digit(16)?) * scale;
+        scale /= 16.0;
+    }
+    let x = x * 2f64.powi(exp);
+    Some(if neg { -x } else { x })
+}
+
+/// Parses a float the way Redis's getDoubleFromObject does: strtod over
+/// the whole argument, which must not be empty or start with a blank, be
+/// NaN, or be out of range. `inf`, `-inf` and hex floats are accepted.
+pub fn parse_f64(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty() || s.as_bytes()[0].is_ascii_whitespace() || s.as_bytes()[0] == 0x0b {
+        return None;
+    }
+    match strtod(s)? {
+        (x, false) if !x.is_nan() => Some(x),
+        _ => None,
+    }
+}
+
+/// One end of a score range as Redis's zslParseRangeItem reads it: strtod
+/// over the whole text, leading blanks allowed, and an empty text is 0.
+pub fn parse_range_f64(b: &[u8]) -> Option<f64> {
+    // Redis reads the item as a C string: a NUL ends it.
+    let b = b.split(|&c| c == 0).next().unwrap_or_default();
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty() {
+        return Some(0.0);
+    }
+    // strtod skips blanks, but when nothing follows them it read nothing.
+    let t = s.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\u{b}');
+    strtod(t).map(|(x, _)| x).filter(|x| !x.is_nan())
 }
 
 pub fn float_arg(b: &[u8]) -> CmdResult<f64> {
     parse_f64(b).ok_or(CmdError::NotFloat)
 }
 
-/// Case-insensitive comparison of an argument with an upper-case option.
+/// Case-insensitive comparison of an argument with an upper-case option,
+/// as Redis's strcasecmp makes it: the argument ends at a NUL byte.
 pub fn is(arg: &[u8], option: &str) -> bool {
+    let arg = match arg.iter().position(|&c| c == 0) {
+        Some(end) => &arg[..end],
+        None => arg,
+    };
     arg.eq_ignore_ascii_case(option.as_bytes())
 }
 
@@ -164,6 +334,27 @@ pub fn glob_escape(s: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A container command's subcommand, upper case, once known and its
+/// arity checked: (name, arguments, exactly that many or at least), with
+/// Redis's texts for an unknown one and for a wrong count.
+pub fn subcommand(a: &[Bytes], cmd: &str, arities: &[(&str, usize, bool)]) -> CmdResult<String> {
+    let sub = upper(&a[1]);
+    let Some(&(_, n, exact)) = arities.iter().find(|(name, ..)| *name == sub) else {
+        return Err(CmdError::UnknownSubcommand {
+            cmd: cmd.into(),
+            sub: crate::error::lossy(&a[1], 128),
+        });
+    };
+    if a.len() < n || (exact && a.len() != n) {
+        return Err(CmdError::WrongArity(format!(
+            "{}|{}",
+            cmd.to_lowercase(),
+            sub.to_lowercase()
+        )));
+    }
+    Ok(sub)
+}
+
 /// A future whose panic is caught and returned as its message: the net
 /// under a client's commands, so that a bug in one command fails that
 /// command (or that client) instead of the process's worker thread.
@@ -259,6 +450,58 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strtod_reads_the_longest_number_it_can() {
+        assert_eq!(strtod_prefix(b"2-0"), Some((2.0, 1)));
+        assert_eq!(strtod_prefix(b"-0"), Some((-0.0, 2)));
+        assert_eq!(strtod_prefix(b"1.5e3x"), Some((1500.0, 5)));
+        assert_eq!(strtod_prefix(b"1e+"), Some((1.0, 1)));
+        assert_eq!(strtod_prefix(b".5"), Some((0.5, 2)));
+        assert_eq!(strtod_prefix(b"0x1p4"), Some((16.0, 5)));
+        assert_eq!(strtod_prefix(b"0xg"), Some((0.0, 1)));
+        assert_eq!(strtod_prefix(b"-Infinity!"), Some((f64::NEG_INFINITY, 9)));
+        assert_eq!(strtod_prefix(b"+inf"), Some((f64::INFINITY, 4)));
+        assert!(strtod_prefix(b"nan(x1)").is_some_and(|(x, n)| x.is_nan() && n == 7));
+        for none in [&b""[..], b"-", b".", b"e5", b"+."] {
+            assert_eq!(
+                strtod_prefix(none),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(none)
+            );
+        }
+    }
+
+    #[test]
+    fn floats_read_as_strtod_reads_them() {
+        assert_eq!(parse_f64(b"0x10"), Some(16.0));
+        assert_eq!(parse_f64(b"-0x1.8p1"), Some(-3.0));
+        assert_eq!(parse_f64(b"INF"), Some(f64::INFINITY));
+        assert_eq!(parse_f64(b"-Infinity"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f64(b"1e308"), Some(1e308));
+        for bad in [
+            &b""[..],
+            b" 1",
+            b"1 ",
+            b"nan",
+            b"1e400",
+            b"1e-400",
+            b"0x",
+            b"1x",
+            b"--1",
+        ] {
+            assert_eq!(parse_f64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(parse_f64(b"0e-400"), Some(0.0));
+        assert_eq!(parse_range_f64(b""), Some(0.0));
+        assert_eq!(parse_range_f64(b"  2"), Some(2.0));
+        assert_eq!(parse_range_f64(b"\x0c\r"), None);
+        assert_eq!(parse_range_f64(b"\x00junk"), Some(0.0));
+        assert_eq!(parse_range_f64(b"1e400"), Some(f64::INFINITY));
+        assert_eq!(parse_range_f64(b"2 "), None);
+        assert_eq!(parse_range_f64(b"nan"), None);
+    }
 
     #[test]
     fn the_clock_stands_still_at_one_instant_and_only_then() {

@@ -92,20 +92,35 @@ fn bit_range(start: i64, end: i64, bits: bool, len: usize) -> Option<(u64, u64)>
 }
 
 /// Parses the optional `start end [BYTE|BIT]` at `a[at..]`.
-fn range_args(a: &[Bytes], at: usize) -> CmdResult<Option<(i64, Option<i64>, bool)>> {
+/// `[start [end [BIT|BYTE]]]` from `a[at..]`, read in Redis 7.2's order:
+/// BITCOUNT reads start, end, then the unit; BITPOS start, the unit, then
+/// end (`unit_before_end`).
+fn range_args(
+    a: &[Bytes],
+    at: usize,
+    unit_before_end: bool,
+) -> CmdResult<Option<(i64, Option<i64>, bool)>> {
+    let unit_of = |u: &[u8]| {
+        if is(u, "BIT") {
+            Ok(true)
+        } else if is(u, "BYTE") {
+            Ok(false)
+        } else {
+            Err(CmdError::Syntax)
+        }
+    };
     match &a[at..] {
         [] => Ok(None),
         [start] => Ok(Some((int_arg(start)?, None, false))),
         [start, end] => Ok(Some((int_arg(start)?, Some(int_arg(end)?), false))),
+        [start, end, unit] if unit_before_end => {
+            let start = int_arg(start)?;
+            let bits = unit_of(unit)?;
+            Ok(Some((start, Some(int_arg(end)?), bits)))
+        }
         [start, end, unit] => {
-            let bits = if is(unit, "BIT") {
-                true
-            } else if is(unit, "BYTE") {
-                false
-            } else {
-                return Err(CmdError::Syntax);
-            };
-            Ok(Some((int_arg(start)?, Some(int_arg(end)?), bits)))
+            let (start, end) = (int_arg(start)?, int_arg(end)?);
+            Ok(Some((start, Some(end), unit_of(unit)?)))
         }
         _ => Err(CmdError::Syntax),
     }
@@ -132,10 +147,10 @@ fn count_ones(v: &[u8], from: u64, to: u64) -> u64 {
 }
 
 pub fn bitcount(s: &Store, a: &[Bytes]) -> CmdResult {
-    let range = range_args(a, 2)?;
-    if matches!(range, Some((_, None, _))) {
+    if a.len() == 3 {
         return Err(CmdError::Syntax);
     }
+    let range = range_args(a, 2, false)?;
     s.read(&a[1], |e| {
         let Some(e) = e else {
             return Ok(Reply::Int(0));
@@ -154,12 +169,12 @@ pub fn bitcount(s: &Store, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn bitpos(s: &Store, a: &[Bytes]) -> CmdResult {
-    let bit = match &a[2][..] {
-        b"0" => 0u8,
-        b"1" => 1u8,
+    let bit = match crate::util::int_arg(&a[2])? {
+        0 => 0u8,
+        1 => 1u8,
         _ => return Err(CmdError::msg("ERR The bit argument must be 1 or 0.")),
     };
-    let range = range_args(a, 3)?;
+    let range = range_args(a, 3, true)?;
     s.read(&a[1], |e| {
         let Some(e) = e else {
             return Ok(Reply::Int(if bit == 1 { -1 } else { 0 }));

@@ -21,8 +21,17 @@ pub fn library(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.set(
         "decode",
-        lua.create_function(|lua, s: mlua::LuaString| {
+        lua.create_function(|lua, v: Value| {
+            let s = super::scripting::check_string(lua, &v, 1, "decode")?;
             let bytes = s.as_bytes();
+            // lua-cjson's check: JSON text starts with ASCII, so a NUL in
+            // the first two bytes means UTF-16 or UTF-32.
+            if bytes.len() >= 2 && (bytes[0] == 0 || bytes[1] == 0) {
+                return Err(located(
+                    lua,
+                    "JSON parser does not support UTF-16 or UTF-32".into(),
+                ));
+            }
             let mut p = Parser {
                 s: &bytes,
                 at: 0,
@@ -326,17 +335,17 @@ impl Parser<'_> {
         }
         match c {
             b'"' => self.string(at),
-            b'-' | b'0'..=b'9' => {
-                let end = self.s[at..]
-                    .iter()
-                    .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                    .map_or(self.s.len(), |n| at + n);
-                let n = std::str::from_utf8(&self.s[at..end])
-                    .ok()
-                    .and_then(|t| t.parse::<f64>().ok())
-                    .ok_or(("invalid number", at))?;
-                self.at = end;
-                Ok((Token::Number, at, Value::Number(n)))
+            // Numbers are read as lua-cjson reads them (strtod, so "2-0"
+            // is 2 then -0), and with its invalid numbers allowed: a
+            // leading '+', inf, nan.
+            b'-' | b'0'..=b'9' => self.number(at),
+            b'+' | b'i' | b'I' | b'n' | b'N'
+                if c == b'+'
+                    || self.s[at..].len() >= 3
+                        && (self.s[at..at + 3].eq_ignore_ascii_case(b"inf")
+                            || self.s[at..at + 3].eq_ignore_ascii_case(b"nan")) =>
+            {
+                self.number(at)
             }
             _ => {
                 for (word, t, v) in [
@@ -352,6 +361,12 @@ impl Parser<'_> {
                 Err(("invalid token", at))
             }
         }
+    }
+
+    fn number(&mut self, at: usize) -> Result<Lexed, Bad> {
+        let (n, len) = crate::util::strtod_prefix(&self.s[at..]).ok_or(("invalid number", at))?;
+        self.at = at + len;
+        Ok((Token::Number, at, Value::Number(n)))
     }
 
     fn string(&mut self, at: usize) -> Result<Lexed, Bad> {

@@ -28,7 +28,10 @@ pub fn library(lua: &Lua) -> mlua::Result<Table> {
     )?;
     t.set(
         "unpack",
-        lua.create_function(|lua, s: mlua::LuaString| unpack(lua, &s.as_bytes(), 0, 0))?,
+        lua.create_function(|lua, v: Value| {
+            let s = super::scripting::check_string(lua, &v, 1, "unpack")?;
+            unpack(lua, &s.as_bytes(), 0, 0)
+        })?,
     )?;
     t.set(
         "unpack_one",
@@ -212,15 +215,15 @@ impl Reader<'_> {
             0xc0 => Value::Nil,
             0xc2 => Value::Boolean(false),
             0xc3 => Value::Boolean(true),
-            0xc4 | 0xd9 => {
+            0xd9 => {
                 let n = self.be(1)? as usize;
                 string(self, n)?
             }
-            0xc5 | 0xda => {
+            0xda => {
                 let n = self.be(2)? as usize;
                 string(self, n)?
             }
-            0xc6 | 0xdb => {
+            0xdb => {
                 let n = self.be(4)? as usize;
                 string(self, n)?
             }

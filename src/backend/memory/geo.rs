@@ -576,11 +576,12 @@ fn search_generic(s: &Store, a: &[Bytes], form: Form) -> CmdResult {
             6
         }
         Form::ByMember(_) => {
-            // A missing key answers empty, not that the member is missing.
+            // A missing key answers empty, not that the member is missing
+            // or the radius bad: Redis reads neither then.
             if z_exists {
                 center = Some(member_position(&a[2])?);
+                shape = Some(radius_arg(&a[3..5])?);
             }
-            shape = Some(radius_arg(&a[3..5])?);
             5
         }
     };
@@ -669,17 +670,17 @@ fn search_generic(s: &Store, a: &[Bytes], form: Form) -> CmdResult {
             "ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for {name}"
         )));
     }
-    let Some((shape, unit)) = shape else {
+    if geosearch && shape.is_none() {
         return Err(CmdError::msg(format!(
             "ERR exactly one of BYRADIUS and BYBOX can be specified for {name}"
         )));
-    };
+    }
     if any && count == 0 {
         return Err(CmdError::msg(
             "ERR the ANY argument requires COUNT argument",
         ));
     }
-    let (Some((long, lat)), true) = (center, z_exists) else {
+    let (Some((long, lat)), Some((shape, unit)), true) = (center, shape, z_exists) else {
         return Ok(match store_key {
             Some(dst) => {
                 s.write(dst, |slot| *slot = None);

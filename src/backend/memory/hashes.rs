@@ -184,6 +184,9 @@ pub fn hincrby(s: &Store, a: &[Bytes]) -> CmdResult {
 
 pub fn hincrbyfloat(s: &Store, a: &[Bytes]) -> CmdResult {
     let by = float_arg(&a[3])?;
+    if !by.is_finite() {
+        return Err(CmdError::msg("ERR value is NaN or Infinity"));
+    }
     modify(
         s,
         &a[1],

@@ -242,7 +242,7 @@ pub fn memory(s: &Store, a: &[Bytes]) -> CmdResult {
     if !is(&a[1], "USAGE") {
         return Err(CmdError::UnknownSubcommand {
             cmd: "MEMORY".into(),
-            sub: String::from_utf8_lossy(&a[1]).into_owned(),
+            sub: crate::error::lossy(&a[1], 128),
         });
     }
     let samples = match &a[2..] {
@@ -316,7 +316,7 @@ pub fn object(s: &Store, a: &[Bytes]) -> CmdResult {
     let Some(key) = a.get(2).filter(|_| a.len() == 3) else {
         return Err(CmdError::UnknownSubcommand {
             cmd: "OBJECT".into(),
-            sub: String::from_utf8_lossy(sub).into_owned(),
+            sub: crate::error::lossy(sub, 128),
         });
     };
     s.read(key, |e| {
@@ -358,7 +358,7 @@ pub fn object(s: &Store, a: &[Bytes]) -> CmdResult {
         } else {
             Err(CmdError::UnknownSubcommand {
                 cmd: "OBJECT".into(),
-                sub: String::from_utf8_lossy(sub).into_owned(),
+                sub: crate::error::lossy(sub, 128),
             })
         }
     })

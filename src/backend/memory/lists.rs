@@ -95,11 +95,7 @@ pub fn rpushx(s: &Store, a: &[Bytes]) -> CmdResult {
 
 /// A COUNT argument that must be positive ("must be positive" text).
 fn positive_count(a: &[u8]) -> CmdResult<usize> {
-    let n = int_arg(a)?;
-    if n < 0 {
-        return Err(CmdError::msg("ERR value is out of range, must be positive"));
-    }
-    Ok(n as usize)
+    Ok(crate::util::positive_arg(a, None)? as usize)
 }
 
 fn pop_generic(s: &Store, a: &[Bytes], end: End) -> CmdResult {
@@ -162,20 +158,25 @@ fn index(i: i64, len: usize) -> Option<usize> {
     (0..len as i64).contains(&i).then_some(i as usize)
 }
 
+/// LINDEX: the key, then the index, as Redis checks them.
 pub fn lindex(s: &Store, a: &[Bytes]) -> CmdResult {
-    let i = int_arg(&a[2])?;
     read::<List, _>(s, &a[1], |l| {
-        Reply::opt_bulk(l.and_then(|l| index(i, l.len()).map(|i| l[i].clone())))
-    })
+        let Some(l) = l else {
+            return Ok(Reply::Nil);
+        };
+        let i = int_arg(&a[2])?;
+        Ok(Reply::opt_bulk(index(i, l.len()).map(|i| l[i].clone())))
+    })?
 }
 
+/// LSET: the key, then the index, as Redis checks them.
 pub fn lset(s: &Store, a: &[Bytes]) -> CmdResult {
-    let i = int_arg(&a[2])?;
     let found = modify::<List, _>(
         s,
         &a[1],
         false,
         |l| {
+            let i = int_arg(&a[2])?;
             let Some(i) = index(i, l.len()) else {
                 return Err(CmdError::msg("ERR index out of range"));
             };
@@ -288,29 +289,16 @@ pub fn lpos(s: &Store, a: &[Bytes]) -> CmdResult {
             return Err(CmdError::Syntax);
         };
         if is(&a[i], "RANK") {
-            rank = int_arg(v)?;
+            rank = crate::util::range_arg(v, -i64::MAX, i64::MAX, None)?;
             if rank == 0 {
                 return Err(CmdError::msg(
                     "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list",
                 ));
             }
-            if rank == i64::MIN {
-                return Err(CmdError::msg(
-                    "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
-                ));
-            }
         } else if is(&a[i], "COUNT") {
-            let n = int_arg(v)?;
-            if n < 0 {
-                return Err(CmdError::msg("ERR COUNT can't be negative"));
-            }
-            count = Some(n as usize);
+            count = Some(crate::util::positive_arg(v, Some("COUNT can't be negative"))? as usize);
         } else if is(&a[i], "MAXLEN") {
-            let n = int_arg(v)?;
-            if n < 0 {
-                return Err(CmdError::msg("ERR MAXLEN can't be negative"));
-            }
-            maxlen = n as usize;
+            maxlen = crate::util::positive_arg(v, Some("MAXLEN can't be negative"))? as usize;
         } else {
             return Err(CmdError::Syntax);
         }
@@ -363,7 +351,11 @@ pub fn lpos(s: &Store, a: &[Bytes]) -> CmdResult {
 /// Pops from `src` and pushes to `dst` atomically (the caller holds the
 /// store's gate exclusively); None when `src` is empty.
 pub fn move_one(s: &Store, src: &[u8], dst: &[u8], from: End, to: End) -> CmdResult<Option<Bytes>> {
-    // Check the destination's type first, as Redis does, so nothing is lost.
+    // The source first (missing: nothing to do), then the destination's
+    // type, as Redis checks them, so that nothing is popped and lost.
+    if !read::<List, _>(s, src, |l| l.is_some())? {
+        return Ok(None);
+    }
     read::<List, _>(s, dst, |_| ())?;
     let v = modify::<List, _>(s, src, false, |l| Ok(pop(l, from)), None)?;
     if let Some(v) = &v {
@@ -405,11 +397,12 @@ pub struct MpopArgs {
 }
 
 pub fn parse_mpop(a: &[Bytes], at: usize) -> CmdResult<MpopArgs> {
-    let n = int_arg(&a[at])?;
-    if n <= 0 {
-        return Err(CmdError::msg("ERR numkeys should be greater than 0"));
-    }
-    let n = n as usize;
+    let n = crate::util::range_arg(
+        &a[at],
+        1,
+        i64::MAX,
+        Some("numkeys should be greater than 0"),
+    )? as usize;
     let Some(keys) = a.get(at + 1..at + 1 + n) else {
         return Err(CmdError::Syntax);
     };
@@ -420,11 +413,7 @@ pub fn parse_mpop(a: &[Bytes], at: usize) -> CmdResult<MpopArgs> {
     let count = match &a[at + 2 + n..] {
         [] => 1,
         [c, v] if is(c, "COUNT") => {
-            let v = int_arg(v)?;
-            if v <= 0 {
-                return Err(CmdError::msg("ERR count should be greater than 0"));
-            }
-            v as usize
+            crate::util::range_arg(v, 1, i64::MAX, Some("count should be greater than 0"))? as usize
         }
         _ => return Err(CmdError::Syntax),
     };

@@ -68,6 +68,7 @@ const HEADER: usize = size_of::<Header>();
 pub const NODE_OVERHEAD: usize = HEADER;
 
 /// The allocation for a key of `key_len` bytes and `str_len` inline bytes.
+#[allow(clippy::expect_used)]
 fn layout(key_len: usize, str_len: usize) -> Layout {
     // Keys and values are bounded by the request size limit (at most a few
     // hundred MB), far below isize::MAX, so this cannot fail.
@@ -90,6 +91,9 @@ pub fn prefetch<T>(p: *const T) {
 
 impl Node {
     /// A node holding `entry` under `key`.
+    // Keys come from request arguments (at most max_bulk_len, which the
+    // config holds under 4 GB) or Lua strings (under its 256 MB limit).
+    #[allow(clippy::expect_used)]
     pub fn new(key: &[u8], entry: Entry, version: u64, access: u32) -> Node {
         // Keys over 4 GB are refused long before (proto-max-bulk-len).
         let key_len = u32::try_from(key.len()).expect("keys are bounded by the request limit");

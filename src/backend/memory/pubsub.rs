@@ -12,7 +12,7 @@ use super::Store;
 use crate::backend::{BoxFuture, Command, Pushes, Subscriber};
 use crate::error::{CmdError, CmdResult};
 use crate::reply::Reply;
-use crate::util::{glob_match, is};
+use crate::util::glob_match;
 
 struct Sub {
     tag: usize,
@@ -83,36 +83,81 @@ impl Hub {
 
     /// PUBSUB CHANNELS / NUMSUB / NUMPAT.
     pub fn pubsub(&self, a: &[Bytes]) -> CmdResult {
+        let sub = crate::util::subcommand(
+            a,
+            "PUBSUB",
+            &[
+                ("CHANNELS", 2, false),
+                ("NUMSUB", 2, false),
+                ("NUMPAT", 2, true),
+                ("SHARDCHANNELS", 2, false),
+                ("SHARDNUMSUB", 2, false),
+                ("HELP", 2, true),
+            ],
+        )?;
         let subs = self.subs.read().unwrap_or_else(|e| e.into_inner());
-        let sub = &a[1];
-        if is(sub, "CHANNELS") && a.len() <= 3 {
-            let mut all: Vec<&Bytes> = subs.values().flat_map(|s| &s.channels).collect();
-            all.sort_unstable();
-            all.dedup();
-            let pattern = a.get(2);
-            Ok(Reply::Array(
-                all.into_iter()
-                    .filter(|c| pattern.is_none_or(|p| glob_match(p, c)))
-                    .map(|c| Reply::Bulk(c.clone()))
-                    .collect(),
-            ))
-        } else if is(sub, "NUMSUB") {
-            let mut out = Vec::new();
-            for ch in &a[2..] {
-                let n = subs.values().filter(|s| s.channels.contains(ch)).count();
-                out.push(Reply::Bulk(ch.clone()));
-                out.push(Reply::Int(n as i64));
+        match sub.as_str() {
+            "CHANNELS" | "SHARDCHANNELS" if a.len() <= 3 => {
+                let mut all: Vec<&Bytes> = if sub == "CHANNELS" {
+                    subs.values().flat_map(|s| &s.channels).collect()
+                } else {
+                    Vec::new()
+                };
+                all.sort_unstable();
+                all.dedup();
+                let pattern = a.get(2);
+                Ok(Reply::Array(
+                    all.into_iter()
+                        .filter(|c| pattern.is_none_or(|p| glob_match(p, c)))
+                        .map(|c| Reply::Bulk(c.clone()))
+                        .collect(),
+                ))
             }
-            Ok(Reply::Array(out))
-        } else if is(sub, "NUMPAT") && a.len() == 2 {
-            Ok(Reply::Int(
-                subs.values().map(|s| s.patterns.len() as i64).sum(),
-            ))
-        } else {
-            Err(CmdError::UnknownSubcommand {
-                cmd: "PUBSUB".into(),
-                sub: String::from_utf8_lossy(sub).into_owned(),
-            })
+            "NUMSUB" | "SHARDNUMSUB" => {
+                let mut out = Vec::new();
+                for ch in &a[2..] {
+                    let n = if sub == "NUMSUB" {
+                        subs.values().filter(|s| s.channels.contains(ch)).count()
+                    } else {
+                        0
+                    };
+                    out.push(Reply::Bulk(ch.clone()));
+                    out.push(Reply::Int(n as i64));
+                }
+                Ok(Reply::Array(out))
+            }
+            // Patterns, not subscriptions to them: one pattern subscribed
+            // by two clients counts once, as in Redis.
+            "NUMPAT" => {
+                let patterns: HashSet<&Bytes> = subs.values().flat_map(|s| &s.patterns).collect();
+                Ok(Reply::Int(patterns.len() as i64))
+            }
+            "HELP" => Ok(Reply::Array(
+                [
+                    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                    "CHANNELS [<pattern>]",
+                    "    Return the currently active channels matching a <pattern> (default: '*').",
+                    "NUMPAT",
+                    "    Return number of subscriptions to patterns.",
+                    "NUMSUB [<channel> ...]",
+                    "    Return the number of subscribers for the specified channels, excluding",
+                    "    pattern subscriptions(default: no channels).",
+                    "SHARDCHANNELS [<pattern>]",
+                    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+                    "SHARDNUMSUB [<shardchannel> ...]",
+                    "    Return the number of subscribers for the specified shard level channel(s)",
+                    "HELP",
+                    "    Prints this help.",
+                ]
+                .iter()
+                .map(|l| Reply::status(l))
+                .collect(),
+            )),
+            // CHANNELS with more than a pattern: Redis's own check.
+            _ => Err(CmdError::msg(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
+                crate::error::lossy(&a[1], 128)
+            ))),
         }
     }
 }

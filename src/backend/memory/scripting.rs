@@ -52,6 +52,30 @@ impl Scripts {
     }
 }
 
+/// An argument as Lua's luaL_checklstring takes it: a string, or a number
+/// turned into one; anything else fails with Lua's own text.
+pub fn check_string(lua: &Lua, v: &Value, arg: usize, func: &str) -> mlua::Result<mlua::LuaString> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Integer(_) | Value::Number(_) => lua
+            .coerce_string(v.clone())?
+            .ok_or_else(|| mlua::Error::RuntimeError("number not convertible".into())),
+        other => {
+            let got = match other {
+                Value::Nil => "nil",
+                Value::Boolean(_) => "boolean",
+                Value::Table(_) => "table",
+                Value::Function(_) => "function",
+                Value::Thread(_) => "thread",
+                _ => "userdata",
+            };
+            Err(mlua::Error::RuntimeError(format!(
+                "bad argument #{arg} to '{func}' (string expected, got {got})"
+            )))
+        }
+    }
+}
+
 fn sha1_hex(body: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, body);
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
@@ -128,7 +152,7 @@ fn script(mem: &Memory, a: &[Bytes]) -> Reply {
     }
     CmdError::UnknownSubcommand {
         cmd: "SCRIPT".into(),
-        sub: String::from_utf8_lossy(sub).into_owned(),
+        sub: crate::error::lossy(sub, 128),
     }
     .into()
 }
@@ -246,7 +270,22 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> R
         }
         r.set(
             "sha1hex",
-            lua.create_function(|_, s: mlua::LuaString| Ok(sha1_hex(&s.as_bytes())))?,
+            lua.create_function(|lua, args: Variadic<Value>| {
+                if args.len() != 1 {
+                    return Err(mlua::Error::RuntimeError(
+                        "wrong number of arguments".into(),
+                    ));
+                }
+                // lua_tolstring: a string or number, anything else empty.
+                let text = match &args[0] {
+                    v @ (Value::String(_) | Value::Integer(_) | Value::Number(_)) => lua
+                        .coerce_string(v.clone())?
+                        .map(|s| s.as_bytes().to_vec())
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                Ok(sha1_hex(&text))
+            })?,
         )?;
         r.set("log", lua.create_function(|_, _: Variadic<Value>| Ok(()))?)?;
         for (i, level) in ["LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING"]
@@ -456,6 +495,15 @@ fn from_lua(v: Value) -> Reply {
         Value::Boolean(false) => Reply::Nil,
         Value::Boolean(true) => Reply::Int(1),
         Value::Integer(n) => Reply::Int(n),
+        // C's (long long) cast of a double, as Redis converts a number:
+        // out of range (or NaN) it gives LLONG_MIN on the machines Redis
+        // runs on, where Rust's cast would saturate.
+        Value::Number(n)
+            if n.is_nan()
+                || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&n) =>
+        {
+            Reply::Int(i64::MIN)
+        }
         Value::Number(n) => Reply::Int(n as i64),
         Value::String(s) => Reply::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
         Value::Table(t) => {

@@ -142,7 +142,11 @@ pub fn srandmember(s: &Store, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn smove(s: &Store, a: &[Bytes]) -> CmdResult {
-    // Both types are checked before anything moves.
+    // A missing source answers 0; then both types are checked before
+    // anything moves, as Redis does.
+    if !read::<Set, _>(s, &a[1], |set| set.is_some())? {
+        return Ok(Reply::Int(0));
+    }
     read::<Set, _>(s, &a[2], |_| ())?;
     let moved = modify::<Set, _>(s, &a[1], false, |set| Ok(set.swap_remove(&a[3][..])), false)?;
     if moved {
@@ -268,29 +272,25 @@ pub fn sdiffstore(s: &Store, a: &[Bytes]) -> CmdResult {
     op_store(s, a, Op::Diff)
 }
 
-/// The `numkeys key... [LIMIT n]` of SINTERCARD and ZINTERCARD.
-pub fn card_args(a: &[Bytes]) -> CmdResult<(Vec<Bytes>, usize)> {
-    let n = int_arg(&a[1])?;
-    if n <= 0 {
-        return Err(CmdError::msg("ERR numkeys should be greater than 0"));
-    }
-    let n = n as usize;
+/// The `numkeys key... [LIMIT n]` of SINTERCARD, checked as Redis checks it.
+fn card_args(a: &[Bytes]) -> CmdResult<(Vec<Bytes>, usize)> {
+    let n = crate::util::range_arg(&a[1], 1, i64::MAX, Some("numkeys should be greater than 0"))?
+        as usize;
     let Some(keys) = a.get(2..2 + n) else {
         return Err(CmdError::msg(
             "ERR Number of keys can't be greater than number of args",
         ));
     };
-    let limit = match &a[2 + n..] {
-        [] => 0,
-        [l, v] if is(l, "LIMIT") => {
-            let v = int_arg(v)?;
-            if v < 0 {
-                return Err(CmdError::msg("ERR LIMIT can't be negative"));
-            }
-            v as usize
+    let mut limit = 0;
+    let mut i = 2 + n;
+    while i < a.len() {
+        if is(&a[i], "LIMIT") && i + 1 < a.len() {
+            limit = crate::util::positive_arg(&a[i + 1], Some("LIMIT can't be negative"))? as usize;
+            i += 2;
+        } else {
+            return Err(CmdError::Syntax);
         }
-        _ => return Err(CmdError::Syntax),
-    };
+    }
     Ok((keys.to_vec(), limit))
 }
 

@@ -98,47 +98,16 @@ fn lookup(s: &Store, pattern: &[u8], elem: &Bytes) -> Option<Bytes> {
 /// A value as strtod reads it for a numeric sort; None when it is not a
 /// whole number (trailing text, NaN, out of range).
 fn score(v: &[u8]) -> Option<f64> {
-    let t = std::str::from_utf8(v).ok()?.trim_start();
-    if v.is_empty() {
+    let t = std::str::from_utf8(v)
+        .ok()?
+        .trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '\u{b}');
+    if t.is_empty() {
         return Some(0.0);
     }
-    let x: f64 = match hex_float(t) {
-        Some(x) => x,
-        None => t.parse().ok()?,
-    };
-    let named_infinity = t.to_ascii_lowercase().contains("inf");
-    (!x.is_nan() && (x.is_finite() || named_infinity)).then_some(x)
-}
-
-/// strtod's hexadecimal form: [sign] 0x digits [. digits] [p exponent].
-fn hex_float(t: &str) -> Option<f64> {
-    let (neg, rest) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let rest = rest
-        .strip_prefix("0x")
-        .or_else(|| rest.strip_prefix("0X"))?;
-    let (mantissa, exp) = match rest.find(['p', 'P']) {
-        Some(i) => (&rest[..i], rest[i + 1..].parse::<i32>().ok()?),
-        None => (rest, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty() {
-        return None;
+    match crate::util::strtod(t)? {
+        (x, false) if !x.is_nan() => Some(x),
+        _ => None,
     }
-    let mut x = 0f64;
-    for c in int.chars() {
-        x = x * 16.0 + c.to_digit(16)? as f64;
-    }
-    let mut scale = 1.0 / 16.0;
-    for c in frac.chars() {
-        x += c.to_digit(16)? as f64 * scale;
-        scale /= 16.0;
-    }
-    let x = x * 2f64.powi(exp);
-    Some(if neg { -x } else { x })
 }
 
 struct Item {

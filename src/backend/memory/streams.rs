@@ -55,6 +55,8 @@ fn parse_id(a: &[u8], missing_seq: u64, strict: bool, auto_seq: bool) -> CmdResu
     if a.len() > 127 {
         return Err(CmdError::msg(INVALID_ID));
     }
+    // Redis reads the ID as a C string: a NUL ends it.
+    let a = a.split(|&c| c == 0).next().unwrap_or_default();
     if !strict && a == b"-" {
         return Ok((Id::MIN, true));
     }
@@ -134,7 +136,8 @@ fn parse_add(a: &[Bytes], xadd: bool) -> CmdResult<AddArgs> {
     while i < a.len() {
         let more = a.len() - 1 - i;
         let opt = &a[i][..];
-        if xadd && opt == b"*" {
+        // Redis's fast path compares the C string: "*" then a NUL is "*".
+        if xadd && opt.split(|&c| c == 0).next() == Some(&b"*"[..]) {
             break;
         } else if (is(opt, "MAXLEN") || is(opt, "MINID")) && more > 0 {
             if r.trim.is_some() {
@@ -177,7 +180,9 @@ fn parse_add(a: &[Bytes], xadd: bool) -> CmdResult<AddArgs> {
         i += 1;
     }
     r.at = i;
-    if limit_given && r.trim.is_none() {
+    // Redis tests the LIMIT's value here (LIMIT 0 passes) and that one was
+    // given below.
+    if r.limit != 0 && r.trim.is_none() {
         return Err(CmdError::msg(
             "ERR syntax error, LIMIT cannot be used without specifying a trimming strategy",
         ));
@@ -277,6 +282,10 @@ pub fn xlen(s: &Store, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn xdel(s: &Store, a: &[Bytes]) -> CmdResult {
+    // A missing key answers 0 before the IDs are read, as in Redis.
+    if !read::<Stream, _>(s, &a[1], |st| st.is_some())? {
+        return Ok(Reply::Int(0));
+    }
     let ids = a[2..]
         .iter()
         .map(|x| strict_id(x))
@@ -654,8 +663,13 @@ fn no_group(key: &[u8], group: &[u8]) -> CmdError {
 }
 
 pub fn xack(s: &Store, a: &[Bytes]) -> CmdResult {
-    // The type is checked before the IDs, as Redis does.
-    read::<Stream, _>(s, &a[1], |_| ())?;
+    // The type, then the key and group, are checked before the IDs, as
+    // Redis does: nothing to acknowledge answers 0 whatever the IDs.
+    if !read::<Stream, _>(s, &a[1], |st| {
+        st.is_some_and(|st| st.groups.contains_key(&a[2]))
+    })? {
+        return Ok(Reply::Int(0));
+    }
     let ids = a[3..]
         .iter()
         .map(|x| strict_id(x))
@@ -1003,26 +1017,6 @@ pub fn xautoclaim(s: &Store, a: &[Bytes]) -> CmdResult {
     )
 }
 
-/// A container command's subcommand, upper case, once known and its
-/// arity checked: (name, arguments, exactly that many or at least).
-fn subcommand(a: &[Bytes], cmd: &str, arities: &[(&str, usize, bool)]) -> CmdResult<String> {
-    let sub = crate::util::upper(&a[1]);
-    let Some(&(_, n, exact)) = arities.iter().find(|(name, ..)| *name == sub) else {
-        return Err(CmdError::UnknownSubcommand {
-            cmd: cmd.into(),
-            sub: String::from_utf8_lossy(&a[1]).into_owned(),
-        });
-    };
-    if a.len() < n || (exact && a.len() != n) {
-        return Err(CmdError::WrongArity(format!(
-            "{}|{}",
-            cmd.to_lowercase(),
-            sub.to_lowercase()
-        )));
-    }
-    Ok(sub)
-}
-
 fn sub_syntax(cmd: &str, sub: &[u8]) -> CmdError {
     CmdError::msg(format!(
         "ERR unknown subcommand or wrong number of arguments for '{}'. Try {cmd} HELP.",
@@ -1082,7 +1076,7 @@ fn help(lines: &[&str]) -> Reply {
 }
 
 pub fn xgroup(s: &Store, a: &[Bytes]) -> CmdResult {
-    let sub = subcommand(
+    let sub = crate::util::subcommand(
         a,
         "XGROUP",
         &[
@@ -1112,6 +1106,15 @@ pub fn xgroup(s: &Store, a: &[Bytes]) -> CmdResult {
             } else {
                 return Err(sub_syntax("XGROUP", &a[1]));
             }
+        }
+    }
+    if sub == "SETID" {
+        // Its form is checked before the key, as in Redis.
+        if a.len() != 5 && a.len() != 7 || a.len() == 7 && !is(&a[5], "ENTRIESREAD") {
+            return Err(sub_syntax("XGROUP", &a[1]));
+        }
+        if a.len() == 7 {
+            entries_read = entries_read_arg(&a[6])?;
         }
     }
     let exists = read::<Stream, _>(s, key, |st| st.map(|st| st.groups.contains_key(group)))?;
@@ -1161,20 +1164,11 @@ pub fn xgroup(s: &Store, a: &[Bytes]) -> CmdResult {
             )
         }
         "SETID" => {
-            if a.len() != 5 && a.len() != 7 {
-                return Err(sub_syntax("XGROUP", &a[1]));
-            }
             let id = if &a[4][..] == b"$" {
                 None
             } else {
                 Some(parse_id(&a[4], 0, false, false)?.0)
             };
-            if a.len() == 7 {
-                if !is(&a[5], "ENTRIESREAD") {
-                    return Err(sub_syntax("XGROUP", &a[1]));
-                }
-                entries_read = entries_read_arg(&a[6])?;
-            }
             modify::<Stream, _>(
                 s,
                 key,
@@ -1341,7 +1335,7 @@ fn stream_head(st: &Stream) -> Vec<(Reply, Reply)> {
 }
 
 pub fn xinfo(s: &Store, a: &[Bytes]) -> CmdResult {
-    let sub = subcommand(
+    let sub = crate::util::subcommand(
         a,
         "XINFO",
         &[

@@ -248,12 +248,13 @@ pub fn decrby(s: &Store, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn incrbyfloat(s: &Store, a: &[Bytes]) -> CmdResult {
-    let by = float_arg(&a[2])?;
+    // The key's type, its value, then the increment, as Redis reads them.
     s.write(&a[1], |slot| {
         let current = match slot.as_ref() {
             None => 0.0,
             Some(e) => parse_f64(as_str(e)?).ok_or(CmdError::NotFloat)?,
         };
+        let by = float_arg(&a[2])?;
         let n = current + by;
         if !n.is_finite() {
             return Err(CmdError::NanOrInfinity);

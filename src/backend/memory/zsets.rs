@@ -34,7 +34,7 @@ fn score_bound(a: &[u8]) -> CmdResult<ScoreBound> {
         Some(r) => (true, r),
         None => (false, a),
     };
-    let value = parse_f64(rest).filter(|f| !f.is_nan()).ok_or_else(bad)?;
+    let value = crate::util::parse_range_f64(rest).ok_or_else(bad)?;
     Ok(ScoreBound { value, exclusive })
 }
 
@@ -207,6 +207,14 @@ pub fn zadd(s: &Store, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn zincrby(s: &Store, a: &[Bytes]) -> CmdResult {
+    // Redis reads ZINCRBY as ZADD INCR: a flag where the increment goes
+    // leaves no score-member pair.
+    if ["NX", "XX", "GT", "LT", "CH", "INCR"]
+        .iter()
+        .any(|f| is(&a[2], f))
+    {
+        return Err(CmdError::Syntax);
+    }
     let by = score_arg(&a[2])?;
     modify::<ZSet, _>(
         s,
@@ -297,9 +305,23 @@ struct Range {
 /// Parses `start stop [BYSCORE|BYLEX] [REV] [LIMIT o c] [WITHSCORES]` from
 /// `a[at..]`; `store` (ZRANGESTORE) refuses WITHSCORES.
 fn parse_range(a: &[Bytes], at: usize, store: bool) -> CmdResult<Range> {
+    parse_range_as(a, at, store, None)
+}
+
+/// As `parse_range`, for ZRANGE's older forms too, whose kind and
+/// direction are `fixed`: Redis parses them all alike, so their options
+/// give the same errors in the same order.
+fn parse_range_as(
+    a: &[Bytes],
+    at: usize,
+    store: bool,
+    fixed: Option<(By, bool)>,
+) -> CmdResult<Range> {
+    let (by, rev) = fixed.unwrap_or((By::Rank, false));
+    let mut by_given = false;
     let mut r = Range {
-        by: By::Rank,
-        rev: false,
+        by,
+        rev,
         start: a[at].clone(),
         stop: a[at + 1].clone(),
         limit: None,
@@ -310,11 +332,13 @@ fn parse_range(a: &[Bytes], at: usize, store: bool) -> CmdResult<Range> {
         let o = &a[i];
         // BYSCORE, BYLEX and REV may each come once, and not both BY kinds,
         // as Redis parses them.
-        if is(o, "BYSCORE") && r.by == By::Rank {
+        if is(o, "BYSCORE") && fixed.is_none() && !by_given {
             r.by = By::Score;
-        } else if is(o, "BYLEX") && r.by == By::Rank {
+            by_given = true;
+        } else if is(o, "BYLEX") && fixed.is_none() && !by_given {
             r.by = By::Lex;
-        } else if is(o, "REV") && !r.rev {
+            by_given = true;
+        } else if is(o, "REV") && fixed.is_none() && !r.rev {
             r.rev = true;
         } else if is(o, "WITHSCORES") && !store {
             r.scores = true;
@@ -335,6 +359,21 @@ fn parse_range(a: &[Bytes], at: usize, store: bool) -> CmdResult<Range> {
         return Err(CmdError::msg(
             "ERR syntax error, WITHSCORES not supported in combination with BYLEX",
         ));
+    }
+    // The range is read before the key is looked up, as in Redis.
+    match r.by {
+        By::Rank => {
+            int_arg(&r.start)?;
+            int_arg(&r.stop)?;
+        }
+        By::Score => {
+            score_bound(&r.start)?;
+            score_bound(&r.stop)?;
+        }
+        By::Lex => {
+            lex_bound(&r.start)?;
+            lex_bound(&r.stop)?;
+        }
     }
     Ok(r)
 }
@@ -412,26 +451,7 @@ pub fn zrange(s: &Store, a: &[Bytes]) -> CmdResult {
 /// ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGEBYLEX, ZREVRANGE:
 /// the old forms, as ZRANGE with BY/REV set.
 fn legacy(s: &Store, a: &[Bytes], by: By, rev: bool) -> CmdResult {
-    let mut r = Range {
-        by,
-        rev,
-        start: a[2].clone(),
-        stop: a[3].clone(),
-        limit: None,
-        scores: false,
-    };
-    let mut i = 4;
-    while i < a.len() {
-        if is(&a[i], "WITHSCORES") && by != By::Lex {
-            r.scores = true;
-        } else if is(&a[i], "LIMIT") && by != By::Rank && i + 2 < a.len() {
-            r.limit = Some((int_arg(&a[i + 1])?, int_arg(&a[i + 2])?));
-            i += 2;
-        } else {
-            return Err(CmdError::Syntax);
-        }
-        i += 1;
-    }
+    let r = parse_range_as(a, 2, false, Some((by, rev)))?;
     range_reply(s, &a[1], &r)
 }
 
@@ -520,13 +540,7 @@ fn zpop_generic(s: &Store, a: &[Bytes], max: bool) -> CmdResult {
     }
     let count = match a.get(2) {
         None => None,
-        Some(c) => {
-            let n = int_arg(c)?;
-            if n < 0 {
-                return Err(CmdError::msg("ERR value is out of range, must be positive"));
-            }
-            Some(n as usize)
-        }
+        Some(c) => Some(crate::util::positive_arg(c, None)? as usize),
     };
     modify::<ZSet, _>(
         s,
@@ -558,11 +572,12 @@ pub fn zpopmax(s: &Store, a: &[Bytes]) -> CmdResult {
 
 /// `numkeys key... MIN|MAX [COUNT n]` from `a[at..]` (ZMPOP, BZMPOP).
 fn parse_zmpop(a: &[Bytes], at: usize) -> CmdResult<(Vec<Bytes>, bool, usize)> {
-    let n = int_arg(&a[at])?;
-    if n <= 0 {
-        return Err(CmdError::msg("ERR numkeys should be greater than 0"));
-    }
-    let n = n as usize;
+    let n = crate::util::range_arg(
+        &a[at],
+        1,
+        i64::MAX,
+        Some("numkeys should be greater than 0"),
+    )? as usize;
     let (Some(keys), Some(dir)) = (a.get(at + 1..at + 1 + n), a.get(at + 1 + n)) else {
         return Err(CmdError::Syntax);
     };
@@ -705,15 +720,25 @@ fn load(s: &Store, key: &[u8]) -> CmdResult<Option<HashMap<Bytes, f64>>> {
     })
 }
 
+/// A ZUNION-family result, sorted; whether scores were asked for; LIMIT.
+type Combined = (Vec<(Bytes, f64)>, bool, usize);
+
+/// What a ZUNION-family command does with its result.
+#[derive(Clone, Copy, PartialEq)]
+enum Combine {
+    /// ZUNION, ZINTER, ZDIFF: WITHSCORES allowed.
+    Reply,
+    /// The STORE forms.
+    Store,
+    /// ZINTERCARD: LIMIT allowed, nothing else.
+    Card,
+}
+
 /// Parses `numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX]
-/// [WITHSCORES]` from `a[at..]` and computes the result, sorted.
-fn combine(
-    s: &Store,
-    a: &[Bytes],
-    at: usize,
-    op: SetOp,
-    store: bool,
-) -> CmdResult<(Vec<(Bytes, f64)>, bool)> {
+/// [WITHSCORES | LIMIT n]` from `a[at..]` and computes the result, sorted;
+/// with whether scores were asked for and the LIMIT. As in Redis, the
+/// source keys' types are checked before the options are read.
+fn combine(s: &Store, a: &[Bytes], at: usize, op: SetOp, mode: Combine) -> CmdResult<Combined> {
     let name = String::from_utf8_lossy(&a[0]).to_lowercase();
     let n = int_arg(&a[at])?;
     if n <= 0 {
@@ -725,19 +750,23 @@ fn combine(
     let Some(keys) = a.get(at + 1..at + 1 + n) else {
         return Err(CmdError::Syntax);
     };
+    let sets: Vec<Option<HashMap<Bytes, f64>>> =
+        keys.iter().map(|k| load(s, k)).collect::<CmdResult<_>>()?;
     let mut weights = vec![1.0; n];
     let mut agg = Aggregate::Sum;
     let mut scores = false;
+    let mut limit = 0;
     let mut i = at + 1 + n;
+    let full = op != SetOp::Diff && mode != Combine::Card;
     while i < a.len() {
-        if is(&a[i], "WEIGHTS") && op != SetOp::Diff && i + n < a.len() {
+        let remaining = a.len() - i;
+        if full && remaining > n && is(&a[i], "WEIGHTS") {
             for (j, w) in weights.iter_mut().enumerate() {
                 *w = parse_f64(&a[i + 1 + j])
-                    .filter(|f| !f.is_nan())
                     .ok_or_else(|| CmdError::msg("ERR weight value is not a float"))?;
             }
             i += n + 1;
-        } else if is(&a[i], "AGGREGATE") && op != SetOp::Diff && i + 1 < a.len() {
+        } else if full && remaining >= 2 && is(&a[i], "AGGREGATE") {
             agg = if is(&a[i + 1], "SUM") {
                 Aggregate::Sum
             } else if is(&a[i + 1], "MIN") {
@@ -748,15 +777,16 @@ fn combine(
                 return Err(CmdError::Syntax);
             };
             i += 2;
-        } else if is(&a[i], "WITHSCORES") && !store {
+        } else if mode == Combine::Reply && is(&a[i], "WITHSCORES") {
             scores = true;
             i += 1;
+        } else if mode == Combine::Card && remaining >= 2 && is(&a[i], "LIMIT") {
+            limit = crate::util::positive_arg(&a[i + 1], Some("LIMIT can't be negative"))? as usize;
+            i += 2;
         } else {
             return Err(CmdError::Syntax);
         }
     }
-    let sets: Vec<Option<HashMap<Bytes, f64>>> =
-        keys.iter().map(|k| load(s, k)).collect::<CmdResult<_>>()?;
     let weigh = |v: f64, w: f64| {
         let x = v * w;
         if x.is_nan() { 0.0 } else { x }
@@ -814,11 +844,11 @@ fn combine(
     for (m, v) in result {
         z.insert(m, v);
     }
-    Ok((z.range(0, z.len()), scores))
+    Ok((z.range(0, z.len()), scores, limit))
 }
 
 fn combine_store(s: &Store, a: &[Bytes], op: SetOp) -> CmdResult {
-    let (items, _) = combine(s, a, 2, op, true)?;
+    let (items, _, _) = combine(s, a, 2, op, Combine::Store)?;
     let n = items.len() as i64;
     let mut z = ZSet::default();
     for (m, v) in items {
@@ -829,7 +859,7 @@ fn combine_store(s: &Store, a: &[Bytes], op: SetOp) -> CmdResult {
 }
 
 fn combine_reply(s: &Store, a: &[Bytes], op: SetOp) -> CmdResult {
-    let (items, scores) = combine(s, a, 1, op, false)?;
+    let (items, scores, _) = combine(s, a, 1, op, Combine::Reply)?;
     Ok(with_scores(items, scores))
 }
 
@@ -858,10 +888,7 @@ pub fn zdiff(s: &Store, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn zintercard(s: &Store, a: &[Bytes]) -> CmdResult {
-    let (keys, limit) = super::sets::card_args(a)?;
-    let mut args = vec![a[0].clone(), Bytes::from(keys.len().to_string())];
-    args.extend(keys);
-    let (items, _) = combine(s, &args, 1, SetOp::Inter, true)?;
+    let (items, _, limit) = combine(s, a, 1, SetOp::Inter, Combine::Card)?;
     let n = items.len();
     Ok(Reply::Int(if limit == 0 { n } else { n.min(limit) } as i64))
 }
