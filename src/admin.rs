@@ -89,6 +89,8 @@ async fn debug(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResul
             }
             Ok(Reply::ok())
         }
+        // On purpose: what DEBUG PANIC is for.
+        #[allow(clippy::panic)]
         ("PANIC", 2) => panic!("DEBUG PANIC"),
         ("HELP", 2) => Ok(Reply::Array(
             [

@@ -6,6 +6,19 @@
 //! command in the table that a namespace's backend cannot run gets an error
 //! naming the backend and the namespace.
 
+// Key positions are computed from client arguments before anything else
+// reads them: no indexing that can panic and no arithmetic that can
+// overflow, and the lints keep it so.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used
+    )
+)]
+
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -70,11 +83,11 @@ impl CommandSpec {
     }
 
     pub fn arity_ok(&self, argc: usize) -> bool {
-        let a = self.arity;
-        if a >= 0 {
-            argc == a as usize
+        let n = self.arity.unsigned_abs() as usize;
+        if self.arity >= 0 {
+            argc == n
         } else {
-            argc >= (-a) as usize
+            argc >= n
         }
     }
 
@@ -83,15 +96,19 @@ impl CommandSpec {
         match self.keys {
             Keys::None => Vec::new(),
             Keys::Range { first, last, step } => {
-                let argc = args.len() as i32;
-                let last = if last < 0 { argc + last } else { last };
-                if last < first as i32 {
-                    return Vec::new();
+                // A negative `last` counts back from the end (-1: the last).
+                let last = if last < 0 {
+                    args.len().checked_sub(last.unsigned_abs() as usize)
+                } else {
+                    Some(last as usize)
+                };
+                match last {
+                    Some(last) if last >= first => (first..=last)
+                        .step_by(step.max(1))
+                        .filter(|&i| i < args.len())
+                        .collect(),
+                    _ => Vec::new(),
                 }
-                (first..=last as usize)
-                    .step_by(step.max(1))
-                    .filter(|&i| i < args.len())
-                    .collect()
             }
             Keys::Custom(f) => f(args).into_iter().filter(|&i| i < args.len()).collect(),
         }
@@ -119,12 +136,12 @@ impl CommandSpec {
 /// larger than the arguments that follow is cut to them (the command's own
 /// check then answers it): a client's number never sizes an allocation.
 fn numkeys(args: &[Bytes], at: usize) -> Vec<usize> {
-    let first = at + 1;
+    let first = at.saturating_add(1);
     let available = args.len().saturating_sub(first);
     match args.get(at).and_then(|n| parse_i64(n)) {
         Some(n) if n > 0 => {
             let n = usize::try_from(n).map_or(available, |n| n.min(available));
-            (first..first + n).collect()
+            (first..first.saturating_add(n)).collect()
         }
         _ => Vec::new(),
     }
@@ -146,19 +163,32 @@ fn dest_then_numkeys(a: &[Bytes]) -> Vec<usize> {
 fn streams_keys(a: &[Bytes]) -> Vec<usize> {
     match a.iter().position(|x| x.eq_ignore_ascii_case(b"streams")) {
         Some(p) => {
-            let n = (a.len() - p - 1) / 2;
-            (p + 1..p + 1 + n).collect()
+            let first = p.saturating_add(1);
+            let n = a.len().saturating_sub(first) / 2;
+            (first..first.saturating_add(n)).collect()
         }
         None => Vec::new(),
     }
 }
-/// SORT key ... [STORE dest].
+/// SORT key ... [STORE dest]: the *last* STORE counts, as in Redis, whose
+/// scan skips the arguments of LIMIT, GET and BY.
 fn sort_keys(a: &[Bytes]) -> Vec<usize> {
-    let mut v = vec![1];
-    if let Some(p) = a.iter().position(|x| x.eq_ignore_ascii_case(b"store")) {
-        v.push(p + 1);
+    let mut store = None;
+    let mut i = 2;
+    while let Some(o) = a.get(i) {
+        let skip = if o.eq_ignore_ascii_case(b"limit") {
+            2
+        } else if o.eq_ignore_ascii_case(b"get") || o.eq_ignore_ascii_case(b"by") {
+            1
+        } else {
+            if o.eq_ignore_ascii_case(b"store") && a.len() > i.saturating_add(1) {
+                store = Some(i.saturating_add(1));
+            }
+            0
+        };
+        i = i.saturating_add(skip).saturating_add(1);
     }
-    v
+    std::iter::once(1).chain(store).collect()
 }
 /// GEORADIUS[BYMEMBER] key ... [STORE key] [STOREDIST key].
 fn georadius_keys(a: &[Bytes]) -> Vec<usize> {
@@ -166,7 +196,7 @@ fn georadius_keys(a: &[Bytes]) -> Vec<usize> {
     let options = a.iter().enumerate().skip(2).take(a.len().saturating_sub(3));
     for (i, o) in options {
         if o.eq_ignore_ascii_case(b"store") || o.eq_ignore_ascii_case(b"storedist") {
-            v.push(i + 1);
+            v.push(i.saturating_add(1));
         }
     }
     v
@@ -179,7 +209,7 @@ fn key_at2(a: &[Bytes]) -> Vec<usize> {
 
 /// MEMORY USAGE names a key; the other MEMORY subcommands do not.
 fn usage_key(a: &[Bytes]) -> Vec<usize> {
-    if a.len() > 2 && a[1].eq_ignore_ascii_case(b"usage") {
+    if a.len() > 2 && a.get(1).is_some_and(|s| s.eq_ignore_ascii_case(b"usage")) {
         vec![2]
     } else {
         Vec::new()
@@ -488,11 +518,16 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     for (d, s) in lower.iter_mut().zip(name) {
         *d = s.to_ascii_lowercase();
     }
-    index.get(&lower[..name.len()]).map(|&id| &table()[id])
+    index
+        .get(lower.get(..name.len())?)
+        .and_then(|&id| table().get(id))
 }
 
 /// A command keyway itself sends (EXPIRE for default TTLs, SCAN for
 /// fan-out). The table holds every such name; a test checks them.
+// The names are keyway's own, and `every_internal_command_is_known` checks
+// them: a miss is a bug found by the tests, never by a client.
+#[allow(clippy::panic)]
 pub fn known(name: &str) -> &'static CommandSpec {
     match lookup(name.as_bytes()) {
         Some(spec) => spec,
@@ -518,6 +553,32 @@ mod tests {
     }
 
     #[test]
+    fn every_internal_command_is_known() {
+        // The names keyway sends itself (keyspace fan-out, default TTLs,
+        // transactions, subscriptions, scripts): `known` must never miss.
+        for name in [
+            "dbsize",
+            "del",
+            "flushdb",
+            "info",
+            "keys",
+            "randomkey",
+            "scan",
+            "script",
+            "expire",
+            "eval",
+            "multi",
+            "exec",
+            "subscribe",
+            "unsubscribe",
+            "psubscribe",
+            "punsubscribe",
+        ] {
+            assert_eq!(known(name).name, name);
+        }
+    }
+
+    #[test]
     fn names_are_unique_and_lower_case() {
         let mut seen = std::collections::HashSet::new();
         for c in table() {
@@ -538,6 +599,15 @@ mod tests {
         assert_eq!(pos("EVAL s 1 k arg"), vec![3]);
         assert_eq!(pos("XREAD COUNT 2 STREAMS s1 s2 0 0"), vec![4, 5]);
         assert_eq!(pos("SORT k BY x STORE d"), vec![1, 5]);
+        // The last STORE counts; GET's, BY's and LIMIT's arguments are not
+        // options, as in Redis's own scan.
+        assert_eq!(
+            pos("SORT abc STORE invalid STORE stillbad STORE def"),
+            vec![1, 7]
+        );
+        assert_eq!(pos("SORT k GET store STORE d"), vec![1, 5]);
+        assert_eq!(pos("SORT k LIMIT store store"), vec![1]);
+        assert_eq!(pos("SORT k STORE"), vec![1]);
         assert_eq!(pos("GEORADIUS k 1 2 3 km STORE d"), vec![1, 7]);
         assert_eq!(
             pos("GEORADIUSBYMEMBER k m 3 km STOREDIST d ASC"),

@@ -325,6 +325,11 @@ impl Config {
         }
         if self.server.max_bulk_len.0 == 0 {
             p.add("server.max_bulk_len", "must be at least 1 byte");
+        } else if self.server.max_bulk_len.0 >= 4 << 30 {
+            p.add(
+                "server.max_bulk_len",
+                "must be under 4gb (keys are stored with 32-bit lengths)",
+            );
         }
         if self.server.unauthenticated_max_args < 2 {
             p.add(

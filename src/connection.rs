@@ -116,7 +116,7 @@ struct Segments {
 }
 
 const SEGMENT_BYTES: usize = 256 * 1024;
-const SEGMENT_FIRST: usize = 32;
+const SEGMENT_FIRST: usize = 8;
 const SEGMENT_MAX: usize = 1024;
 
 impl Segments {

@@ -31,6 +31,13 @@
 //! - [`reply`]: replies and their RESP2/RESP3 encoding; [`error`]: error types
 //!   with Redis's texts; [`config`]: TOML config, validation.
 
+// Nothing a client sends may take the process down: no unwrap, expect or
+// panic outside tests. The few places that state an invariant say why.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod admin;
 pub mod alloc;
 pub mod args;

@@ -11,6 +11,19 @@
 //! are zero-copy slices of those bytes, so a backend can forward a request
 //! unchanged without re-encoding it.
 
+// Every byte a client sends is read here first: no indexing that can
+// panic and no arithmetic that can overflow, and the lints keep it so.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 use tokio_util::codec::Decoder;
@@ -75,7 +88,9 @@ impl Request {
 
 /// Encodes arguments as a RESP multibulk of bulk strings.
 pub fn encode_multibulk(args: &[Bytes]) -> Bytes {
-    let len = args.iter().map(|a| a.len() + 16).sum::<usize>() + 16;
+    let len = args
+        .iter()
+        .fold(16usize, |n, a| n.saturating_add(a.len()).saturating_add(16));
     let mut out = BytesMut::with_capacity(len);
     let mut num = itoa::Buffer::new();
     out.extend_from_slice(b"*");
@@ -166,7 +181,9 @@ impl RequestCodec {
 
     /// Bytes the codec keeps besides the read buffer (for client memory).
     pub fn held(&self) -> usize {
-        self.spans.capacity() * std::mem::size_of::<(usize, usize)>()
+        self.spans
+            .capacity()
+            .saturating_mul(std::mem::size_of::<(usize, usize)>())
     }
 }
 
@@ -185,7 +202,7 @@ impl Decoder for RequestCodec {
             if buf.is_empty() {
                 return Ok(None);
             }
-            let parsed = if buf[0] == b'*' {
+            let parsed = if buf.first() == Some(&b'*') {
                 self.parse_multibulk(buf)?
             } else {
                 self.parse_inline(buf)?
@@ -209,15 +226,15 @@ enum Parsed {
 /// Finds `\r\n` from `from`; returns the index of `\r`.
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
-    while let Some(p) = memchr(b'\r', buf.get(i..)?) {
-        let at = i + p;
-        match buf.get(at + 1) {
+    loop {
+        let at = i.checked_add(memchr(b'\r', buf.get(i..)?)?)?;
+        let next = at.checked_add(1)?;
+        match buf.get(next) {
             Some(b'\n') => return Some(at),
-            Some(_) => i = at + 1,
+            Some(_) => i = next,
             None => return None,
         }
     }
-    None
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
@@ -227,22 +244,22 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 /// Parses a decimal integer the way Redis's string2ll does: no sign on zero
 /// padding, no spaces, no plus sign.
 pub fn parse_i64(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || s.len() > 20 {
+    if s.len() > 20 {
         return None;
     }
-    let (neg, digits) = match s[0] {
-        b'-' => (true, &s[1..]),
+    let (neg, digits) = match s.split_first()? {
+        (b'-', rest) => (true, rest),
         _ => (false, s),
     };
-    if digits.is_empty() || (digits[0] == b'0' && (digits.len() > 1 || neg)) {
-        return None;
+    match digits {
+        [] => return None,
+        [b'0', _, ..] => return None,
+        [b'0'] if neg => return None,
+        _ => {}
     }
     let mut v: i64 = 0;
     for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        let d = i64::from(d - b'0');
+        let d = i64::from(d.checked_sub(b'0').filter(|d| *d <= 9)?);
         v = if neg {
             v.checked_mul(10)?.checked_sub(d)?
         } else {
@@ -263,67 +280,72 @@ impl RequestCodec {
                     }
                     return Ok(Parsed::Incomplete);
                 };
-                let count = match parse_i64(&buf[1..eol]) {
+                let header = buf.get(1..eol).unwrap_or_default();
+                let count = match parse_i64(header) {
                     Some(n) if n <= MAX_MULTIBULK => n,
                     _ => return Err(ProtocolError::MultibulkLength),
                 };
-                if count <= 0 {
-                    return Ok(Parsed::Empty(eol + 2));
-                }
-                // At most MAX_MULTIBULK, checked above.
-                let count = count as usize;
+                let after = eol.saturating_add(2);
+                // At most MAX_MULTIBULK, checked above; zero or less is an
+                // empty request, skipped.
+                let Some(count) = usize::try_from(count).ok().filter(|&c| c > 0) else {
+                    return Ok(Parsed::Empty(after));
+                };
                 if !self.authenticated && count > self.unauth_args {
                     return Err(ProtocolError::UnauthMultibulk);
                 }
                 self.spans.clear();
-                Partial {
-                    count,
-                    pos: eol + 2,
-                }
+                Partial { count, pos: after }
             }
         };
         while self.spans.len() < count {
-            if pos >= buf.len() {
+            let Some(&tag) = buf.get(pos) else {
                 self.partial = Some(Partial { count, pos });
                 return Ok(Parsed::Incomplete);
+            };
+            if tag != b'$' {
+                return Err(ProtocolError::ExpectedBulk(tag as char));
             }
-            if buf[pos] != b'$' {
-                return Err(ProtocolError::ExpectedBulk(buf[pos] as char));
-            }
-            let Some(eol) = find_crlf(buf, pos + 1) else {
-                if buf.len() - pos > INLINE_MAX {
+            let Some(eol) = find_crlf(buf, pos.saturating_add(1)) else {
+                if buf.len().saturating_sub(pos) > INLINE_MAX {
                     return Err(ProtocolError::BigBulkCount);
                 }
                 self.partial = Some(Partial { count, pos });
                 return Ok(Parsed::Incomplete);
             };
-            let len = match parse_i64(&buf[pos + 1..eol]) {
-                Some(n) if n >= 0 && n as u64 <= self.max_bulk_len as u64 => n as usize,
+            let header = buf.get(pos.saturating_add(1)..eol).unwrap_or_default();
+            let len = match parse_i64(header).and_then(|n| usize::try_from(n).ok()) {
+                Some(n) if n <= self.max_bulk_len => n,
                 _ => return Err(ProtocolError::BulkLength),
             };
             if !self.authenticated && len > self.unauth_bulk {
                 return Err(ProtocolError::UnauthBulk);
             }
-            let start = eol + 2;
+            let start = eol.saturating_add(2);
+            let stop = start.saturating_add(len);
             // Like Redis, the two bytes after the payload are skipped unread.
-            // No overflow: len is at most max_bulk_len, far below usize::MAX.
-            let end = start + len + 2;
+            let end = stop.saturating_add(2);
             if buf.len() < end {
                 // Room for what comes next, a step at a time (the buffer
                 // doubles as it fills): a header alone never makes keyway
                 // reserve the length it announces.
-                let missing = end - buf.len();
-                if buf.capacity() - buf.len() < missing {
+                let missing = end.saturating_sub(buf.len());
+                if buf.capacity().saturating_sub(buf.len()) < missing {
                     buf.reserve(missing.min(GROW_STEP));
                 }
                 self.partial = Some(Partial { count, pos });
                 return Ok(Parsed::Incomplete);
             }
-            self.spans.push((start, start + len));
+            self.spans.push((start, stop));
             pos = end;
         }
         let raw = buf.split_to(pos).freeze();
-        let args = self.spans.iter().map(|&(s, e)| raw.slice(s..e)).collect();
+        // Every span lies inside `raw`: each was checked against the buffer.
+        let args = self
+            .spans
+            .iter()
+            .map(|&(s, e)| raw.get(s..e).map(|b| raw.slice_ref(b)).unwrap_or_default())
+            .collect();
         self.spans.clear();
         if self.spans.capacity() > 1024 {
             // A huge request's list is not kept for the next small one.
@@ -338,8 +360,11 @@ impl RequestCodec {
         // and the client is refused once it has sent too much.
         if self.inline_scanned != NUL_SEEN {
             let from = self.inline_scanned.min(buf.len());
-            match buf[from..].iter().position(|&b| b == b'\n' || b == 0) {
-                Some(p) if buf[from + p] == b'\n' => return self.inline_line(buf, from + p),
+            let rest = buf.get(from..).unwrap_or_default();
+            match rest.iter().position(|&b| b == b'\n' || b == 0) {
+                Some(p) if rest.get(p) == Some(&b'\n') => {
+                    return self.inline_line(buf, from.saturating_add(p));
+                }
                 Some(_) => self.inline_scanned = NUL_SEEN,
                 None => self.inline_scanned = buf.len(),
             }
@@ -352,12 +377,10 @@ impl RequestCodec {
 
     fn inline_line(&mut self, buf: &mut BytesMut, nl: usize) -> Result<Parsed, ProtocolError> {
         self.inline_scanned = 0;
-        let line = buf.split_to(nl + 1);
-        let mut end = nl;
-        if end > 0 && line[end - 1] == b'\r' {
-            end -= 1;
-        }
-        let args = split_args(&line[..end]).ok_or(ProtocolError::UnbalancedQuotes)?;
+        let line = buf.split_to(nl.saturating_add(1).min(buf.len()));
+        let text = line.get(..nl).unwrap_or_default();
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let args = split_args(text).ok_or(ProtocolError::UnbalancedQuotes)?;
         if args.is_empty() {
             return Ok(Parsed::Empty(0));
         }
@@ -366,7 +389,7 @@ impl RequestCodec {
 }
 
 fn hex_digit(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
+    (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 /// Splits an inline command line the way Redis's sdssplitargs does: words
@@ -375,81 +398,89 @@ fn hex_digit(c: u8) -> Option<u8> {
 /// not followed by a blank.
 pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
     let mut out = Vec::new();
-    let mut i = 0;
-    let n = line.len();
+    let mut rest = line;
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
-            i += 1;
+        while rest.first().is_some_and(u8::is_ascii_whitespace) {
+            rest = rest.get(1..)?;
         }
         // As in C, where sdssplitargs runs, a NUL ends the line.
-        if i >= n || line[i] == 0 {
-            return Some(out);
+        match rest.first() {
+            None | Some(0) => return Some(out),
+            Some(_) => {}
         }
         let mut cur = Vec::new();
         let mut in_dq = false;
         let mut in_sq = false;
         loop {
             if in_dq {
-                if i >= n {
-                    return None;
-                }
-                let c = line[i];
-                if c == b'\\' && i + 3 < n && line[i + 1] == b'x' {
-                    if let (Some(h), Some(l)) = (hex_digit(line[i + 2]), hex_digit(line[i + 3])) {
-                        cur.push(h * 16 + l);
-                        i += 4;
-                        continue;
+                match rest {
+                    [] => return None,
+                    [b'\\', b'x', h, l, tail @ ..]
+                        if hex_digit(*h).is_some() && hex_digit(*l).is_some() =>
+                    {
+                        let (h, l) = (hex_digit(*h)?, hex_digit(*l)?);
+                        cur.push(h.wrapping_mul(16).wrapping_add(l));
+                        rest = tail;
+                    }
+                    [b'\\', c, tail @ ..] => {
+                        cur.push(match c {
+                            b'n' => b'\n',
+                            b'r' => b'\r',
+                            b't' => b'\t',
+                            b'b' => 8,
+                            b'a' => 7,
+                            other => *other,
+                        });
+                        rest = tail;
+                    }
+                    [b'"', tail @ ..] => {
+                        // A closing quote must be followed by a blank.
+                        if tail.first().is_some_and(|c| !c.is_ascii_whitespace()) {
+                            return None;
+                        }
+                        rest = tail;
+                        break;
+                    }
+                    [c, tail @ ..] => {
+                        cur.push(*c);
+                        rest = tail;
                     }
                 }
-                if c == b'\\' && i + 1 < n {
-                    i += 1;
-                    cur.push(match line[i] {
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
-                        b'b' => 8,
-                        b'a' => 7,
-                        other => other,
-                    });
-                } else if c == b'"' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
-                        return None;
-                    }
-                    i += 1;
-                    break;
-                } else {
-                    cur.push(c);
-                }
-                i += 1;
             } else if in_sq {
-                if i >= n {
-                    return None;
-                }
-                let c = line[i];
-                if c == b'\\' && i + 1 < n && line[i + 1] == b'\'' {
-                    cur.push(b'\'');
-                    i += 2;
-                    continue;
-                } else if c == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
-                        return None;
+                match rest {
+                    [] => return None,
+                    [b'\\', b'\'', tail @ ..] => {
+                        cur.push(b'\'');
+                        rest = tail;
                     }
-                    i += 1;
-                    break;
+                    [b'\'', tail @ ..] => {
+                        if tail.first().is_some_and(|c| !c.is_ascii_whitespace()) {
+                            return None;
+                        }
+                        rest = tail;
+                        break;
+                    }
+                    [c, tail @ ..] => {
+                        cur.push(*c);
+                        rest = tail;
+                    }
                 }
-                cur.push(c);
-                i += 1;
             } else {
-                if i >= n {
-                    break;
+                match rest {
+                    [] | [b' ' | b'\n' | b'\r' | b'\t' | 0, ..] => break,
+                    [b'"', tail @ ..] => {
+                        in_dq = true;
+                        rest = tail;
+                    }
+                    [b'\'', tail @ ..] => {
+                        in_sq = true;
+                        rest = tail;
+                    }
+                    [c, tail @ ..] => {
+                        cur.push(*c);
+                        rest = tail;
+                    }
                 }
-                match line[i] {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
-                    b'"' => in_dq = true,
-                    b'\'' => in_sq = true,
-                    c => cur.push(c),
-                }
-                i += 1;
             }
         }
         out.push(Bytes::from(cur));

@@ -1,0 +1,7 @@
+#![no_main]
+//! See `fuzz/targets.rs`.
+
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::command_table(data));
