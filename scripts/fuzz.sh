@@ -28,7 +28,7 @@ if [[ "${1:-}" == "--keep" ]]; then
   for t in "${targets_all[@]}"; do
     mkdir -p "fuzz/seeds/$t"
     echo "minimizing fuzz/corpus/$t into fuzz/seeds/$t"
-    (cd fuzz && cargo +nightly fuzz cmin -O "$t" "corpus/$t" -- -rss_limit_mb=2048 >/dev/null 2>&1)
+    (cd fuzz && cargo +nightly fuzz cmin -O -s none "$t" "corpus/$t" -- -rss_limit_mb=2048 >/dev/null 2>&1)
     rm -f "fuzz/seeds/$t"/*
     # The smallest 300 inputs: enough for the replay to reach what the
     # fuzzer reached, little enough to commit.
@@ -50,7 +50,11 @@ for t in "${targets[@]}"; do
   [ -d "fuzz/seeds/$t" ] && cp -n "fuzz/seeds/$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
   echo "== $t: $seconds s"
   log="fuzz/$t.log"
-  if (cd fuzz && cargo +nightly fuzz run -O "$t" "corpus/$t" -- \
+  # AddressSanitizer where unsafe code runs (the memory backend's store);
+  # the codec and the command table are safe Rust, fuzzed 5x faster without.
+  sanitizer=none
+  [ "$t" = memory ] && sanitizer=address
+  if (cd fuzz && cargo +nightly fuzz run -O -s "$sanitizer" "$t" "corpus/$t" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 \
         -print_final_stats=1) >"$log" 2>&1; then
     grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "$log" | sed 's/^/   /'
