@@ -8,10 +8,9 @@ use bytes::BytesMut;
 use criterion::{Criterion, criterion_group, criterion_main};
 use keyway::backend::Command;
 use keyway::backend::memory::{MemoryBackend, MemoryConfig};
-use keyway::command;
-use keyway::config::Config;
-use keyway::protocol::RequestCodec;
-use keyway::router::Router;
+use keyway::ops::config::Config;
+use keyway::wire::command;
+use keyway::wire::protocol::RequestCodec;
 use tokio_util::codec::Decoder;
 
 fn pipeline_of_16() -> Vec<u8> {
@@ -34,7 +33,7 @@ fn pipeline_of_16() -> Vec<u8> {
 fn decode_route_execute_encode(c: &mut Criterion) {
     let input = pipeline_of_16();
     let backend = MemoryBackend::new(&MemoryConfig::default());
-    let router = Router::new(&Config::default());
+    let router = keyway::ops::reload::build(&Config::default(), &Default::default()).0;
     c.bench_function("pipeline16_set_get_memory", |b| {
         b.iter(|| {
             let mut buf = BytesMut::from(&input[..]);
@@ -85,7 +84,11 @@ fn router_with_100_namespaces(c: &mut Criterion) {
         ));
     }
     text.push_str("[[namespaces]]\nname = \"all\"\nprefix = \"\"\nbackend = \"m\"\n");
-    let router = Router::new(&Config::parse(&text, "bench.toml").expect("valid"));
+    let router = keyway::ops::reload::build(
+        &Config::parse(&text, "bench.toml").expect("valid"),
+        &Default::default(),
+    )
+    .0;
     let keys: Vec<Vec<u8>> = (0..100)
         .map(|i| format!("app{i}:part{}:user:{i}", i % 7).into_bytes())
         .chain((0..10).map(|i| format!("unmatched:{i}").into_bytes()))

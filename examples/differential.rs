@@ -26,9 +26,9 @@ async fn main() -> ExitCode {
         eprintln!("usage: differential REDIS_PORT SEED COMMANDS");
         return ExitCode::from(2);
     };
-    let mut config = keyway::config::Config::default();
+    let mut config = keyway::ops::config::Config::default();
     config.server.listen = "127.0.0.1:0".into();
-    let server = match keyway::server::Server::bind(config).await {
+    let server = match keyway::ops::Instance::bind(config).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("cannot start keyway: {e}");

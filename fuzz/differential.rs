@@ -59,7 +59,7 @@ impl Conn {
     }
 
     pub async fn send(&mut self, args: &[Bytes]) -> std::io::Result<()> {
-        let raw = keyway::protocol::encode_multibulk(args);
+        let raw = keyway::wire::protocol::encode_multibulk(args);
         self.0.get_mut().write_all(&raw).await
     }
 
@@ -263,7 +263,7 @@ fn agreeable(mut args: Vec<Bytes>) -> Option<Vec<Bytes>> {
     // the results part (the README lists it).
     if name.ends_with("incrbyfloat") {
         let big = |a: &Bytes| {
-            keyway::util::parse_f64(a).is_some_and(|x| x.abs() >= 9_007_199_254_740_992.0)
+            keyway::wire::util::parse_f64(a).is_some_and(|x| x.abs() >= 9_007_199_254_740_992.0)
         };
         if args.iter().skip(2).any(big) {
             return None;
@@ -336,7 +336,7 @@ pub async fn run(
         // A blocking command may wait for good on both servers.
         let blocks = match cmd.spec.name {
             "xread" | "xreadgroup" => cmd.args.iter().any(|a| a.eq_ignore_ascii_case(b"BLOCK")),
-            _ => cmd.spec.has(keyway::command::BLOCKING),
+            _ => cmd.spec.has(keyway::wire::command::BLOCKING),
         };
         if blocks {
             continue;
@@ -352,7 +352,7 @@ pub async fn run(
         let (want, got) = (normalize(name, &args, want), normalize(name, &args, got));
         let mut differ = want != got && !agree(name, &want, &got);
         let (mut want, mut got) = (want, got);
-        if !differ && check_state && cmd.spec.has(keyway::command::WRITE) {
+        if !differ && check_state && cmd.spec.has(keyway::wire::command::WRITE) {
             // A script writes keys its arguments name too.
             let positions: Vec<usize> = if name.starts_with("eval") {
                 (3..args.len()).collect()

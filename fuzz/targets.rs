@@ -14,9 +14,9 @@
 use bytes::{Bytes, BytesMut};
 use keyway::backend::Command;
 use keyway::backend::memory::{MemoryBackend, MemoryConfig};
-use keyway::command::{self, CommandSpec};
-use keyway::protocol::{RequestCodec, encode_multibulk, parse_i64, split_args};
-use keyway::reply::Reply;
+use keyway::wire::command::{self, CommandSpec};
+use keyway::wire::protocol::{RequestCodec, encode_multibulk, parse_i64, split_args};
+use keyway::wire::reply::Reply;
 use tokio_util::codec::Decoder;
 
 /// Reads choices from fuzz input; past its end, zeros.
@@ -85,8 +85,8 @@ pub fn codec(data: &[u8]) {
                                 || req
                                     .args
                                     .iter()
-                                    .all(|a| a.len() <= keyway::protocol::UNAUTH_MAX_BULK)
-                                    && req.args.len() <= keyway::protocol::UNAUTH_MAX_ARGS
+                                    .all(|a| a.len() <= keyway::wire::protocol::UNAUTH_MAX_BULK)
+                                    && req.args.len() <= keyway::wire::protocol::UNAUTH_MAX_ARGS
                         );
                     }
                     // Its bytes (or, inline, their multibulk form) decode
@@ -143,11 +143,11 @@ pub fn command_table(data: &[u8]) {
             // Redis's canonical form only: it prints back the same.
             assert_eq!(n.to_string().as_bytes(), &a[..]);
         }
-        let _ = keyway::util::parse_f64(a);
+        let _ = keyway::wire::util::parse_f64(a);
         let _ = split_args(a);
     }
     if args.len() >= 3 {
-        let _ = keyway::util::glob_match(&args[1], &args[2]);
+        let _ = keyway::wire::util::glob_match(&args[1], &args[2]);
     }
     let _ = command::lookup(rest);
 }
@@ -373,7 +373,7 @@ pub fn memory(data: &[u8]) {
         static COMMANDS: Vec<&'static CommandSpec> = memory_commands();
     }
     let backend = MemoryBackend::new(&MemoryConfig::default());
-    let panics = keyway::metrics::metrics().internal_errors();
+    let panics = keyway::wire::metrics::metrics().internal_errors();
     let mut input = Input::new(data);
     COMMANDS.with(|commands| {
         while !input.done() {
@@ -388,7 +388,7 @@ pub fn memory(data: &[u8]) {
                 r.encode(false, &mut out);
                 r.encode(true, &mut out);
             }
-            if keyway::metrics::metrics().internal_errors() != panics {
+            if keyway::wire::metrics::metrics().internal_errors() != panics {
                 let names: Vec<&str> = batch.iter().map(|c| c.spec.name).collect();
                 let shown: Vec<Vec<String>> = batch
                     .iter()

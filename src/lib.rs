@@ -1,35 +1,48 @@
 //! keyway: a Redis-wire-compatible proxy that routes each key, by prefix, to
 //! the namespace that owns it, and each namespace to a backend.
 //!
-//! How a command flows, and where each step lives:
-//! - [`server`]: accepts clients, caps their number, shuts down gracefully.
-//! - [`connection`]: one client; reads every complete request, runs them as a
-//!   batch and writes the replies in order with one write.
-//! - [`protocol`]: the request codec (RESP multibulk and inline), keeping
-//!   each request's raw bytes for passthrough.
-//! - [`command`]: the command table (arity, key positions, flags) that every
-//!   other module reads.
-//! - [`admin`]: commands keyway answers itself (HELLO, AUTH, CLIENT, INFO, ...);
-//!   [`clients`]: the clients CLIENT LIST and CLIENT KILL see.
-//! - [`router`]: namespaces and longest-prefix routing, key rewriting.
-//! - [`dispatch`]: sends keyed commands to backends in batches, splits
-//!   multi-key commands across backends and merges the replies.
-//! - [`keyspace`]: KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSH* fanned out to all
-//!   namespaces.
-//! - [`transaction`]: MULTI/EXEC queued by keyway, WATCH on a pinned
-//!   connection; [`pubsub`]: a client's subscriptions across backends.
-//! - [`backend`]: the `Backend` trait and its implementations (one file or
-//!   folder each), built from `[backends.NAME]` config tables; `redis-shards`
-//!   is the cluster backend's routing over a fixed map, and `mirror` wraps a
-//!   namespace's backend to replay its writes on another.
-//! - [`upstream`]: connections to RESP servers (TLS, AUTH, Sentinel) and
-//!   the multiplexed pipes the `redis`, `redis-cluster` and `redis-shards`
-//!   backends share between clients.
-//! - [`reload`]: SIGHUP re-reads the config and swaps the router, keeping
-//!   unchanged backends; [`metrics`]: Prometheus counters and the scrape
-//!   endpoint.
-//! - [`reply`]: replies and their RESP2/RESP3 encoding; [`error`]: error types
-//!   with Redis's texts; [`config`]: TOML config, validation.
+//! The source is a house of five floors, bottom to top; a module imports
+//! only from its own floor and the floors below (`tests/layers.rs` checks
+//! it against [`FLOORS`]):
+//!
+//! 1. [`wire`]: what everything stands on. The request codec
+//!    ([`wire::protocol`], keeping each request's raw bytes), the command
+//!    table ([`wire::command`]: arity, key positions, flags), replies and
+//!    error texts, argument parsing, SCAN cursors, the merging of split
+//!    replies; and the process-wide counters (allocated bytes, metrics).
+//! 2. [`backend`]: the `Backend` trait and one file or folder per kind of
+//!    backend (memory, redis, redis-cluster, redis-shards, memcached, and
+//!    `mirror`, which wraps one to replay its writes on another), built
+//!    from `[backends.NAME]` tables; `upstream`: connections to RESP
+//!    servers and the pipes clients share.
+//! 3. [`proxy`]: from a client's commands to backends. `router`
+//!    (namespaces, prefix routing, key rewriting), `dispatch` (batches per
+//!    backend, split and merged multi-key commands, namespace limits),
+//!    `keyspace` (KEYS, SCAN, FLUSH* over every namespace), `transaction`
+//!    and `pubsub` (a client's state across backends).
+//! 4. [`server`]: the listener and the state connections share; one
+//!    `connection` per client (read requests, run them as a batch, write
+//!    the replies), `admin` (the commands keyway answers itself, a file per
+//!    family), `clients` (CLIENT LIST, KILL), `limits` (what a client may
+//!    make keyway hold), `settings` (its `[server]` table).
+//! 5. [`ops`]: what an operator touches. `config` (the file: load,
+//!    validate, summary), `reload` (SIGHUP), `http` (metrics and probes),
+//!    and [`ops::Instance`], which builds a running keyway from a config.
+//!
+//! How a command flows: `server` accepts the client, its `connection`
+//! decodes requests with `wire::protocol` and looks each up in
+//! `wire::command`; commands keyway answers go to `server::admin`, the rest
+//! to `proxy::dispatch`, which asks `proxy::router` for each key's
+//! namespace and sends batches to `backend`s; replies come back in order.
+//!
+//! Where new things go: a new admin command is a file (or a function) in
+//! `server/admin/` and an arm in its `execute`; a new backend is a file or
+//! folder in `backend/` and a line in its `backends!` table; a new
+//! per-namespace policy is a field of `proxy::router::NamespaceConfig`
+//! (with its validation in `ops::config`), enforced in `proxy::dispatch`.
+//! The config's data types live on the floor that uses them
+//! (`NamespaceConfig` in the proxy, `ServerConfig` in the server, each
+//! backend's table in its file); `ops::config` assembles the file.
 
 // Nothing a client sends may take the process down: no unwrap, expect or
 // panic outside tests. The few places that state an invariant say why.
@@ -38,26 +51,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod admin;
-pub mod alloc;
-pub mod args;
+/// The floors of `src/`, bottom to top: each module imports only from its
+/// own floor and those below (`tests/layers.rs` checks every `crate::`
+/// path against this order).
+pub const FLOORS: [&str; 5] = ["wire", "backend", "proxy", "server", "ops"];
+
 pub mod backend;
-pub mod clients;
-pub mod command;
-pub mod config;
-pub mod connection;
-pub mod dispatch;
-pub mod error;
-pub mod keyspace;
-pub mod limits;
-pub mod metrics;
-pub mod protocol;
-pub mod pubsub;
-pub mod reload;
-pub mod reply;
-pub mod router;
+pub mod ops;
+pub mod proxy;
 pub mod server;
-pub mod slowlog;
-pub mod transaction;
-pub mod upstream;
-pub mod util;
+pub mod wire;

@@ -2,9 +2,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyway::config::Config;
-use keyway::reload::Source;
-use keyway::server::{Server, Shared};
+use keyway::ops::Instance;
+use keyway::ops::config::Config;
+use keyway::ops::instance::Operations;
+use keyway::ops::reload::Source;
 use std::sync::Arc;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -102,25 +103,26 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let server = match Server::bind(config).await {
+        let instance = match Instance::bind(config).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("cannot listen: {e}");
+                eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
         };
-        server.set_source(Source {
+        let ops = instance.operations();
+        ops.set_source(Source {
             path: args.config.clone(),
             listen_override: args.listen.clone(),
         });
-        reload_on_sighup(server.shared());
-        server.run(shutdown_signal()).await;
+        reload_on_sighup(ops);
+        instance.run(shutdown_signal()).await;
         ExitCode::SUCCESS
     })
 }
 
 /// Re-reads the config file on every SIGHUP.
-fn reload_on_sighup(shared: Arc<Shared>) {
+fn reload_on_sighup(ops: Arc<Operations>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -129,7 +131,7 @@ fn reload_on_sighup(shared: Arc<Shared>) {
                 tokio::spawn(async move {
                     while hup.recv().await.is_some() {
                         info!("SIGHUP: reloading the config");
-                        shared.reload();
+                        ops.reload();
                     }
                 });
             }

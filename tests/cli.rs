@@ -278,7 +278,7 @@ fn readme_lists_every_memcached_command() {
             r.memcached.iter().collect()
         };
         for n in claimed {
-            if keyway::command::lookup(n.as_bytes()).is_some() {
+            if keyway::wire::command::lookup(n.as_bytes()).is_some() {
                 assert!(
                     SUPPORTED.contains(&n.as_str()),
                     "README claims memcached runs {n}"
@@ -301,9 +301,9 @@ fn readme_lists_every_memory_command() {
 
 #[test]
 fn readme_lists_every_forwarded_command() {
-    use keyway::command::{KEYSPACE, LOCAL};
+    use keyway::wire::command::{KEYSPACE, LOCAL};
     let table = readme_table();
-    for spec in keyway::command::table() {
+    for spec in keyway::wire::command::table() {
         if spec.has(LOCAL) || spec.has(KEYSPACE) && spec.name != "keys" && spec.name != "scan" {
             continue;
         }

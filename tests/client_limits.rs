@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Keyway, resp};
-use keyway::alloc::{allocated, clients, data};
+use keyway::wire::alloc::{allocated, clients, data};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;

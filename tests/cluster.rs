@@ -187,7 +187,7 @@ async fn a_resharded_slot_is_followed_through_ask_and_moved() {
     let direct: String = dst.get("app:{mover}old").await.unwrap();
     assert_eq!(direct, "after");
     // Operators see the resharding in the metrics.
-    let text = keyway::metrics::metrics().encode();
+    let text = keyway::wire::metrics::metrics().encode();
     for kind in ["ask", "moved"] {
         let line = format!("keyway_cluster_redirects_total{{backend=\"c\",kind=\"{kind}\"}} ");
         assert!(text.contains(&line), "no {kind} redirects counted:\n{text}");

@@ -65,7 +65,7 @@ async fn key_counts_never_size_an_allocation() {
         .await
         .unwrap());
     let mut k = kw.raw().await;
-    let before = keyway::alloc::allocated();
+    let before = keyway::wire::alloc::allocated();
     for cmd in [
         "EVAL return 4294967296 k",
         "EVAL return 9223372036854775807 k",
@@ -89,7 +89,7 @@ async fn key_counts_never_size_an_allocation() {
         let words: Vec<&str> = cmd.split(' ').collect();
         same(&mut r, &mut k, &words).await;
     }
-    let grew = keyway::alloc::allocated().saturating_sub(before);
+    let grew = keyway::wire::alloc::allocated().saturating_sub(before);
     assert!(grew < 64 << 20, "allocated {grew} bytes");
     alive(&kw).await;
 }
@@ -226,7 +226,7 @@ async fn a_panic_fails_one_client_and_frees_its_slot() {
     c.send(&resp(&["INFO", "keyway"])).await;
     let info = String::from_utf8_lossy(&c.reply().await).into_owned();
     assert!(info.contains("internal_errors:"), "{info}");
-    let metrics = keyway::metrics::metrics().encode();
+    let metrics = keyway::wire::metrics::metrics().encode();
     assert!(
         metrics.contains("keyway_internal_errors_total{command=\"debug\"} 10"),
         "{metrics}"

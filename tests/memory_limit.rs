@@ -4,7 +4,7 @@
 mod common;
 
 use common::Keyway;
-use keyway::alloc::allocated;
+use keyway::wire::alloc::allocated;
 use redis::AsyncCommands;
 
 const MB: usize = 1024 * 1024;

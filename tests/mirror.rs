@@ -29,7 +29,7 @@ mirror = "new"
 
 fn mirrored(ns: &str, result: &str) -> u64 {
     let want = format!("keyway_mirror_commands_total{{namespace=\"{ns}\",result=\"{result}\"}} ");
-    keyway::metrics::metrics()
+    keyway::wire::metrics::metrics()
         .encode()
         .lines()
         .find_map(|l| l.strip_prefix(&want).and_then(|n| n.parse().ok()))
@@ -196,7 +196,7 @@ async fn a_namespace_moves_to_its_mirror_with_a_reload() {
     let after = before.replace("backend = \"old\"\nmirror = \"new\"", "backend = \"new\"");
     assert_ne!(after, before);
     std::fs::write(&path, after).unwrap();
-    assert_eq!(kw.shared.reload(), keyway::reload::Outcome::Applied);
+    assert_eq!(kw.ops.reload(), keyway::ops::reload::Outcome::Applied);
     let values: Vec<i64> = c
         .mget((0..100).map(|i| format!("user:{i}")).collect::<Vec<_>>())
         .await
@@ -395,7 +395,7 @@ async fn a_reload_keeps_the_mirror_s_order() {
     let after = before.replace("[server]\n", "[server]\nslowlog_max_len = 64\n");
     assert_ne!(after, before);
     std::fs::write(&path, after).unwrap();
-    assert_eq!(kw.shared.reload(), keyway::reload::Outcome::Applied);
+    assert_eq!(kw.ops.reload(), keyway::ops::reload::Outcome::Applied);
     c.check("SET k 2", "+OK\r\n").await;
     redis.signal("CONT");
     until("the mirror to replay every write", 5, || async {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Keyway, RedisServer};
-use keyway::reload::Outcome;
+use keyway::ops::reload::Outcome;
 use redis::AsyncCommands;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -111,7 +111,7 @@ async fn reload_moves_a_namespace_under_a_connected_client() {
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     std::fs::write(&path, redis_config(redis.port)).unwrap();
-    assert_eq!(kw.shared.reload(), Outcome::Applied);
+    assert_eq!(kw.ops.reload(), Outcome::Applied);
     tokio::time::sleep(Duration::from_millis(50)).await;
     stop.store(true, Ordering::Relaxed);
     let written = writer.await.unwrap();
@@ -138,14 +138,14 @@ async fn reload_keeps_unchanged_backends_and_refuses_bad_files() {
     let mut c = kw.client().await;
     let _: () = c.set("tmp:kept", "still here").await.unwrap();
     let _: () = c.set("r", "1").await.unwrap();
-    let before = kw.shared.backends.lock().unwrap().clone();
+    let before = kw.ops.backends.lock().unwrap().clone();
 
     // A new namespace; the backends' settings are unchanged.
     let mut text = redis_config(redis.port);
     text.push_str("[[namespaces]]\nname = \"extra\"\nprefix = \"x:\"\nbackend = \"local\"\n");
     std::fs::write(&path, &text).unwrap();
-    assert_eq!(kw.shared.reload(), Outcome::Applied);
-    let after = kw.shared.backends.lock().unwrap().clone();
+    assert_eq!(kw.ops.reload(), Outcome::Applied);
+    let after = kw.ops.backends.lock().unwrap().clone();
     for name in ["local", "main"] {
         assert!(
             Arc::ptr_eq(&before[name].1, &after[name].1),
@@ -162,7 +162,7 @@ async fn reload_keeps_unchanged_backends_and_refuses_bad_files() {
         "[server]\nlisten = \"127.0.0.1:0\"\nbogus = 1\n[[namespaces]]\nname = \"a\"\nprefix = \"\"\nbackend = \"nope\"\n",
     )
     .unwrap();
-    let Outcome::Rejected(problems) = kw.shared.reload() else {
+    let Outcome::Rejected(problems) = kw.ops.reload() else {
         panic!("a bad config was applied");
     };
     let file = path.display();
@@ -179,8 +179,8 @@ async fn reload_keeps_unchanged_backends_and_refuses_bad_files() {
 
     // The listen address cannot change: the rest applies, listen stays.
     std::fs::write(&path, text.replace("127.0.0.1:0", "127.0.0.1:1")).unwrap();
-    assert_eq!(kw.shared.reload(), Outcome::Applied);
-    assert_eq!(kw.shared.config.load().server.listen, "127.0.0.1:0");
+    assert_eq!(kw.ops.reload(), Outcome::Applied);
+    assert_eq!(kw.shared.settings.load().server.listen, "127.0.0.1:0");
     let v: String = c.get("r").await.unwrap();
     assert_eq!(v, "1");
 }

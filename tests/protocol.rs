@@ -3,7 +3,8 @@
 
 mod common;
 use common::{Keyway, resp};
-use keyway::config::{ByteSize, Config};
+use keyway::ops::config::Config;
+use keyway::wire::size::ByteSize;
 use redis::AsyncCommands;
 
 #[tokio::test]
@@ -387,7 +388,7 @@ async fn introspection_for_tools() {
         .query_async(&mut con)
         .await
         .unwrap();
-    assert_eq!(count as usize, keyway::command::table().len());
+    assert_eq!(count as usize, keyway::wire::command::table().len());
     let _: () = con.set("a", 1).await.unwrap();
     let info: redis::InfoDict = redis::cmd("INFO").query_async(&mut con).await.unwrap();
     assert_eq!(

@@ -26,11 +26,11 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
-use crate::command::{self, BLOCKING, CommandSpec, WRITE};
-use crate::error::CmdError;
-use crate::metrics::metrics;
-use crate::reply::Reply;
-use crate::util::is;
+use crate::wire::command::{self, BLOCKING, CommandSpec, WRITE};
+use crate::wire::error::CmdError;
+use crate::wire::metrics::metrics;
+use crate::wire::reply::Reply;
+use crate::wire::util::is;
 
 /// Batches waiting for the mirror, at most; more are dropped.
 const QUEUE: usize = 1024;
@@ -156,7 +156,7 @@ impl Tap {
         if writes.is_empty() {
             return;
         }
-        let now = crate::util::now_ms();
+        let now = crate::wire::util::now_ms();
         let mut out = Vec::with_capacity(writes.len());
         let mut unsupported = 0;
         for (i, c) in writes {
@@ -347,7 +347,7 @@ fn deliveries(a: &[Bytes], reply: &Reply, now: u64) -> Vec<Command> {
 /// The one command to replay for `c` (see [`as_replayed`]).
 fn effect(c: Command, reply: Option<&Reply>, now: u64) -> Option<Command> {
     let ms = |at: usize, unit: u64| {
-        crate::protocol::parse_i64(&c.args[at]).map(|n| {
+        crate::wire::protocol::parse_i64(&c.args[at]).map(|n| {
             Bytes::from(
                 (now as i64)
                     .saturating_add(n.saturating_mul(unit as i64))

@@ -1,33 +1,30 @@
 //! Backends: where a namespace's commands are executed.
 //!
-//! Adding a backend is one file implementing [`Backend`], and
-//! [`BackendSpec`] for its config table, plus one variant in
-//! [`BackendConfig`] (its `type = "..."` name) and one arm in
-//! [`BackendConfig::spec`].
+//! Adding a backend is one file (or folder) implementing [`Backend`], and
+//! [`BackendSpec`] for its config table, plus its `mod` line and one line
+//! in the `backends!` table below (its variant, `type = "..."` name and
+//! config table).
 
 pub mod cluster;
 pub mod memcached;
 pub mod memory;
 pub mod mirror;
+mod pushes;
 pub mod redis;
 pub mod shards;
+pub mod upstream;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::sync::{Notify, mpsc};
 
-use crate::command::CommandSpec;
-use crate::error::CmdError;
-use crate::limits::OutputLimit;
-use crate::reply::Reply;
+use crate::wire::command::CommandSpec;
+use crate::wire::error::CmdError;
+use crate::wire::reply::Reply;
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::wire::merge::BoxFuture;
+pub use pushes::{PushReceiver, Pushes, Queue};
 
 /// A command on its way to a backend, its keys already rewritten for the
 /// namespace (prefix stripped or added).
@@ -56,134 +53,6 @@ impl Command {
             resp3: false,
             inspect: true,
         }
-    }
-}
-
-/// Where a client's messages and subscription confirmations go, tagged
-/// with the subscriber they came from. The queue counts the bytes waiting
-/// in it (as client memory, and against the client's pubsub output limit):
-/// a subscriber that does not read is closed rather than held forever.
-#[derive(Clone)]
-pub struct Pushes {
-    tx: mpsc::UnboundedSender<(usize, Reply)>,
-    queue: Arc<Queue>,
-}
-
-/// The bytes queued for one subscribed client, and whether they broke its
-/// output limit.
-pub struct Queue {
-    /// Shared with the client's entry, for eviction by size.
-    bytes: Arc<AtomicUsize>,
-    limit: OutputLimit,
-    /// When the queue went over the soft limit, while it stays over.
-    over_soft: Mutex<Option<Instant>>,
-    broken: Mutex<Option<String>>,
-    notify: Notify,
-}
-
-impl Queue {
-    /// Completes with the reason once the queue broke its limit.
-    pub async fn overflowed(&self) -> String {
-        loop {
-            let notified = self.notify.notified();
-            if let Some(why) = self.lock_broken().clone() {
-                return why;
-            }
-            notified.await;
-        }
-    }
-
-    fn lock_broken(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.broken.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn added(&self, n: usize) {
-        crate::alloc::clients_add(n as isize);
-        let queued = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
-        if self.limit.is_off() {
-            return;
-        }
-        let since = {
-            let mut over = self.over_soft.lock().unwrap_or_else(|e| e.into_inner());
-            if self.limit.soft > 0 && queued as u64 >= self.limit.soft {
-                *over.get_or_insert_with(Instant::now)
-            } else {
-                *over = None;
-                Instant::now()
-            }
-        };
-        if let Some(why) = self.limit.exceeded(queued, Some(since.elapsed())) {
-            let mut broken = self.lock_broken();
-            if broken.is_none() {
-                *broken = Some(format!("{why} (messages queued)"));
-                self.notify.notify_waiters();
-            }
-        }
-    }
-
-    fn taken(&self, n: usize) {
-        crate::alloc::clients_add(-(n as isize));
-        self.bytes.fetch_sub(n, Ordering::Relaxed);
-    }
-}
-
-/// The receiving end of [`Pushes`], held by the client's connection.
-pub struct PushReceiver {
-    rx: mpsc::UnboundedReceiver<(usize, Reply)>,
-    queue: Arc<Queue>,
-}
-
-impl PushReceiver {
-    pub async fn recv(&mut self) -> Option<(usize, Reply)> {
-        let item = self.rx.recv().await?;
-        self.queue.taken(item.1.size());
-        Some(item)
-    }
-
-    pub fn queue(&self) -> Arc<Queue> {
-        self.queue.clone()
-    }
-}
-
-impl Drop for PushReceiver {
-    fn drop(&mut self) {
-        // What is still queued is freed with the channel.
-        self.rx.close();
-        while let Ok(item) = self.rx.try_recv() {
-            self.queue.taken(item.1.size());
-        }
-    }
-}
-
-impl Pushes {
-    /// A queue for one client: `bytes` is the client's count of queued
-    /// bytes, `limit` its pubsub output limit.
-    pub fn channel(bytes: Arc<AtomicUsize>, limit: OutputLimit) -> (Pushes, PushReceiver) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queue = Arc::new(Queue {
-            bytes,
-            limit,
-            over_soft: Mutex::new(None),
-            broken: Mutex::new(None),
-            notify: Notify::new(),
-        });
-        (
-            Pushes {
-                tx,
-                queue: queue.clone(),
-            },
-            PushReceiver { rx, queue },
-        )
-    }
-
-    /// Queues a message; false when the client is gone.
-    pub fn send(&self, item: (usize, Reply)) -> bool {
-        let n = item.1.size();
-        if self.tx.send(item).is_err() {
-            return false;
-        }
-        self.queue.added(n);
-        true
     }
 }
 
@@ -263,33 +132,45 @@ pub trait BackendSpec {
     fn build(&self, name: &str) -> Arc<dyn Backend>;
 }
 
-/// `[backends.NAME]` tables; `type` selects the variant.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum BackendConfig {
-    Memory(memory::MemoryConfig),
-    Redis(redis::RedisConfig),
-    #[serde(rename = "redis-cluster")]
-    RedisCluster(cluster::ClusterConfig),
-    #[serde(rename = "redis-shards")]
-    RedisShards(shards::ShardsConfig),
-    Memcached(memcached::MemcachedConfig),
+/// Declares the kinds of backend: each line names its variant, its `type`
+/// in the config and its config table, and gives the enum of
+/// `[backends.NAME]` tables and the one match that dispatches on it.
+macro_rules! backends {
+    ($( $variant:ident = $name:literal => $config:ty ),* $(,)?) => {
+        /// `[backends.NAME]` tables; `type` selects the variant.
+        #[derive(Debug, Clone, PartialEq, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum BackendConfig {
+            $( #[serde(rename = $name)] $variant($config), )*
+        }
+
+        impl BackendConfig {
+            /// Every kind's `type` name.
+            pub const KINDS: &[&str] = &[$($name),*];
+
+            /// What every backend's config says of itself.
+            pub fn spec(&self) -> &dyn BackendSpec {
+                match self {
+                    $( BackendConfig::$variant(c) => c, )*
+                }
+            }
+        }
+    };
+}
+
+// The one place that lists every kind of backend: adding one is its file
+// (or folder), its `mod` line above and a line here.
+backends! {
+    Memory = "memory" => memory::MemoryConfig,
+    Redis = "redis" => redis::RedisConfig,
+    RedisCluster = "redis-cluster" => cluster::ClusterConfig,
+    RedisShards = "redis-shards" => shards::ShardsConfig,
+    Memcached = "memcached" => memcached::MemcachedConfig,
 }
 
 impl BackendConfig {
     pub fn default_memory() -> Self {
         BackendConfig::Memory(memory::MemoryConfig::default())
-    }
-
-    /// The one place that knows every kind of backend.
-    pub fn spec(&self) -> &dyn BackendSpec {
-        match self {
-            BackendConfig::Memory(c) => c,
-            BackendConfig::Redis(c) => c,
-            BackendConfig::RedisCluster(c) => c,
-            BackendConfig::RedisShards(c) => c,
-            BackendConfig::Memcached(c) => c,
-        }
     }
 
     pub fn kind(&self) -> &'static str {

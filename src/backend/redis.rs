@@ -2,7 +2,7 @@
 //! TLS with AUTH.
 //!
 //! Commands from every client share `connections` multiplexed pipes (see
-//! [`crate::upstream`]); a client's batch travels as one job, so a pipeline
+//! [`crate::backend::upstream`]); a client's batch travels as one job, so a pipeline
 //! stays a pipeline and MULTI ... EXEC sent in one batch cannot interleave
 //! with other clients' commands. Blocking commands run on a connection of
 //! their own so they never hold up the pipes; WATCH pins a session, and
@@ -19,12 +19,14 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
 use super::{Backend, BackendSpec, BoxFuture, Command, Pushes, Session, Subscriber};
-use crate::command::{BLOCKING, CommandSpec};
-use crate::error::CmdError;
-use crate::protocol::encode_multibulk;
-use crate::reply::Reply;
-use crate::upstream::{Conn, Endpoint, Feed, Pipe, Sentinel, Tls, is_readonly, unavailable};
-use crate::util::is;
+use crate::backend::upstream::{
+    Conn, Endpoint, Feed, Pipe, Sentinel, Tls, is_readonly, unavailable,
+};
+use crate::wire::command::{BLOCKING, CommandSpec};
+use crate::wire::error::CmdError;
+use crate::wire::protocol::encode_multibulk;
+use crate::wire::reply::Reply;
+use crate::wire::util::is;
 
 /// Dedicated connections kept for reuse by blocking commands, per protocol.
 const IDLE_DEDICATED: usize = 8;
@@ -644,7 +646,7 @@ impl Subscriber for RedisSubscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command;
+    use crate::wire::command;
 
     #[test]
     fn parses_urls() {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::cluster::ClusterBackend;
+use super::cluster::{ClusterBackend, Ejection, FixedMap, Placement};
 use super::redis::{
     connection_problems, default_command_timeout, default_connect_timeout, parse_url,
 };
@@ -147,7 +147,22 @@ impl BackendSpec for ShardsConfig {
             .filter_map(|s| parse_url(s.url()).ok())
             .collect();
         let ring = Ring::new(self, &vec![true; self.servers.len()]);
-        Arc::new(ClusterBackend::fixed(name, self, urls, ring))
+        let map = FixedMap {
+            urls,
+            placement: Arc::new(Placed {
+                config: self.clone(),
+                ring,
+            }),
+            ejection: Ejection {
+                enabled: self.auto_eject_hosts,
+                failure_limit: self.server_failure_limit,
+                retry_timeout_ms: self.server_retry_timeout_ms,
+            },
+            tls_ca_file: self.tls_ca_file.clone(),
+            connect_timeout_ms: self.connect_timeout_ms,
+            command_timeout_ms: self.command_timeout_ms,
+        };
+        Arc::new(ClusterBackend::fixed(name, map))
     }
 
     fn limits(&self) -> Option<&'static str> {
@@ -437,6 +452,30 @@ const CRC16: [u16; 256] = {
     }
     t
 };
+
+/// A ring with the settings that build it again over fewer servers: the
+/// placement the cluster routing follows for this backend.
+struct Placed {
+    config: ShardsConfig,
+    ring: Ring,
+}
+
+impl Placement for Placed {
+    fn shard(&self, key: &[u8]) -> u16 {
+        self.ring.shard(key)
+    }
+
+    fn tag(&self) -> Option<(char, char)> {
+        self.ring.tag()
+    }
+
+    fn over(&self, live: &[bool]) -> Arc<dyn Placement> {
+        Arc::new(Placed {
+            config: self.config.clone(),
+            ring: Ring::new(&self.config, live),
+        })
+    }
+}
 
 /// Which server a key belongs to.
 #[derive(Debug)]

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use keyway::config::Config;
-use keyway::server::Server;
+use keyway::ops::Instance;
+use keyway::ops::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -15,6 +15,8 @@ use tokio::sync::oneshot;
 pub struct Keyway {
     pub addr: SocketAddr,
     pub shared: std::sync::Arc<keyway::server::Shared>,
+    /// Reloads and what they work on.
+    pub ops: std::sync::Arc<keyway::ops::instance::Operations>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -43,27 +45,27 @@ impl Keyway {
     pub async fn from_file(path: &std::path::Path) -> Keyway {
         let config = Config::load(path).expect("test config is valid");
         let kw = Keyway::with_config(config).await;
-        if let Ok(mut s) = kw.shared.source.lock() {
-            *s = keyway::reload::Source {
-                path: Some(path.to_path_buf()),
-                listen_override: None,
-            };
-        }
+        kw.ops.set_source(keyway::ops::reload::Source {
+            path: Some(path.to_path_buf()),
+            listen_override: None,
+        });
         kw
     }
 
     pub async fn with_config(mut config: Config) -> Keyway {
         config.server.listen = "127.0.0.1:0".into();
-        let server = Server::bind(config).await.expect("bind");
-        let addr = server.local_addr();
-        let shared = server.shared();
+        let instance = Instance::bind(config).await.expect("bind");
+        let addr = instance.local_addr();
+        let shared = instance.shared();
+        let ops = instance.operations();
         let (tx, rx) = oneshot::channel();
-        tokio::spawn(server.run(async {
+        tokio::spawn(instance.run(async {
             let _ = rx.await;
         }));
         Keyway {
             addr,
             shared,
+            ops,
             stop: Some(tx),
         }
     }

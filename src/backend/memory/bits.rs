@@ -5,9 +5,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::store::{Entry, Store, Value};
 use super::{as_str, str_of};
-use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
-use crate::util::{int_arg, is};
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::reply::Reply;
+use crate::wire::util::{int_arg, is};
 
 /// Redis's proto-max-bulk-len: bit offsets stay below 2^32.
 const MAX_BIT_OFFSET: u64 = 4 * 1024 * 1024 * 1024 - 1;
@@ -169,7 +169,7 @@ pub fn bitcount(s: &Store, a: &[Bytes]) -> CmdResult {
 }
 
 pub fn bitpos(s: &Store, a: &[Bytes]) -> CmdResult {
-    let bit = match crate::util::int_arg(&a[2])? {
+    let bit = match crate::wire::util::int_arg(&a[2])? {
         0 => 0u8,
         1 => 1u8,
         _ => return Err(CmdError::msg("ERR The bit argument must be 1 or 0.")),
@@ -284,7 +284,7 @@ fn field_type(a: &[u8]) -> CmdResult<(bool, u32)> {
         Some(b'u' | b'U') => false,
         _ => return Err(bad()),
     };
-    let bits = crate::protocol::parse_i64(&a[1..]).ok_or_else(bad)?;
+    let bits = crate::wire::protocol::parse_i64(&a[1..]).ok_or_else(bad)?;
     if bits < 1 || (signed && bits > 64) || (!signed && bits > 63) {
         return Err(bad());
     }
@@ -298,7 +298,7 @@ fn field_offset(a: &[u8], bits: u32) -> CmdResult<u64> {
         Some((b'#', rest)) => (true, rest),
         _ => (false, a),
     };
-    let mut n = crate::protocol::parse_i64(digits).ok_or_else(bad)?;
+    let mut n = crate::wire::protocol::parse_i64(digits).ok_or_else(bad)?;
     if hash {
         n = n.checked_mul(bits as i64).ok_or_else(bad)?;
     }

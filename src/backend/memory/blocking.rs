@@ -17,9 +17,9 @@ use tokio::sync::oneshot;
 
 use super::Memory;
 use crate::backend::Command;
-use crate::command::CommandSpec;
-use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::wire::command::CommandSpec;
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::reply::Reply;
 
 struct Waiter {
     spec: &'static CommandSpec,
@@ -104,7 +104,7 @@ fn timeout_and_keys(spec: &CommandSpec, a: &[Bytes]) -> CmdResult<Option<(f64, V
     let (t, keys) = match spec.name {
         "blmove" | "brpoplpush" => (a.last(), vec![a[1].clone()]),
         "blmpop" | "bzmpop" => {
-            let n = crate::util::int_arg(&a[2])?.max(0) as usize;
+            let n = crate::wire::util::int_arg(&a[2])?.max(0) as usize;
             (
                 a.get(1),
                 a.get(3..3 + n).map(<[Bytes]>::to_vec).unwrap_or_default(),

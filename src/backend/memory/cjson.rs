@@ -364,7 +364,8 @@ impl Parser<'_> {
     }
 
     fn number(&mut self, at: usize) -> Result<Lexed, Bad> {
-        let (n, len) = crate::util::strtod_prefix(&self.s[at..]).ok_or(("invalid number", at))?;
+        let (n, len) =
+            crate::wire::util::strtod_prefix(&self.s[at..]).ok_or(("invalid number", at))?;
         self.at = at + len;
         Ok((Token::Number, at, Value::Number(n)))
     }

@@ -11,9 +11,9 @@ use super::own;
 use super::store::{Store, Value};
 use super::typed::{modify, read, store};
 use super::zset::ZSet;
-use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
-use crate::util::{float_arg, int_arg, is, parse_f64};
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::reply::Reply;
+use crate::wire::util::{float_arg, int_arg, is, parse_f64};
 
 const LONG_MIN: f64 = -180.0;
 const LONG_MAX: f64 = 180.0;

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use super::own;
 use super::store::Store;
 use super::typed::{self, random_picks, scan_step};
-use crate::error::{CmdError, CmdResult};
-use crate::keyspace::{parse_scan, scan_reply};
-use crate::protocol::parse_i64;
-use crate::reply::Reply;
-use crate::util::{float_arg, glob_match, int_arg, is, parse_f64, random_below};
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::protocol::parse_i64;
+use crate::wire::reply::Reply;
+use crate::wire::scan::{parse_scan, scan_reply};
+use crate::wire::util::{float_arg, glob_match, int_arg, is, parse_f64, random_below};
 
 type Hash = HashMap<Bytes, Bytes>;
 

@@ -13,8 +13,8 @@
 use bytes::Bytes;
 
 use super::store::{Entry, Store, Value, ValueRef};
-use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::reply::Reply;
 
 const P: u32 = 14;
 const REGISTERS: usize = 1 << P;

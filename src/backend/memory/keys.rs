@@ -3,11 +3,11 @@
 use bytes::Bytes;
 
 use super::store::{Entry, ORDER_BITS, Store, ValueRef, now_ms};
-use crate::args::{ExpireArgs, Unit};
-use crate::error::{CmdError, CmdResult};
-use crate::keyspace::{parse_scan, scan_reply};
-use crate::reply::Reply;
-use crate::util::{glob_match, is};
+use crate::wire::args::{ExpireArgs, Unit};
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::reply::Reply;
+use crate::wire::scan::{parse_scan, scan_reply};
+use crate::wire::util::{glob_match, is};
 
 pub fn del(s: &Store, a: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(
@@ -129,7 +129,7 @@ pub fn copy(s: &Store, a: &[Bytes]) -> CmdResult {
             replace = true;
             i += 1;
         } else if is(&a[i], "DB") && i + 1 < a.len() {
-            match crate::protocol::parse_i64(&a[i + 1]) {
+            match crate::wire::protocol::parse_i64(&a[i + 1]) {
                 Some(0) => {}
                 Some(_) => return Err(CmdError::msg("ERR DB index is out of range")),
                 None => return Err(CmdError::NotInteger),
@@ -242,12 +242,12 @@ pub fn memory(s: &Store, a: &[Bytes]) -> CmdResult {
     if !is(&a[1], "USAGE") {
         return Err(CmdError::UnknownSubcommand {
             cmd: "MEMORY".into(),
-            sub: crate::error::lossy(&a[1], 128),
+            sub: crate::wire::error::lossy(&a[1], 128),
         });
     }
     let samples = match &a[2..] {
         [_] => USAGE_SAMPLES,
-        [_, opt, n] if is(opt, "SAMPLES") => match crate::protocol::parse_i64(n) {
+        [_, opt, n] if is(opt, "SAMPLES") => match crate::wire::protocol::parse_i64(n) {
             Some(0) => usize::MAX,
             Some(n) => usize::try_from(n).map_err(|_| CmdError::Syntax)?,
             None => return Err(CmdError::NotInteger),
@@ -316,7 +316,7 @@ pub fn object(s: &Store, a: &[Bytes]) -> CmdResult {
     let Some(key) = a.get(2).filter(|_| a.len() == 3) else {
         return Err(CmdError::UnknownSubcommand {
             cmd: "OBJECT".into(),
-            sub: crate::error::lossy(sub, 128),
+            sub: crate::wire::error::lossy(sub, 128),
         });
     };
     s.read(key, |e| {
@@ -326,7 +326,7 @@ pub fn object(s: &Store, a: &[Bytes]) -> CmdResult {
         if is(sub, "ENCODING") {
             let small = |n: usize| n <= 128;
             let enc = match e.value {
-                ValueRef::Str(v) if v.len() <= 20 && crate::protocol::parse_i64(v).is_some() => "int",
+                ValueRef::Str(v) if v.len() <= 20 && crate::wire::protocol::parse_i64(v).is_some() => "int",
                 ValueRef::Str(v) if v.len() <= 44 => "embstr",
                 ValueRef::Str(_) => "raw",
                 ValueRef::Hash(h) if small(h.len()) => "listpack",
@@ -335,7 +335,7 @@ pub fn object(s: &Store, a: &[Bytes]) -> CmdResult {
                 ValueRef::List(_) => "quicklist",
                 ValueRef::Set(set)
                     if set.len() <= 512
-                        && set.iter().all(|m| crate::protocol::parse_i64(m).is_some()) =>
+                        && set.iter().all(|m| crate::wire::protocol::parse_i64(m).is_some()) =>
                 {
                     "intset"
                 }
@@ -358,7 +358,7 @@ pub fn object(s: &Store, a: &[Bytes]) -> CmdResult {
         } else {
             Err(CmdError::UnknownSubcommand {
                 cmd: "OBJECT".into(),
-                sub: crate::error::lossy(sub, 128),
+                sub: crate::wire::error::lossy(sub, 128),
             })
         }
     })

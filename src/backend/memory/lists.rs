@@ -8,9 +8,9 @@ use super::blocking::timeout_arg;
 use super::own;
 use super::store::Store;
 use super::typed::{modify, read};
-use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
-use crate::util::{int_arg, is};
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::reply::Reply;
+use crate::wire::util::{int_arg, is};
 
 type List = VecDeque<Bytes>;
 
@@ -95,7 +95,7 @@ pub fn rpushx(s: &Store, a: &[Bytes]) -> CmdResult {
 
 /// A COUNT argument that must be positive ("must be positive" text).
 fn positive_count(a: &[u8]) -> CmdResult<usize> {
-    Ok(crate::util::positive_arg(a, None)? as usize)
+    Ok(crate::wire::util::positive_arg(a, None)? as usize)
 }
 
 fn pop_generic(s: &Store, a: &[Bytes], end: End) -> CmdResult {
@@ -289,16 +289,17 @@ pub fn lpos(s: &Store, a: &[Bytes]) -> CmdResult {
             return Err(CmdError::Syntax);
         };
         if is(&a[i], "RANK") {
-            rank = crate::util::range_arg(v, -i64::MAX, i64::MAX, None)?;
+            rank = crate::wire::util::range_arg(v, -i64::MAX, i64::MAX, None)?;
             if rank == 0 {
                 return Err(CmdError::msg(
                     "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list",
                 ));
             }
         } else if is(&a[i], "COUNT") {
-            count = Some(crate::util::positive_arg(v, Some("COUNT can't be negative"))? as usize);
+            count =
+                Some(crate::wire::util::positive_arg(v, Some("COUNT can't be negative"))? as usize);
         } else if is(&a[i], "MAXLEN") {
-            maxlen = crate::util::positive_arg(v, Some("MAXLEN can't be negative"))? as usize;
+            maxlen = crate::wire::util::positive_arg(v, Some("MAXLEN can't be negative"))? as usize;
         } else {
             return Err(CmdError::Syntax);
         }
@@ -397,7 +398,7 @@ pub struct MpopArgs {
 }
 
 pub fn parse_mpop(a: &[Bytes], at: usize) -> CmdResult<MpopArgs> {
-    let n = crate::util::range_arg(
+    let n = crate::wire::util::range_arg(
         &a[at],
         1,
         i64::MAX,
@@ -413,7 +414,8 @@ pub fn parse_mpop(a: &[Bytes], at: usize) -> CmdResult<MpopArgs> {
     let count = match &a[at + 2 + n..] {
         [] => 1,
         [c, v] if is(c, "COUNT") => {
-            crate::util::range_arg(v, 1, i64::MAX, Some("count should be greater than 0"))? as usize
+            crate::wire::util::range_arg(v, 1, i64::MAX, Some("count should be greater than 0"))?
+                as usize
         }
         _ => return Err(CmdError::Syntax),
     };

@@ -13,6 +13,7 @@ mod blocking;
 mod cjson;
 mod cmsgpack;
 mod geo;
+mod groups;
 mod hashes;
 mod hll;
 mod keys;
@@ -27,6 +28,7 @@ mod stream;
 mod streams;
 mod strings;
 mod typed;
+mod xinfo;
 mod zset;
 mod zsets;
 
@@ -36,9 +38,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::{Backend, BackendSpec, BoxFuture, Command, Pushes, Session, Subscriber};
-use crate::command::{self, CommandSpec};
-use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
+use crate::wire::command::{self, CommandSpec};
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::reply::Reply;
 use store::{Entry, EntryRef, Store, Value, ValueRef};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -46,7 +48,7 @@ use store::{Entry, EntryRef, Store, Value, ValueRef};
 pub struct MemoryConfig {
     /// Bound on the process's allocated memory (bytes, or kb/mb/gb);
     /// writes beyond it evict keys or are refused with OOM.
-    pub max_memory: Option<crate::config::ByteSize>,
+    pub max_memory: Option<crate::wire::size::ByteSize>,
     #[serde(default)]
     pub eviction: Eviction,
 }
@@ -345,12 +347,12 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("xtrim", streams::xtrim, Shared),
     ("xread", streams::xread, Shared),
     ("xreadgroup", streams::xreadgroup, Exclusive),
-    ("xgroup", streams::xgroup, Shared),
-    ("xack", streams::xack, Shared),
-    ("xpending", streams::xpending, Shared),
-    ("xclaim", streams::xclaim, Shared),
-    ("xautoclaim", streams::xautoclaim, Shared),
-    ("xinfo", streams::xinfo, Shared),
+    ("xgroup", groups::xgroup, Shared),
+    ("xack", groups::xack, Shared),
+    ("xpending", groups::xpending, Shared),
+    ("xclaim", groups::xclaim, Shared),
+    ("xautoclaim", groups::xautoclaim, Shared),
+    ("xinfo", xinfo::xinfo, Shared),
     // Pub/sub (SUBSCRIBE and friends go through `Backend::subscriber`).
     ("publish", pubsub::publish, Shared),
     ("pubsub", pubsub::pubsub, Shared),
@@ -437,7 +439,7 @@ impl Memory {
     /// other client's command runs in between, and the batch runs at one
     /// instant of the clock, as Redis runs a transaction.
     fn run_with(&self, batch: &[Command], watched: &Watched) -> Vec<Reply> {
-        crate::util::at_one_instant(|| self.run_gated(batch, watched))
+        crate::wire::util::at_one_instant(|| self.run_gated(batch, watched))
     }
 
     fn run_gated(&self, batch: &[Command], watched: &Watched) -> Vec<Reply> {
@@ -522,7 +524,7 @@ impl Memory {
             Eviction::AllkeysRandom => (false, store::Victims::Random),
             Eviction::VolatileTtl => (true, store::Victims::Ttl),
         };
-        while crate::alloc::data() > max {
+        while crate::wire::alloc::data() > max {
             if self.eviction == Eviction::Noeviction {
                 return Err(oom());
             }
@@ -535,7 +537,7 @@ impl Memory {
                     self.evicted
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                if crate::alloc::data() <= max {
+                if crate::wire::alloc::data() <= max {
                     break;
                 }
             }
@@ -578,9 +580,9 @@ impl Memory {
 /// panicked leaves its key as the handler left it: handlers check their
 /// arguments before they change anything.
 fn guarded(command: &'static str, run: impl FnOnce() -> Reply) -> Reply {
-    crate::util::catch_panic(run).unwrap_or_else(|panic| {
+    crate::wire::util::catch_panic(run).unwrap_or_else(|panic| {
         tracing::error!(command, "internal error (a bug in keyway): {panic}");
-        crate::metrics::metrics().internal_error(command);
+        crate::wire::metrics::metrics().internal_error(command);
         Reply::error("ERR internal error")
     })
 }
@@ -749,10 +751,10 @@ mod tests {
 
     #[test]
     fn a_panicking_command_is_answered_and_counted() {
-        let before = crate::metrics::metrics().encode();
+        let before = crate::wire::metrics::metrics().encode();
         let r = guarded("get", || panic!("injected"));
         assert_eq!(r, Reply::error("ERR internal error"));
-        let after = crate::metrics::metrics().encode();
+        let after = crate::wire::metrics::metrics().encode();
         assert_ne!(before, after);
         assert!(after.contains("keyway_internal_errors_total{command=\"get\"}"));
         assert_eq!(guarded("get", Reply::ok), Reply::ok());

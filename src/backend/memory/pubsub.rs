@@ -10,9 +10,9 @@ use bytes::Bytes;
 
 use super::Store;
 use crate::backend::{BoxFuture, Command, Pushes, Subscriber};
-use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
-use crate::util::glob_match;
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::reply::Reply;
+use crate::wire::util::glob_match;
 
 struct Sub {
     tag: usize,
@@ -83,7 +83,7 @@ impl Hub {
 
     /// PUBSUB CHANNELS / NUMSUB / NUMPAT.
     pub fn pubsub(&self, a: &[Bytes]) -> CmdResult {
-        let sub = crate::util::subcommand(
+        let sub = crate::wire::util::subcommand(
             a,
             "PUBSUB",
             &[
@@ -156,7 +156,7 @@ impl Hub {
             // CHANNELS with more than a pattern: Redis's own check.
             _ => Err(CmdError::msg(format!(
                 "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
-                crate::error::lossy(&a[1], 128)
+                crate::wire::error::lossy(&a[1], 128)
             ))),
         }
     }

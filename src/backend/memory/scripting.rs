@@ -21,11 +21,11 @@ use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Table, Value, Variadic, VmStat
 
 use super::Memory;
 use crate::backend::Command;
-use crate::command::{self, BLOCKING, CommandSpec, KEYSPACE, LOCAL, PUBSUB, TX, WRITE};
-use crate::error::CmdError;
-use crate::protocol::parse_i64;
-use crate::reply::Reply;
-use crate::util::is;
+use crate::wire::command::{self, BLOCKING, CommandSpec, KEYSPACE, LOCAL, PUBSUB, TX, WRITE};
+use crate::wire::error::CmdError;
+use crate::wire::protocol::parse_i64;
+use crate::wire::reply::Reply;
+use crate::wire::util::is;
 
 /// How long a script may run. A script holds the store (and its worker
 /// thread) until it ends, so one that loops would stop every client of the
@@ -152,7 +152,7 @@ fn script(mem: &Memory, a: &[Bytes]) -> Reply {
     }
     CmdError::UnknownSubcommand {
         cmd: "SCRIPT".into(),
-        sub: crate::error::lossy(sub, 128),
+        sub: crate::wire::error::lossy(sub, 128),
     }
     .into()
 }
@@ -417,7 +417,7 @@ fn answered_here(cmd: &Command) -> Option<Reply> {
             None => Reply::status("PONG"),
         },
         "echo" => Reply::Bulk(a[1].clone()),
-        "time" => crate::admin::time(),
+        "time" => crate::wire::util::time(),
         _ => return None,
     })
 }
@@ -464,7 +464,7 @@ fn to_lua(lua: &Lua, r: Reply) -> mlua::Result<Value> {
         Reply::Bulk(b) | Reply::Verbatim(b) => Value::String(lua.create_string(&b[..])?),
         Reply::Nil | Reply::NilArray => Value::Boolean(false),
         Reply::Bool(b) => Value::Number(if b { 1.0 } else { 0.0 }),
-        Reply::Double(d) => Value::String(lua.create_string(crate::reply::format_double(d))?),
+        Reply::Double(d) => Value::String(lua.create_string(crate::wire::reply::format_double(d))?),
         Reply::Status(s) => Value::Table(tagged(lua, "ok", &s)?),
         Reply::Error(e) => Value::Table(tagged(lua, "err", &e)?),
         Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {

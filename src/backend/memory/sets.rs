@@ -7,10 +7,10 @@ use bytes::Bytes;
 use super::own;
 use super::store::{Store, Value};
 use super::typed::{modify, rand_count, random_picks, read, reply_fits, scan_step, store};
-use crate::error::{CmdError, CmdResult};
-use crate::keyspace::{parse_scan, scan_reply};
-use crate::reply::Reply;
-use crate::util::{glob_match, int_arg, is, random_below};
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::reply::Reply;
+use crate::wire::scan::{parse_scan, scan_reply};
+use crate::wire::util::{glob_match, int_arg, is, random_below};
 
 type Set = IndexSet<Bytes>;
 
@@ -274,8 +274,9 @@ pub fn sdiffstore(s: &Store, a: &[Bytes]) -> CmdResult {
 
 /// The `numkeys key... [LIMIT n]` of SINTERCARD, checked as Redis checks it.
 fn card_args(a: &[Bytes]) -> CmdResult<(Vec<Bytes>, usize)> {
-    let n = crate::util::range_arg(&a[1], 1, i64::MAX, Some("numkeys should be greater than 0"))?
-        as usize;
+    let n =
+        crate::wire::util::range_arg(&a[1], 1, i64::MAX, Some("numkeys should be greater than 0"))?
+            as usize;
     let Some(keys) = a.get(2..2 + n) else {
         return Err(CmdError::msg(
             "ERR Number of keys can't be greater than number of args",
@@ -285,7 +286,8 @@ fn card_args(a: &[Bytes]) -> CmdResult<(Vec<Bytes>, usize)> {
     let mut i = 2 + n;
     while i < a.len() {
         if is(&a[i], "LIMIT") && i + 1 < a.len() {
-            limit = crate::util::positive_arg(&a[i + 1], Some("LIMIT can't be negative"))? as usize;
+            limit = crate::wire::util::positive_arg(&a[i + 1], Some("LIMIT can't be negative"))?
+                as usize;
             i += 2;
         } else {
             return Err(CmdError::Syntax);

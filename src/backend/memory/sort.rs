@@ -11,9 +11,9 @@ use bytes::Bytes;
 
 use super::store::{Store, Value, ValueRef};
 use super::typed::store;
-use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
-use crate::util::{int_arg, is};
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::reply::Reply;
+use crate::wire::util::{int_arg, is};
 
 /// What SORT was asked to do.
 struct SortArgs {
@@ -104,7 +104,7 @@ fn score(v: &[u8]) -> Option<f64> {
     if t.is_empty() {
         return Some(0.0);
     }
-    match crate::util::strtod(t)? {
+    match crate::wire::util::strtod(t)? {
         (x, false) if !x.is_nan() => Some(x),
         _ => None,
     }

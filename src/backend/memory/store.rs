@@ -113,7 +113,7 @@ pub struct EntryRef<'a> {
     pub access: u32,
 }
 
-pub use crate::util::now_ms;
+pub use crate::wire::util::now_ms;
 
 /// Whole seconds, for access times: coarse is enough for LRU.
 pub fn clock() -> u32 {
@@ -456,7 +456,7 @@ impl Store {
     /// keys with a TTL when `volatile`.
     pub fn victims(&self, n: usize, volatile: bool, by: Victims) -> Vec<Bytes> {
         let now = now_ms();
-        let start = crate::util::random_below(PARTITIONS as u64) as usize;
+        let start = crate::wire::util::random_below(PARTITIONS as u64) as usize;
         for i in 0..PARTITIONS {
             let part = self.parts[(start + i) % PARTITIONS].read();
             let mut found: Vec<(u64, &Node)> = part
@@ -466,7 +466,7 @@ impl Store {
                     let rank = match by {
                         Victims::Lru => u64::from(e.header().access.load(Ordering::Relaxed)),
                         Victims::Ttl => e.expires_at(),
-                        Victims::Random => crate::util::random_below(u64::MAX),
+                        Victims::Random => crate::wire::util::random_below(u64::MAX),
                     };
                     (rank, e)
                 })
@@ -487,12 +487,12 @@ impl Store {
     /// A random live key.
     pub fn random_key(&self) -> Option<Bytes> {
         let now = now_ms();
-        let start = crate::util::random_below(PARTITIONS as u64) as usize;
+        let start = crate::wire::util::random_below(PARTITIONS as u64) as usize;
         for i in 0..PARTITIONS {
             let part = self.parts[(start + i) % PARTITIONS].read();
             let live: Vec<&Node> = part.iter().filter(|e| !e.expired(now)).collect();
             if !live.is_empty() {
-                let pick = crate::util::random_below(live.len() as u64) as usize;
+                let pick = crate::wire::util::random_below(live.len() as u64) as usize;
                 return Some(Bytes::copy_from_slice(live[pick].key()));
             }
         }

@@ -1,6 +1,7 @@
-//! Stream commands, with Redis 7.0's replies and error texts: XADD, XLEN,
-//! XRANGE, XREVRANGE, XDEL, XTRIM, XREAD, consumer groups (XGROUP,
-//! XREADGROUP, XACK, XPENDING, XCLAIM, XAUTOCLAIM) and XINFO.
+//! Stream commands over entries, with Redis 7.0's replies and error texts:
+//! XADD, XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XREAD and XREADGROUP (whose
+//! reads deliver to a group); IDs as Redis parses them. The groups' own
+//! commands are in `groups`, XINFO in `xinfo`.
 //!
 //! One difference: Redis trims with `~` only whole nodes of its radix
 //! tree, so it may keep more entries than asked; keyway trims to the exact
@@ -11,13 +12,13 @@ use bytes::Bytes;
 
 use super::own;
 use super::store::Store;
-use super::stream::{Consumer, Group, Id, Pending, Stream, Trim};
+use super::stream::{Id, Pending, Stream, Trim};
 use super::typed::{Kind, modify, read};
-use crate::error::{CmdError, CmdResult};
-use crate::reply::Reply;
-use crate::util::{int_arg, is, now_ms};
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::reply::Reply;
+use crate::wire::util::{int_arg, is, now_ms};
 
-const INVALID_ID: &str = "ERR Invalid stream ID specified as stream command argument";
+pub(super) const INVALID_ID: &str = "ERR Invalid stream ID specified as stream command argument";
 
 impl Kind for Stream {
     fn of(v: super::store::ValueRef<'_>) -> Option<&Self> {
@@ -40,7 +41,7 @@ impl Kind for Stream {
     }
 }
 
-fn digits(b: &[u8]) -> Option<u64> {
+pub(super) fn digits(b: &[u8]) -> Option<u64> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -51,7 +52,12 @@ fn digits(b: &[u8]) -> Option<u64> {
 /// are the smallest and largest IDs unless `strict`. With `auto_seq`,
 /// `ms-*` is accepted and gives `(ms-0, false)`; the flag says whether the
 /// sequence was given.
-fn parse_id(a: &[u8], missing_seq: u64, strict: bool, auto_seq: bool) -> CmdResult<(Id, bool)> {
+pub(super) fn parse_id(
+    a: &[u8],
+    missing_seq: u64,
+    strict: bool,
+    auto_seq: bool,
+) -> CmdResult<(Id, bool)> {
     if a.len() > 127 {
         return Err(CmdError::msg(INVALID_ID));
     }
@@ -86,12 +92,12 @@ fn parse_id(a: &[u8], missing_seq: u64, strict: bool, auto_seq: bool) -> CmdResu
     parsed.ok_or_else(|| CmdError::msg(INVALID_ID))
 }
 
-fn strict_id(a: &[u8]) -> CmdResult<Id> {
+pub(super) fn strict_id(a: &[u8]) -> CmdResult<Id> {
     Ok(parse_id(a, 0, true, false)?.0)
 }
 
 /// A range bound: `(id` is exclusive (and then cannot be `-` or `+`).
-fn bound(a: &[u8], missing_seq: u64, start: bool) -> CmdResult<Id> {
+pub(super) fn bound(a: &[u8], missing_seq: u64, start: bool) -> CmdResult<Id> {
     if a.len() > 1 && a[0] == b'(' {
         let id = parse_id(&a[1..], missing_seq, true, false)?.0;
         let stepped = if start { id.next() } else { id.prev() };
@@ -106,14 +112,14 @@ fn bound(a: &[u8], missing_seq: u64, start: bool) -> CmdResult<Id> {
     Ok(parse_id(a, missing_seq, false, false)?.0)
 }
 
-fn entry_reply(id: Id, fields: &[Bytes]) -> Reply {
+pub(super) fn entry_reply(id: Id, fields: &[Bytes]) -> Reply {
     Reply::Array(vec![
         Reply::bulk(id.to_bytes()),
         Reply::Array(fields.iter().cloned().map(Reply::Bulk).collect()),
     ])
 }
 
-fn id_reply(id: Id) -> Reply {
+pub(super) fn id_reply(id: Id) -> Reply {
     Reply::bulk(id.to_bytes())
 }
 
@@ -204,7 +210,7 @@ fn parse_add(a: &[Bytes], xadd: bool) -> CmdResult<AddArgs> {
     Ok(r)
 }
 
-const TOP_ITEM: &str =
+pub(super) const TOP_ITEM: &str =
     "ERR The ID specified in XADD is equal or smaller than the target stream top item";
 
 pub fn xadd(s: &Store, a: &[Bytes]) -> CmdResult {
@@ -299,7 +305,7 @@ pub fn xdel(s: &Store, a: &[Bytes]) -> CmdResult {
     )
 }
 
-fn range_generic(s: &Store, a: &[Bytes], rev: bool) -> CmdResult {
+pub(super) fn range_generic(s: &Store, a: &[Bytes], rev: bool) -> CmdResult {
     let (sa, ea) = if rev { (&a[3], &a[2]) } else { (&a[2], &a[3]) };
     let start = bound(sa, 0, true)?;
     let end = bound(ea, u64::MAX, false)?;
@@ -354,8 +360,8 @@ pub struct ReadArgs {
     pub n: usize,
 }
 
-fn timeout_ms(a: &[u8]) -> CmdResult<u64> {
-    let t = crate::protocol::parse_i64(a)
+pub(super) fn timeout_ms(a: &[u8]) -> CmdResult<u64> {
+    let t = crate::wire::protocol::parse_i64(a)
         .ok_or_else(|| CmdError::msg("ERR timeout is not an integer or out of range"))?;
     if t < 0 {
         return Err(CmdError::msg("ERR timeout is negative"));
@@ -423,13 +429,13 @@ pub fn parse_read(a: &[Bytes], xreadgroup: bool) -> CmdResult<ReadArgs> {
 
 /// What to read from one stream.
 #[derive(Clone, Copy)]
-enum ReadFrom {
+pub(super) enum ReadFrom {
     After(Id),
     /// XREADGROUP's `>`: entries never delivered to the group.
     New,
 }
 
-fn xread_generic(s: &Store, a: &[Bytes], xreadgroup: bool) -> CmdResult {
+pub(super) fn xread_generic(s: &Store, a: &[Bytes], xreadgroup: bool) -> CmdResult {
     let r = parse_read(a, xreadgroup)?;
     let keys = &a[r.streams..r.streams + r.n];
     let id_args = &a[r.streams + r.n..];
@@ -515,7 +521,7 @@ fn xread_generic(s: &Store, a: &[Bytes], xreadgroup: bool) -> CmdResult {
 
 /// XREADGROUP on one stream: None when there is nothing new (the client
 /// may block); history reads always answer.
-fn group_read(
+pub(super) fn group_read(
     st: &mut Stream,
     group: &Bytes,
     consumer: &Bytes,
@@ -652,771 +658,4 @@ pub fn resolve_dollars(s: &Store, a: &[Bytes]) -> Vec<Bytes> {
         }
     }
     args
-}
-
-fn no_group(key: &[u8], group: &[u8]) -> CmdError {
-    CmdError::msg(format!(
-        "NOGROUP No such key '{}' or consumer group '{}'",
-        String::from_utf8_lossy(key),
-        String::from_utf8_lossy(group)
-    ))
-}
-
-pub fn xack(s: &Store, a: &[Bytes]) -> CmdResult {
-    // The type, then the key and group, are checked before the IDs, as
-    // Redis does: nothing to acknowledge answers 0 whatever the IDs.
-    if !read::<Stream, _>(s, &a[1], |st| {
-        st.is_some_and(|st| st.groups.contains_key(&a[2]))
-    })? {
-        return Ok(Reply::Int(0));
-    }
-    let ids = a[3..]
-        .iter()
-        .map(|x| strict_id(x))
-        .collect::<CmdResult<Vec<Id>>>()?;
-    modify::<Stream, _>(
-        s,
-        &a[1],
-        false,
-        |st| {
-            let Some(g) = st.groups.get_mut(&a[2]) else {
-                return Ok(Reply::Int(0));
-            };
-            let mut acked = 0;
-            for id in ids {
-                if let Some(p) = g.pending.remove(&id) {
-                    if let Some(c) = g.consumers.get_mut(&p.consumer) {
-                        c.pending.remove(&id);
-                    }
-                    acked += 1;
-                }
-            }
-            Ok(Reply::Int(acked))
-        },
-        Reply::Int(0),
-    )
-}
-
-pub fn xpending(s: &Store, a: &[Bytes]) -> CmdResult {
-    let summary = a.len() == 3;
-    if !summary && (a.len() < 6 || a.len() > 9) {
-        return Err(CmdError::Syntax);
-    }
-    let (mut min_idle, mut start, mut end, mut count, mut consumer) =
-        (0i64, Id::MIN, Id::MAX, 0usize, None);
-    if !summary {
-        let mut at = 3;
-        if is(&a[3], "IDLE") {
-            min_idle = int_arg(&a[4])?;
-            if a.len() < 8 {
-                return Err(CmdError::Syntax);
-            }
-            at += 2;
-        }
-        count = int_arg(&a[at + 2])?.max(0) as usize;
-        start = bound(&a[at], 0, true)?;
-        end = bound(&a[at + 1], u64::MAX, false)?;
-        consumer = a.get(at + 3).cloned();
-    }
-    let now = now_ms();
-    read::<Stream, _>(s, &a[1], |st| {
-        let g = st
-            .and_then(|st| st.groups.get(&a[2]))
-            .ok_or_else(|| no_group(&a[1], &a[2]))?;
-        if summary {
-            let (Some((first, _)), Some((last, _))) =
-                (g.pending.first_key_value(), g.pending.last_key_value())
-            else {
-                return Ok(Reply::Array(vec![
-                    Reply::Int(0),
-                    Reply::Nil,
-                    Reply::Nil,
-                    Reply::NilArray,
-                ]));
-            };
-            let owners = g
-                .consumers
-                .iter()
-                .filter(|(_, c)| !c.pending.is_empty())
-                .map(|(name, c)| {
-                    Reply::Array(vec![
-                        Reply::Bulk(name.clone()),
-                        Reply::bulk(Bytes::from(c.pending.len().to_string())),
-                    ])
-                })
-                .collect();
-            return Ok(Reply::Array(vec![
-                Reply::Int(g.pending.len() as i64),
-                id_reply(*first),
-                id_reply(*last),
-                Reply::Array(owners),
-            ]));
-        }
-        if start > end {
-            return Ok(Reply::Array(Vec::new()));
-        }
-        let ids: Vec<Id> = match &consumer {
-            None => g.pending.range(start..=end).map(|(id, _)| *id).collect(),
-            Some(c) => match g.consumers.get(c) {
-                Some(c) => c.pending.range(start..=end).copied().collect(),
-                None => Vec::new(),
-            },
-        };
-        let items = ids
-            .into_iter()
-            .filter_map(|id| g.pending.get(&id).map(|p| (id, p)))
-            .filter(|(_, p)| now.saturating_sub(p.delivered_at) as i64 >= min_idle)
-            .take(count)
-            .map(|(id, p)| {
-                Reply::Array(vec![
-                    id_reply(id),
-                    Reply::Bulk(p.consumer.clone()),
-                    Reply::Int(now.saturating_sub(p.delivered_at) as i64),
-                    Reply::Int(p.deliveries as i64),
-                ])
-            })
-            .collect();
-        Ok(Reply::Array(items))
-    })?
-}
-
-/// Gives the pending entry `id` to `consumer` (creating the consumer).
-fn transfer(g: &mut Group, id: Id, consumer: &Bytes) {
-    let Some(p) = g.pending.get_mut(&id) else {
-        return;
-    };
-    if p.consumer != *consumer {
-        if let Some(old) = g.consumers.get_mut(&p.consumer) {
-            old.pending.remove(&id);
-        }
-        p.consumer = consumer.clone();
-    }
-    g.consumers
-        .entry(consumer.clone())
-        .or_default()
-        .pending
-        .insert(id);
-}
-
-/// Drops the pending entry `id` (its entry was deleted).
-fn forget(g: &mut Group, id: Id) {
-    if let Some(p) = g.pending.remove(&id) {
-        if let Some(c) = g.consumers.get_mut(&p.consumer) {
-            c.pending.remove(&id);
-        }
-    }
-}
-
-fn claimed(st: &Stream, id: Id, justid: bool) -> Reply {
-    match (justid, st.entries.get(&id)) {
-        (false, Some(f)) => entry_reply(id, f),
-        _ => id_reply(id),
-    }
-}
-
-/// XCLAIM's and XAUTOCLAIM's first check, that the group exists, and
-/// their min-idle-time.
-fn claim_start(s: &Store, a: &[Bytes], cmd: &str) -> CmdResult<u64> {
-    let (key, group) = (&a[1], &a[2]);
-    let exists = read::<Stream, _>(s, key, |st| {
-        st.is_some_and(|st| st.groups.contains_key(group))
-    })?;
-    if !exists {
-        return Err(no_group(key, group));
-    }
-    let min_idle = crate::protocol::parse_i64(&a[4])
-        .ok_or_else(|| CmdError::msg(format!("ERR Invalid min-idle-time argument for {cmd}")))?;
-    Ok(min_idle.max(0) as u64)
-}
-
-pub fn xclaim(s: &Store, a: &[Bytes]) -> CmdResult {
-    let (key, group, consumer) = (&a[1], &a[2], &a[3]);
-    let min_idle = claim_start(s, a, "XCLAIM")?;
-    let mut j = 5;
-    let mut ids = Vec::new();
-    while j < a.len() {
-        match strict_id(&a[j]) {
-            Ok(id) => ids.push(id),
-            Err(_) => break,
-        }
-        j += 1;
-    }
-    let now = now_ms();
-    let (mut delivery, mut retry, mut force, mut justid, mut lastid) =
-        (None::<i64>, None::<i64>, false, false, Id::MIN);
-    while j < a.len() {
-        let more = a.len() - 1 - j;
-        let opt = &a[j];
-        let num = |b: &[u8], what: &str| {
-            crate::protocol::parse_i64(b).ok_or_else(|| {
-                CmdError::msg(format!("ERR Invalid {what} option argument for XCLAIM"))
-            })
-        };
-        if is(opt, "FORCE") {
-            force = true;
-        } else if is(opt, "JUSTID") {
-            justid = true;
-        } else if is(opt, "IDLE") && more > 0 {
-            j += 1;
-            delivery = Some(now as i64 - num(&a[j], "IDLE")?);
-        } else if is(opt, "TIME") && more > 0 {
-            j += 1;
-            delivery = Some(num(&a[j], "TIME")?);
-        } else if is(opt, "RETRYCOUNT") && more > 0 {
-            j += 1;
-            retry = Some(num(&a[j], "RETRYCOUNT")?);
-        } else if is(opt, "LASTID") && more > 0 {
-            j += 1;
-            lastid = strict_id(&a[j])?;
-        } else {
-            return Err(CmdError::msg(format!(
-                "ERR Unrecognized XCLAIM option '{}'",
-                String::from_utf8_lossy(opt)
-            )));
-        }
-        j += 1;
-    }
-    let delivery = match delivery {
-        Some(t) if t >= 0 && t <= now as i64 => t as u64,
-        _ => now,
-    };
-    modify::<Stream, _>(
-        s,
-        key,
-        false,
-        |st| {
-            let Some(g) = st.groups.get_mut(group) else {
-                return Err(no_group(key, group));
-            };
-            if lastid > g.last_id {
-                g.last_id = lastid;
-            }
-            g.consumers.entry(consumer.clone()).or_default().seen_at = now;
-            let mut out = Vec::new();
-            for id in ids {
-                let g = st
-                    .groups
-                    .get_mut(group)
-                    .ok_or_else(|| no_group(key, group))?;
-                if !st.entries.contains_key(&id) {
-                    forget(g, id);
-                    continue;
-                }
-                let fresh = !g.pending.contains_key(&id);
-                if fresh {
-                    if !force {
-                        continue;
-                    }
-                    // As Redis creates it: delivered once, to no one yet.
-                    g.pending.insert(
-                        id,
-                        Pending {
-                            consumer: Bytes::new(),
-                            delivered_at: now,
-                            deliveries: 1,
-                        },
-                    );
-                }
-                let Some(p) = g.pending.get_mut(&id) else {
-                    continue;
-                };
-                if !fresh && min_idle > 0 && now.saturating_sub(p.delivered_at) < min_idle {
-                    continue;
-                }
-                p.delivered_at = delivery;
-                match retry {
-                    Some(n) if n >= 0 => p.deliveries = n as u64,
-                    _ if !justid => p.deliveries += 1,
-                    _ => {}
-                }
-                transfer(g, id, consumer);
-                out.push(claimed(st, id, justid));
-            }
-            Ok(Reply::Array(out))
-        },
-        Reply::Array(Vec::new()),
-    )
-}
-
-pub fn xautoclaim(s: &Store, a: &[Bytes]) -> CmdResult {
-    let (key, group, consumer) = (&a[1], &a[2], &a[3]);
-    let min_idle = claim_start(s, a, "XAUTOCLAIM")?;
-    let start = parse_id(&a[5], 0, false, false)?.0;
-    let (mut count, mut justid) = (100usize, false);
-    let mut j = 6;
-    while j < a.len() {
-        if is(&a[j], "COUNT") && j + 1 < a.len() {
-            count = crate::protocol::parse_i64(&a[j + 1])
-                .filter(|n| (1..=i64::MAX / 10).contains(n))
-                .ok_or_else(|| CmdError::msg("ERR COUNT must be > 0"))?
-                as usize;
-            j += 2;
-        } else if is(&a[j], "JUSTID") {
-            justid = true;
-            j += 1;
-        } else {
-            return Err(CmdError::Syntax);
-        }
-    }
-    let now = now_ms();
-    modify::<Stream, _>(
-        s,
-        key,
-        false,
-        |st| {
-            let ids: Vec<Id> = {
-                let g = st
-                    .groups
-                    .get_mut(group)
-                    .ok_or_else(|| no_group(key, group))?;
-                g.consumers.entry(consumer.clone()).or_default().seen_at = now;
-                g.pending.range(start..).map(|(id, _)| *id).collect()
-            };
-            let (mut claimed_ids, mut deleted, mut out) = (0, Vec::new(), Vec::new());
-            let mut attempts = count.saturating_mul(10);
-            let mut next = Id::MIN;
-            let mut it = ids.into_iter().peekable();
-            while attempts > 0 && claimed_ids < count {
-                let Some(id) = it.next() else {
-                    break;
-                };
-                attempts -= 1;
-                let g = st
-                    .groups
-                    .get_mut(group)
-                    .ok_or_else(|| no_group(key, group))?;
-                if !st.entries.contains_key(&id) {
-                    forget(g, id);
-                    deleted.push(id_reply(id));
-                    continue;
-                }
-                let Some(p) = g.pending.get_mut(&id) else {
-                    continue;
-                };
-                if min_idle > 0 && now.saturating_sub(p.delivered_at) < min_idle {
-                    continue;
-                }
-                p.delivered_at = now;
-                if !justid {
-                    p.deliveries += 1;
-                }
-                transfer(g, id, consumer);
-                out.push(claimed(st, id, justid));
-                claimed_ids += 1;
-            }
-            if let Some(id) = it.peek() {
-                next = *id;
-            }
-            Ok(Reply::Array(vec![
-                id_reply(next),
-                Reply::Array(out),
-                Reply::Array(deleted),
-            ]))
-        },
-        Reply::Nil,
-    )
-}
-
-fn sub_syntax(cmd: &str, sub: &[u8]) -> CmdError {
-    CmdError::msg(format!(
-        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {cmd} HELP.",
-        String::from_utf8_lossy(sub)
-    ))
-}
-
-fn entries_read_arg(a: &[u8]) -> CmdResult<Option<u64>> {
-    let n = int_arg(a)?;
-    if n < -1 {
-        return Err(CmdError::msg(
-            "ERR value for ENTRIESREAD must be positive or -1",
-        ));
-    }
-    Ok((n >= 0).then_some(n as u64))
-}
-
-const XGROUP_HELP: &[&str] = &[
-    "XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-    "CREATE <key> <groupname> <id|$> [option]",
-    "    Create a new consumer group. Options are:",
-    "    * MKSTREAM",
-    "      Create the empty stream if it does not exist.",
-    "    * ENTRIESREAD entries_read",
-    "      Set the group's entries_read counter (internal use).",
-    "CREATECONSUMER <key> <groupname> <consumer>",
-    "    Create a new consumer in the specified group.",
-    "DELCONSUMER <key> <groupname> <consumer>",
-    "    Remove the specified consumer.",
-    "DESTROY <key> <groupname>",
-    "    Remove the specified group.",
-    "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
-    "    Set the current group ID and entries_read counter.",
-    "HELP",
-    "    Prints this help.",
-];
-
-const XINFO_HELP: &[&str] = &[
-    "XINFO <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-    "CONSUMERS <key> <groupname>",
-    "    Show consumers of <groupname>.",
-    "GROUPS <key>",
-    "    Show the stream consumer groups.",
-    "STREAM <key> [FULL [COUNT <count>]",
-    "    Show information about the stream.",
-    "HELP",
-    "    Prints this help.",
-];
-
-fn help(lines: &[&str]) -> Reply {
-    Reply::Array(
-        lines
-            .iter()
-            .map(|l| Reply::Status(Bytes::copy_from_slice(l.as_bytes())))
-            .collect(),
-    )
-}
-
-pub fn xgroup(s: &Store, a: &[Bytes]) -> CmdResult {
-    let sub = crate::util::subcommand(
-        a,
-        "XGROUP",
-        &[
-            ("CREATE", 5, false),
-            ("SETID", 5, false),
-            ("DESTROY", 4, true),
-            ("CREATECONSUMER", 5, true),
-            ("DELCONSUMER", 5, true),
-            ("HELP", 2, true),
-        ],
-    )?;
-    if sub == "HELP" {
-        return Ok(help(XGROUP_HELP));
-    }
-    let (key, group) = (&a[2], &a[3]);
-    let mut mkstream = false;
-    let mut entries_read = None;
-    if sub == "CREATE" {
-        let mut i = 5;
-        while i < a.len() {
-            if is(&a[i], "MKSTREAM") {
-                mkstream = true;
-                i += 1;
-            } else if is(&a[i], "ENTRIESREAD") && i + 1 < a.len() {
-                entries_read = entries_read_arg(&a[i + 1])?;
-                i += 2;
-            } else {
-                return Err(sub_syntax("XGROUP", &a[1]));
-            }
-        }
-    }
-    if sub == "SETID" {
-        // Its form is checked before the key, as in Redis.
-        if a.len() != 5 && a.len() != 7 || a.len() == 7 && !is(&a[5], "ENTRIESREAD") {
-            return Err(sub_syntax("XGROUP", &a[1]));
-        }
-        if a.len() == 7 {
-            entries_read = entries_read_arg(&a[6])?;
-        }
-    }
-    let exists = read::<Stream, _>(s, key, |st| st.map(|st| st.groups.contains_key(group)))?;
-    if !mkstream {
-        let Some(has_group) = exists else {
-            return Err(CmdError::msg(
-                "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want to use the MKSTREAM option to create an empty stream automatically.",
-            ));
-        };
-        if !has_group && matches!(sub.as_str(), "SETID" | "CREATECONSUMER" | "DELCONSUMER") {
-            return Err(CmdError::msg(format!(
-                "NOGROUP No such consumer group '{}' for key name '{}'",
-                String::from_utf8_lossy(group),
-                String::from_utf8_lossy(key)
-            )));
-        }
-    }
-    match sub.as_str() {
-        "CREATE" => {
-            if a.len() > 8 {
-                return Err(sub_syntax("XGROUP", &a[1]));
-            }
-            let id = if &a[4][..] == b"$" {
-                None
-            } else {
-                Some(strict_id(&a[4])?)
-            };
-            modify::<Stream, _>(
-                s,
-                key,
-                true,
-                |st| {
-                    if st.groups.contains_key(group) {
-                        return Err(CmdError::msg(
-                            "BUSYGROUP Consumer Group name already exists",
-                        ));
-                    }
-                    let g = Group {
-                        last_id: id.unwrap_or(st.last_id),
-                        entries_read,
-                        ..Group::default()
-                    };
-                    st.groups.insert(own(group), g);
-                    Ok(Reply::ok())
-                },
-                Reply::ok(),
-            )
-        }
-        "SETID" => {
-            let id = if &a[4][..] == b"$" {
-                None
-            } else {
-                Some(parse_id(&a[4], 0, false, false)?.0)
-            };
-            modify::<Stream, _>(
-                s,
-                key,
-                false,
-                |st| {
-                    let last = st.last_id;
-                    if let Some(g) = st.groups.get_mut(group) {
-                        g.last_id = id.unwrap_or(last);
-                        g.entries_read = entries_read;
-                    }
-                    Ok(Reply::ok())
-                },
-                Reply::ok(),
-            )
-        }
-        "DESTROY" => modify::<Stream, _>(
-            s,
-            key,
-            false,
-            |st| Ok(Reply::Int(st.groups.remove(group).is_some() as i64)),
-            Reply::Int(0),
-        ),
-        "CREATECONSUMER" => modify::<Stream, _>(
-            s,
-            key,
-            false,
-            |st| {
-                let Some(g) = st.groups.get_mut(group) else {
-                    return Ok(Reply::Int(0));
-                };
-                if g.consumers.contains_key(&a[4]) {
-                    return Ok(Reply::Int(0));
-                }
-                g.consumers.insert(
-                    own(&a[4]),
-                    Consumer {
-                        seen_at: now_ms(),
-                        ..Consumer::default()
-                    },
-                );
-                Ok(Reply::Int(1))
-            },
-            Reply::Int(0),
-        ),
-        _ => modify::<Stream, _>(
-            s,
-            key,
-            false,
-            |st| {
-                let Some(g) = st.groups.get_mut(group) else {
-                    return Ok(Reply::Int(0));
-                };
-                let Some(c) = g.consumers.remove(&a[4]) else {
-                    return Ok(Reply::Int(0));
-                };
-                for id in &c.pending {
-                    g.pending.remove(id);
-                }
-                Ok(Reply::Int(c.pending.len() as i64))
-            },
-            Reply::Int(0),
-        ),
-    }
-}
-
-fn field(name: &'static str, v: Reply) -> (Reply, Reply) {
-    (Reply::bulk(Bytes::from_static(name.as_bytes())), v)
-}
-
-fn name(b: &[u8]) -> Reply {
-    Reply::bulk(Bytes::copy_from_slice(b))
-}
-
-fn opt_int(n: Option<u64>) -> Reply {
-    n.map_or(Reply::Nil, |n| Reply::Int(n as i64))
-}
-
-/// XINFO STREAM FULL: the stream's entries, and each group's pending
-/// entries and consumers, `count` of each at most.
-fn stream_full(st: &Stream, count: usize) -> Reply {
-    let groups = st
-        .groups
-        .iter()
-        .map(|(n, g)| {
-            let pending = g
-                .pending
-                .iter()
-                .take(count)
-                .map(|(id, p)| {
-                    Reply::Array(vec![
-                        id_reply(*id),
-                        Reply::Bulk(p.consumer.clone()),
-                        Reply::Int(p.delivered_at as i64),
-                        Reply::Int(p.deliveries as i64),
-                    ])
-                })
-                .collect();
-            let consumers = g
-                .consumers
-                .iter()
-                .map(|(cn, c)| {
-                    let own = c
-                        .pending
-                        .iter()
-                        .take(count)
-                        .filter_map(|id| g.pending.get(id).map(|p| (id, p)))
-                        .map(|(id, p)| {
-                            Reply::Array(vec![
-                                id_reply(*id),
-                                Reply::Int(p.delivered_at as i64),
-                                Reply::Int(p.deliveries as i64),
-                            ])
-                        })
-                        .collect();
-                    Reply::Map(vec![
-                        field("name", name(cn)),
-                        field("seen-time", Reply::Int(c.seen_at as i64)),
-                        field("pel-count", Reply::Int(c.pending.len() as i64)),
-                        field("pending", Reply::Array(own)),
-                    ])
-                })
-                .collect();
-            Reply::Map(vec![
-                field("name", name(n)),
-                field("last-delivered-id", id_reply(g.last_id)),
-                field("entries-read", opt_int(g.entries_read)),
-                field("lag", opt_int(st.lag(g))),
-                field("pel-count", Reply::Int(g.pending.len() as i64)),
-                field("pending", Reply::Array(pending)),
-                field("consumers", Reply::Array(consumers)),
-            ])
-        })
-        .collect();
-    let mut info = stream_head(st);
-    info.extend([
-        field(
-            "entries",
-            Reply::Array(
-                st.entries
-                    .iter()
-                    .take(count)
-                    .map(|(id, f)| entry_reply(*id, f))
-                    .collect(),
-            ),
-        ),
-        field("groups", Reply::Array(groups)),
-    ]);
-    Reply::Map(info)
-}
-
-/// The fields XINFO STREAM starts with, FULL or not.
-fn stream_head(st: &Stream) -> Vec<(Reply, Reply)> {
-    // Redis keeps entries in radix-tree nodes of up to 100.
-    let nodes = st.len().div_ceil(100) as i64;
-    vec![
-        field("length", Reply::Int(st.len() as i64)),
-        field("radix-tree-keys", Reply::Int(nodes)),
-        field("radix-tree-nodes", Reply::Int(nodes + 1)),
-        field("last-generated-id", id_reply(st.last_id)),
-        field("max-deleted-entry-id", id_reply(st.max_deleted)),
-        field("entries-added", Reply::Int(st.entries_added as i64)),
-        field("recorded-first-entry-id", id_reply(st.first_id())),
-    ]
-}
-
-pub fn xinfo(s: &Store, a: &[Bytes]) -> CmdResult {
-    let sub = crate::util::subcommand(
-        a,
-        "XINFO",
-        &[
-            ("STREAM", 3, false),
-            ("GROUPS", 3, true),
-            ("CONSUMERS", 4, true),
-            ("HELP", 2, true),
-        ],
-    )?;
-    if sub == "HELP" {
-        return Ok(help(XINFO_HELP));
-    }
-    let now = now_ms();
-    read::<Stream, _>(s, &a[2], |st| {
-        let st = st.ok_or_else(|| CmdError::msg("ERR no such key"))?;
-        match sub.as_str() {
-            "CONSUMERS" => {
-                let g = st.groups.get(&a[3]).ok_or_else(|| {
-                    CmdError::msg(format!(
-                        "NOGROUP No such consumer group '{}' for key name '{}'",
-                        String::from_utf8_lossy(&a[3]),
-                        String::from_utf8_lossy(&a[2])
-                    ))
-                })?;
-                Ok(Reply::Array(
-                    g.consumers
-                        .iter()
-                        .map(|(n, c)| {
-                            Reply::Map(vec![
-                                field("name", name(n)),
-                                field("pending", Reply::Int(c.pending.len() as i64)),
-                                field("idle", Reply::Int(now.saturating_sub(c.seen_at) as i64)),
-                            ])
-                        })
-                        .collect(),
-                ))
-            }
-            "GROUPS" => Ok(Reply::Array(
-                st.groups
-                    .iter()
-                    .map(|(n, g)| {
-                        Reply::Map(vec![
-                            field("name", name(n)),
-                            field("consumers", Reply::Int(g.consumers.len() as i64)),
-                            field("pending", Reply::Int(g.pending.len() as i64)),
-                            field("last-delivered-id", id_reply(g.last_id)),
-                            field("entries-read", opt_int(g.entries_read)),
-                            field("lag", opt_int(st.lag(g))),
-                        ])
-                    })
-                    .collect(),
-            )),
-            _ => {
-                // [FULL [COUNT n]]: n entries and pending entries at most
-                // (10 by default, 0 for all).
-                let opts = &a[3..];
-                let full = match opts {
-                    [] => None,
-                    [f] if is(f, "FULL") => Some(10),
-                    [f, c, n] if is(f, "FULL") && is(c, "COUNT") => Some(int_arg(n)?.max(0)),
-                    _ => return Err(sub_syntax("XINFO", &a[1])),
-                };
-                if let Some(count) = full {
-                    let count = if count == 0 {
-                        usize::MAX
-                    } else {
-                        count as usize
-                    };
-                    return Ok(stream_full(st, count));
-                }
-                let edge = |e: Option<(&Id, &Vec<Bytes>)>| {
-                    e.map_or(Reply::Nil, |(id, f)| entry_reply(*id, f))
-                };
-                let mut info = stream_head(st);
-                info.extend([
-                    field("groups", Reply::Int(st.groups.len() as i64)),
-                    field("first-entry", edge(st.entries.first_key_value())),
-                    field("last-entry", edge(st.entries.last_key_value())),
-                ]);
-                Ok(Reply::Map(info))
-            }
-        }
-    })?
 }

@@ -4,11 +4,11 @@ use bytes::{Bytes, BytesMut};
 
 use super::store::{Entry, Store, Value, ValueRef, now_ms};
 use super::{as_str, reply_bytes, str_of};
-use crate::args::{SetArgs, Unit, expire_at, getex_change};
-use crate::error::{CmdError, CmdResult};
-use crate::protocol::parse_i64;
-use crate::reply::Reply;
-use crate::util::{float_arg, int_arg, is, parse_f64};
+use crate::wire::args::{SetArgs, Unit, expire_at, getex_change};
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::protocol::parse_i64;
+use crate::wire::reply::Reply;
+use crate::wire::util::{float_arg, int_arg, is, parse_f64};
 
 /// Redis's proto-max-bulk-len default: the largest string a command may build.
 const MAX_STRING: usize = 512 * 1024 * 1024;

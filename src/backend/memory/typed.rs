@@ -10,9 +10,9 @@ use bytes::Bytes;
 
 use super::store::{Entry, Store, Value, ValueRef, scan_order};
 use super::zset::ZSet;
-use crate::error::{CmdError, CmdResult};
-use crate::keyspace::ScanArgs;
-use crate::util::random_below;
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::scan::ScanArgs;
+use crate::wire::util::random_below;
 
 /// A value type stored under a key.
 pub trait Kind: Sized {
@@ -135,7 +135,7 @@ pub const MAX_REPLY_BYTES: usize = 512 << 20;
 /// checks it: within ±LONG_MAX, and with values (which double the reply)
 /// within half of that.
 pub fn rand_count(arg: &[u8], with_values: bool) -> CmdResult<i64> {
-    let n = crate::util::int_arg(arg)?;
+    let n = crate::wire::util::int_arg(arg)?;
     if n == i64::MIN {
         return Err(CmdError::msg(
             "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",

@@ -10,10 +10,10 @@ use super::own;
 use super::store::{Store, Value, ValueRef};
 use super::typed::{modify, rand_count, random_picks, read, reply_fits, scan_step, store};
 use super::zset::ZSet;
-use crate::error::{CmdError, CmdResult};
-use crate::keyspace::{parse_scan, scan_reply};
-use crate::reply::{Reply, format_double};
-use crate::util::{glob_match, int_arg, is, parse_f64};
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::reply::{Reply, format_double};
+use crate::wire::scan::{parse_scan, scan_reply};
+use crate::wire::util::{glob_match, int_arg, is, parse_f64};
 
 fn score_arg(a: &[u8]) -> CmdResult<f64> {
     parse_f64(a)
@@ -34,7 +34,7 @@ fn score_bound(a: &[u8]) -> CmdResult<ScoreBound> {
         Some(r) => (true, r),
         None => (false, a),
     };
-    let value = crate::util::parse_range_f64(rest).ok_or_else(bad)?;
+    let value = crate::wire::util::parse_range_f64(rest).ok_or_else(bad)?;
     Ok(ScoreBound { value, exclusive })
 }
 
@@ -540,7 +540,7 @@ fn zpop_generic(s: &Store, a: &[Bytes], max: bool) -> CmdResult {
     }
     let count = match a.get(2) {
         None => None,
-        Some(c) => Some(crate::util::positive_arg(c, None)? as usize),
+        Some(c) => Some(crate::wire::util::positive_arg(c, None)? as usize),
     };
     modify::<ZSet, _>(
         s,
@@ -572,7 +572,7 @@ pub fn zpopmax(s: &Store, a: &[Bytes]) -> CmdResult {
 
 /// `numkeys key... MIN|MAX [COUNT n]` from `a[at..]` (ZMPOP, BZMPOP).
 fn parse_zmpop(a: &[Bytes], at: usize) -> CmdResult<(Vec<Bytes>, bool, usize)> {
-    let n = crate::util::range_arg(
+    let n = crate::wire::util::range_arg(
         &a[at],
         1,
         i64::MAX,
@@ -781,7 +781,8 @@ fn combine(s: &Store, a: &[Bytes], at: usize, op: SetOp, mode: Combine) -> CmdRe
             scores = true;
             i += 1;
         } else if mode == Combine::Card && remaining >= 2 && is(&a[i], "LIMIT") {
-            limit = crate::util::positive_arg(&a[i + 1], Some("LIMIT can't be negative"))? as usize;
+            limit = crate::wire::util::positive_arg(&a[i + 1], Some("LIMIT can't be negative"))?
+                as usize;
             i += 2;
         } else {
             return Err(CmdError::Syntax);

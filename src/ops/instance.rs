@@ -1,0 +1,132 @@
+//! A running keyway, built from a config: the server floor given its
+//! settings and router, the operator's HTTP listener, and the state
+//! reloads need (the config, the backends built from it, the file).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::backend::BackendConfig;
+use crate::ops::config::Config;
+use crate::ops::http::{self, Readiness};
+use crate::ops::reload::{self, Built, Source};
+use crate::server::settings::Settings;
+use crate::server::{Server, Shared};
+
+/// What reloads work on, beside the server's shared state.
+pub struct Operations {
+    pub shared: Arc<Shared>,
+    /// The running config.
+    pub config: ArcSwap<Config>,
+    /// The backends behind the router, reused by reloads when unchanged.
+    pub backends: Mutex<Built>,
+    /// The config file, for reloads.
+    pub source: Mutex<Source>,
+}
+
+impl Operations {
+    /// Remembers the config file, so that reloads re-read it.
+    pub fn set_source(&self, source: Source) {
+        if let Ok(mut s) = self.source.lock() {
+            *s = source;
+        }
+    }
+}
+
+/// The server's settings for a config.
+pub fn settings_of(config: &Config) -> Settings {
+    // The memory backend that sets max_memory: the bound is on the whole
+    // process, whichever backend names it.
+    let max_memory = config
+        .backends
+        .values()
+        .find_map(|b| match b {
+            BackendConfig::Memory(m) => m.max_memory.map(|max| (max.0, m.eviction.name())),
+            _ => None,
+        })
+        .unwrap_or((0, "noeviction"));
+    Settings {
+        source: config.source.clone(),
+        server: config.server.clone(),
+        max_memory,
+    }
+}
+
+pub struct Instance {
+    server: Server,
+    http: Option<TcpListener>,
+    ops: Arc<Operations>,
+}
+
+impl Instance {
+    /// Builds the backends and the namespace table of `config` and binds
+    /// its listeners (port 0 picks a free port).
+    pub async fn bind(config: Config) -> std::io::Result<Instance> {
+        let http = match config.server.metrics_listen.as_deref() {
+            Some(a) => {
+                let addr: SocketAddr = a.parse().map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("invalid metrics_listen address '{a}'"),
+                    )
+                })?;
+                Some(TcpListener::bind(addr).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                })?)
+            }
+            None => None,
+        };
+        let http_addr = match &http {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let (router, built) = reload::build(&config, &Built::new());
+        let server = Server::bind(settings_of(&config), router, http_addr).await?;
+        let ops = Arc::new(Operations {
+            shared: server.shared(),
+            config: ArcSwap::from_pointee(config),
+            backends: Mutex::new(built),
+            source: Mutex::new(Source::default()),
+        });
+        Ok(Instance { server, http, ops })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.server.shared()
+    }
+
+    pub fn operations(&self) -> Arc<Operations> {
+        self.ops.clone()
+    }
+
+    /// Serves until `shutdown` completes (see [`Server::run`]).
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        if let Some(l) = self.http.take() {
+            let shared = self.server.shared();
+            let ready: Readiness = Arc::new(move || readiness(&shared));
+            tokio::spawn(http::serve(l, self.server.shared().stopping(), ready));
+        }
+        self.server.run(shutdown).await;
+    }
+}
+
+/// Ready unless a backend that a namespace uses is down (one that connects
+/// on first use counts as ready, or no client would ever be sent to try
+/// it). The text lists every backend's health.
+fn readiness(shared: &Shared) -> (bool, String) {
+    let router = shared.router.load();
+    let mut ready = true;
+    let mut text = String::new();
+    for (name, kind, health) in router.backends_health() {
+        ready &= !health.starts_with("down");
+        text.push_str(&format!("backend '{name}' ({kind}): {health}\n"));
+    }
+    (ready, text)
+}

@@ -1,0 +1,10 @@
+//! Operations: what an operator touches. The config file (load, validate,
+//! summary), reload on SIGHUP, the HTTP listener (metrics, probes), and
+//! [`Instance`], which builds a running keyway from a config.
+
+pub mod config;
+pub mod http;
+pub mod instance;
+pub mod reload;
+
+pub use instance::Instance;

@@ -1,0 +1,112 @@
+//! Config reload (SIGHUP): re-read the file and, if it is valid, swap in
+//! the new namespace table at once. Backends whose settings did not change
+//! are kept, with their connections and (for memory) their data; commands
+//! already running finish on the table they started with.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tracing::{error, info, warn};
+
+use crate::backend::{Backend, BackendConfig};
+use crate::ops::config::Config;
+use crate::ops::instance::{Operations, settings_of};
+use crate::proxy::router::Router;
+use crate::wire::metrics::metrics;
+
+/// Built backends by name, with the settings they were built from.
+pub type Built = HashMap<String, (BackendConfig, Arc<dyn Backend>)>;
+
+/// Builds a router for `config`, reusing the backends of `old` whose
+/// settings are unchanged.
+pub fn build(config: &Config, old: &Built) -> (Router, Built) {
+    let mut built = Built::new();
+    for (name, c) in &config.backends {
+        let backend = match old.get(name) {
+            Some((was, b)) if was == c => b.clone(),
+            _ => c.build(name),
+        };
+        built.insert(name.clone(), (c.clone(), backend));
+    }
+    let router =
+        Router::with_backends(&config.namespaces, |n| built.get(n).map(|(_, b)| b.clone()));
+    (router, built)
+}
+
+/// Where the running config came from, for reloads.
+#[derive(Default, Clone)]
+pub struct Source {
+    pub path: Option<PathBuf>,
+    /// `--listen`, which also applies to reloaded configs.
+    pub listen_override: Option<String>,
+}
+
+/// What a reload did.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Applied,
+    /// The file has problems; the running config is kept.
+    Rejected(String),
+}
+
+impl Operations {
+    /// Re-reads the config file and applies it if valid.
+    pub fn reload(&self) -> Outcome {
+        let source = self.source.lock().map(|s| s.clone()).unwrap_or_default();
+        let Some(path) = source.path else {
+            warn!("reload asked, but keyway runs without a config file");
+            return Outcome::Rejected("no config file to reload".into());
+        };
+        let loaded = Config::load(&path).and_then(|mut c| {
+            if let Some(l) = &source.listen_override {
+                c.server.listen = l.clone();
+            }
+            c.validate().map(|_| c)
+        });
+        let mut config = match loaded {
+            Ok(c) => c,
+            Err(problems) => {
+                for p in &problems.0 {
+                    error!(file = %p.file, field = %p.field, problem = %p.problem, "config reload rejected");
+                }
+                metrics().reloads("failure");
+                return Outcome::Rejected(problems.to_string());
+            }
+        };
+        let current = self.config.load();
+        if config.server.listen != current.server.listen {
+            warn!(
+                configured = %config.server.listen,
+                listening = %current.server.listen,
+                "the listen address cannot change on reload; keeping the current one"
+            );
+            config.server.listen = current.server.listen.clone();
+        }
+        let Ok(mut backends) = self.backends.lock() else {
+            return Outcome::Rejected("reload state poisoned".into());
+        };
+        let (router, built) = build(&config, &backends);
+        let kept = built
+            .iter()
+            .filter(|(n, (_, b))| backends.get(*n).is_some_and(|(_, o)| Arc::ptr_eq(o, b)))
+            .count();
+        info!(
+            namespaces = config.namespaces.len(),
+            backends = built.len(),
+            kept,
+            "config reloaded"
+        );
+        *backends = built;
+        let shared = &self.shared;
+        shared.slowlog.configure(
+            config.server.slowlog_log_slower_than,
+            config.server.slowlog_max_len,
+        );
+        shared.settings.store(Arc::new(settings_of(&config)));
+        self.config.store(Arc::new(config));
+        shared.router.store(Arc::new(router));
+        metrics().reloads("success");
+        Outcome::Applied
+    }
+}

@@ -1,0 +1,359 @@
+//! Whole-keyspace commands, fanned out to every namespace and merged:
+//! KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSHDB and FLUSHALL; and SCRIPT, sent to
+//! every backend that runs scripts.
+//!
+//! Each namespace is asked only about its own part of its backend (keys
+//! starting with its scope), keys are mapped back to the client's names, and
+//! a key is reported only by the namespace the router gives it to, so a key
+//! is never listed twice when namespaces share a backend. Flushing deletes
+//! only keys keyway owns.
+//!
+//! A SCAN cursor holds the namespace index in its top 16 bits and that
+//! namespace backend's own cursor in the low 48.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::backend::Command;
+use crate::proxy::router::{Namespace, Router};
+use crate::wire::command::{self, CommandSpec};
+use crate::wire::error::{CmdError, CmdResult};
+use crate::wire::merge::exists_everywhere;
+use crate::wire::reply::Reply;
+use crate::wire::scan::{parse_scan, scan_parts, scan_reply};
+use crate::wire::util::{bytes, glob_escape, glob_match, is, random_below};
+
+const NS_SHIFT: u32 = 48;
+const INNER_MASK: u64 = (1 << NS_SHIFT) - 1;
+/// Keys asked for per SCAN step when keyway walks a namespace itself.
+const WALK_COUNT: &str = "1000";
+
+/// Runs one whole-keyspace command.
+pub async fn execute(router: &Router, spec: &CommandSpec, args: &[Bytes]) -> Reply {
+    let r = match spec.name {
+        "keys" => keys(router, &args[1]).await,
+        "scan" => scan(router, args).await,
+        "dbsize" => dbsize(router).await,
+        "randomkey" => randomkey(router).await,
+        "flushdb" | "flushall" => flush(router, args).await,
+        "script" => script(router, args).await,
+        _ => Err(CmdError::msg(format!(
+            "ERR '{}' is not a keyspace command",
+            spec.name
+        ))),
+    };
+    r.unwrap_or_else(Reply::from)
+}
+
+/// Sends one internal command to a namespace's backend.
+async fn call(ns: &Namespace, name: &str, args: Vec<Bytes>) -> CmdResult {
+    let spec = command::known(name);
+    if !ns.backend.supports(spec) {
+        return Err(CmdError::Unsupported {
+            command: name.to_uppercase(),
+            namespace: ns.name.clone(),
+            backend: ns.backend.kind().into(),
+        });
+    }
+    let reply = ns
+        .backend
+        .execute(vec![Command::internal(spec, args)])
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Reply::error("ERR backend returned no reply"));
+    match reply {
+        Reply::Error(e) => Err(CmdError::msg(String::from_utf8_lossy(&e))),
+        r => Ok(r),
+    }
+}
+
+fn bulk_items(r: Reply) -> Vec<Bytes> {
+    match r {
+        Reply::Array(items) | Reply::Set(items) => items
+            .into_iter()
+            .filter_map(|i| {
+                if let Reply::Bulk(b) = i {
+                    Some(b)
+                } else {
+                    None
+                }
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Maps backend keys to client keys, keeping those the router gives to `ns`.
+fn owned(router: &Router, ns: &Arc<Namespace>, keys: Vec<Bytes>) -> Vec<Bytes> {
+    keys.into_iter()
+        .filter_map(|k| ns.from_backend(&k))
+        .filter(|k| router.route(k).is_some_and(|o| Arc::ptr_eq(o, ns)))
+        .collect()
+}
+
+/// The backend pattern selecting a namespace's keys, and whether it already
+/// applies the client's pattern (only when keys are not rewritten).
+fn backend_pattern(ns: &Namespace, client: Option<&Bytes>) -> (Bytes, bool) {
+    let scope = ns.scope();
+    match client {
+        Some(p) if scope.is_empty() && !ns.rewrites() => (p.clone(), true),
+        _ if scope.is_empty() => (bytes("*"), client.is_none()),
+        _ => {
+            let mut p = glob_escape(&scope);
+            p.push(b'*');
+            (Bytes::from(p), client.is_none())
+        }
+    }
+}
+
+async fn keys(router: &Router, pattern: &Bytes) -> CmdResult {
+    let client = (&pattern[..] != b"*").then_some(pattern);
+    let mut out = Vec::new();
+    for ns in &router.namespaces {
+        let (bp, applied) = backend_pattern(ns, client);
+        let found = bulk_items(call(ns, "keys", vec![bytes("KEYS"), bp]).await?);
+        out.extend(
+            owned(router, ns, found)
+                .into_iter()
+                .filter(|k| applied || glob_match(pattern, k))
+                .map(Reply::Bulk),
+        );
+    }
+    Ok(Reply::Array(out))
+}
+
+async fn scan(router: &Router, args: &[Bytes]) -> CmdResult {
+    let sa = parse_scan(args, 1, true)?;
+    let index = (sa.cursor >> NS_SHIFT) as usize;
+    let Some(ns) = router.namespaces.get(index) else {
+        return Ok(scan_reply(0, Vec::new()));
+    };
+    let (bp, applied) = backend_pattern(ns, sa.pattern.as_ref());
+    let mut sub = vec![
+        bytes("SCAN"),
+        bytes(&(sa.cursor & INNER_MASK).to_string()),
+        bytes("MATCH"),
+        bp,
+        bytes("COUNT"),
+        bytes(&sa.count.to_string()),
+    ];
+    if let Some(t) = &sa.type_ {
+        sub.extend([bytes("TYPE"), t.clone()]);
+    }
+    let Some((inner, found)) = scan_parts(call(ns, "scan", sub).await?) else {
+        return Err(CmdError::msg("ERR unexpected SCAN reply from backend"));
+    };
+    let found = bulk_items(found);
+    if inner > INNER_MASK {
+        return Err(CmdError::msg(format!(
+            "ERR backend of namespace '{}' returned a SCAN cursor keyway cannot encode",
+            ns.name
+        )));
+    }
+    let next = if inner != 0 {
+        ((index as u64) << NS_SHIFT) | inner
+    } else if index + 1 < router.namespaces.len() {
+        ((index + 1) as u64) << NS_SHIFT
+    } else {
+        0
+    };
+    let pattern = sa.pattern.as_ref();
+    let keys = owned(router, ns, found)
+        .into_iter()
+        .filter(|k| applied || pattern.is_none_or(|p| glob_match(p, k)))
+        .map(Reply::Bulk)
+        .collect();
+    Ok(scan_reply(next, keys))
+}
+
+/// Every key of a namespace, as (client key, backend key), walking its
+/// backend with SCAN so that a large backend is never blocked by KEYS.
+async fn walk(router: &Router, ns: &Arc<Namespace>) -> CmdResult<Vec<(Bytes, Bytes)>> {
+    let (bp, _) = backend_pattern(ns, None);
+    let mut cursor = bytes("0");
+    let mut out = Vec::new();
+    loop {
+        let sub = vec![
+            bytes("SCAN"),
+            cursor,
+            bytes("MATCH"),
+            bp.clone(),
+            bytes("COUNT"),
+            bytes(WALK_COUNT),
+        ];
+        let Reply::Array(mut parts) = call(ns, "scan", sub).await? else {
+            return Err(CmdError::msg("ERR unexpected SCAN reply from backend"));
+        };
+        let found = parts.pop().map(bulk_items).unwrap_or_default();
+        for k in found {
+            if let Some(client) = ns.from_backend(&k) {
+                if router.route(&client).is_some_and(|o| Arc::ptr_eq(o, ns)) {
+                    out.push((client, k));
+                }
+            }
+        }
+        cursor = match parts.pop() {
+            Some(Reply::Bulk(c)) if &c[..] != b"0" => c,
+            _ => return Ok(out),
+        };
+    }
+}
+
+async fn dbsize(router: &Router) -> CmdResult {
+    let mut total = 0;
+    for ns in &router.namespaces {
+        total += namespace_size(router, ns).await?;
+    }
+    Ok(Reply::Int(total))
+}
+
+/// How many keys a namespace holds.
+pub async fn namespace_size(router: &Router, ns: &Arc<Namespace>) -> CmdResult<i64> {
+    if ns.owns_backend {
+        return match call(ns, "dbsize", vec![bytes("DBSIZE")]).await? {
+            Reply::Int(n) => Ok(n),
+            _ => Err(CmdError::msg("ERR unexpected DBSIZE reply from backend")),
+        };
+    }
+    Ok(walk(router, ns).await?.len() as i64)
+}
+
+/// A namespace's keys with a TTL and their average remaining TTL in ms, as
+/// INFO keyspace gives them, when its backend can tell: a namespace that
+/// owns its backend, whose own INFO keyspace has a database line with
+/// exactly the `keys` DBSIZE counted (on a Redis server, the database the
+/// backend selected). None otherwise.
+pub async fn namespace_expiry(ns: &Namespace, keys: i64) -> Option<(u64, u64)> {
+    if keys == 0 {
+        return Some((0, 0));
+    }
+    if !ns.owns_backend {
+        return None;
+    }
+    let args = vec![bytes("INFO"), bytes("keyspace")];
+    let text = match call(ns, "info", args).await.ok()? {
+        Reply::Bulk(b) | Reply::Verbatim(b) => b,
+        _ => return None,
+    };
+    let mut found = None;
+    for line in String::from_utf8_lossy(&text).lines() {
+        let Some((db, fields)) = line.split_once(':') else {
+            continue;
+        };
+        if !db.starts_with("db") {
+            continue;
+        }
+        let field = |name: &str| {
+            fields
+                .split(',')
+                .find_map(|f| f.strip_prefix(name)?.strip_prefix('=')?.parse::<u64>().ok())
+        };
+        if field("keys") != Some(keys as u64) {
+            continue;
+        }
+        if found.is_some() {
+            // Two databases with as many keys: which is ours is unknown.
+            return None;
+        }
+        found = Some((field("expires")?, field("avg_ttl")?));
+    }
+    found
+}
+
+async fn randomkey(router: &Router) -> CmdResult {
+    let n = router.namespaces.len();
+    if n == 0 {
+        return Ok(Reply::Nil);
+    }
+    let start = random_below(n as u64) as usize;
+    for i in 0..n {
+        let ns = &router.namespaces[(start + i) % n];
+        if ns.owns_backend {
+            if let Reply::Bulk(k) = call(ns, "randomkey", vec![bytes("RANDOMKEY")]).await? {
+                if let Some(k) = owned(router, ns, vec![k]).pop() {
+                    return Ok(Reply::Bulk(k));
+                }
+            }
+        } else {
+            let keys = walk(router, ns).await?;
+            if !keys.is_empty() {
+                let pick = random_below(keys.len() as u64) as usize;
+                return Ok(Reply::Bulk(keys[pick].0.clone()));
+            }
+        }
+    }
+    Ok(Reply::Nil)
+}
+
+async fn flush(router: &Router, args: &[Bytes]) -> CmdResult {
+    match &args[1..] {
+        [] => {}
+        [mode] if is(mode, "ASYNC") || is(mode, "SYNC") => {}
+        _ => return Err(CmdError::Syntax),
+    }
+    // Nothing is flushed if any namespace may not be written.
+    if let Some(ns) = router.namespaces.iter().find(|ns| ns.read_only) {
+        return Ok(crate::proxy::dispatch::read_only(ns));
+    }
+    for ns in &router.namespaces {
+        if ns.owns_backend {
+            call(ns, "flushdb", vec![bytes("FLUSHDB")]).await?;
+            continue;
+        }
+        if !ns.backend.supports(command::known("scan")) {
+            return Err(CmdError::msg(format!(
+                "ERR '{}' cannot flush namespace '{}': it shares its {} backend or rewrites its keys, and that backend cannot list keys",
+                String::from_utf8_lossy(&args[0]).to_uppercase(),
+                ns.name,
+                ns.backend.kind()
+            )));
+        }
+        let keys = walk(router, ns).await?;
+        for chunk in keys.chunks(1000) {
+            let mut del = vec![bytes("DEL")];
+            del.extend(chunk.iter().map(|(_, backend_key)| backend_key.clone()));
+            call(ns, "del", del).await?;
+        }
+    }
+    Ok(Reply::ok())
+}
+
+/// SCRIPT goes to every backend that runs scripts, once each however many
+/// namespaces share it, so that EVALSHA finds a loaded script whichever
+/// backend its keys live on. LOAD answers the (same) digest, EXISTS a 1 only
+/// where every backend has the script, KILL OK where any backend was
+/// running one; other subcommands (FLUSH, HELP, unknown ones) answer as the
+/// first backend does, after all have run them.
+async fn script(router: &Router, args: &[Bytes]) -> CmdResult {
+    let eval = command::known("eval");
+    let mut targets: Vec<&Arc<Namespace>> = Vec::new();
+    for ns in &router.namespaces {
+        if ns.backend.supports(eval) && !targets.iter().any(|t| t.backend_name == ns.backend_name) {
+            targets.push(ns);
+        }
+    }
+    if targets.is_empty() {
+        return Err(CmdError::msg(
+            "ERR 'SCRIPT' needs a backend that runs scripts (memory, redis); no namespace has one",
+        ));
+    }
+    let mut replies = Vec::with_capacity(targets.len());
+    for ns in targets {
+        replies.push(call(ns, "script", args.to_vec()).await);
+    }
+    let sub = &args[1];
+    if is(sub, "KILL") {
+        if replies.iter().any(Result::is_ok) {
+            return Ok(Reply::ok());
+        }
+        return replies.swap_remove(0);
+    }
+    if is(sub, "EXISTS") {
+        return exists_everywhere(replies);
+    }
+    // Any failure wins: a script that did not load everywhere must say so.
+    let first_error = replies.iter().position(Result::is_err);
+    replies.swap_remove(first_error.unwrap_or(0))
+}

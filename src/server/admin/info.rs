@@ -1,0 +1,231 @@
+//! INFO, section by section as Redis writes them, and keyway's own.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::REDIS_VERSION;
+use crate::proxy::keyspace;
+use crate::proxy::router::Router;
+use crate::server::Shared;
+use crate::wire::error::CmdResult;
+use crate::wire::reply::Reply;
+use crate::wire::util::upper;
+
+/// Resident memory of this process, from /proc (0 where unavailable).
+pub(super) fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// INFO [section ...]: server, clients, memory, stats, replication,
+/// cluster, keyspace.
+pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> CmdResult {
+    const DEFAULT: &[&str] = &[
+        "server",
+        "clients",
+        "memory",
+        "stats",
+        "replication",
+        "cluster",
+        "keyspace",
+        "keyway",
+    ];
+    let asked: Vec<String> = args[1..].iter().map(|a| upper(a).to_lowercase()).collect();
+    let all = asked.is_empty()
+        || asked
+            .iter()
+            .any(|s| matches!(s.as_str(), "all" | "default" | "everything"));
+    let wants = |s: &str| all || asked.iter().any(|a| a == s);
+    let config = shared.settings.load();
+    let uptime = shared.started.elapsed().as_secs();
+    let stats = &shared.stats;
+    let mut out = String::new();
+    for section in DEFAULT.iter().filter(|s| wants(s)) {
+        let lines: Vec<String> = match *section {
+            "server" => vec![
+                format!("redis_version:{REDIS_VERSION}"),
+                "redis_mode:standalone".into(),
+                format!("keyway_version:{}", env!("CARGO_PKG_VERSION")),
+                format!("os:{} {}", std::env::consts::OS, std::env::consts::ARCH),
+                format!("arch_bits:{}", usize::BITS),
+                format!("process_id:{}", std::process::id()),
+                format!("tcp_port:{}", shared.local_addr.port()),
+                format!("uptime_in_seconds:{uptime}"),
+                format!("uptime_in_days:{}", uptime / 86400),
+                format!(
+                    "executable:{}",
+                    std::env::current_exe()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                ),
+                format!("config_file:{}", config.source),
+            ],
+            "clients" => vec![
+                format!(
+                    "connected_clients:{}",
+                    stats.connected.load(Ordering::Relaxed)
+                ),
+                format!("maxclients:{}", config.server.max_clients),
+                format!("blocked_clients:{}", shared.clients.blocked()),
+            ],
+            "memory" => {
+                let rss = rss_bytes();
+                let used = crate::wire::alloc::allocated();
+                let (max, policy) = config.max_memory;
+                vec![
+                    format!("used_memory:{used}"),
+                    format!("used_memory_human:{:.2}M", used as f64 / (1024.0 * 1024.0)),
+                    format!("used_memory_rss:{rss}"),
+                    format!(
+                        "used_memory_rss_human:{:.2}M",
+                        rss as f64 / (1024.0 * 1024.0)
+                    ),
+                    format!("maxmemory:{max}"),
+                    format!("maxmemory_policy:{policy}"),
+                    format!("mem_clients_normal:{}", crate::wire::alloc::clients()),
+                    format!("maxmemory_clients:{}", config.server.max_memory_clients.0),
+                ]
+            }
+            "stats" => vec![
+                format!(
+                    "total_connections_received:{}",
+                    stats.connections_total.load(Ordering::Relaxed)
+                ),
+                format!(
+                    "total_commands_processed:{}",
+                    stats.commands.load(Ordering::Relaxed)
+                ),
+                format!(
+                    "rejected_connections:{}",
+                    stats.rejected.load(Ordering::Relaxed)
+                ),
+                format!(
+                    "evicted_clients:{}",
+                    crate::server::limits::closed_counts().1
+                ),
+                format!(
+                    "client_output_buffer_limit_disconnections:{}",
+                    crate::server::limits::closed_counts().0
+                ),
+            ],
+            "replication" => vec!["role:master".into(), "connected_slaves:0".into()],
+            "cluster" => vec!["cluster_enabled:0".into()],
+            "keyspace" => keyspace_lines(router).await,
+            "keyway" => keyway_lines(shared, router),
+            _ => Vec::new(),
+        };
+        let title = match *section {
+            "cpu" => "CPU".to_string(),
+            s => {
+                let mut t = s.to_string();
+                t[..1].make_ascii_uppercase();
+                t
+            }
+        };
+        // Like Redis: a blank line between sections, none after the last.
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!("# {title}\r\n"));
+        for l in lines {
+            out.push_str(&l);
+            out.push_str("\r\n");
+        }
+    }
+    Ok(Reply::Verbatim(Bytes::from(out)))
+}
+
+/// The `# Keyway` section: the namespace table and each backend's health.
+pub(super) fn keyway_lines(shared: &Shared, router: &Router) -> Vec<String> {
+    let config = shared.settings.load();
+    let server = &config.server;
+    let (_, _, idle) = crate::server::limits::closed_counts();
+    let mut lines = vec![
+        format!("namespaces:{}", router.namespaces.len()),
+        format!("config_file:{}", config.source),
+        format!("timeout:{}", server.timeout),
+        format!(
+            "client_output_buffer_limit:{}",
+            server.client_output_buffer_limit.redis_text()
+        ),
+        format!("max_memory_clients:{}", server.max_memory_clients.0),
+        format!(
+            "unauthenticated_max_args:{}",
+            server.unauthenticated_max_args
+        ),
+        format!(
+            "unauthenticated_max_bulk:{}",
+            server.unauthenticated_max_bulk.0
+        ),
+        format!("clients_closed_idle:{idle}"),
+        format!(
+            "internal_errors:{}",
+            crate::wire::metrics::metrics().internal_errors()
+        ),
+    ];
+    for ns in &router.namespaces {
+        lines.push(format!(
+            "namespace_{}:prefix={},backend={},type={}",
+            ns.name,
+            ns.prefix
+                .escape_ascii()
+                .to_string()
+                .replace([',', ':'], "_"),
+            ns.backend_name,
+            ns.backend.kind()
+        ));
+    }
+    for (name, kind, health) in router.backends_health() {
+        lines.push(format!(
+            "backend_{name}:type={kind},health={}",
+            health.replace([',', ':', '\r', '\n'], " ")
+        ));
+    }
+    lines
+}
+
+/// `db0` with the total, as clients expect, then one line per namespace.
+pub(super) async fn keyspace_lines(router: &Router) -> Vec<String> {
+    let mut total = 0;
+    let mut lines = Vec::new();
+    // Keys with a TTL and the sum of their TTLs, while every namespace's
+    // backend can tell (see `keyspace::namespace_expiry`).
+    let mut expiring = Some((0u64, 0u64));
+    for ns in &router.namespaces {
+        let size = keyspace::namespace_size(router, ns).await;
+        let (keys, expiry) = match size {
+            Ok(n) => (n.to_string(), keyspace::namespace_expiry(ns, n).await),
+            Err(e) => (
+                format!("unknown ({})", e.to_string().replace([',', ':'], " ")),
+                None,
+            ),
+        };
+        total += keys.parse::<i64>().unwrap_or(0);
+        expiring = match (expiring, expiry) {
+            (Some((count, sum)), Some((e, avg))) => Some((count + e, sum + e * avg)),
+            _ => None,
+        };
+        let expires = expiry
+            .map(|(e, avg)| format!(",expires={e},avg_ttl={avg}"))
+            .unwrap_or_default();
+        lines.push(format!(
+            "namespace_{}:keys={keys}{expires},backend={},type={}",
+            ns.name,
+            ns.backend_name,
+            ns.backend.kind()
+        ));
+    }
+    // Like Redis, db0 is listed only when it holds keys. It has `expires`
+    // and `avg_ttl` (which exporters need to read the line) only when every
+    // namespace's backend could count its expiring keys.
+    if total > 0 {
+        let expires = expiring
+            .map(|(e, sum)| format!(",expires={e},avg_ttl={}", sum.checked_div(e).unwrap_or(0)))
+            .unwrap_or_default();
+        lines.insert(0, format!("db0:keys={total}{expires}"));
+    }
+    lines
+}

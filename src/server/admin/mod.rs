@@ -1,0 +1,185 @@
+//! Commands keyway answers itself, one family a file: the client's session
+//! (HELLO, AUTH, CLIENT, RESET: `session`), introspection (COMMAND, CONFIG:
+//! `introspect`), INFO (`info`), and here PING, SELECT, DEBUG, SLOWLOG and
+//! server trivia. Replies follow Redis 7 so that clients' connect-time
+//! probes succeed.
+
+mod info;
+mod introspect;
+mod session;
+
+use info::info;
+use introspect::{command_cmd, config};
+use session::{auth, client, hello, reset};
+
+use bytes::Bytes;
+
+use crate::proxy::router::Router;
+use crate::server::Shared;
+use crate::server::connection::ClientState;
+use crate::wire::command::CommandSpec;
+use crate::wire::error::{CmdError, CmdResult, lossy};
+use crate::wire::reply::Reply;
+use crate::wire::util::{int_arg, upper};
+
+/// The Redis version keyway is compatible with; clients read it from INFO
+/// and HELLO to decide which commands exist.
+pub const REDIS_VERSION: &str = "7.2.4";
+
+pub async fn execute(
+    state: &mut ClientState,
+    shared: &Shared,
+    router: &Router,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Reply {
+    let r = match spec.name {
+        "ping" => ping(args),
+        "echo" => Ok(Reply::Bulk(args[1].clone())),
+        "quit" => {
+            state.closing = true;
+            Ok(Reply::ok())
+        }
+        "reset" => {
+            reset(state, shared);
+            Ok(Reply::status("RESET"))
+        }
+        "select" => select(args),
+        "hello" => hello(state, shared, args),
+        "auth" => auth(state, shared, args),
+        "client" => client(state, shared, args),
+        "command" => command_cmd(args),
+        "config" => config(shared, args),
+        "slowlog" => slowlog(shared, args),
+        "info" => info(shared, router, args).await,
+        "time" => Ok(crate::wire::util::time()),
+        "lastsave" => Ok(Reply::Int(shared.started_unix as i64)),
+        "role" => Ok(Reply::Array(vec![
+            Reply::bulk_str("master"),
+            Reply::Int(0),
+            Reply::Array(Vec::new()),
+        ])),
+        "debug" => debug(state, shared, args).await,
+        "readonly" | "readwrite" => Err(CmdError::msg(
+            "ERR This instance has cluster support disabled",
+        )),
+        other => Err(CmdError::msg(format!(
+            "ERR '{other}' is not answered by keyway"
+        ))),
+    };
+    r.unwrap_or_else(Reply::from)
+}
+
+/// DEBUG SLEEP and DEBUG PANIC, when `enable_debug_command` allows the
+/// client. DEBUG PANIC shows the net under commands: the panic is caught,
+/// the client gets `-ERR internal error` and is closed, and keyway serves
+/// on (Redis itself would crash).
+async fn debug(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    use crate::server::settings::DebugCommand;
+    let allowed = match shared.settings.load().server.enable_debug_command {
+        DebugCommand::Yes => true,
+        DebugCommand::No => false,
+        DebugCommand::Local => state.registered.client.peer.ip().is_loopback(),
+    };
+    if !allowed {
+        return Err(CmdError::msg(
+            "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.",
+        ));
+    }
+    let sub = upper(&args[1]);
+    match (sub.as_str(), args.len()) {
+        ("SLEEP", 3) => {
+            let secs = crate::wire::util::float_arg(&args[2])?;
+            if secs > 0.0 && secs.is_finite() {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(secs.min(3600.0))).await;
+            }
+            Ok(Reply::ok())
+        }
+        // On purpose: what DEBUG PANIC is for.
+        #[allow(clippy::panic)]
+        ("PANIC", 2) => panic!("DEBUG PANIC"),
+        ("HELP", 2) => Ok(Reply::Array(
+            [
+                "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "PANIC",
+                "    Raise a panic inside keyway (it is caught: the client is closed).",
+                "SLEEP <seconds>",
+                "    Stop the client for <seconds>. Decimals allowed.",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .iter()
+            .map(|l| Reply::status(l))
+            .collect(),
+        )),
+        _ => Err(CmdError::UnknownSubcommand {
+            cmd: "DEBUG".into(),
+            sub: lossy(&args[1], 128),
+        }),
+    }
+}
+
+fn ping(args: &[Bytes]) -> CmdResult {
+    match args.len() {
+        1 => Ok(Reply::status("PONG")),
+        2 => Ok(Reply::Bulk(args[1].clone())),
+        _ => Err(CmdError::WrongArity("ping".into())),
+    }
+}
+
+fn select(args: &[Bytes]) -> CmdResult {
+    match int_arg(&args[1]) {
+        Ok(0) => Ok(Reply::ok()),
+        Ok(_) => Err(CmdError::msg("ERR DB index is out of range")),
+        Err(e) => Err(e),
+    }
+}
+
+/// SLOWLOG GET [count] | LEN | RESET | HELP, over keyway's own log (see
+/// [`crate::server::slowlog`]).
+fn slowlog(shared: &Shared, args: &[Bytes]) -> CmdResult {
+    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
+    match (sub.as_str(), args.len()) {
+        ("get", 2) => Ok(shared.slowlog.get(Some(10))),
+        // Redis gives this one text for a count that is not a number too.
+        ("get", 3) => match crate::wire::protocol::parse_i64(&args[2]) {
+            Some(-1) => Ok(shared.slowlog.get(None)),
+            Some(n) if n >= 0 => Ok(shared.slowlog.get(Some(n as usize))),
+            _ => Err(CmdError::msg(
+                "ERR count should be greater than or equal to -1",
+            )),
+        },
+        ("get", _) => Err(CmdError::msg(
+            "ERR unknown subcommand or wrong number of arguments for 'get'. Try SLOWLOG HELP.",
+        )),
+        ("len", 2) => Ok(Reply::Int(shared.slowlog.len() as i64)),
+        ("reset", 2) => {
+            shared.slowlog.reset();
+            Ok(Reply::ok())
+        }
+        ("help", 2) => Ok(Reply::Array(
+            [
+                "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET [<count>]",
+                "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+                "    Entries are made of:",
+                "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+                "    client name",
+                "LEN",
+                "    Return the length of the slowlog.",
+                "RESET",
+                "    Reset the slowlog.",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .iter()
+            .map(|l| Reply::status(l))
+            .collect(),
+        )),
+        ("len" | "reset" | "help", _) => Err(CmdError::WrongArity(format!("slowlog|{sub}"))),
+        _ => Err(CmdError::UnknownSubcommand {
+            cmd: "SLOWLOG".into(),
+            sub: lossy(&args[1], 128),
+        }),
+    }
+}

@@ -1,0 +1,315 @@
+//! The client's session: AUTH, HELLO, RESET and CLIENT (names, library,
+//! LIST, KILL).
+
+use bytes::Bytes;
+
+use super::REDIS_VERSION;
+use crate::server::Shared;
+use crate::server::connection::ClientState;
+use crate::wire::error::{CmdError, CmdResult, lossy};
+use crate::wire::reply::Reply;
+use crate::wire::util::{int_arg, is};
+
+pub(super) fn reset(state: &mut ClientState, shared: &Shared) {
+    state.details.resp3 = false;
+    state.details.name = None;
+    state.authenticated = shared.settings.load().server.password.is_none();
+}
+
+/// Checks a username/password pair against the configured password. With
+/// none configured, the `default` user accepts any password, as in Redis.
+pub(super) fn check_password(shared: &Shared, user: &[u8], password: &[u8]) -> bool {
+    let config = shared.settings.load();
+    user == b"default"
+        && config
+            .server
+            .password
+            .as_ref()
+            .is_none_or(|p| p.as_bytes() == password)
+}
+
+pub(super) fn wrongpass() -> CmdError {
+    CmdError::msg("WRONGPASS invalid username-password pair or user is disabled.")
+}
+
+pub(super) fn auth(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    let has_password = shared.settings.load().server.password.is_some();
+    let ok = match &args[1..] {
+        [password] => {
+            if !has_password {
+                return Err(CmdError::msg(
+                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                ));
+            }
+            check_password(shared, b"default", password)
+        }
+        [user, password] => check_password(shared, user, password),
+        _ => return Err(CmdError::Syntax),
+    };
+    if !ok {
+        return Err(wrongpass());
+    }
+    state.authenticated = true;
+    Ok(Reply::ok())
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]]
+pub(super) fn hello(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    let mut resp3 = state.details.resp3;
+    if let Some(v) = args.get(1) {
+        let v = int_arg(v)
+            .map_err(|_| CmdError::msg("ERR Protocol version is not an integer or out of range"))?;
+        resp3 = match v {
+            2 => false,
+            3 => true,
+            _ => return Err(CmdError::msg("NOPROTO unsupported protocol version")),
+        };
+    }
+    let mut name = None;
+    let mut creds = None;
+    let mut i = 2;
+    while i < args.len() {
+        let more = args.len() - i - 1;
+        if is(&args[i], "AUTH") && more >= 2 {
+            creds = Some((&args[i + 1], &args[i + 2]));
+            i += 3;
+        } else if is(&args[i], "SETNAME") && more >= 1 {
+            name = Some(&args[i + 1]);
+            i += 2;
+        } else {
+            return Err(CmdError::msg(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                lossy(&args[i], 128)
+            )));
+        }
+    }
+    if let Some((user, pass)) = creds {
+        if !check_password(shared, user, pass) {
+            return Err(wrongpass());
+        }
+        state.authenticated = true;
+    }
+    if !state.authenticated {
+        return Err(CmdError::msg(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        ));
+    }
+    if let Some(n) = name {
+        validate_name(n, "Client names")?;
+        state.details.name = (!n.is_empty()).then(|| n.clone());
+    }
+    state.details.resp3 = resp3;
+    let s = |v: &str| Reply::bulk_str(v);
+    Ok(Reply::Map(vec![
+        (s("server"), s("redis")),
+        (s("version"), s(REDIS_VERSION)),
+        (s("proto"), Reply::Int(if resp3 { 3 } else { 2 })),
+        (s("id"), Reply::Int(state.id() as i64)),
+        (s("mode"), s("standalone")),
+        (s("role"), s("master")),
+        (s("modules"), Reply::Array(Vec::new())),
+    ]))
+}
+
+/// Redis accepts names of printable characters without spaces.
+pub(super) fn validate_name(n: &[u8], what: &str) -> CmdResult<()> {
+    if n.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err(CmdError::msg(format!(
+            "ERR {what} cannot contain spaces, newlines or special characters."
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn client(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
+    let arity = |n: usize| {
+        if args.len() != n {
+            Err(CmdError::WrongArity(format!("client|{sub}")))
+        } else {
+            Ok(())
+        }
+    };
+    match sub.as_str() {
+        "setname" => {
+            arity(3)?;
+            validate_name(&args[2], "Client names")?;
+            state.details.name = (!args[2].is_empty()).then(|| args[2].clone());
+            Ok(Reply::ok())
+        }
+        "getname" => {
+            arity(2)?;
+            Ok(Reply::opt_bulk(state.details.name.clone()))
+        }
+        "id" => {
+            arity(2)?;
+            Ok(Reply::Int(state.id() as i64))
+        }
+        "setinfo" => {
+            arity(4)?;
+            let value = &args[3];
+            if is(&args[2], "LIB-NAME") {
+                validate_name(value, "lib-name")?;
+                state.details.lib_name = Some(value.clone());
+            } else if is(&args[2], "LIB-VER") {
+                validate_name(value, "lib-ver")?;
+                state.details.lib_ver = Some(value.clone());
+            } else {
+                return Err(CmdError::msg(format!(
+                    "ERR Unrecognized option '{}'",
+                    lossy(&args[2], 128)
+                )));
+            }
+            Ok(Reply::ok())
+        }
+        "info" => {
+            arity(2)?;
+            // The line must show what this command just changed.
+            state.publish();
+            let me = &state.registered.client;
+            Ok(Reply::Verbatim(Bytes::from(
+                me.line(shared.local_addr, Some("client|info")),
+            )))
+        }
+        "list" => client_list(state, shared, args),
+        "kill" => client_kill(state, shared, args),
+        "no-evict" | "no-touch" => {
+            arity(3)?;
+            if is(&args[2], "ON") || is(&args[2], "OFF") {
+                Ok(Reply::ok())
+            } else {
+                Err(CmdError::Syntax)
+            }
+        }
+        _ => Err(CmdError::UnknownSubcommand {
+            cmd: "CLIENT".into(),
+            sub: lossy(&args[1], 128),
+        }),
+    }
+}
+
+/// CLIENT LIST [TYPE type] [ID id ...]: clients that have sent a command.
+pub(super) fn client_list(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    // None: any type; Some(true): subscribed; Some(false): not subscribed.
+    let mut pubsub: Option<bool> = None;
+    let mut ids: Option<Vec<u64>> = None;
+    let mut none = false;
+    let mut i = 2;
+    while i < args.len() {
+        if is(&args[i], "TYPE") && i + 1 < args.len() {
+            let t = &args[i + 1];
+            if is(t, "NORMAL") {
+                pubsub = Some(false);
+            } else if is(t, "PUBSUB") {
+                pubsub = Some(true);
+            } else if is(t, "MASTER") || is(t, "REPLICA") || is(t, "SLAVE") {
+                none = true;
+            } else {
+                return Err(CmdError::msg(format!(
+                    "ERR Unknown client type '{}'",
+                    lossy(t, 128)
+                )));
+            }
+            i += 2;
+        } else if is(&args[i], "ID") && i + 1 < args.len() {
+            let mut wanted = Vec::new();
+            for a in &args[i + 1..] {
+                match crate::wire::protocol::parse_i64(a) {
+                    Some(n) if n > 0 => wanted.push(n as u64),
+                    _ => return Err(CmdError::msg("ERR Invalid client ID")),
+                }
+            }
+            ids = Some(wanted);
+            i = args.len();
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    state.publish();
+    let mut text = String::new();
+    for c in shared.clients.all() {
+        let listed = !none
+            && ids.as_ref().is_none_or(|ids| ids.contains(&c.id))
+            && pubsub.is_none_or(|p| p == c.subscribed());
+        if listed {
+            let current = (c.id == state.id()).then_some("client|list");
+            text.push_str(&c.line(shared.local_addr, current));
+        }
+    }
+    Ok(Reply::Verbatim(Bytes::from(text)))
+}
+
+/// CLIENT KILL addr, or CLIENT KILL [ID id] [ADDR addr] [LADDR addr]
+/// [USER name] [SKIPME yes/no] [MAXAGE secs] (Redis 7's filters). A client
+/// killed ends once its reply to the command in hand is written.
+pub(super) fn client_kill(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    if args.len() == 3 {
+        let addr = lossy(&args[2], 128);
+        let found = shared
+            .clients
+            .all()
+            .into_iter()
+            .find(|c| c.peer.to_string() == addr);
+        return match found {
+            Some(c) => {
+                c.kill.notify_one();
+                Ok(Reply::ok())
+            }
+            None => Err(CmdError::msg("ERR No such client")),
+        };
+    }
+    if args.len() < 4 || args.len() % 2 != 0 {
+        return Err(CmdError::Syntax);
+    }
+    let mut id = None;
+    let mut addr = None;
+    let mut laddr = None;
+    let mut user = None;
+    let mut max_age = None;
+    let mut skip_me = true;
+    for pair in args[2..].chunks(2) {
+        let (f, v) = (&pair[0], &pair[1]);
+        if is(f, "ID") {
+            match crate::wire::protocol::parse_i64(v) {
+                Some(n) if n > 0 => id = Some(n as u64),
+                _ => {
+                    return Err(CmdError::msg("ERR client-id should be greater than 0"));
+                }
+            }
+        } else if is(f, "ADDR") {
+            addr = Some(lossy(v, 128));
+        } else if is(f, "LADDR") {
+            laddr = Some(lossy(v, 128));
+        } else if is(f, "USER") {
+            user = Some(v.clone());
+        } else if is(f, "MAXAGE") {
+            max_age = Some(int_arg(v)?);
+        } else if is(f, "SKIPME") {
+            skip_me = if is(v, "YES") {
+                true
+            } else if is(v, "NO") {
+                false
+            } else {
+                return Err(CmdError::Syntax);
+            };
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    let local = shared.local_addr.to_string();
+    let mut killed = 0;
+    for c in shared.clients.all() {
+        let matches = id.is_none_or(|id| c.id == id)
+            && addr.as_ref().is_none_or(|a| *a == c.peer.to_string())
+            && laddr.as_ref().is_none_or(|a| *a == local)
+            // Every client is the default user.
+            && user.as_ref().is_none_or(|u| &u[..] == b"default")
+            && max_age.is_none_or(|age| c.since.elapsed().as_secs() as i64 >= age)
+            && !(skip_me && c.id == state.id());
+        if matches {
+            c.kill.notify_one();
+            killed += 1;
+        }
+    }
+    Ok(Reply::Int(killed))
+}

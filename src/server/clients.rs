@@ -1,0 +1,192 @@
+//! The clients keyway serves, as CLIENT LIST and CLIENT KILL see them.
+//!
+//! A connection registers once it has sent its first bytes (an idle client
+//! is kept as small as possible, see `server`), and leaves when it ends. It
+//! keeps its entry current cheaply: the time and command of its last batch
+//! in atomics, the fields that change rarely (name, library, protocol)
+//! under a lock only when a command changes them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::wire::command;
+use crate::wire::error::lossy;
+
+/// The fields of a client that commands change (HELLO, CLIENT SETNAME,
+/// CLIENT SETINFO, RESET, SUBSCRIBE).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Details {
+    pub name: Option<Bytes>,
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+    pub resp3: bool,
+    /// Subscribed to a channel or pattern.
+    pub pubsub: bool,
+}
+
+pub struct Client {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub since: Instant,
+    /// Milliseconds from `since` to the client's last batch.
+    last_ms: AtomicU64,
+    /// The command table id of the last command run, plus one; 0 for none.
+    last_cmd: AtomicUsize,
+    details: Mutex<Details>,
+    /// Notified by CLIENT KILL; the connection then closes.
+    pub kill: Notify,
+    /// Waiting in a blocking command (INFO's blocked_clients).
+    pub blocked: AtomicBool,
+    /// Bytes the client holds (buffers, queued messages), kept by its
+    /// connection; see `limits::Usage`.
+    pub mem: Arc<AtomicUsize>,
+    /// Bytes of messages queued for the client (pub/sub).
+    pub queued: Arc<AtomicUsize>,
+    /// Set once the client is being closed for a limit.
+    limit_closed: AtomicBool,
+}
+
+impl Client {
+    pub fn new(id: u64, peer: SocketAddr) -> Client {
+        Client {
+            id,
+            peer,
+            since: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            last_cmd: AtomicUsize::new(0),
+            details: Mutex::new(Details::default()),
+            kill: Notify::new(),
+            blocked: AtomicBool::new(false),
+            mem: Arc::new(AtomicUsize::new(0)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit_closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Bytes the client holds now.
+    pub fn memory(&self) -> usize {
+        self.mem.load(Ordering::Relaxed) + self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Closes the client because of `limit`; false if it was already being
+    /// closed for one.
+    pub fn close_for_limit(&self, _limit: &str) -> bool {
+        if self.limit_closed.swap(true, Ordering::Relaxed) {
+            return false;
+        }
+        self.kill.notify_one();
+        true
+    }
+
+    /// Whether the client is subscribed (CLIENT LIST TYPE pubsub).
+    pub fn subscribed(&self) -> bool {
+        self.details().pubsub
+    }
+
+    /// Records a batch whose last command has table id `cmd`.
+    pub fn ran(&self, cmd: Option<usize>) {
+        let ms = self.since.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+        if let Some(id) = cmd {
+            self.last_cmd.store(id + 1, Ordering::Relaxed);
+        }
+    }
+
+    fn details(&self) -> MutexGuard<'_, Details> {
+        self.details.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes the client's changed fields.
+    pub fn set_details(&self, d: &Details) {
+        let mut cur = self.details();
+        if *cur != *d {
+            cur.clone_from(d);
+        }
+    }
+
+    /// The client's line in CLIENT LIST and CLIENT INFO, in Redis's field
+    /// order; `current` names the command being run, for the caller's own
+    /// line. Fields keyway does not track have Redis's idle values.
+    pub fn line(&self, local: SocketAddr, current: Option<&str>) -> String {
+        let d = self.details().clone();
+        let text = |b: &Option<Bytes>| b.as_ref().map(|b| lossy(b, 256)).unwrap_or_default();
+        let idle_ms = (self.since.elapsed().as_millis() as u64)
+            .saturating_sub(self.last_ms.load(Ordering::Relaxed));
+        let cmd = match current {
+            Some(c) => c.to_string(),
+            None => match self.last_cmd.load(Ordering::Relaxed) {
+                0 => "NULL".to_string(),
+                n => command::table()
+                    .get(n - 1)
+                    .map_or_else(|| "NULL".to_string(), |c| c.name.to_string()),
+            },
+        };
+        format!(
+            "id={} addr={} laddr={local} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 \
+             multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
+             omem=0 tot-mem={} events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+            self.id,
+            self.peer,
+            text(&d.name),
+            self.since.elapsed().as_secs(),
+            idle_ms / 1000,
+            if d.pubsub { "P" } else { "N" },
+            self.memory(),
+            if d.resp3 { 3 } else { 2 },
+            text(&d.lib_name),
+            text(&d.lib_ver),
+        )
+    }
+}
+
+/// Every registered client, by id.
+#[derive(Default)]
+pub struct Registry(Mutex<HashMap<u64, Arc<Client>>>);
+
+impl Registry {
+    fn map(&self) -> MutexGuard<'_, HashMap<u64, Arc<Client>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a client; it leaves when the guard is dropped.
+    pub fn register(self: &Arc<Self>, client: Arc<Client>) -> Registered {
+        self.map().insert(client.id, client.clone());
+        Registered {
+            registry: self.clone(),
+            client,
+        }
+    }
+
+    /// Clients waiting in a blocking command.
+    pub fn blocked(&self) -> usize {
+        self.map()
+            .values()
+            .filter(|c| c.blocked.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// Every client, in id order (the order they connected).
+    pub fn all(&self) -> Vec<Arc<Client>> {
+        let mut all: Vec<Arc<Client>> = self.map().values().cloned().collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+}
+
+/// A client's place in the registry, held by its connection.
+pub struct Registered {
+    registry: Arc<Registry>,
+    pub client: Arc<Client>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.map().remove(&self.client.id);
+    }
+}

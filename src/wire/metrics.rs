@@ -1,0 +1,407 @@
+//! Prometheus metrics: the process-wide registry every floor counts in;
+//! `ops::http` serves it on `[server] metrics_listen`.
+//!
+//! One process-wide set, like Prometheus's own default registry. The hot
+//! path touches only atomics: per-command counters are resolved once per
+//! (namespace, command) and cached in the namespace, and latency is
+//! observed once per backend batch, not per command.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::wire::command::{self, CommandSpec};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    pub command: String,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub namespace: String,
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RedirectLabels {
+    pub backend: String,
+    /// "moved" or "ask".
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceResultLabels {
+    pub namespace: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendResultLabels {
+    pub backend: String,
+    pub result: String,
+}
+
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: Gauge,
+    pub connections_total: Counter,
+    pub connections_rejected: Counter,
+    commands: Family<CommandLabels, Counter>,
+    errors: Family<KindLabels, Counter>,
+    latency: HistogramFamily,
+    upstream_connections: Family<BackendLabels, Gauge>,
+    reconnects: Family<BackendLabels, Counter>,
+    redirects: Family<RedirectLabels, Counter>,
+    slot_map_reads: Family<BackendResultLabels, Counter>,
+    mirrored: Family<NamespaceResultLabels, Counter>,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    reloads: Family<ResultLabels, Counter>,
+    limit_closed: Family<LimitLabels, Counter>,
+    panics: Family<CommandOnlyLabels, Counter>,
+    panics_total: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandOnlyLabels {
+    pub command: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~3 s.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("keyway"),
+            connections: Gauge::default(),
+            connections_total: Counter::default(),
+            connections_rejected: Counter::default(),
+            commands: Family::default(),
+            errors: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            upstream_connections: Family::default(),
+            reconnects: Family::default(),
+            redirects: Family::default(),
+            slot_map_reads: Family::default(),
+            mirrored: Family::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            reloads: Family::default(),
+            limit_closed: Family::default(),
+            panics: Family::default(),
+            panics_total: Default::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "client_connections",
+            "Client connections open now",
+            m.connections.clone(),
+        );
+        r.register(
+            "client_connections_accepted",
+            "Client connections accepted",
+            m.connections_total.clone(),
+        );
+        r.register(
+            "client_connections_rejected",
+            "Client connections refused at max_clients",
+            m.connections_rejected.clone(),
+        );
+        r.register(
+            "commands",
+            "Commands run, by command and namespace",
+            m.commands.clone(),
+        );
+        r.register(
+            "errors",
+            "Error replies, by their code (ERR, WRONGTYPE, ...)",
+            m.errors.clone(),
+        );
+        r.register(
+            "backend_batch_seconds",
+            "Time a backend took for a batch of one client's commands",
+            m.latency.clone(),
+        );
+        r.register(
+            "upstream_connections",
+            "Upstream connections open, by backend",
+            m.upstream_connections.clone(),
+        );
+        r.register(
+            "upstream_reconnects",
+            "Upstream connections re-established after a failure, by backend",
+            m.reconnects.clone(),
+        );
+        r.register(
+            "cluster_redirects",
+            "MOVED and ASK replies followed, by redis-cluster backend",
+            m.redirects.clone(),
+        );
+        r.register(
+            "cluster_slot_map_reads",
+            "Reads of a redis-cluster backend's slot map, by result",
+            m.slot_map_reads.clone(),
+        );
+        r.register(
+            "mirror_commands",
+            "Writes a namespace's mirror was given, by result (ok, error, dropped when \
+             its queue was full, unsupported by its kind of backend)",
+            m.mirrored.clone(),
+        );
+        r.register(
+            "client_read_bytes",
+            "Bytes read from clients",
+            m.bytes_in.clone(),
+        );
+        r.register(
+            "client_written_bytes",
+            "Bytes written to clients",
+            m.bytes_out.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Config reloads, by result",
+            m.reloads.clone(),
+        );
+        r.register(
+            "clients_closed_for_limits",
+            "Clients closed for a limit (client_output_buffer_limit, \
+             max_memory_clients, timeout), by limit",
+            m.limit_closed.clone(),
+        );
+        r.register(
+            "internal_errors",
+            "Commands that hit a bug in keyway (a panic, caught and answered \
+             with -ERR internal error), by command",
+            m.panics.clone(),
+        );
+        // Both results exist from the start, so a rate() sees the first one.
+        for result in ["success", "failure"] {
+            drop(m.reloads.get_or_create(&ResultLabels {
+                result: result.into(),
+            }));
+        }
+        m
+    }
+
+    /// The counter for a command in a namespace, to cache.
+    pub fn command(&self, spec: &CommandSpec, namespace: &str) -> Counter {
+        self.commands
+            .get_or_create(&CommandLabels {
+                command: spec.name.to_string(),
+                namespace: namespace.to_string(),
+            })
+            .clone()
+    }
+
+    pub fn latency(&self, namespace: &str, backend: &str) -> Histogram {
+        self.latency
+            .get_or_create(&RouteLabels {
+                namespace: namespace.to_string(),
+                backend: backend.to_string(),
+            })
+            .clone()
+    }
+
+    /// Counts an error reply by its code, the text before the first space.
+    /// Codes other than Redis's own are counted as `OTHER`: a script can
+    /// answer any text, and each label would be kept for good.
+    pub fn error(&self, text: &[u8]) {
+        const CODES: &[&str] = &[
+            "ERR",
+            "WRONGTYPE",
+            "NOAUTH",
+            "WRONGPASS",
+            "NOPERM",
+            "NOSCRIPT",
+            "BUSY",
+            "BUSYKEY",
+            "OOM",
+            "READONLY",
+            "EXECABORT",
+            "MOVED",
+            "ASK",
+            "CROSSSLOT",
+            "CLUSTERDOWN",
+            "TRYAGAIN",
+            "LOADING",
+            "NOPROTO",
+            "NOGROUP",
+            "MASTERDOWN",
+            "MISCONF",
+            "NOREPLICAS",
+            "UNBLOCKED",
+            "DENIED",
+        ];
+        let code = text.split(|&b| b == b' ').next().unwrap_or_default();
+        let kind = CODES
+            .iter()
+            .find(|c| c.as_bytes() == code)
+            .copied()
+            .unwrap_or("OTHER");
+        self.errors
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// Counts a client closed for `limit`.
+    pub fn client_closed(&self, limit: &str) {
+        self.limit_closed
+            .get_or_create(&LimitLabels {
+                limit: limit.to_string(),
+            })
+            .inc();
+    }
+
+    /// Panics caught so far, for INFO.
+    pub fn internal_errors(&self) -> u64 {
+        self.panics_total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts a panic caught while running `command`.
+    pub fn internal_error(&self, command: &str) {
+        self.panics_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.panics
+            .get_or_create(&CommandOnlyLabels {
+                command: command.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn upstream(&self, backend: &str) -> Gauge {
+        self.upstream_connections
+            .get_or_create(&BackendLabels {
+                backend: backend.to_string(),
+            })
+            .clone()
+    }
+
+    pub fn reconnected(&self, backend: &str) {
+        self.reconnects
+            .get_or_create(&BackendLabels {
+                backend: backend.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn redirected(&self, backend: &str, ask: bool) {
+        self.redirects
+            .get_or_create(&RedirectLabels {
+                backend: backend.to_string(),
+                kind: if ask { "ask" } else { "moved" }.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn mirrored(&self, namespace: &str, result: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.mirrored
+            .get_or_create(&NamespaceResultLabels {
+                namespace: namespace.to_string(),
+                result: result.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    pub fn slot_map_read(&self, backend: &str, ok: bool) {
+        self.slot_map_reads
+            .get_or_create(&BackendResultLabels {
+                backend: backend.to_string(),
+                result: if ok { "ok" } else { "failed" }.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn reloads(&self, result: &str) {
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Per-namespace metric handles, resolved lazily and cached, so counting a
+/// command is an atomic increment.
+pub struct NamespaceMetrics {
+    name: String,
+    commands: Box<[OnceLock<Counter>]>,
+    latency: OnceLock<Histogram>,
+    backend: String,
+}
+
+impl NamespaceMetrics {
+    pub fn new(name: &str, backend: &str) -> Arc<NamespaceMetrics> {
+        Arc::new(NamespaceMetrics {
+            name: name.to_string(),
+            commands: (0..command::table().len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            latency: OnceLock::new(),
+            backend: backend.to_string(),
+        })
+    }
+
+    pub fn command(&self, spec: &CommandSpec) {
+        if let Some(c) = self.commands.get(spec.id) {
+            c.get_or_init(|| metrics().command(spec, &self.name)).inc();
+        }
+    }
+
+    pub fn observe(&self, took: Duration) {
+        self.latency
+            .get_or_init(|| metrics().latency(&self.name, &self.backend))
+            .observe(took.as_secs_f64());
+    }
+}
