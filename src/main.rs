@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use keyway::ops::Instance;
 use keyway::ops::config::Config;
-use keyway::ops::instance::Operations;
+use keyway::ops::reload::Operations;
 use keyway::ops::reload::Source;
 use std::sync::Arc;
 use tracing::{info, warn};

@@ -9,51 +9,11 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
-use crate::backend::BackendConfig;
 use crate::ops::config::Config;
 use crate::ops::http::{self, Readiness};
-use crate::ops::reload::{self, Built, Source};
-use crate::server::settings::Settings;
-use crate::server::{Server, Shared};
-
-/// What reloads work on, beside the server's shared state.
-pub struct Operations {
-    pub shared: Arc<Shared>,
-    /// The running config.
-    pub config: ArcSwap<Config>,
-    /// The backends behind the router, reused by reloads when unchanged.
-    pub backends: Mutex<Built>,
-    /// The config file, for reloads.
-    pub source: Mutex<Source>,
-}
-
-impl Operations {
-    /// Remembers the config file, so that reloads re-read it.
-    pub fn set_source(&self, source: Source) {
-        if let Ok(mut s) = self.source.lock() {
-            *s = source;
-        }
-    }
-}
-
-/// The server's settings for a config.
-pub fn settings_of(config: &Config) -> Settings {
-    // The memory backend that sets max_memory: the bound is on the whole
-    // process, whichever backend names it.
-    let max_memory = config
-        .backends
-        .values()
-        .find_map(|b| match b {
-            BackendConfig::Memory(m) => m.max_memory.map(|max| (max.0, m.eviction.name())),
-            _ => None,
-        })
-        .unwrap_or((0, "noeviction"));
-    Settings {
-        source: config.source.clone(),
-        server: config.server.clone(),
-        max_memory,
-    }
-}
+use crate::ops::reload::{self, Built, Operations, Source, settings_of};
+use crate::server::Server;
+use crate::server::shared::Shared;
 
 pub struct Instance {
     server: Server,

@@ -190,3 +190,30 @@ impl Drop for Registered {
         self.registry.map().remove(&self.client.id);
     }
 }
+
+/// What keyway knows about a client, for HELLO, CLIENT and AUTH.
+pub struct ClientState {
+    /// The client in the registry (CLIENT LIST); it leaves on drop.
+    pub registered: Registered,
+    /// Name, library and protocol; published to the registry when a
+    /// command changes them.
+    pub details: Details,
+    pub authenticated: bool,
+    /// Set by QUIT: close after the replies are written.
+    pub closing: bool,
+}
+
+impl ClientState {
+    pub fn id(&self) -> u64 {
+        self.registered.client.id
+    }
+
+    pub fn resp3(&self) -> bool {
+        self.details.resp3
+    }
+
+    /// Shows the client's current details to CLIENT LIST.
+    pub fn publish(&self) {
+        self.registered.client.set_details(&self.details);
+    }
+}

@@ -40,10 +40,10 @@ use crate::proxy::keyspace;
 use crate::proxy::pubsub::{PubSub, Push};
 use crate::proxy::router::Router;
 use crate::proxy::transaction::Transaction;
-use crate::server::Shared;
 use crate::server::admin;
-use crate::server::clients::{Client, Details, Registered};
+use crate::server::clients::{Client, ClientState, Details};
 use crate::server::limits::{self, Usage};
+use crate::server::shared::Shared;
 use crate::wire::command::{self, BLOCKING, CommandSpec, KEYSPACE, LOCAL, PUBSUB, TX};
 use crate::wire::error::CmdError;
 use crate::wire::limit::OutputLimit;
@@ -128,33 +128,6 @@ impl Segments {
         let per_command = (bytes / commands).max(1);
         let fit = (SEGMENT_BYTES / per_command).clamp(1, SEGMENT_MAX);
         self.limit = fit.min(self.limit.saturating_mul(2));
-    }
-}
-
-/// What keyway knows about a client, for HELLO, CLIENT and AUTH.
-pub struct ClientState {
-    /// The client in the registry (CLIENT LIST); it leaves on drop.
-    pub registered: Registered,
-    /// Name, library and protocol; published to the registry when a
-    /// command changes them.
-    pub details: Details,
-    pub authenticated: bool,
-    /// Set by QUIT: close after the replies are written.
-    pub closing: bool,
-}
-
-impl ClientState {
-    pub fn id(&self) -> u64 {
-        self.registered.client.id
-    }
-
-    pub fn resp3(&self) -> bool {
-        self.details.resp3
-    }
-
-    /// Shows the client's current details to CLIENT LIST.
-    pub fn publish(&self) {
-        self.registered.client.set_details(&self.details);
     }
 }
 

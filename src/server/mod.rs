@@ -8,7 +8,7 @@ use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -27,50 +27,13 @@ pub mod clients;
 pub mod connection;
 pub mod limits;
 pub mod settings;
+pub mod shared;
+
+use shared::{Shared, Stats};
 pub mod slowlog;
 
 /// How long shutdown waits for connections to finish their commands.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// Counters shown by INFO.
-#[derive(Default)]
-pub struct Stats {
-    pub connected: AtomicUsize,
-    pub connections_total: AtomicU64,
-    pub rejected: AtomicU64,
-    pub commands: AtomicU64,
-}
-
-/// State shared by every connection.
-pub struct Shared {
-    /// The namespace table; replaced whole on reload.
-    pub router: ArcSwap<Router>,
-    /// What the server reads of the running config; replaced on reload.
-    pub settings: ArcSwap<Settings>,
-    pub stats: Stats,
-    pub started: Instant,
-    pub started_unix: u64,
-    pub local_addr: SocketAddr,
-    /// Where `[server] metrics_listen` bound, if set.
-    pub metrics_addr: Option<SocketAddr>,
-    next_client_id: AtomicU64,
-    /// Clients that have sent something, for CLIENT LIST and CLIENT KILL.
-    pub clients: Arc<clients::Registry>,
-    pub slowlog: slowlog::SlowLog,
-    /// Becomes true when the server starts shutting down.
-    stop: watch::Sender<bool>,
-}
-
-impl Shared {
-    pub fn next_client_id(&self) -> u64 {
-        self.next_client_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Turns true when the server starts shutting down.
-    pub fn stopping(&self) -> watch::Receiver<bool> {
-        self.stop.subscribe()
-    }
-}
 
 pub struct Server {
     listener: TcpListener,

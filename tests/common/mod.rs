@@ -14,9 +14,9 @@ use tokio::sync::oneshot;
 /// A running keyway; dropping it shuts the server down.
 pub struct Keyway {
     pub addr: SocketAddr,
-    pub shared: std::sync::Arc<keyway::server::Shared>,
+    pub shared: std::sync::Arc<keyway::server::shared::Shared>,
     /// Reloads and what they work on.
-    pub ops: std::sync::Arc<keyway::ops::instance::Operations>,
+    pub ops: std::sync::Arc<keyway::ops::reload::Operations>,
     stop: Option<oneshot::Sender<()>>,
 }
 

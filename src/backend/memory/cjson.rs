@@ -22,7 +22,7 @@ pub fn library(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "decode",
         lua.create_function(|lua, v: Value| {
-            let s = super::scripting::check_string(lua, &v, 1, "decode")?;
+            let s = super::luaargs::check_string(lua, &v, 1, "decode")?;
             let bytes = s.as_bytes();
             // lua-cjson's check: JSON text starts with ASCII, so a NUL in
             // the first two bytes means UTF-16 or UTF-32.

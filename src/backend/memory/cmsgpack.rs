@@ -29,7 +29,7 @@ pub fn library(lua: &Lua) -> mlua::Result<Table> {
     t.set(
         "unpack",
         lua.create_function(|lua, v: Value| {
-            let s = super::scripting::check_string(lua, &v, 1, "unpack")?;
+            let s = super::luaargs::check_string(lua, &v, 1, "unpack")?;
             unpack(lua, &s.as_bytes(), 0, 0)
         })?,
     )?;

@@ -18,6 +18,7 @@ mod hashes;
 mod hll;
 mod keys;
 mod lists;
+mod luaargs;
 mod node;
 mod pubsub;
 mod scripting;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::REDIS_VERSION;
 use crate::proxy::keyspace;
 use crate::proxy::router::Router;
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::wire::error::CmdResult;
 use crate::wire::reply::Reply;
 use crate::wire::util::upper;

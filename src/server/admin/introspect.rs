@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::server::Shared;
+use crate::server::shared::Shared;
 use crate::wire::command::{self, BLOCKING, CommandSpec, Keys, READ, WRITE};
 use crate::wire::error::{CmdError, CmdResult, lossy};
 use crate::wire::reply::Reply;

@@ -15,8 +15,8 @@ use session::{auth, client, hello, reset};
 use bytes::Bytes;
 
 use crate::proxy::router::Router;
-use crate::server::Shared;
-use crate::server::connection::ClientState;
+use crate::server::clients::ClientState;
+use crate::server::shared::Shared;
 use crate::wire::command::CommandSpec;
 use crate::wire::error::{CmdError, CmdResult, lossy};
 use crate::wire::reply::Reply;

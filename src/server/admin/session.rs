@@ -4,8 +4,8 @@
 use bytes::Bytes;
 
 use super::REDIS_VERSION;
-use crate::server::Shared;
-use crate::server::connection::ClientState;
+use crate::server::clients::ClientState;
+use crate::server::shared::Shared;
 use crate::wire::error::{CmdError, CmdResult, lossy};
 use crate::wire::reply::Reply;
 use crate::wire::util::{int_arg, is};

@@ -1,0 +1,56 @@
+//! The state every connection shares: the namespace table and settings
+//! (both swapped whole on reload), counters, the client registry, the
+//! slow log, and the shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::proxy::router::Router;
+use crate::server::clients;
+use crate::server::settings::Settings;
+use crate::server::slowlog;
+
+/// Counters shown by INFO.
+#[derive(Default)]
+pub struct Stats {
+    pub connected: AtomicUsize,
+    pub connections_total: AtomicU64,
+    pub rejected: AtomicU64,
+    pub commands: AtomicU64,
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    /// The namespace table; replaced whole on reload.
+    pub router: ArcSwap<Router>,
+    /// What the server reads of the running config; replaced on reload.
+    pub settings: ArcSwap<Settings>,
+    pub stats: Stats,
+    pub started: Instant,
+    pub started_unix: u64,
+    pub local_addr: SocketAddr,
+    /// Where `[server] metrics_listen` bound, if set.
+    pub metrics_addr: Option<SocketAddr>,
+    pub(super) next_client_id: AtomicU64,
+    /// Clients that have sent something, for CLIENT LIST and CLIENT KILL.
+    pub clients: Arc<clients::Registry>,
+    pub slowlog: slowlog::SlowLog,
+    /// Becomes true when the server starts shutting down.
+    pub(super) stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Turns true when the server starts shutting down.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+}
