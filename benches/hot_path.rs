@@ -49,6 +49,7 @@ fn decode_route_execute_encode(c: &mut Criterion) {
                     raw: Some(req.raw),
                     resp3: false,
                     inspect: false,
+                    scope: None,
                 });
             }
             let mut out = BytesMut::new();

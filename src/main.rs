@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        print!("{}", config.summary());
+        print!("{}", keyway::ops::check::summary(&config));
         return ExitCode::SUCCESS;
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{Keyway, RedisCluster};
+use common::{Keyway, Raw, RedisCluster};
 use redis::AsyncCommands;
 use redis_protocol::redis_keyslot;
 
@@ -221,7 +221,21 @@ async fn a_resharded_slot_is_followed_through_ask_and_moved() {
 #[tokio::test]
 async fn transactions_blocking_pops_and_pubsub_on_a_cluster() {
     let cluster = RedisCluster::start(3).await;
-    let kw = Keyway::with_toml(&config(&cluster)).await;
+    // Two namespaces share the cluster: "app" gets a Redis ACL user of its
+    // own, so that its scripts may run (Redis bounds them to app:*).
+    for node in &cluster.nodes {
+        let mut direct = Raw(tokio::net::TcpStream::connect(("127.0.0.1", node.port))
+            .await
+            .expect("connect"));
+        direct
+            .check("ACL SETUSER app on >pw ~app:* &* +@all", "+OK\r\n")
+            .await;
+    }
+    let kw = Keyway::with_toml(&config(&cluster).replace(
+        "key_prefix = \"app:\"\n",
+        "key_prefix = \"app:\"\nusername = \"app\"\npassword = \"pw\"\n",
+    ))
+    .await;
     let mut raw = kw.raw().await;
     raw.check("MULTI", "+OK\r\n").await;
     raw.check("INCR {acct}balance", "+QUEUED\r\n").await;

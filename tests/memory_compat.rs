@@ -171,3 +171,66 @@ async fn scripts_take_arguments_as_redis_lua_does() {
     ])
     .await;
 }
+
+/// Redis's Lua sandbox: read-only globals and libraries, no bytecode, no
+/// functions Redis removes; the redis library's extra functions.
+#[tokio::test]
+async fn the_lua_sandbox_refuses_what_redis_refuses() {
+    let scripts: &[&str] = &[
+        "return loadstring(string.dump(function() return 1 end))()",
+        "return select('#', loadstring(string.dump(function() return 1 end)))",
+        "local ok, e = loadstring(string.dump(function() return 1 end)) return e",
+        "local s = string.dump(function() return 1 end) local i = 0 \
+         local f, e = load(function() i = i + 1 if i == 1 then return s end end) return e",
+        "return load('return 3')",
+        "x = 5 return x",
+        "redis.call = nil return 1",
+        "string.rep = nil return 1",
+        "_G.x = 1 return 1",
+        "rawset(_G, 'x', 1) return 1",
+        "setmetatable(_G, nil) return 1",
+        "setmetatable(string, {}) return 1",
+        "getmetatable(_G).__newindex = nil x = 1 return x",
+        "local s = 'abc' getmetatable(s).__index = nil return 1",
+        "return pcall(function() x = 1 end)",
+        "return {pcall(rawset, _G, 'x', 1)}",
+        "cjson.encode = nil return 1",
+        "math.x = 1 return 1",
+        "KEYS = {} return 1",
+        "KEYS[1] = 'a' return KEYS[1]",
+        "local f = loadstring('x=1') f() return 1",
+        "return loadstring('return 7')()",
+        "local t = {} rawset(t, 'a', 1) return t.a",
+        "local t = setmetatable({}, {}) return 1",
+        "return type(getmetatable('abc'))",
+        "return type(getmetatable(string))",
+        "return ('x'):rep(3)",
+        "return type(getfenv)",
+        "return type(setfenv)",
+        "return type(print)",
+        "return type(newproxy)",
+        "return type(module)",
+        "return type(require)",
+        "return type(dofile)",
+        "local r = {} for k, v in pairs(_G) do if k ~= 'struct' and k ~= '__redis__err__handler' \
+         then r[#r+1] = k .. ':' .. type(v) end end table.sort(r) return r",
+        "local t = {} for k in pairs(string) do t[#t+1] = k end table.sort(t) return t",
+        "redis.set_repl(7)",
+        "redis.set_repl()",
+        "return redis.set_repl(redis.REPL_ALL)",
+        "return redis.replicate_commands()",
+        "return redis.breakpoint()",
+        "return redis.acl_check_cmd('nosuch')",
+        "return redis.acl_check_cmd('get', 'x')",
+        "return redis.acl_check_cmd()",
+        "return redis.REPL_ALL .. redis.REPL_AOF .. redis.REPL_NONE .. redis.REPL_REPLICA",
+    ];
+    let commands: Vec<[&[u8]; 3]> = scripts
+        .iter()
+        .map(|s| [&b"EVAL"[..], s.as_bytes(), &b"0"[..]])
+        .collect();
+    let commands: Vec<&[&[u8]]> = commands.iter().map(|c| &c[..]).collect();
+    compare(&commands).await;
+    // A script given as bytecode fails to compile, as text.
+    compare(&[&[b"EVAL", b"\x1bLuaQ\x00\x01\x04", b"0"]]).await;
+}

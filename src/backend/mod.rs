@@ -11,6 +11,7 @@ pub mod memory;
 pub mod mirror;
 mod pushes;
 pub mod redis;
+pub mod scope;
 pub mod shards;
 pub mod upstream;
 
@@ -41,6 +42,10 @@ pub struct Command {
     /// keyway reads the reply (merges, keys to map back): it must be a
     /// structured reply, never `Reply::Raw`.
     pub inspect: bool,
+    /// For a script: the namespaces whose keys its calls may touch, for a
+    /// backend that runs scripts itself to check (see [`scope`]). None for
+    /// every other command, and for a namespace alone on its backend.
+    pub scope: Option<Arc<scope::Scope>>,
 }
 
 impl Command {
@@ -52,6 +57,7 @@ impl Command {
             raw: None,
             resp3: false,
             inspect: true,
+            scope: None,
         }
     }
 }
@@ -127,6 +133,20 @@ pub trait BackendSpec {
         None
     }
 
+    /// The Redis servers (host:port) it sends commands to, to tell which
+    /// namespaces share a server; empty for backends that run no scripts
+    /// of their clients' on a server (memory, memcached).
+    fn servers(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The same backend, logging in as `username` (None: Redis's
+    /// `default`) with `password`: a namespace's own connections. None for
+    /// kinds without logins.
+    fn with_credentials(&self, _username: Option<&str>, _password: &str) -> Option<BackendConfig> {
+        None
+    }
+
     /// Builds the backend called `name`. Backends that connect to servers
     /// do so lazily, from inside the runtime, on first use.
     fn build(&self, name: &str) -> Arc<dyn Backend>;
@@ -183,6 +203,14 @@ impl BackendConfig {
 
     pub fn limits(&self) -> Option<&'static str> {
         self.spec().limits()
+    }
+
+    pub fn servers(&self) -> Vec<String> {
+        self.spec().servers()
+    }
+
+    pub fn with_credentials(&self, username: Option<&str>, password: &str) -> Option<Self> {
+        self.spec().with_credentials(username, password)
     }
 
     pub fn build(&self, name: &str) -> Arc<dyn Backend> {

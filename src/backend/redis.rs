@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
-use super::{Backend, BackendSpec, BoxFuture, Command, Pushes, Session, Subscriber};
+use super::{Backend, BackendConfig, BackendSpec, BoxFuture, Command, Pushes, Session, Subscriber};
 use crate::backend::upstream::{
     Conn, Endpoint, Feed, Pipe, Sentinel, Tls, is_readonly, unavailable,
 };
@@ -83,6 +83,21 @@ pub struct Url {
 impl BackendSpec for RedisConfig {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn servers(&self) -> Vec<String> {
+        match &self.sentinel_master {
+            // The master moves; the sentinels and its name say which it is.
+            Some(m) => vec![format!("{m}@{}", self.sentinels.join(","))],
+            None => url_server(&self.url).into_iter().collect(),
+        }
+    }
+
+    fn with_credentials(&self, username: Option<&str>, password: &str) -> Option<BackendConfig> {
+        Some(BackendConfig::Redis(RedisConfig {
+            url: with_login(&self.url, username, password),
+            ..self.clone()
+        }))
     }
 
     fn build(&self, name: &str) -> Arc<dyn Backend> {
@@ -233,6 +248,34 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
         password,
         db,
     })
+}
+
+/// `host:port` of a url, to compare servers.
+pub fn url_server(url: &str) -> Option<String> {
+    parse_url(url)
+        .ok()
+        .map(|u| format!("{}:{}", u.host, u.port))
+}
+
+/// The url with its login replaced: `username` (or none, Redis's
+/// `default`) and `password`, percent-encoded.
+pub fn with_login(url: &str, username: Option<&str>, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let user = username.map(percent_encode).unwrap_or_default();
+    format!("{scheme}://{user}:{}@{rest}", percent_encode(password))
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn percent_decode(s: &str) -> String {

@@ -21,9 +21,10 @@ use serde::Deserialize;
 
 use super::cluster::{ClusterBackend, Ejection, FixedMap, Placement};
 use super::redis::{
-    connection_problems, default_command_timeout, default_connect_timeout, parse_url,
+    connection_problems, default_command_timeout, default_connect_timeout, parse_url, url_server,
+    with_login,
 };
-use super::{Backend, BackendSpec};
+use super::{Backend, BackendConfig, BackendSpec};
 
 /// Points per server on the ketama circle, as twemproxy and libmemcached.
 const KETAMA_POINTS: u32 = 160;
@@ -138,6 +139,33 @@ impl Server {
 impl BackendSpec for ShardsConfig {
     fn kind(&self) -> &'static str {
         "redis-shards"
+    }
+
+    fn servers(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .filter_map(|s| url_server(s.url()))
+            .collect()
+    }
+
+    fn with_credentials(&self, username: Option<&str>, password: &str) -> Option<BackendConfig> {
+        let servers = self
+            .servers
+            .iter()
+            .map(|s| match s {
+                Server::Url(u) => Server::Url(with_login(u, username, password)),
+                // The ring is hashed from host:port (or the name), never
+                // the login: the keys keep their servers.
+                Server::Table(t) => Server::Table(ServerTable {
+                    url: with_login(&t.url, username, password),
+                    ..t.clone()
+                }),
+            })
+            .collect();
+        Some(BackendConfig::RedisShards(ShardsConfig {
+            servers,
+            ..self.clone()
+        }))
     }
 
     fn build(&self, name: &str) -> Arc<dyn Backend> {

@@ -258,6 +258,24 @@ impl Config {
                     "must be at least 1 second (omit it for no TTL)",
                 );
             }
+            if ns.username.is_some() && ns.password.is_none() {
+                p.add(
+                    field("username"),
+                    "needs a password (the login the namespace's connections use)",
+                );
+            }
+            if ns.password.is_some() {
+                let login = self
+                    .backends
+                    .get(&ns.backend)
+                    .map(|b| b.with_credentials(None, "").is_some());
+                if login == Some(false) {
+                    p.add(
+                        field("password"),
+                        "only redis, redis-cluster and redis-shards backends take a login",
+                    );
+                }
+            }
             if ns.max_value_size.is_some_and(|m| m.0 == 0) {
                 p.add(
                     field("max_value_size"),
@@ -275,64 +293,6 @@ impl Config {
 
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.server.listen.parse().ok()
-    }
-
-    /// One line per namespace: what `--check-config` prints for a good file.
-    pub fn summary(&self) -> String {
-        let mut out = format!(
-            "{}: OK, listening on {}, {} namespace(s)\n",
-            self.source,
-            self.server.listen,
-            self.namespaces.len()
-        );
-        let mut sorted: Vec<&NamespaceConfig> = self.namespaces.iter().collect();
-        sorted.sort_by(|a, b| {
-            b.prefix
-                .len()
-                .cmp(&a.prefix.len())
-                .then(a.prefix.cmp(&b.prefix))
-        });
-        for ns in sorted {
-            let kind = self.backends.get(&ns.backend).map_or("?", |b| b.kind());
-            let prefix = if ns.prefix.is_empty() {
-                "(catch-all)".to_string()
-            } else {
-                format!("'{}'", ns.prefix)
-            };
-            let mut policy = Vec::new();
-            if let Some(t) = ns.default_ttl {
-                policy.push(format!("default_ttl={t}s"));
-            }
-            if ns.strip_prefix {
-                policy.push("strip_prefix".to_string());
-            }
-            if !ns.key_prefix.is_empty() {
-                policy.push(format!("key_prefix='{}'", ns.key_prefix));
-            }
-            if ns.read_only {
-                policy.push("read_only".to_string());
-            }
-            if let Some(m) = ns.max_value_size {
-                policy.push(format!("max_value_size={}", m.0));
-            }
-            if let Some(m) = &ns.mirror {
-                let kind = self.backends.get(m).map_or("?", |b| b.kind());
-                policy.push(format!("writes mirrored to {m} ({kind})"));
-            }
-            let policy = if policy.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", policy.join(", "))
-            };
-            out.push_str(&format!(
-                "  {} {} -> {} ({kind}){policy}\n",
-                ns.name, prefix, ns.backend
-            ));
-            if let Some(limits) = self.backends.get(&ns.backend).and_then(|b| b.limits()) {
-                out.push_str(&format!("    cannot serve: {limits}\n"));
-            }
-        }
-        out
     }
 }
 
@@ -561,17 +521,6 @@ mod tests {
             ],
             "{e}"
         );
-        let ok = Config::parse(
-            "[backends.m]\ntype = \"memcached\"\nservers = [\"h:1\"]\n[[namespaces]]\nname = \"s\"\nprefix = \"\"\nbackend = \"m\"\n",
-            "k.toml",
-        )
-        .unwrap();
-        assert_eq!(
-            ok.summary(),
-            "k.toml: OK, listening on 127.0.0.1:6380, 1 namespace(s)\n  \
-             s (catch-all) -> m (memcached)\n    \
-             cannot serve: hashes, lists, sets, sorted sets, streams, bitmaps, HyperLogLog, geo, KEYS/SCAN/DBSIZE/RANDOMKEY, transactions, scripting, pub/sub\n"
-        );
     }
 
     #[test]
@@ -610,7 +559,7 @@ mod tests {
             lines,
             vec![
                 "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, redis-shards, memcached)",
-                "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`, `read_only`, `max_value_size`, `mirror`",
+                "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`, `read_only`, `max_value_size`, `mirror`, `strict_scripts`, `username`, `password`",
                 "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`, `timeout`, `client_output_buffer_limit`, `max_memory_clients`, `unauthenticated_max_args`, `unauthenticated_max_bulk`, `enable_debug_command`",
                 "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local, other)",
                 "k.toml: namespaces[0].mirror: no backend named 'gone' (defined: local, other)",

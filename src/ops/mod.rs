@@ -2,9 +2,11 @@
 //! summary), reload on SIGHUP, the HTTP listener (metrics, probes), and
 //! [`Instance`], which builds a running keyway from a config.
 
+pub mod check;
 pub mod config;
 pub mod http;
 pub mod instance;
 pub mod reload;
+pub mod security;
 
 pub use instance::Instance;

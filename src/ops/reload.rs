@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 
 use crate::backend::{Backend, BackendConfig};
 use crate::ops::config::Config;
+use crate::ops::security;
 use crate::proxy::router::Router;
 use crate::server::settings::Settings;
 use crate::server::shared::Shared;
@@ -25,15 +26,35 @@ pub type Built = HashMap<String, (BackendConfig, Arc<dyn Backend>)>;
 /// settings are unchanged.
 pub fn build(config: &Config, old: &Built) -> (Router, Built) {
     let mut built = Built::new();
-    for (name, c) in &config.backends {
-        let backend = match old.get(name) {
+    let mut keep = |key: String, c: &BackendConfig| {
+        let backend = match old.get(&key) {
             Some((was, b)) if was == c => b.clone(),
-            _ => c.build(name),
+            _ => c.build(&key),
         };
-        built.insert(name.clone(), (c.clone(), backend));
+        built.insert(key, (c.clone(), backend));
+    };
+    for (name, c) in &config.backends {
+        keep(name.clone(), c);
     }
-    let router =
-        Router::with_backends(&config.namespaces, |n| built.get(n).map(|(_, b)| b.clone()));
+    // A namespace with a login of its own has connections of its own.
+    for ns in &config.namespaces {
+        let Some(password) = &ns.password else {
+            continue;
+        };
+        let own = config
+            .backends
+            .get(&ns.backend)
+            .and_then(|b| b.with_credentials(ns.username.as_deref(), password));
+        if let Some(c) = own {
+            keep(ns.backend_key(), &c);
+        }
+    }
+    let refused = security::script_refusals(config);
+    let router = Router::build(
+        &config.namespaces,
+        |n| built.get(n).map(|(_, b)| b.clone()),
+        &refused,
+    );
     (router, built)
 }
 

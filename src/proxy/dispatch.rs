@@ -12,9 +12,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::backend::scope::{KeyScope, Scope};
 use crate::backend::{Backend, BoxFuture, Command};
+use crate::proxy::confine;
 use crate::proxy::router::{Namespace, Router};
-use crate::wire::command::{self, CommandSpec, TTL, WRITE};
+use crate::wire::command::{self, CommandSpec, REACHES, SCRIPT, TTL, WRITE};
 use crate::wire::error::CmdError;
 use crate::wire::merge::{Merge, join_all, merge_kind, merge_parts};
 use crate::wire::metrics::NamespaceMetrics;
@@ -165,6 +167,30 @@ pub fn owners<'r>(
     Ok((positions, owners))
 }
 
+/// Positions and owners of a request's keys, then of its patterns; and
+/// how many of them are keys'.
+pub type Reached<'r> = (Vec<usize>, Vec<&'r Arc<Namespace>>, usize);
+
+/// [`owners`], followed by the arguments that reach keys beyond the key
+/// positions (SORT's patterns; see [`confine`]): rewritten and checked with
+/// the keys, though they are not keys (no default TTL, never written).
+/// The count is of the owners [`owners`] found, before the patterns'.
+pub fn owners_and_reach<'r>(
+    router: &'r Router,
+    args: &[Bytes],
+    spec: &CommandSpec,
+) -> Result<Reached<'r>, Reply> {
+    let (mut positions, mut owners) = owners(router, args, spec)?;
+    let keys = owners.len();
+    if spec.has(REACHES) {
+        for (i, ns) in confine::reach(router, spec, args, owners[0])? {
+            positions.push(i);
+            owners.push(ns);
+        }
+    }
+    Ok((positions, owners, keys))
+}
+
 /// The error for a key no namespace owns.
 fn no_namespace(key: &[u8]) -> Reply {
     CmdError::NoNamespace(crate::wire::error::lossy(key, 128)).into()
@@ -195,13 +221,16 @@ fn plan(
     resp3: bool,
 ) -> Plan {
     // Most commands name one key: routed without building lists.
-    if let Some(p) = spec.single_key(req.args.len()) {
+    if let Some(p) = spec
+        .single_key(req.args.len())
+        .filter(|_| !spec.has(REACHES))
+    {
         let Some(ns) = router.route(&req.args[p]) else {
             return Plan::Done(no_namespace(&req.args[p]));
         };
-        return plan_one(groups, req, spec, resp3, &[p], &[ns]);
+        return plan_one(groups, req, spec, resp3, (&[p], &[ns]), 1);
     }
-    let (positions, owners) = match owners(router, &req.args, spec) {
+    let (positions, owners, keys) = match owners_and_reach(router, &req.args, spec) {
         Ok(found) => found,
         Err(reply) => return Plan::Done(reply),
     };
@@ -210,7 +239,7 @@ fn plan(
         .iter()
         .all(|ns| Arc::ptr_eq(&ns.backend, &first.backend))
     {
-        return plan_one(groups, req, spec, resp3, &positions, &owners);
+        return plan_one(groups, req, spec, resp3, (&positions, &owners), keys);
     }
     first.metrics.command(spec);
     if !first.backend.supports(spec) {
@@ -269,16 +298,21 @@ fn plan(
 }
 
 /// A request whose keys all live on one backend: one command, as it came
-/// or with its keys rewritten.
+/// or with its keys rewritten. The first `keys` owners of `reached` are
+/// its keys' (or, keyless, the catch-all), any others its patterns' (see
+/// [`owners_and_reach`]).
 fn plan_one(
     groups: &mut Groups,
     req: Request,
     spec: &'static CommandSpec,
     resp3: bool,
-    positions: &[usize],
-    owners: &[&Arc<Namespace>],
+    reached: (&[usize], &[&Arc<Namespace>]),
+    keys: usize,
 ) -> Plan {
-    let first = owners[0];
+    let (all_positions, all_owners) = reached;
+    let positions = &all_positions[..keys.min(all_positions.len())];
+    let owners = &all_owners[..keys.min(all_owners.len())];
+    let first = all_owners[0];
     first.metrics.command(spec);
     if !first.backend.supports(spec) {
         return Plan::Done(unsupported(spec, first));
@@ -286,7 +320,7 @@ fn plan_one(
     if let Some(refused) = limits(spec, &req.args, positions, owners) {
         return Plan::Done(refused);
     }
-    let cmd = rewrite(req, spec, positions, owners, resp3);
+    let cmd = rewrite(req, spec, all_positions, all_owners, resp3);
     let keys_from = cmd
         .inspect
         .then(|| (spec.name, owners.iter().map(|ns| (*ns).clone()).collect()));
@@ -312,6 +346,14 @@ pub fn limits(
     positions: &[usize],
     owners: &[&Arc<Namespace>],
 ) -> Option<Reply> {
+    if let Some(refused) = foreign(args, positions, owners) {
+        return Some(refused);
+    }
+    if spec.has(SCRIPT) {
+        if let Some(why) = owners.iter().find_map(|ns| ns.scripts_refused.as_ref()) {
+            return Some(CmdError::msg(why.clone()).into());
+        }
+    }
     if !spec.has(WRITE) {
         return None;
     }
@@ -329,20 +371,42 @@ pub fn limits(
         .skip(body)
         .find(|(i, a)| a.len() as u64 > max && !positions.contains(i))
         .map(|(_, a)| {
-            Reply::error(format!(
-                "ERR value of {} bytes is over namespace '{}' limit of {max} bytes (max_value_size)",
-                a.len(),
-                ns.name
-            ))
+            CmdError::ValueTooLarge {
+                size: a.len(),
+                namespace: ns.name.clone(),
+                max,
+            }
+            .into()
         })
+}
+
+/// A key that lands where another namespace on the same backend keeps its
+/// keys (a catch-all kept as is, beside a namespace with a `key_prefix`):
+/// refused, read or write, so that no namespace reaches another's keys by
+/// their backend names. Only namespaces with such neighbours pay for it.
+fn foreign(args: &[Bytes], positions: &[usize], owners: &[&Arc<Namespace>]) -> Option<Reply> {
+    for (&p, ns) in positions.iter().zip(owners) {
+        if ns.foreign.is_empty() {
+            continue;
+        }
+        let key = ns.to_backend(&args[p]);
+        if let Some(owner) = ns.foreign_owner(&key) {
+            return Some(
+                CmdError::Foreign {
+                    key: crate::wire::error::lossy(&args[p], 128),
+                    namespace: ns.name.clone(),
+                    owner: owner.to_string(),
+                }
+                .into(),
+            );
+        }
+    }
+    None
 }
 
 /// The error for a write to a `read_only` namespace.
 pub fn read_only(ns: &Namespace) -> Reply {
-    Reply::error(format!(
-        "READONLY namespace '{}' is read-only (read_only = true)",
-        ns.name
-    ))
+    CmdError::ReadOnly(ns.name.clone()).into()
 }
 
 fn unsupported(spec: &CommandSpec, ns: &Namespace) -> Reply {
@@ -412,6 +476,7 @@ pub fn rewrite(
     owners: &[&Arc<Namespace>],
     resp3: bool,
 ) -> Command {
+    let scope = script_scope(spec, owners);
     if !owners.iter().any(|ns| ns.rewrites()) {
         return Command {
             spec,
@@ -419,6 +484,7 @@ pub fn rewrite(
             raw: Some(req.raw),
             resp3,
             inspect: false,
+            scope,
         };
     }
     let mut args = req.args;
@@ -433,7 +499,25 @@ pub fn rewrite(
         raw: None,
         resp3,
         inspect: reply_has_keys(spec),
+        scope,
     }
+}
+
+/// For a script, the namespaces its keys belong to, whose bounds its calls
+/// must keep (see `backend::scope`); None for other commands and when
+/// every owner may touch its whole backend.
+fn script_scope(spec: &CommandSpec, owners: &[&Arc<Namespace>]) -> Option<Arc<Scope>> {
+    if !spec.has(SCRIPT) {
+        return None;
+    }
+    let mut parts: Vec<Arc<KeyScope>> = Vec::new();
+    for ns in owners {
+        let s = ns.script_scope.as_ref()?;
+        if !parts.iter().any(|p| Arc::ptr_eq(p, s)) {
+            parts.push(s.clone());
+        }
+    }
+    Some(Arc::new(Scope { parts }))
 }
 
 /// After a write to a namespace with a default TTL, gives each written key

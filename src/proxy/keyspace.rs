@@ -1,6 +1,7 @@
 //! Whole-keyspace commands, fanned out to every namespace and merged:
-//! KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSHDB and FLUSHALL; and SCRIPT, sent to
-//! every backend that runs scripts.
+//! KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSHDB, FLUSHALL and PUBSUB (channels
+//! are named like keys); and SCRIPT, sent to every backend that runs
+//! scripts.
 //!
 //! Each namespace is asked only about its own part of its backend (keys
 //! starting with its scope), keys are mapped back to the client's names, and
@@ -38,6 +39,7 @@ pub async fn execute(router: &Router, spec: &CommandSpec, args: &[Bytes]) -> Rep
         "randomkey" => randomkey(router).await,
         "flushdb" | "flushall" => flush(router, args).await,
         "script" => script(router, args).await,
+        "pubsub" => pubsub(router, args).await,
         _ => Err(CmdError::msg(format!(
             "ERR '{}' is not a keyspace command",
             spec.name
@@ -88,6 +90,7 @@ fn bulk_items(r: Reply) -> Vec<Bytes> {
 /// Maps backend keys to client keys, keeping those the router gives to `ns`.
 fn owned(router: &Router, ns: &Arc<Namespace>, keys: Vec<Bytes>) -> Vec<Bytes> {
     keys.into_iter()
+        .filter(|k| ns.foreign_owner(k).is_none())
         .filter_map(|k| ns.from_backend(&k))
         .filter(|k| router.route(k).is_some_and(|o| Arc::ptr_eq(o, ns)))
         .collect()
@@ -188,6 +191,9 @@ async fn walk(router: &Router, ns: &Arc<Namespace>) -> CmdResult<Vec<(Bytes, Byt
         };
         let found = parts.pop().map(bulk_items).unwrap_or_default();
         for k in found {
+            if ns.foreign_owner(&k).is_some() {
+                continue;
+            }
             if let Some(client) = ns.from_backend(&k) {
                 if router.route(&client).is_some_and(|o| Arc::ptr_eq(o, ns)) {
                     out.push((client, k));
@@ -285,6 +291,82 @@ async fn randomkey(router: &Router) -> CmdResult {
         }
     }
     Ok(Reply::Nil)
+}
+
+/// PUBSUB as each namespace sees its part of its backend's channels:
+/// CHANNELS lists the channels keyway's namespaces own, under the client's
+/// names (never another application's on a shared server), NUMSUB counts
+/// the backend's subscribers of each channel a namespace owns (0 for
+/// others), NUMPAT adds up the backends'. Anything else (HELP, wrong
+/// arguments) is the first backend's answer.
+async fn pubsub(router: &Router, args: &[Bytes]) -> CmdResult {
+    let sub = args
+        .get(1)
+        .map(|s| s.to_ascii_uppercase())
+        .unwrap_or_default();
+    let shard = sub.starts_with(b"SHARD");
+    let name = || if shard { &sub[5..] } else { &sub[..] };
+    let with_pubsub = || {
+        router
+            .namespaces
+            .iter()
+            .filter(|ns| ns.backend.supports(command::known("pubsub")))
+    };
+    match (name(), args.len()) {
+        (b"CHANNELS", 2 | 3) => {
+            let client = args.get(2).filter(|p| &p[..] != b"*");
+            let mut out = Vec::new();
+            for ns in with_pubsub() {
+                let (bp, applied) = backend_pattern(ns, client);
+                let found = call(ns, "pubsub", vec![bytes("PUBSUB"), args[1].clone(), bp]).await?;
+                out.extend(
+                    owned(router, ns, bulk_items(found))
+                        .into_iter()
+                        .filter(|c| applied || client.is_none_or(|p| glob_match(p, c))),
+                );
+            }
+            out.sort_unstable();
+            out.dedup();
+            Ok(Reply::Array(out.into_iter().map(Reply::Bulk).collect()))
+        }
+        (b"NUMSUB", _) => {
+            let mut out = Vec::with_capacity(args.len().saturating_sub(2).saturating_mul(2));
+            for ch in &args[2..] {
+                let mut n = 0;
+                if let Some(ns) = router.route(ch) {
+                    let asked = vec![bytes("PUBSUB"), args[1].clone(), ns.to_backend(ch)];
+                    if let Reply::Array(r) = call(ns, "pubsub", asked).await? {
+                        if let Some(Reply::Int(c)) = r.get(1) {
+                            n = *c;
+                        }
+                    }
+                }
+                out.push(Reply::Bulk(ch.clone()));
+                out.push(Reply::Int(n));
+            }
+            Ok(Reply::Array(out))
+        }
+        (b"NUMPAT", 2) if !shard => {
+            let mut seen: Vec<&Arc<dyn crate::backend::Backend>> = Vec::new();
+            let mut total = 0i64;
+            for ns in with_pubsub() {
+                if seen.iter().any(|b| Arc::ptr_eq(b, &ns.backend)) {
+                    continue;
+                }
+                seen.push(&ns.backend);
+                if let Reply::Int(n) = call(ns, "pubsub", args.to_vec()).await? {
+                    total = total.saturating_add(n);
+                }
+            }
+            Ok(Reply::Int(total))
+        }
+        _ => match with_pubsub().next() {
+            Some(ns) => call(ns, "pubsub", args.to_vec())
+                .await
+                .or_else(|e| Ok(e.into())),
+            None => Err(CmdError::msg("ERR no namespace's backend has Pub/Sub")),
+        },
+    }
 }
 
 async fn flush(router: &Router, args: &[Bytes]) -> CmdResult {

@@ -4,6 +4,7 @@
 //! the whole keyspace, and the state a client keeps across backends
 //! (transactions, subscriptions).
 
+pub mod confine;
 pub mod dispatch;
 pub mod keyspace;
 pub mod pubsub;

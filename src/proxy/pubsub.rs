@@ -147,11 +147,9 @@ impl PubSub {
             }
             (b"pmessage", [_, Reply::Bulk(pat), Reply::Bulk(ch), payload]) => {
                 let client = feed.patterns.get(pat)?.clone();
-                let channel = feed
-                    .namespaces
-                    .iter()
-                    .find_map(|ns| ns.from_backend(ch))
-                    .unwrap_or_else(|| ch.clone());
+                // A channel no subscribed namespace owns is another
+                // application's on a shared server: never shown.
+                let channel = feed.namespaces.iter().find_map(|ns| ns.from_backend(ch))?;
                 self.patterns.contains_key(&client).then(|| {
                     Push::Deliver(Reply::Push(vec![
                         Reply::Bulk(kind),

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
 use crate::backend::Backend;
+use crate::backend::scope::KeyScope;
 use crate::wire::metrics::NamespaceMetrics;
 use crate::wire::size::ByteSize;
 
@@ -44,6 +45,18 @@ pub struct NamespaceConfig {
     /// acknowledged is replayed: to fill a backend before moving to it.
     #[serde(default)]
     pub mirror: Option<String>,
+    /// Scripts (on the memory backend) may touch only the keys they
+    /// declare, not any key of the namespace.
+    #[serde(default)]
+    pub strict_scripts: bool,
+    /// A login of the namespace's own on its Redis servers (Redis ACL
+    /// user), for its own connections: on a server shared with other
+    /// namespaces, Redis's ACL then bounds what its scripts touch. Without
+    /// one, scripts are refused on a shared server.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 pub struct Namespace {
@@ -63,6 +76,17 @@ pub struct Namespace {
     /// The namespace is alone on its backend and maps keys one to one, so
     /// whole-backend commands (DBSIZE, FLUSHDB) can act on it directly.
     pub owns_backend: bool,
+    /// Where other namespaces on the same backend keep their keys, inside
+    /// what this one's names map to (a catch-all kept as is, beside
+    /// namespaces with a `key_prefix`): (backend key prefix, namespace).
+    /// Keys there are theirs, never this one's.
+    pub foreign: Vec<(Bytes, String)>,
+    /// Why its scripts are refused (a shared Redis server, no login of its
+    /// own), when they are.
+    pub scripts_refused: Option<String>,
+    /// What the namespace's scripts may touch, for backends that run them
+    /// (see `backend::scope`); None when they may touch the whole backend.
+    pub script_scope: Option<Arc<KeyScope>>,
     pub metrics: Arc<NamespaceMetrics>,
 }
 
@@ -79,6 +103,19 @@ impl NamespaceConfig {
             read_only: false,
             max_value_size: None,
             mirror: None,
+            strict_scripts: false,
+            username: None,
+            password: None,
+        }
+    }
+
+    /// The name its backend is built under: its own, with a login of its
+    /// own ("backend@namespace"), or the shared one.
+    pub fn backend_key(&self) -> String {
+        if self.password.is_some() {
+            format!("{}@{}", self.backend, self.name)
+        } else {
+            self.backend.clone()
         }
     }
 }
@@ -116,6 +153,15 @@ impl Namespace {
         } else {
             None
         }
+    }
+
+    /// The namespace whose key `backend_key` is, when it lies where another
+    /// namespace on the same backend keeps its keys (see `foreign`).
+    pub fn foreign_owner(&self, backend_key: &[u8]) -> Option<&str> {
+        self.foreign
+            .iter()
+            .find(|(p, _)| backend_key.starts_with(p))
+            .map(|(_, n)| n.as_str())
     }
 
     /// What every backend key of this namespace starts with.
@@ -161,18 +207,66 @@ impl Router {
         config: &[NamespaceConfig],
         backend: impl Fn(&str) -> Option<Arc<dyn Backend>>,
     ) -> Router {
+        Router::build(config, backend, &HashMap::new())
+    }
+
+    /// As [`Router::with_backends`], with the namespaces whose scripts are
+    /// refused and why (see `ops::security`).
+    pub fn build(
+        config: &[NamespaceConfig],
+        backend: impl Fn(&str) -> Option<Arc<dyn Backend>>,
+        scripts_refused: &HashMap<String, String>,
+    ) -> Router {
         let mut users: HashMap<&str, usize> = HashMap::new();
         for ns in config {
             *users.entry(ns.backend.as_str()).or_default() += 1;
         }
         let mut namespaces = Vec::new();
         for (index, ns) in config.iter().enumerate() {
-            let Some(mut b) = backend(&ns.backend) else {
+            let Some(mut b) = backend(&ns.backend_key()) else {
                 continue;
             };
             if let Some(m) = ns.mirror.as_deref().and_then(&backend) {
                 b = crate::backend::mirror::Mirrored::shared(b, m, &ns.name);
             }
+            let owns_backend = users.get(ns.backend.as_str()) == Some(&1)
+                && ns.key_prefix.is_empty()
+                && (ns.prefix.is_empty() || ns.strip_prefix);
+            let longer = config
+                .iter()
+                .filter(|o| o.prefix.len() > ns.prefix.len() && o.prefix.starts_with(&ns.prefix))
+                .map(|o| Bytes::copy_from_slice(o.prefix.as_bytes()))
+                .collect();
+            let image = |n: &NamespaceConfig| {
+                let mut img = n.key_prefix.clone();
+                if !n.strip_prefix {
+                    img.push_str(&n.prefix);
+                }
+                img
+            };
+            let foreign: Vec<(Bytes, String)> = config
+                .iter()
+                .filter(|o| o.name != ns.name && o.backend == ns.backend)
+                .filter(|o| {
+                    let (mine, theirs) = (image(ns), image(o));
+                    theirs.len() > mine.len() && theirs.starts_with(&mine)
+                })
+                .map(|o| (Bytes::from(image(o)), o.name.clone()))
+                .collect();
+            let script_scope = (!owns_backend || ns.strict_scripts).then(|| {
+                Arc::new(KeyScope {
+                    namespace: ns.name.clone(),
+                    all: owns_backend,
+                    key_prefix: Bytes::copy_from_slice(ns.key_prefix.as_bytes()),
+                    prefix: Bytes::copy_from_slice(ns.prefix.as_bytes()),
+                    strip_prefix: ns.strip_prefix,
+                    longer,
+                    foreign: foreign.iter().map(|(p, _)| p.clone()).collect(),
+                    read_only: ns.read_only,
+                    max_value_size: ns.max_value_size.map(|m| m.0),
+                    strict: ns.strict_scripts,
+                })
+            });
             namespaces.push(Arc::new(Namespace {
                 name: ns.name.clone(),
                 index,
@@ -184,9 +278,10 @@ impl Router {
                 key_prefix: Bytes::copy_from_slice(ns.key_prefix.as_bytes()),
                 read_only: ns.read_only,
                 max_value_size: ns.max_value_size.map(|m| m.0),
-                owns_backend: users.get(ns.backend.as_str()) == Some(&1)
-                    && ns.key_prefix.is_empty()
-                    && (ns.prefix.is_empty() || ns.strip_prefix),
+                owns_backend,
+                foreign,
+                scripts_refused: scripts_refused.get(&ns.name).cloned(),
+                script_scope,
                 metrics: NamespaceMetrics::new(&ns.name, &ns.backend),
             }));
         }

@@ -181,12 +181,16 @@ impl Transaction {
                 )),
             );
         }
-        let (positions, owners) = match dispatch::owners(router, &req.args, spec) {
-            Ok(found) => found,
-            Err(reply) => return refuse(q, reply),
-        };
+        let (all_positions, all_owners, keys) =
+            match dispatch::owners_and_reach(router, &req.args, spec) {
+                Ok(found) => found,
+                Err(reply) => return refuse(q, reply),
+            };
+        // Keys first, then SORT's patterns (rewritten, never written).
+        let owners = &all_owners[..keys];
+        let positions = &all_positions[..keys.min(all_positions.len())];
         owners[0].metrics.command(spec);
-        let mut all: Vec<&Arc<Namespace>> = owners.clone();
+        let mut all: Vec<&Arc<Namespace>> = all_owners.clone();
         if let Some((_, ns)) = &q.target {
             all.push(ns);
         }
@@ -210,19 +214,19 @@ impl Transaction {
                 );
             }
         }
-        if let Some(refused) = dispatch::limits(spec, &req.args, &positions, &owners) {
+        if let Some(refused) = dispatch::limits(spec, &req.args, positions, owners) {
             return refuse(q, refused);
         }
         if q.target.is_none() {
             q.target = Some((backend.clone(), owners[0].clone()));
         }
-        let mut cmd = dispatch::rewrite(req, spec, &positions, &owners, resp3);
+        let mut cmd = dispatch::rewrite(req, spec, &all_positions, &all_owners, resp3);
         q.keys_from.push(
             cmd.inspect
                 .then(|| (spec.name, owners.iter().map(|ns| (*ns).clone()).collect())),
         );
         cmd.inspect = false;
-        for (_, expire) in dispatch::default_ttl(&cmd.args, spec, &positions, &owners) {
+        for (_, expire) in dispatch::default_ttl(&cmd.args, spec, positions, owners) {
             q.after.push(expire);
         }
         q.commands.push(cmd);

@@ -27,6 +27,13 @@ use bytes::Bytes;
 use crate::wire::error::CmdError;
 use crate::wire::protocol::parse_i64;
 
+/// The Redis version keyway is compatible with; clients read it from INFO
+/// and HELLO (scripts from `redis.REDIS_VERSION`) to decide which commands
+/// exist.
+pub const REDIS_VERSION: &str = "7.2.4";
+/// The same as Redis's `redis.REDIS_VERSION_NUM`: 0x00MMmmpp.
+pub const REDIS_VERSION_NUM: u32 = 0x0007_0204;
+
 /// Writes data.
 pub const WRITE: u16 = 1;
 /// Only reads data.
@@ -44,6 +51,12 @@ pub const TX: u16 = 1 << 6;
 /// Sets, clears or reads a key's TTL itself: the namespace's default TTL
 /// is not applied after it.
 pub const TTL: u16 = 1 << 7;
+/// Arguments beyond the key positions can name keys or another keyspace
+/// (SORT's BY/GET patterns, COPY's DB): `proxy::confine` checks them.
+pub const REACHES: u16 = 1 << 8;
+/// Runs a script (EVAL, EVALSHA, FCALL and their _RO forms), whose calls
+/// the backend runs: the namespace's bounds go with it.
+pub const SCRIPT: u16 = 1 << 9;
 
 /// Which arguments of a command are keys.
 #[derive(Clone, Copy)]
@@ -159,16 +172,32 @@ fn dest_then_numkeys(a: &[Bytes]) -> Vec<usize> {
     v.extend(numkeys(a, 2));
     v
 }
-/// XREAD ... STREAMS k1 k2 id1 id2: the first half after STREAMS.
+/// XREAD [COUNT n] [BLOCK ms] STREAMS k1 k2 id1 id2 (and XREADGROUP's
+/// GROUP g c, NOACK): the first half after STREAMS, found as Redis's own
+/// scan finds it, so a group or consumer named "streams" is not taken for
+/// the keyword. An odd count after STREAMS names no key (Redis refuses it).
 fn streams_keys(a: &[Bytes]) -> Vec<usize> {
-    match a.iter().position(|x| x.eq_ignore_ascii_case(b"streams")) {
-        Some(p) => {
-            let first = p.saturating_add(1);
-            let n = a.len().saturating_sub(first) / 2;
-            (first..first.saturating_add(n)).collect()
-        }
-        None => Vec::new(),
+    let mut i = 1usize;
+    while let Some(o) = a.get(i) {
+        let skip = if o.eq_ignore_ascii_case(b"block") || o.eq_ignore_ascii_case(b"count") {
+            1
+        } else if o.eq_ignore_ascii_case(b"group") {
+            2
+        } else if o.eq_ignore_ascii_case(b"noack") {
+            0
+        } else if o.eq_ignore_ascii_case(b"streams") {
+            let first = i.saturating_add(1);
+            let after = a.len().saturating_sub(first);
+            if after % 2 != 0 {
+                return Vec::new();
+            }
+            return (first..first.saturating_add(after / 2)).collect();
+        } else {
+            return Vec::new();
+        };
+        i = i.saturating_add(skip).saturating_add(1);
     }
+    Vec::new()
 }
 /// SORT key ... [STORE dest]: the *last* STORE counts, as in Redis, whose
 /// scan skips the arguments of LIMIT, GET and BY.
@@ -190,16 +219,22 @@ fn sort_keys(a: &[Bytes]) -> Vec<usize> {
     }
     std::iter::once(1).chain(store).collect()
 }
-/// GEORADIUS[BYMEMBER] key ... [STORE key] [STOREDIST key].
+/// GEORADIUS[BYMEMBER] key ... [STORE key] [STOREDIST key]: options
+/// start at index 5 for both forms (as in Redis's scan) and the last STORE
+/// or STOREDIST is the one written.
 fn georadius_keys(a: &[Bytes]) -> Vec<usize> {
-    let mut v = vec![1];
-    let options = a.iter().enumerate().skip(2).take(a.len().saturating_sub(3));
-    for (i, o) in options {
-        if o.eq_ignore_ascii_case(b"store") || o.eq_ignore_ascii_case(b"storedist") {
-            v.push(i.saturating_add(1));
+    let mut store = None;
+    let mut i = 5usize;
+    while let Some(o) = a.get(i) {
+        let next = i.saturating_add(1);
+        if (o.eq_ignore_ascii_case(b"store") || o.eq_ignore_ascii_case(b"storedist"))
+            && next < a.len()
+        {
+            store = Some(next);
         }
+        i = next;
     }
-    v
+    std::iter::once(1).chain(store).collect()
 }
 
 /// OBJECT ENCODING key, MEMORY USAGE key, XINFO STREAM key: key after a subcommand.
@@ -299,13 +334,13 @@ table![
     ("persist", 2, WRITE | TTL, K1),
     ("rename", 3, WRITE, K12),
     ("renamenx", 3, WRITE, K12),
-    ("copy", -3, WRITE, K12),
+    ("copy", -3, WRITE | REACHES, K12),
     ("dump", 2, READ, K1),
     ("restore", -4, WRITE, K1),
     ("object", -2, READ, Keys::Custom(key_at2)),
     ("memory", -2, READ, Keys::Custom(usage_key)),
-    ("sort", -2, WRITE, Keys::Custom(sort_keys)),
-    ("sort_ro", -2, READ, K1),
+    ("sort", -2, WRITE | REACHES, Keys::Custom(sort_keys)),
+    ("sort_ro", -2, READ | REACHES, K1),
     ("wait", 3, BLOCKING, N),
     // Hashes.
     ("hset", -4, WRITE, K1),
@@ -450,7 +485,8 @@ table![
     ("psubscribe", -2, PUBSUB, KALL),
     ("punsubscribe", -1, PUBSUB, KALL),
     ("publish", 3, PUBSUB, K1),
-    ("pubsub", -2, PUBSUB, N),
+    // Listed per namespace, like KEYS.
+    ("pubsub", -2, KEYSPACE | PUBSUB, N),
     // Transactions.
     ("multi", 1, TX, N),
     ("exec", 1, TX, N),
@@ -458,12 +494,12 @@ table![
     ("watch", -2, TX, KALL),
     ("unwatch", 1, TX, N),
     // Scripting.
-    ("eval", -3, WRITE, Keys::Custom(numkeys_at2)),
-    ("evalsha", -3, WRITE, Keys::Custom(numkeys_at2)),
-    ("eval_ro", -3, READ, Keys::Custom(numkeys_at2)),
-    ("evalsha_ro", -3, READ, Keys::Custom(numkeys_at2)),
-    ("fcall", -3, WRITE, Keys::Custom(numkeys_at2)),
-    ("fcall_ro", -3, READ, Keys::Custom(numkeys_at2)),
+    ("eval", -3, WRITE | SCRIPT, Keys::Custom(numkeys_at2)),
+    ("evalsha", -3, WRITE | SCRIPT, Keys::Custom(numkeys_at2)),
+    ("eval_ro", -3, READ | SCRIPT, Keys::Custom(numkeys_at2)),
+    ("evalsha_ro", -3, READ | SCRIPT, Keys::Custom(numkeys_at2)),
+    ("fcall", -3, WRITE | SCRIPT, Keys::Custom(numkeys_at2)),
+    ("fcall_ro", -3, READ | SCRIPT, Keys::Custom(numkeys_at2)),
 ];
 
 /// Every command keyway knows, in table order (`spec.id` indexes it).
@@ -614,6 +650,15 @@ mod tests {
             vec![1, 6]
         );
         assert_eq!(pos("GEORADIUS k 1 2 3 km WITHDIST STORE"), vec![1]);
+        // A member named "store" is not an option; the last STORE counts.
+        assert_eq!(pos("GEORADIUSBYMEMBER k store 3 km"), vec![1]);
+        assert_eq!(pos("GEORADIUS k 1 2 3 km STORE a STOREDIST b"), vec![1, 9]);
+        // XREAD's options are skipped as Redis skips them.
+        assert_eq!(pos("XREADGROUP GROUP streams c STREAMS k 0"), vec![5]);
+        assert_eq!(pos("XREAD COUNT streams STREAMS k 0"), vec![4]);
+        assert_eq!(pos("XREAD BLOCK 0 NOACK STREAMS a b 0 0"), vec![5, 6]);
+        assert_eq!(pos("XREAD STREAMS a b 0"), Vec::<usize>::new());
+        assert_eq!(pos("XREAD FOO STREAMS a 0"), Vec::<usize>::new());
         assert_eq!(pos("GET k"), vec![1]);
         // A key count beyond the arguments never sizes the list.
         assert_eq!(pos("EVAL s 4294967296 k"), vec![3]);

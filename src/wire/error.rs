@@ -45,6 +45,35 @@ pub enum CmdError {
         "ERR '{command}' spans namespaces {namespaces} on different backends; keyway cannot run it atomically"
     )]
     CrossBackend { command: String, namespaces: String },
+    /// An argument that names keys by pattern (SORT BY/GET) could reach
+    /// keys of another namespace, or of none.
+    #[error("ERR {command} pattern '{pattern}' {why}")]
+    PatternReach {
+        command: String,
+        pattern: String,
+        why: String,
+    },
+    /// A key of one namespace that lands among another's on their shared
+    /// backend.
+    #[error(
+        "ERR key '{key}' of namespace '{namespace}' is where namespace '{owner}' keeps its keys on their shared backend"
+    )]
+    Foreign {
+        key: String,
+        namespace: String,
+        owner: String,
+    },
+    /// A write to a namespace configured `read_only`.
+    #[error("READONLY namespace '{0}' is read-only (read_only = true)")]
+    ReadOnly(String),
+    #[error(
+        "ERR value of {size} bytes is over namespace '{namespace}' limit of {max} bytes (max_value_size)"
+    )]
+    ValueTooLarge {
+        size: usize,
+        namespace: String,
+        max: u64,
+    },
     #[error("NOAUTH Authentication required.")]
     NoAuth,
     /// Any other error; the text starts with its code (`ERR ...`).

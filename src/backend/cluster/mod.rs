@@ -37,9 +37,9 @@ use serde::Deserialize;
 
 use super::redis::{
     RedisSubscriber, Url, connection_problems, default_command_timeout, default_connect_timeout,
-    parse_url, unavailable_error,
+    parse_url, unavailable_error, url_server, with_login,
 };
-use super::{Backend, BackendSpec, BoxFuture, Command, Pushes, Session, Subscriber};
+use super::{Backend, BackendConfig, BackendSpec, BoxFuture, Command, Pushes, Session, Subscriber};
 use crate::wire::command::CommandSpec;
 use crate::wire::error::CmdError;
 use crate::wire::reply::Reply;
@@ -88,6 +88,21 @@ pub struct ClusterConfig {
 impl BackendSpec for ClusterConfig {
     fn kind(&self) -> &'static str {
         "redis-cluster"
+    }
+
+    fn servers(&self) -> Vec<String> {
+        self.nodes.iter().filter_map(|n| url_server(n)).collect()
+    }
+
+    fn with_credentials(&self, username: Option<&str>, password: &str) -> Option<BackendConfig> {
+        Some(BackendConfig::RedisCluster(ClusterConfig {
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| with_login(n, username, password))
+                .collect(),
+            ..self.clone()
+        }))
     }
 
     fn build(&self, name: &str) -> Arc<dyn Backend> {

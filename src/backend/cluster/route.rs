@@ -370,6 +370,7 @@ pub(super) fn plan(
                     raw: None,
                     resp3: cmd.resp3,
                     inspect: true,
+                    scope: None,
                 };
                 let (g, at) = groups.push(node, sub);
                 parts.push((g, at, idx));

@@ -7,9 +7,14 @@
 //! A script runs with the store's gate held exclusively (its commands are
 //! registered as exclusive), so no other client's command runs during it,
 //! as in Redis. Each run gets a fresh Lua state with the base, table,
-//! string and math libraries; globals cannot be read unless defined, as in
-//! Redis. `cjson`, `bit` and `cmsgpack` are there (see [`super::cjson`],
+//! string and math libraries, sandboxed as Redis sandboxes them (see
+//! `sandbox.lua`: read-only globals and libraries, no bytecode).
+//! `cjson`, `bit` and `cmsgpack` are there (see [`super::cjson`],
 //! [`super::bitop`] and [`super::cmsgpack`]); `struct` is not.
+//!
+//! A script run for a namespace that shares the store carries its bounds
+//! (`Command::scope`): each `redis.call` is checked against them, and KEYS,
+//! SCAN, RANDOMKEY and DBSIZE see only the namespace's keys.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,11 +26,12 @@ use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Table, Value, Variadic, VmStat
 
 use super::Memory;
 use crate::backend::Command;
+use crate::backend::scope::Scope;
 use crate::wire::command::{self, BLOCKING, CommandSpec, KEYSPACE, LOCAL, PUBSUB, TX, WRITE};
 use crate::wire::error::CmdError;
 use crate::wire::protocol::parse_i64;
 use crate::wire::reply::Reply;
-use crate::wire::util::is;
+use crate::wire::util::{bytes, is};
 
 /// How long a script may run. A script holds the store (and its worker
 /// thread) until it ends, so one that loops would stop every client of the
@@ -33,6 +39,11 @@ use crate::wire::util::is;
 const TIME_LIMIT: Duration = Duration::from_secs(5);
 /// Memory a script's Lua state may allocate.
 const MEMORY_LIMIT: usize = 256 * 1024 * 1024;
+/// Run before each script: Redis's sandbox (see the file).
+const SANDBOX: &str = include_str!("sandbox.lua");
+/// What Redis says when a script writes a read-only table from C code
+/// (rawset, setmetatable): no position.
+const READONLY: &str = "Attempt to modify a readonly table";
 
 /// Scripts loaded by SCRIPT LOAD or run by EVAL, by their SHA1 (hex).
 #[derive(Default)]
@@ -63,7 +74,7 @@ pub fn run(mem: &Memory, c: &Command) -> Option<Reply> {
         "eval" | "eval_ro" => {
             let body = c.args[1].clone();
             let sha = mem.scripts.put(&body);
-            eval(mem, &sha, &body, &c.args, c.spec.name == "eval_ro")
+            eval(mem, &sha, &body, c, c.spec.name == "eval_ro")
         }
         "evalsha" | "evalsha_ro" => {
             let sha = String::from_utf8_lossy(&c.args[1]).to_ascii_lowercase();
@@ -72,7 +83,7 @@ pub fn run(mem: &Memory, c: &Command) -> Option<Reply> {
                 return Some(e);
             }
             match mem.scripts.get(&sha) {
-                Some(body) => eval(mem, &sha, &body, &c.args, c.spec.name == "evalsha_ro"),
+                Some(body) => eval(mem, &sha, &body, c, c.spec.name == "evalsha_ro"),
                 None => Reply::error("NOSCRIPT No matching script. Please use EVAL."),
             }
         }
@@ -89,7 +100,7 @@ fn script(mem: &Memory, a: &[Bytes]) -> Reply {
             Ok(l) => l,
             Err(e) => return Reply::error(format!("ERR cannot start Lua: {e}")),
         };
-        if let Err(e) = compile(&lua, &a[2]) {
+        if let Err(e) = compile(&lua, &a[2], None) {
             return e;
         }
         return Reply::bulk_str(&mem.scripts.put(&a[2]));
@@ -146,17 +157,29 @@ impl fmt::Display for Raised {
 
 impl std::error::Error for Raised {}
 
-fn compile(lua: &Lua, body: &[u8]) -> Result<mlua::Function, Reply> {
-    lua.load(body)
-        .set_name("@user_script")
-        .into_function()
-        .map_err(|e| {
-            let msg = match &e {
-                mlua::Error::SyntaxError { message, .. } => message.clone(),
-                other => other.to_string(),
-            };
-            Reply::error(format!("ERR Error compiling script (new function): {msg}"))
-        })
+/// Compiles a script as text, in `env` when given. A binary chunk is parsed
+/// as text too (after a space, so Lua does not see its signature), where
+/// it fails, as in Redis, whose Lua refuses bytecode.
+fn compile(lua: &Lua, body: &[u8], env: Option<Table>) -> Result<mlua::Function, Reply> {
+    let text: std::borrow::Cow<'_, [u8]> = if body.first() == Some(&0x1b) {
+        let mut spaced = Vec::with_capacity(body.len().saturating_add(1));
+        spaced.push(b' ');
+        spaced.extend_from_slice(body);
+        spaced.into()
+    } else {
+        body.into()
+    };
+    let mut chunk = lua.load(&text[..]).set_name("@user_script");
+    if let Some(env) = env {
+        chunk = chunk.set_environment(env);
+    }
+    chunk.into_function().map_err(|e| {
+        let msg = match &e {
+            mlua::Error::SyntaxError { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        Reply::error(format!("ERR Error compiling script (new function): {msg}"))
+    })
 }
 
 /// The key count of EVAL and EVALSHA, checked as Redis checks it.
@@ -175,8 +198,10 @@ fn key_count(a: &[Bytes]) -> Result<usize, Reply> {
     }
 }
 
-/// EVAL / EVALSHA (and their _RO forms): `a` is the whole command.
-fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> Reply {
+/// EVAL / EVALSHA (and their _RO forms), run as command `c`.
+fn eval(mem: &Memory, sha: &str, body: &[u8], c: &Command, read_only: bool) -> Reply {
+    let a = &c.args[..];
+    let bounds = c.scope.as_deref();
     let n = match key_count(a) {
         Ok(n) => n,
         Err(e) => return e,
@@ -214,9 +239,12 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> R
         let call = |lua: &Lua, args: Variadic<Value>, protected: bool| -> mlua::Result<Value> {
             let line = lua.inspect_stack(1, |d| d.current_line()).flatten();
             let reply = match command_of(lua, args, read_only) {
-                // Clients blocked on the script's keys are served once the
-                // batch ends and the gate is free (EVAL's keys are written).
-                Ok(cmd) => answered_here(&cmd).unwrap_or_else(|| mem.one(super::dispatch(), &cmd)),
+                Ok(cmd) => match bounds.map(|s| s.check(&cmd, keys)) {
+                    Some(Err(refused)) => refused,
+                    // Clients blocked on the script's keys are served once
+                    // the batch ends and the gate is free.
+                    _ => answered_here(&cmd).unwrap_or_else(|| scoped(mem, &cmd, bounds)),
+                },
                 Err(e) => e,
             };
             match reply {
@@ -264,6 +292,83 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> R
             })?,
         )?;
         r.set("log", lua.create_function(|_, _: Variadic<Value>| Ok(()))?)?;
+        // Errors of the redis library's own functions: Redis raises them
+        // without a position.
+        let raise = move |lua: &Lua, text: &str| {
+            let line = lua.inspect_stack(1, |d| d.current_line()).flatten();
+            mlua::Error::external(Raised(format!("{text}{}", suffix(line))))
+        };
+        r.set(
+            "set_repl",
+            scope.create_function(move |lua, args: Variadic<Value>| {
+                let [flags] = &args[..] else {
+                    return Err(raise(lua, "ERR redis.set_repl() requires two arguments."));
+                };
+                // lua_tonumber: a number, a numeric string, or 0.
+                let n = match flags {
+                    Value::Integer(n) => *n,
+                    Value::Number(n) => *n as i64,
+                    v => lua
+                        .coerce_number(v.clone())
+                        .ok()
+                        .flatten()
+                        .map_or(0, |n| n as i64),
+                };
+                if n & !3 != 0 {
+                    return Err(raise(
+                        lua,
+                        "ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+                    ));
+                }
+                Ok(())
+            })?,
+        )?;
+        r.set(
+            "acl_check_cmd",
+            scope.create_function(move |lua, args: Variadic<Value>| {
+                if args.is_empty() {
+                    return Err(raise(
+                        lua,
+                        "ERR Please specify at least one argument for this redis lib call",
+                    ));
+                }
+                let mut words = Vec::with_capacity(args.len());
+                for v in args {
+                    match lua.coerce_string(v) {
+                        Ok(Some(s)) => words.push(Bytes::copy_from_slice(&s.as_bytes())),
+                        _ => return Err(raise(lua, &text(&bad_args()))),
+                    }
+                }
+                let Some(spec) = command::lookup(&words[0]).filter(|_| {
+                    // A number is not a command name, as in Redis.
+                    !words[0].iter().all(u8::is_ascii_digit)
+                }) else {
+                    return Err(raise(lua, "ERR Invalid command passed to redis.acl_check_cmd()"));
+                };
+                let cmd = Command::internal(spec, words);
+                Ok(bounds.is_none_or(|s| s.check(&cmd, keys).is_ok()))
+            })?,
+        )?;
+        r.set(
+            "replicate_commands",
+            lua.create_function(|_, _: Variadic<Value>| Ok(true))?,
+        )?;
+        r.set(
+            "breakpoint",
+            lua.create_function(|_, _: Variadic<Value>| Ok(false))?,
+        )?;
+        r.set("debug", lua.create_function(|_, _: Variadic<Value>| Ok(()))?)?;
+        for (name, flags) in [
+            ("REPL_NONE", 0),
+            ("REPL_AOF", 1),
+            ("REPL_SLAVE", 2),
+            ("REPL_REPLICA", 2),
+            ("REPL_ALL", 3),
+        ] {
+            r.set(name, flags)?;
+        }
+        r.set("REDIS_VERSION", command::REDIS_VERSION)?;
+        r.set("REDIS_VERSION_NUM", command::REDIS_VERSION_NUM)?;
         for (i, level) in ["LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING"]
             .iter()
             .enumerate()
@@ -274,24 +379,8 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], a: &[Bytes], read_only: bool) -> R
         g.set("cjson", super::cjson::library(&lua)?)?;
         g.set("bit", super::bitop::library(&lua)?)?;
         g.set("cmsgpack", super::cmsgpack::library(&lua)?)?;
-        // Scripts may not load files, and reading an undefined global is an
-        // error, as in Redis.
-        g.set("dofile", Value::Nil)?;
-        g.set("loadfile", Value::Nil)?;
-        let strict = lua.create_table()?;
-        strict.set(
-            "__index",
-            lua.create_function(
-                |_, (_, name): (Value, mlua::LuaString)| -> mlua::Result<Value> {
-                    Err(mlua::Error::RuntimeError(format!(
-                        "Script attempted to access nonexistent global variable '{}'",
-                        name.to_string_lossy()
-                    )))
-                },
-            )?,
-        )?;
-        g.set_metatable(Some(strict))?;
-        let f = match compile(&lua, body) {
+        let env: Table = lua.load(SANDBOX).set_name("=sandbox").call(())?;
+        let f = match compile(&lua, body, Some(env)) {
             Ok(f) => f,
             Err(reply) => return Ok(reply),
         };
@@ -322,12 +411,24 @@ fn error_reply(e: &mlua::Error, suffix: &dyn Fn(Option<usize>) -> String) -> Rep
         .next()
         .unwrap_or_default()
         .to_string();
+    // A chunk the script loaded itself says where as `[string "SRC"]:LINE:`,
+    // and Redis names it so in the trailer too.
+    if let Some((source, rest)) = msg
+        .strip_prefix("[string \"")
+        .and_then(|r| r.split_once("\"]:"))
+    {
+        if let Some((line, _)) = rest.split_once(':') {
+            let sha = suffix(None);
+            let sha = sha.split(',').next().unwrap_or_default();
+            return Reply::error(format!("ERR {msg}{sha}, on {source}:{line}."));
+        }
+    }
     // "user_script:LINE: ..." says where.
     let line = msg
         .strip_prefix("user_script:")
         .and_then(|r| r.split(':').next())
         .and_then(|l| l.parse().ok());
-    let msg = if msg.starts_with("user_script:") {
+    let msg = if msg.starts_with("user_script:") || msg == READONLY {
         msg
     } else {
         format!("user_script:{}: {msg}", line.unwrap_or(1))
@@ -383,6 +484,50 @@ fn command_of(lua: &Lua, args: Variadic<Value>, read_only: bool) -> Result<Comma
     Ok(cmd)
 }
 
+/// Runs a script's command; with a scope, the commands that list the
+/// keyspace see only the scope's keys.
+fn scoped(mem: &Memory, cmd: &Command, scope: Option<&Scope>) -> Reply {
+    let Some(scope) =
+        scope.filter(|_| matches!(cmd.spec.name, "keys" | "scan" | "randomkey" | "dbsize"))
+    else {
+        return mem.one(super::dispatch(), cmd);
+    };
+    let shown = |r: Reply| match r {
+        Reply::Array(keys) => Reply::Array(
+            keys.into_iter()
+                .filter(|k| matches!(k, Reply::Bulk(k) if scope.shows(k)))
+                .collect(),
+        ),
+        other => other,
+    };
+    match cmd.spec.name {
+        "keys" => shown(mem.one(super::dispatch(), cmd)),
+        "scan" => match mem.one(super::dispatch(), cmd) {
+            Reply::Array(mut parts) if parts.len() == 2 => {
+                let keys = parts.pop().map(shown).unwrap_or(Reply::Array(Vec::new()));
+                parts.push(keys);
+                Reply::Array(parts)
+            }
+            other => other,
+        },
+        _ => {
+            let all = Command::internal(command::known("keys"), vec![bytes("KEYS"), bytes("*")]);
+            let Reply::Array(keys) = shown(mem.one(super::dispatch(), &all)) else {
+                return Reply::error("ERR cannot list the namespace's keys");
+            };
+            if cmd.spec.name == "dbsize" {
+                return Reply::Int(keys.len() as i64);
+            }
+            let n = keys.len() as u64;
+            if n == 0 {
+                return Reply::Nil;
+            }
+            let pick = crate::wire::util::random_below(n) as usize;
+            keys.into_iter().nth(pick).unwrap_or(Reply::Nil)
+        }
+    }
+}
+
 /// PING, ECHO and TIME, which keyway answers itself for clients and
 /// scripts may call too.
 fn answered_here(cmd: &Command) -> Option<Reply> {
@@ -396,6 +541,14 @@ fn answered_here(cmd: &Command) -> Option<Reply> {
         "time" => crate::wire::util::time(),
         _ => return None,
     })
+}
+
+/// An error reply's text.
+fn text(r: &Reply) -> String {
+    match r {
+        Reply::Error(e) => String::from_utf8_lossy(e).into_owned(),
+        _ => String::new(),
+    }
 }
 
 fn bad_args() -> Reply {

@@ -22,9 +22,7 @@ use crate::wire::error::{CmdError, CmdResult, lossy};
 use crate::wire::reply::Reply;
 use crate::wire::util::{int_arg, upper};
 
-/// The Redis version keyway is compatible with; clients read it from INFO
-/// and HELLO to decide which commands exist.
-pub const REDIS_VERSION: &str = "7.2.4";
+pub use crate::wire::command::REDIS_VERSION;
 
 pub async fn execute(
     state: &mut ClientState,
