@@ -11,6 +11,8 @@ use std::path::Path;
 
 use crate::backend::BackendConfig;
 pub use crate::proxy::router::NamespaceConfig;
+pub use crate::server::acl::UserConfig;
+use crate::server::acl::Users;
 pub use crate::server::settings::{DEFAULT_LISTEN, DebugCommand, ServerConfig};
 use crate::wire::error::{ConfigError, ConfigProblem};
 
@@ -21,6 +23,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub backends: BTreeMap<String, BackendConfig>,
     pub namespaces: Vec<NamespaceConfig>,
+    /// `[[users]]`: logins besides `default` (see `server::acl`).
+    pub users: Vec<UserConfig>,
 }
 
 impl Default for Config {
@@ -33,6 +37,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             backends,
             namespaces: vec![NamespaceConfig::new("default", "", "local")],
+            users: Vec::new(),
         }
     }
 }
@@ -82,6 +87,7 @@ impl Config {
             server: ServerConfig::default(),
             backends: BTreeMap::new(),
             namespaces: Vec::new(),
+            users: Vec::new(),
         };
         for (key, value) in table {
             match key.as_str() {
@@ -114,11 +120,26 @@ impl Config {
                     }
                     _ => problems.add("namespaces", "must be an array of [[namespaces]] tables"),
                 },
+                "users" => match value {
+                    toml::Value::Array(items) => {
+                        for (i, v) in items.into_iter().enumerate() {
+                            if let Some(u) = problems.item::<UserConfig>(&format!("users[{i}]"), v)
+                            {
+                                config.users.push(u);
+                            }
+                        }
+                    }
+                    _ => problems.add("users", "must be an array of [[users]] tables"),
+                },
                 other => problems.add(
                     other,
-                    "unknown section (expected server, backends or namespaces)",
+                    "unknown section (expected server, backends, namespaces or users)",
                 ),
             }
+        }
+        // `password = "${PW:}"` with PW unset: no password, not "".
+        if config.server.password.as_deref() == Some("") {
+            config.server.password = None;
         }
         problems.list.extend(config.problems(&declared, &places));
         if problems.list.is_empty() {
@@ -287,6 +308,11 @@ impl Config {
             for problem in b.problems() {
                 p.add(format!("backends.{name}.{}", problem.0), problem.1);
             }
+        }
+        let names: Vec<&str> = self.namespaces.iter().map(|n| n.name.as_str()).collect();
+        for (field, problem) in Users::problems(&self.users, &names, self.server.password.is_some())
+        {
+            p.add(field, problem);
         }
         p.list
     }

@@ -15,6 +15,7 @@ use crate::backend::{Backend, BackendConfig};
 use crate::ops::config::Config;
 use crate::ops::security;
 use crate::proxy::router::Router;
+use crate::server::acl::Users;
 use crate::server::settings::Settings;
 use crate::server::shared::Shared;
 use crate::wire::metrics::metrics;
@@ -94,6 +95,10 @@ pub fn settings_of(config: &Config) -> Settings {
         source: config.source.clone(),
         server: config.server.clone(),
         max_memory,
+        users: Arc::new(Users::build(
+            &config.users,
+            config.server.password.as_deref(),
+        )),
     }
 }
 
@@ -166,9 +171,23 @@ impl Operations {
             config.server.slowlog_log_slower_than,
             config.server.slowlog_max_len,
         );
-        shared.settings.store(Arc::new(settings_of(&config)));
+        let settings = settings_of(&config);
+        // A user removed or changed loses its connections, as with Redis's
+        // ACL DELUSER: they log in again under the new rules.
+        let changed = shared.settings.load().users.changed(&settings.users);
+        shared.settings.store(Arc::new(settings));
         self.config.store(Arc::new(config));
         shared.router.store(Arc::new(router));
+        if !changed.is_empty() {
+            let mut closed = 0;
+            for c in shared.clients.all() {
+                if changed.contains(&c.user()) {
+                    c.kill.notify_one();
+                    closed += 1;
+                }
+            }
+            info!(users = ?changed, closed, "users changed: their connections closed");
+        }
         metrics().reloads("success");
         Outcome::Applied
     }

@@ -30,16 +30,48 @@ const INNER_MASK: u64 = (1 << NS_SHIFT) - 1;
 /// Keys asked for per SCAN step when keyway walks a namespace itself.
 const WALK_COUNT: &str = "1000";
 
-/// Runs one whole-keyspace command.
-pub async fn execute(router: &Router, spec: &CommandSpec, args: &[Bytes]) -> Reply {
+/// What of the keyspace a client may see: its user's keys and channels
+/// (see `server::acl`). Whole-keyspace commands list, count and flush only
+/// that.
+pub trait Visible: Sync {
+    /// Whether any of the namespace's keys (or channels) may be.
+    fn namespace(&self, ns: &Namespace, channels: bool) -> bool;
+    /// Whether every one is (then none is checked one by one).
+    fn whole(&self, ns: &Namespace, channels: bool) -> bool;
+    /// Whether `name`, of `ns`, is.
+    fn name(&self, ns: &Namespace, name: &[u8], channels: bool) -> bool;
+}
+
+/// Everything is visible.
+pub struct Everything;
+
+impl Visible for Everything {
+    fn namespace(&self, _: &Namespace, _: bool) -> bool {
+        true
+    }
+    fn whole(&self, _: &Namespace, _: bool) -> bool {
+        true
+    }
+    fn name(&self, _: &Namespace, _: &[u8], _: bool) -> bool {
+        true
+    }
+}
+
+/// Runs one whole-keyspace command, over what `view` shows.
+pub async fn execute(
+    router: &Router,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    view: &dyn Visible,
+) -> Reply {
     let r = match spec.name {
-        "keys" => keys(router, &args[1]).await,
-        "scan" => scan(router, args).await,
-        "dbsize" => dbsize(router).await,
-        "randomkey" => randomkey(router).await,
-        "flushdb" | "flushall" => flush(router, args).await,
+        "keys" => keys(router, &args[1], view).await,
+        "scan" => scan(router, args, view).await,
+        "dbsize" => dbsize(router, view).await,
+        "randomkey" => randomkey(router, view).await,
+        "flushdb" | "flushall" => flush(router, args, view).await,
         "script" => script(router, args).await,
-        "pubsub" => pubsub(router, args).await,
+        "pubsub" => pubsub(router, args, view).await,
         _ => Err(CmdError::msg(format!(
             "ERR '{}' is not a keyspace command",
             spec.name
@@ -111,32 +143,50 @@ fn backend_pattern(ns: &Namespace, client: Option<&Bytes>) -> (Bytes, bool) {
     }
 }
 
-async fn keys(router: &Router, pattern: &Bytes) -> CmdResult {
+async fn keys(router: &Router, pattern: &Bytes, view: &dyn Visible) -> CmdResult {
     let client = (&pattern[..] != b"*").then_some(pattern);
     let mut out = Vec::new();
-    for ns in &router.namespaces {
+    for ns in router
+        .namespaces
+        .iter()
+        .filter(|ns| view.namespace(ns, false))
+    {
         let (bp, applied) = backend_pattern(ns, client);
         let found = bulk_items(call(ns, "keys", vec![bytes("KEYS"), bp]).await?);
         out.extend(
             owned(router, ns, found)
                 .into_iter()
                 .filter(|k| applied || glob_match(pattern, k))
+                .filter(|k| view.name(ns, k, false))
                 .map(Reply::Bulk),
         );
     }
     Ok(Reply::Array(out))
 }
 
-async fn scan(router: &Router, args: &[Bytes]) -> CmdResult {
+async fn scan(router: &Router, args: &[Bytes], view: &dyn Visible) -> CmdResult {
     let sa = parse_scan(args, 1, true)?;
-    let index = (sa.cursor >> NS_SHIFT) as usize;
+    let mut index = (sa.cursor >> NS_SHIFT) as usize;
+    // A namespace the client may not see is stepped over.
+    while router
+        .namespaces
+        .get(index)
+        .is_some_and(|ns| !view.namespace(ns, false))
+    {
+        index += 1;
+    }
     let Some(ns) = router.namespaces.get(index) else {
         return Ok(scan_reply(0, Vec::new()));
+    };
+    let cursor = if index == (sa.cursor >> NS_SHIFT) as usize {
+        sa.cursor & INNER_MASK
+    } else {
+        0
     };
     let (bp, applied) = backend_pattern(ns, sa.pattern.as_ref());
     let mut sub = vec![
         bytes("SCAN"),
-        bytes(&(sa.cursor & INNER_MASK).to_string()),
+        bytes(&cursor.to_string()),
         bytes("MATCH"),
         bp,
         bytes("COUNT"),
@@ -166,6 +216,7 @@ async fn scan(router: &Router, args: &[Bytes]) -> CmdResult {
     let keys = owned(router, ns, found)
         .into_iter()
         .filter(|k| applied || pattern.is_none_or(|p| glob_match(p, k)))
+        .filter(|k| view.name(ns, k, false))
         .map(Reply::Bulk)
         .collect();
     Ok(scan_reply(next, keys))
@@ -207,10 +258,19 @@ async fn walk(router: &Router, ns: &Arc<Namespace>) -> CmdResult<Vec<(Bytes, Byt
     }
 }
 
-async fn dbsize(router: &Router) -> CmdResult {
+async fn dbsize(router: &Router, view: &dyn Visible) -> CmdResult {
     let mut total = 0;
-    for ns in &router.namespaces {
-        total += namespace_size(router, ns).await?;
+    for ns in router
+        .namespaces
+        .iter()
+        .filter(|ns| view.namespace(ns, false))
+    {
+        total += if view.whole(ns, false) {
+            namespace_size(router, ns).await?
+        } else {
+            let keys = walk(router, ns).await?;
+            keys.iter().filter(|(k, _)| view.name(ns, k, false)).count() as i64
+        };
     }
     Ok(Reply::Int(total))
 }
@@ -268,7 +328,7 @@ pub async fn namespace_expiry(ns: &Namespace, keys: i64) -> Option<(u64, u64)> {
     found
 }
 
-async fn randomkey(router: &Router) -> CmdResult {
+async fn randomkey(router: &Router, view: &dyn Visible) -> CmdResult {
     let n = router.namespaces.len();
     if n == 0 {
         return Ok(Reply::Nil);
@@ -276,7 +336,20 @@ async fn randomkey(router: &Router) -> CmdResult {
     let start = random_below(n as u64) as usize;
     for i in 0..n {
         let ns = &router.namespaces[(start + i) % n];
-        if ns.owns_backend {
+        if !view.namespace(ns, false) {
+            continue;
+        }
+        if !view.whole(ns, false) {
+            let keys: Vec<_> = walk(router, ns)
+                .await?
+                .into_iter()
+                .filter(|(k, _)| view.name(ns, k, false))
+                .collect();
+            if !keys.is_empty() {
+                let pick = random_below(keys.len() as u64) as usize;
+                return Ok(Reply::Bulk(keys[pick].0.clone()));
+            }
+        } else if ns.owns_backend {
             if let Reply::Bulk(k) = call(ns, "randomkey", vec![bytes("RANDOMKEY")]).await? {
                 if let Some(k) = owned(router, ns, vec![k]).pop() {
                     return Ok(Reply::Bulk(k));
@@ -299,7 +372,7 @@ async fn randomkey(router: &Router) -> CmdResult {
 /// the backend's subscribers of each channel a namespace owns (0 for
 /// others), NUMPAT adds up the backends'. Anything else (HELP, wrong
 /// arguments) is the first backend's answer.
-async fn pubsub(router: &Router, args: &[Bytes]) -> CmdResult {
+async fn pubsub(router: &Router, args: &[Bytes], view: &dyn Visible) -> CmdResult {
     let sub = args
         .get(1)
         .map(|s| s.to_ascii_uppercase())
@@ -312,17 +385,19 @@ async fn pubsub(router: &Router, args: &[Bytes]) -> CmdResult {
             .iter()
             .filter(|ns| ns.backend.supports(command::known("pubsub")))
     };
+    let seen = |ns: &Namespace| view.namespace(ns, true);
     match (name(), args.len()) {
         (b"CHANNELS", 2 | 3) => {
             let client = args.get(2).filter(|p| &p[..] != b"*");
             let mut out = Vec::new();
-            for ns in with_pubsub() {
+            for ns in with_pubsub().filter(|ns| seen(ns)) {
                 let (bp, applied) = backend_pattern(ns, client);
                 let found = call(ns, "pubsub", vec![bytes("PUBSUB"), args[1].clone(), bp]).await?;
                 out.extend(
                     owned(router, ns, bulk_items(found))
                         .into_iter()
-                        .filter(|c| applied || client.is_none_or(|p| glob_match(p, c))),
+                        .filter(|c| applied || client.is_none_or(|p| glob_match(p, c)))
+                        .filter(|c| view.name(ns, c, true)),
                 );
             }
             out.sort_unstable();
@@ -369,18 +444,24 @@ async fn pubsub(router: &Router, args: &[Bytes]) -> CmdResult {
     }
 }
 
-async fn flush(router: &Router, args: &[Bytes]) -> CmdResult {
+async fn flush(router: &Router, args: &[Bytes], view: &dyn Visible) -> CmdResult {
     match &args[1..] {
         [] => {}
         [mode] if is(mode, "ASYNC") || is(mode, "SYNC") => {}
         _ => return Err(CmdError::Syntax),
     }
+    let visible = || {
+        router
+            .namespaces
+            .iter()
+            .filter(|ns| view.namespace(ns, false))
+    };
     // Nothing is flushed if any namespace may not be written.
-    if let Some(ns) = router.namespaces.iter().find(|ns| ns.read_only) {
+    if let Some(ns) = visible().find(|ns| ns.read_only) {
         return Ok(crate::proxy::dispatch::read_only(ns));
     }
-    for ns in &router.namespaces {
-        if ns.owns_backend {
+    for ns in visible() {
+        if ns.owns_backend && view.whole(ns, false) {
             call(ns, "flushdb", vec![bytes("FLUSHDB")]).await?;
             continue;
         }
@@ -392,7 +473,8 @@ async fn flush(router: &Router, args: &[Bytes]) -> CmdResult {
                 ns.backend.kind()
             )));
         }
-        let keys = walk(router, ns).await?;
+        let mut keys = walk(router, ns).await?;
+        keys.retain(|(k, _)| view.name(ns, k, false));
         for chunk in keys.chunks(1000) {
             let mut del = vec![bytes("DEL")];
             del.extend(chunk.iter().map(|(_, backend_key)| backend_key.clone()));

@@ -15,6 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::server::acl::User;
 use crate::wire::command;
 use crate::wire::error::lossy;
 
@@ -28,6 +29,8 @@ pub struct Details {
     pub resp3: bool,
     /// Subscribed to a channel or pattern.
     pub pubsub: bool,
+    /// The user it is logged in as (`default` until AUTH).
+    pub user: String,
 }
 
 pub struct Client {
@@ -102,6 +105,11 @@ impl Client {
         self.details.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The user it is logged in as.
+    pub fn user(&self) -> String {
+        self.details().user.clone()
+    }
+
     /// Publishes the client's changed fields.
     pub fn set_details(&self, d: &Details) {
         let mut cur = self.details();
@@ -130,7 +138,7 @@ impl Client {
         format!(
             "id={} addr={} laddr={local} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 \
              multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
-             omem=0 tot-mem={} events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+             omem=0 tot-mem={} events=r cmd={cmd} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
             self.id,
             self.peer,
             text(&d.name),
@@ -138,6 +146,7 @@ impl Client {
             idle_ms / 1000,
             if d.pubsub { "P" } else { "N" },
             self.memory(),
+            d.user,
             if d.resp3 { 3 } else { 2 },
             text(&d.lib_name),
             text(&d.lib_ver),
@@ -199,6 +208,8 @@ pub struct ClientState {
     /// command changes them.
     pub details: Details,
     pub authenticated: bool,
+    /// The user whose rights apply: `default` until AUTH changes it.
+    pub user: Arc<User>,
     /// Set by QUIT: close after the replies are written.
     pub closing: bool,
 }

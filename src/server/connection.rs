@@ -177,17 +177,24 @@ impl Connection {
             server.unauthenticated_max_args,
             server.unauthenticated_max_bulk.0 as usize,
         );
-        let authenticated = server.password.is_none();
+        let authenticated = config.users.open();
+        let user = config.users.default_user().clone();
         let client = Arc::new(Client::new(id, peer));
         let usage = Usage::new(client.mem.clone());
+        let details = Details {
+            user: user.name.clone(),
+            ..Details::default()
+        };
+        client.set_details(&details);
         let registered = shared.clients.register(client);
         Connection {
             stream: Some(stream),
             shared,
             state: ClientState {
                 registered,
-                details: Details::default(),
+                details,
                 authenticated,
+                user,
                 closing: false,
             },
             codec,
@@ -524,6 +531,7 @@ impl Connection {
             .fetch_add(requests.len() as u64, Ordering::Relaxed);
         let last = requests.last().and_then(|(_, spec)| spec.map(|s| s.id));
         self.state.registered.client.ran(last);
+        self.state.user.ran(requests.len());
         // One router for the whole batch: a reload applies to later batches.
         let router = self.shared.router.load_full();
         // Sized for the batch: growing them command by command cost a few
@@ -533,7 +541,7 @@ impl Connection {
             routed: Vec::with_capacity(requests.len().min(self.segments.limit)),
         };
         for (req, spec) in requests {
-            let spec = match self.check(&req, spec) {
+            let spec = match self.check(&req, spec, &router) {
                 Ok(spec) => spec,
                 Err(e) => {
                     self.tx.mark_dirty();
@@ -604,13 +612,13 @@ impl Connection {
                     let r = admin::execute(&mut self.state, &self.shared, &router, spec, &req.args)
                         .await;
                     // The commands that change what CLIENT LIST shows.
-                    if matches!(spec.name, "hello" | "client" | "reset") {
+                    if matches!(spec.name, "hello" | "client" | "reset" | "auth") {
                         self.state.publish();
                     }
                     r
                 } else {
                     let timing = self.timing(&req.raw, 0);
-                    let r = keyspace::execute(&router, spec, &req.args).await;
+                    let r = keyspace::execute(&router, spec, &req.args, &*self.state.user).await;
                     self.timed(timing);
                     r
                 };
@@ -667,6 +675,7 @@ impl Connection {
         &self,
         req: &Request,
         spec: Option<&'static CommandSpec>,
+        router: &Router,
     ) -> Result<&'static CommandSpec, CmdError> {
         let Some(spec) = spec else {
             return Err(CmdError::unknown_command(&req.args));
@@ -676,6 +685,24 @@ impl Connection {
         }
         if !spec.arity_ok(req.args.len()) {
             return Err(spec.arity_error());
+        }
+        let user = &self.state.user;
+        if let Err(denial) = user.check(spec, &req.args, router) {
+            let context = if self.tx.in_multi() {
+                "multi"
+            } else {
+                "toplevel"
+            };
+            let info = self
+                .state
+                .registered
+                .client
+                .line(self.shared.local_addr, Some(spec.name));
+            self.shared
+                .acl_log
+                .add(&denial, spec.name, context, &user.name, info);
+            metrics().acl_denied(&user.name, denial.reason());
+            return Err(CmdError::msg(denial.text()));
         }
         Ok(spec)
     }

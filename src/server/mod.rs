@@ -22,6 +22,7 @@ use crate::server::connection::Connection;
 use crate::server::settings::Settings;
 use crate::wire::metrics::metrics;
 
+pub mod acl;
 pub mod admin;
 pub mod clients;
 pub mod connection;
@@ -81,6 +82,7 @@ impl Server {
             next_client_id: AtomicU64::new(1),
             clients: Default::default(),
             slowlog,
+            acl_log: Default::default(),
             stop: watch::Sender::new(false),
         });
         Ok(Server { listener, shared })

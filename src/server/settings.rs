@@ -15,6 +15,8 @@ pub struct Settings {
     /// The memory backend's `max_memory` (0: none) and eviction policy: the
     /// bound is on the whole process, so INFO and CONFIG GET show it.
     pub max_memory: (u64, &'static str),
+    /// The users (`[[users]]`, and `default` from `password`).
+    pub users: std::sync::Arc<crate::server::acl::Users>,
 }
 
 /// Where keyway listens by default, and the default config's only namespace.

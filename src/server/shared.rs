@@ -40,6 +40,8 @@ pub struct Shared {
     /// Clients that have sent something, for CLIENT LIST and CLIENT KILL.
     pub clients: Arc<clients::Registry>,
     pub slowlog: slowlog::SlowLog,
+    /// Recent denials, for ACL LOG.
+    pub acl_log: crate::server::acl::AclLog,
     /// Becomes true when the server starts shutting down.
     pub(super) stop: watch::Sender<bool>,
 }

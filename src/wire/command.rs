@@ -274,6 +274,7 @@ table![
     ("select", 2, LOCAL, N),
     ("hello", -1, LOCAL, N),
     ("auth", -2, LOCAL, N),
+    ("acl", -2, LOCAL, N),
     ("client", -2, LOCAL, N),
     ("command", -1, LOCAL, N),
     ("config", -2, LOCAL, N),

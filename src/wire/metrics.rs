@@ -85,6 +85,20 @@ pub struct Metrics {
     limit_closed: Family<LimitLabels, Counter>,
     panics: Family<CommandOnlyLabels, Counter>,
     panics_total: std::sync::atomic::AtomicU64,
+    user_commands: Family<UserLabels, Counter>,
+    acl_denials: Family<DenialLabels, Counter>,
+    auth_failures: Family<UserLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UserLabels {
+    pub user: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabels {
+    pub user: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -129,7 +143,25 @@ impl Metrics {
             limit_closed: Family::default(),
             panics: Family::default(),
             panics_total: Default::default(),
+            user_commands: Family::default(),
+            acl_denials: Family::default(),
+            auth_failures: Family::default(),
         };
+        m.registry.register(
+            "user_commands",
+            "Commands run, by the user that ran them",
+            m.user_commands.clone(),
+        );
+        m.registry.register(
+            "acl_denials",
+            "Commands refused by a user's rights (NOPERM), by user and reason (command, key, channel)",
+            m.acl_denials.clone(),
+        );
+        m.registry.register(
+            "auth_failures",
+            "Failed AUTH and HELLO AUTH, by the user named ((unknown) for a name no user has)",
+            m.auth_failures.clone(),
+        );
         let r = &mut m.registry;
         r.register(
             "client_connections",
@@ -280,6 +312,31 @@ impl Metrics {
             .unwrap_or("OTHER");
         self.errors
             .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// The counter of commands `user` ran: held by its connections, so
+    /// that counting costs no lookup.
+    pub fn user_commands(&self, user: &str) -> Counter {
+        self.user_commands
+            .get_or_create(&UserLabels { user: user.into() })
+            .clone()
+    }
+
+    /// Counts a command of `user` refused for `reason`.
+    pub fn acl_denied(&self, user: &str, reason: &str) {
+        self.acl_denials
+            .get_or_create(&DenialLabels {
+                user: user.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed login as `user`.
+    pub fn auth_failed(&self, user: &str) {
+        self.auth_failures
+            .get_or_create(&UserLabels { user: user.into() })
             .inc();
     }
 

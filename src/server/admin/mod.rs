@@ -4,6 +4,7 @@
 //! server trivia. Replies follow Redis 7 so that clients' connect-time
 //! probes succeed.
 
+mod acl;
 mod info;
 mod introspect;
 mod session;
@@ -45,6 +46,7 @@ pub async fn execute(
         "select" => select(args),
         "hello" => hello(state, shared, args),
         "auth" => auth(state, shared, args),
+        "acl" => acl::acl(state, shared, router, args),
         "client" => client(state, shared, args),
         "command" => command_cmd(args),
         "config" => config(shared, args),

@@ -1,55 +1,75 @@
 //! The client's session: AUTH, HELLO, RESET and CLIENT (names, library,
 //! LIST, KILL).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::REDIS_VERSION;
+use crate::server::acl::{Denial, User};
 use crate::server::clients::ClientState;
 use crate::server::shared::Shared;
 use crate::wire::error::{CmdError, CmdResult, lossy};
+use crate::wire::metrics::metrics;
 use crate::wire::reply::Reply;
 use crate::wire::util::{int_arg, is};
 
 pub(super) fn reset(state: &mut ClientState, shared: &Shared) {
     state.details.resp3 = false;
     state.details.name = None;
-    state.authenticated = shared.settings.load().server.password.is_none();
+    // RESET logs the client back in as `default`, as in Redis.
+    let settings = shared.settings.load();
+    state.authenticated = settings.users.open();
+    login(state, settings.users.default_user().clone());
 }
 
-/// Checks a username/password pair against the configured password. With
-/// none configured, the `default` user accepts any password, as in Redis.
-pub(super) fn check_password(shared: &Shared, user: &[u8], password: &[u8]) -> bool {
-    let config = shared.settings.load();
-    user == b"default"
-        && config
-            .server
-            .password
-            .as_ref()
-            .is_none_or(|p| p.as_bytes() == password)
+fn login(state: &mut ClientState, user: Arc<User>) {
+    state.details.user = user.name.clone();
+    state.user = user;
 }
 
-pub(super) fn wrongpass() -> CmdError {
-    CmdError::msg("WRONGPASS invalid username-password pair or user is disabled.")
+/// Logs the client in as `user` with `password`; WRONGPASS (logged in ACL
+/// LOG and counted) when they do not match.
+fn log_in(state: &mut ClientState, shared: &Shared, user: &[u8], password: &[u8]) -> CmdResult<()> {
+    let settings = shared.settings.load();
+    match settings.users.authenticate(user, password) {
+        Some(u) => {
+            login(state, u);
+            state.authenticated = true;
+            Ok(())
+        }
+        None => {
+            let name = lossy(user, 128);
+            let known = settings.users.get(&name).is_some();
+            metrics().auth_failed(if known { &name } else { "(unknown)" });
+            let info = state
+                .registered
+                .client
+                .line(shared.local_addr, Some("auth"));
+            let context = "toplevel";
+            shared
+                .acl_log
+                .add(&Denial::Auth, "AUTH", context, &name, info);
+            Err(CmdError::msg(Denial::Auth.text()))
+        }
+    }
 }
 
 pub(super) fn auth(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
-    let has_password = shared.settings.load().server.password.is_some();
-    let ok = match &args[1..] {
+    match &args[1..] {
         [password] => {
-            if !has_password {
+            let settings = shared.settings.load();
+            let default = settings.users.default_user();
+            if default.enabled && settings.users.open() {
                 return Err(CmdError::msg(
                     "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
                 ));
             }
-            check_password(shared, b"default", password)
+            log_in(state, shared, b"default", password)?;
         }
-        [user, password] => check_password(shared, user, password),
+        [user, password] => log_in(state, shared, user, password)?,
         _ => return Err(CmdError::Syntax),
-    };
-    if !ok {
-        return Err(wrongpass());
     }
-    state.authenticated = true;
     Ok(Reply::ok())
 }
 
@@ -84,10 +104,7 @@ pub(super) fn hello(state: &mut ClientState, shared: &Shared, args: &[Bytes]) ->
         }
     }
     if let Some((user, pass)) = creds {
-        if !check_password(shared, user, pass) {
-            return Err(wrongpass());
-        }
-        state.authenticated = true;
+        log_in(state, shared, user, pass)?;
     }
     if !state.authenticated {
         return Err(CmdError::msg(
@@ -302,8 +319,7 @@ pub(super) fn client_kill(state: &ClientState, shared: &Shared, args: &[Bytes]) 
         let matches = id.is_none_or(|id| c.id == id)
             && addr.as_ref().is_none_or(|a| *a == c.peer.to_string())
             && laddr.as_ref().is_none_or(|a| *a == local)
-            // Every client is the default user.
-            && user.as_ref().is_none_or(|u| &u[..] == b"default")
+            && user.as_ref().is_none_or(|u| c.user() == lossy(u, 128))
             && max_age.is_none_or(|age| c.since.elapsed().as_secs() as i64 >= age)
             && !(skip_me && c.id == state.id());
         if matches {
