@@ -1,5 +1,7 @@
 # Build: docker build -t keyway .
-# Run:   docker run -p 6380:6380 -v $PWD/config/memory.toml:/etc/keyway/keyway.toml:ro keyway
+# Run:   docker run -p 6380:6380 -e KEYWAY_PASSWORD=... keyway
+#        (without a password, protected mode refuses every client from
+#        outside the container: see README, Security)
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./

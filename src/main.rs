@@ -74,6 +74,13 @@ fn main() -> ExitCode {
     };
     if args.check_config {
         print!("{}", keyway::ops::check::summary(&config));
+        let text = args
+            .config
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok());
+        for w in keyway::ops::check::warnings(&config, text.as_deref()) {
+            println!("warning: {w}");
+        }
         return ExitCode::SUCCESS;
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

@@ -93,7 +93,7 @@ fn check_config_lists_every_problem() {
         format!(
             "{f}: backends.m.size: unknown field; expected `max_memory` or `eviction`\n\
              {f}: backends.x.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, redis-shards, memcached)\n\
-             {f}: server.colour: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`, `timeout`, `client_output_buffer_limit`, `max_memory_clients`, `unauthenticated_max_args`, `unauthenticated_max_bulk`, `enable_debug_command`\n\
+             {f}: server.colour: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`, `timeout`, `client_output_buffer_limit`, `max_memory_clients`, `unauthenticated_max_args`, `unauthenticated_max_bulk`, `enable_debug_command`, `tls_listen`, `tls`, `protected_mode`\n\
              {f}: namespaces[0].backend: no backend named 'nope' (defined: m, x)\n\
              {f}: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])\n\
              {f}: namespaces[1].prefix: duplicate prefix '' (also namespaces[0])\n\
@@ -379,4 +379,34 @@ fn sighup_reloads_the_config_file_and_logs_json() {
     }
     assert!(lines.contains("\"message\":\"config reloaded\""), "{lines}");
     let _ = std::fs::remove_file(&log);
+}
+
+#[test]
+fn check_config_warns_about_what_the_file_exposes() {
+    let path = write_config(
+        "[server]\nlisten = \"0.0.0.0:6380\"\nmetrics_listen = \"0.0.0.0:9121\"\n\
+         [backends.r]\ntype = \"redis\"\nurl = \"redis://app:hunter2@127.0.0.1:7000\"\n\
+         [[namespaces]]\nname = \"a\"\nprefix = \"a:\"\nbackend = \"r\"\n\
+         [[namespaces]]\nname = \"b\"\nprefix = \"b:\"\nbackend = \"r\"\n",
+    );
+    let out = keyway()
+        .arg("--config")
+        .arg(&path.0)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("    scripts are refused in namespace 'a': it shares Redis server 127.0.0.1:7000 with namespace 'b'"), "{text}");
+    assert!(text.contains("warning: server.listen 0.0.0.0:6380 is reachable from other hosts and the default user has no password: protected mode refuses their clients"), "{text}");
+    assert!(
+        text.contains(
+            "warning: server.metrics_listen 0.0.0.0:9121 serves metrics and probes to other hosts"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: backends.r.url holds a password in clear"),
+        "{text}"
+    );
 }

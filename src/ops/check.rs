@@ -2,9 +2,12 @@
 //! with its policy, what its backend cannot serve, whether its scripts are
 //! refused and why; then warnings about what the config exposes.
 
+use std::net::SocketAddr;
+
 use crate::ops::config::Config;
 use crate::ops::security;
 use crate::proxy::router::NamespaceConfig;
+use crate::server::acl::Users;
 
 /// One line per namespace: what `--check-config` prints for a good file.
 pub fn summary(config: &Config) -> String {
@@ -76,6 +79,104 @@ pub fn summary(config: &Config) -> String {
     out
 }
 
+/// What the config exposes that an operator should know: listeners open
+/// to other hosts, secrets written in clear in the file (`text`, before
+/// `${VAR}` substitution; None for the built-in config), a metrics listener
+/// beyond loopback. One line each, for `--check-config`.
+pub fn warnings(config: &Config, text: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    let open = Users::build(&config.users, config.server.password.as_deref()).open();
+    let beyond = |addr: &str| {
+        addr.parse::<SocketAddr>()
+            .is_ok_and(|a| !a.ip().is_loopback())
+    };
+    let listeners = [
+        ("server.listen", Some(&config.server.listen)),
+        ("server.tls_listen", config.server.tls_listen.as_ref()),
+    ];
+    for (field, addr) in listeners {
+        let Some(addr) = addr.filter(|a| beyond(a)) else {
+            continue;
+        };
+        if !open {
+            continue;
+        }
+        out.push(if config.server.protected_mode {
+            format!(
+                "{field} {addr} is reachable from other hosts and the default user has no password: \
+                 protected mode refuses their clients (give server.password or [[users]])"
+            )
+        } else {
+            format!(
+                "{field} {addr} is reachable from other hosts, the default user has no password \
+                 and protected_mode = false: anyone who reaches it may use every key"
+            )
+        });
+    }
+    if let Some(m) = config
+        .server
+        .metrics_listen
+        .as_deref()
+        .filter(|m| beyond(m))
+    {
+        out.push(format!(
+            "server.metrics_listen {m} serves metrics and probes to other hosts, without authentication"
+        ));
+    }
+    if let Some(table) = text.and_then(|t| t.parse::<toml::Table>().ok()) {
+        in_clear(&toml::Value::Table(table), "", &mut out);
+    }
+    out
+}
+
+/// Secrets written in the file itself rather than taken from the
+/// environment (`${VAR}`).
+fn in_clear(v: &toml::Value, path: &str, out: &mut Vec<String>) {
+    let from_env = |s: &str| s.contains("${");
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let here = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (k.as_str(), v) {
+                    ("password" | "sentinel_password", toml::Value::String(s))
+                        if !s.is_empty() && !from_env(s) =>
+                    {
+                        out.push(format!(
+                            "{here} is written in the file in clear: give it as ${{VAR}} from the environment{}",
+                            if path.starts_with("users") { " (or as password_sha256)" } else { "" }
+                        ));
+                    }
+                    _ => in_clear(v, &here, out),
+                }
+            }
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                in_clear(item, &format!("{path}[{i}]"), out);
+            }
+        }
+        toml::Value::String(s) if s.contains("://") => {
+            // A url's password: scheme://[user]:password@host.
+            let login = s
+                .split_once("://")
+                .and_then(|(_, r)| r.rsplit_once('@'))
+                .map(|(l, _)| l);
+            if let Some((_, pw)) = login.and_then(|l| l.split_once(':')) {
+                if !pw.is_empty() && !from_env(pw) {
+                    out.push(format!(
+                        "{path} holds a password in clear: give it as ${{VAR}} from the environment"
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +194,28 @@ mod tests {
              s (catch-all) -> m (memcached)\n    \
              cannot serve: hashes, lists, sets, sorted sets, streams, bitmaps, HyperLogLog, geo, KEYS/SCAN/DBSIZE/RANDOMKEY, transactions, scripting, pub/sub\n"
         );
+    }
+
+    #[test]
+    fn warns_of_open_listeners_secrets_in_clear_and_open_metrics() {
+        let text = "[server]\nlisten = \"0.0.0.0:6380\"\nmetrics_listen = \"0.0.0.0:9121\"\n\
+             [backends.r]\ntype = \"redis\"\nurl = \"redis://app:hunter2@h:6379\"\n\
+             [backends.s]\ntype = \"redis\"\nurl = \"redis://app:${PW:x}@h:6380\"\n\
+             [[namespaces]]\nname = \"a\"\nprefix = \"\"\nbackend = \"r\"\npassword = \"inclear\"\n\
+             [[namespaces]]\nname = \"b\"\nprefix = \"b:\"\nbackend = \"s\"\n";
+        let config = Config::parse(text, "k.toml").unwrap();
+        let w = warnings(&config, Some(text));
+        assert_eq!(w.len(), 4, "{w:#?}");
+        assert!(w[0].starts_with("server.listen 0.0.0.0:6380 is reachable from other hosts"));
+        assert!(w[0].contains("protected mode refuses their clients"));
+        assert!(w[1].starts_with("server.metrics_listen 0.0.0.0:9121"));
+        assert!(w[2].starts_with("backends.r.url holds a password in clear"));
+        assert!(w[3].starts_with("namespaces[0].password is written in the file in clear"));
+        // A password for the default user: the listener is not open.
+        let text = "[server]\nlisten = \"0.0.0.0:6380\"\npassword = \"${KW_PW:x}\"\n\
+             [backends.m]\ntype = \"memory\"\n[[namespaces]]\nname = \"a\"\nprefix = \"\"\nbackend = \"m\"\n";
+        let config = Config::parse(text, "k.toml").unwrap();
+        assert!(warnings(&config, Some(text)).is_empty());
     }
 
     #[test]

@@ -187,6 +187,30 @@ impl Config {
                 p.add("server.metrics_listen", "must differ from server.listen");
             }
         }
+        if let Some(t) = &self.server.tls_listen {
+            match t.parse::<SocketAddr>() {
+                Err(_) => p.add(
+                    "server.tls_listen",
+                    format!("'{t}' is not an address (expected ip:port, such as 0.0.0.0:6390)"),
+                ),
+                Ok(a) if *t == self.server.listen && a.port() != 0 => {
+                    p.add("server.tls_listen", "must differ from server.listen")
+                }
+                Ok(_) => {}
+            }
+            let problems = self.server.tls.problems();
+            if problems.is_empty() {
+                // The files are read now, so that a bad one is reported
+                // (and a reload with it refused) before it is needed.
+                if let Err(e) = self.server.tls.build() {
+                    let (field, problem) = e.split_once(": ").unwrap_or(("tls", &e));
+                    p.add(format!("server.{field}"), problem);
+                }
+            }
+            for (field, problem) in problems {
+                p.add(format!("server.{field}"), problem);
+            }
+        }
         if self.server.max_clients == 0 {
             p.add("server.max_clients", "must be at least 1");
         }
@@ -586,7 +610,7 @@ mod tests {
             vec![
                 "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, redis-shards, memcached)",
                 "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`, `read_only`, `max_value_size`, `mirror`, `strict_scripts`, `username`, `password`",
-                "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`, `timeout`, `client_output_buffer_limit`, `max_memory_clients`, `unauthenticated_max_args`, `unauthenticated_max_bulk`, `enable_debug_command`",
+                "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`, `timeout`, `client_output_buffer_limit`, `max_memory_clients`, `unauthenticated_max_args`, `unauthenticated_max_bulk`, `enable_debug_command`, `tls_listen`, `tls`, `protected_mode`",
                 "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local, other)",
                 "k.toml: namespaces[0].mirror: no backend named 'gone' (defined: local, other)",
                 "k.toml: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])",

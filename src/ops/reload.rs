@@ -18,6 +18,7 @@ use crate::proxy::router::Router;
 use crate::server::acl::Users;
 use crate::server::settings::Settings;
 use crate::server::shared::Shared;
+use crate::server::tls::Acceptor;
 use crate::wire::metrics::metrics;
 
 /// Built backends by name, with the settings they were built from.
@@ -99,6 +100,15 @@ pub fn settings_of(config: &Config) -> Settings {
             &config.users,
             config.server.password.as_deref(),
         )),
+        tls: config.server.tls_listen.as_ref().and_then(|_| {
+            config
+                .server
+                .tls
+                .build()
+                .map_err(|e| error!(problem = %e, "TLS for clients cannot start"))
+                .ok()
+                .map(Acceptor)
+        }),
     }
 }
 

@@ -29,8 +29,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::Decoder;
 use tracing::{debug, error};
@@ -44,6 +42,7 @@ use crate::server::admin;
 use crate::server::clients::{Client, ClientState, Details};
 use crate::server::limits::{self, Usage};
 use crate::server::shared::Shared;
+use crate::server::stream::ClientStream;
 use crate::wire::command::{self, BLOCKING, CommandSpec, KEYSPACE, LOCAL, PUBSUB, TX};
 use crate::wire::error::CmdError;
 use crate::wire::limit::OutputLimit;
@@ -133,7 +132,7 @@ impl Segments {
 
 pub struct Connection {
     /// Taken by `run` for its lifetime.
-    stream: Option<TcpStream>,
+    stream: Option<ClientStream>,
     shared: Arc<Shared>,
     state: ClientState,
     codec: RequestCodec,
@@ -170,7 +169,7 @@ fn limit_broken() -> Ended {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, peer: SocketAddr, id: u64, shared: Arc<Shared>) -> Self {
+    pub fn new(stream: ClientStream, peer: SocketAddr, id: u64, shared: Arc<Shared>) -> Self {
         let config = shared.settings.load();
         let server = &config.server;
         let codec = RequestCodec::new(server.max_bulk_len.0 as usize).unauthenticated_bounds(
@@ -393,7 +392,7 @@ impl Connection {
     /// close (a caught panic, or the client left while blocked).
     async fn run_requests(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut ClientStream,
         requests: Vec<(Request, Option<&'static CommandSpec>)>,
         out: &mut BytesMut,
     ) -> Result<bool, Ended> {
@@ -412,7 +411,7 @@ impl Connection {
             let mut batch = CatchUnwind(Box::pin(self.run_batch(requests, out, None)));
             tokio::select! {
                 r = &mut batch => r,
-                gone = client_gone(stream) => {
+                gone = stream.gone() => {
                     if gone {
                         return Ok(false);
                     }
@@ -444,7 +443,7 @@ impl Connection {
     /// Writes `out` to the client, holding it to its class's output limit
     /// while the client does not read: past the hard limit, or past the
     /// soft limit for its seconds, the client is closed, as Redis closes it.
-    async fn write_out(&mut self, stream: &mut TcpStream, out: &[u8]) -> Result<(), Ended> {
+    async fn write_out(&mut self, stream: &mut ClientStream, out: &[u8]) -> Result<(), Ended> {
         let (limit, name) = self.output_limit();
         let me = &self.state.registered.client;
         let mut written = 0;
@@ -497,7 +496,7 @@ impl Connection {
     async fn written_if_large(
         &mut self,
         out: &mut BytesMut,
-        writer: &mut Option<&mut TcpStream>,
+        writer: &mut Option<&mut ClientStream>,
     ) -> Result<(), Ended> {
         if out.len() >= FLUSH_AT {
             if let Some(stream) = writer.as_deref_mut() {
@@ -523,7 +522,7 @@ impl Connection {
         &mut self,
         requests: Vec<(Request, Option<&'static CommandSpec>)>,
         out: &mut BytesMut,
-        mut writer: Option<&mut TcpStream>,
+        mut writer: Option<&mut ClientStream>,
     ) -> Result<(), Ended> {
         self.shared
             .stats
@@ -798,13 +797,6 @@ impl Drop for Unblock<'_> {
     fn drop(&mut self) {
         self.0.blocked.store(false, Ordering::Relaxed);
     }
-}
-
-/// Completes with true when the client closed its connection, or false
-/// when it sent more data (which stays unread for the next batch).
-async fn client_gone(stream: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    !matches!(stream.peek(&mut b).await, Ok(n) if n > 0)
 }
 
 /// The next message of a subscribed client (only polled when subscribed).

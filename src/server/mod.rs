@@ -20,6 +20,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::proxy::router::Router;
 use crate::server::connection::Connection;
 use crate::server::settings::Settings;
+use crate::server::stream::{ClientStream, TlsClient};
 use crate::wire::metrics::metrics;
 
 pub mod acl;
@@ -29,6 +30,8 @@ pub mod connection;
 pub mod limits;
 pub mod settings;
 pub mod shared;
+pub mod stream;
+pub mod tls;
 
 use shared::{Shared, Stats};
 pub mod slowlog;
@@ -38,7 +41,36 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Server {
     listener: TcpListener,
+    /// `tls_listen`'s listener, when TLS is on.
+    tls_listener: Option<TcpListener>,
     shared: Arc<Shared>,
+}
+
+/// Redis's reply to a client from another host while protected mode is on.
+const DENIED: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+async fn bind_addr(listen: &str) -> std::io::Result<TcpListener> {
+    let addr = tokio::net::lookup_host(listen)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("invalid listen address '{listen}'"),
+            )
+        })?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
+/// The next client of an optional listener (never, without one).
+async fn accept(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Server {
@@ -50,21 +82,16 @@ impl Server {
         router: Router,
         metrics_addr: Option<SocketAddr>,
     ) -> std::io::Result<Server> {
-        let listen = &settings.server.listen;
-        let addr = tokio::net::lookup_host(listen.as_str())
-            .await
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("invalid listen address '{listen}'"),
-                )
-            })?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let listener = bind_addr(&settings.server.listen).await?;
         let local_addr = listener.local_addr()?;
+        let tls_listener = match &settings.server.tls_listen {
+            Some(t) => Some(bind_addr(t).await?),
+            None => None,
+        };
+        let tls_local_addr = match &tls_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let slowlog = slowlog::SlowLog::new(
             settings.server.slowlog_log_slower_than,
             settings.server.slowlog_max_len,
@@ -78,6 +105,7 @@ impl Server {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             local_addr,
+            tls_local_addr,
             metrics_addr,
             next_client_id: AtomicU64::new(1),
             clients: Default::default(),
@@ -85,7 +113,11 @@ impl Server {
             acl_log: Default::default(),
             stop: watch::Sender::new(false),
         });
-        Ok(Server { listener, shared })
+        Ok(Server {
+            listener,
+            tls_listener,
+            shared,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -103,13 +135,18 @@ impl Server {
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
         info!(addr = %self.shared.local_addr, "keyway listening");
+        if let Some(a) = self.shared.tls_local_addr {
+            info!(addr = %a, "keyway listening for TLS clients");
+        }
+        self.warn_if_open();
         loop {
             let accepted = tokio::select! {
                 _ = &mut shutdown => break,
-                a = self.listener.accept() => a,
+                a = self.listener.accept() => a.map(|(s, _)| (s, false)),
+                a = accept(self.tls_listener.as_ref()) => a.map(|(s, _)| (s, true)),
             };
             match accepted {
-                Ok((stream, _)) => self.admit(stream, &done_tx),
+                Ok((stream, tls)) => self.admit(stream, tls, &done_tx),
                 Err(e) => {
                     // Typically out of file descriptors: back off rather than spin.
                     warn!(error = %e, "accept failed");
@@ -118,6 +155,7 @@ impl Server {
             }
         }
         drop(self.listener);
+        drop(self.tls_listener);
         info!("shutting down: finishing in-flight commands");
         self.shared.stop.send_replace(true);
         drop(done_tx);
@@ -129,9 +167,28 @@ impl Server {
         }
     }
 
-    fn admit(&self, stream: TcpStream, done: &mpsc::Sender<()>) {
+    /// Says at start what protected mode does for this listener.
+    fn warn_if_open(&self) {
+        let settings = self.shared.settings.load();
+        let local = self.shared.local_addr.ip().is_loopback();
+        if !local && settings.users.open() {
+            if settings.server.protected_mode {
+                warn!(
+                    "protected mode: the default user has no password, so clients from other hosts are refused; \
+                     set server.password or [[users]], or protected_mode = false to let anyone in"
+                );
+            } else {
+                warn!(
+                    "protected_mode = false and the default user has no password: anyone who can reach keyway may use it"
+                );
+            }
+        }
+    }
+
+    fn admit(&self, stream: TcpStream, tls: bool, done: &mpsc::Sender<()>) {
         let shared = self.shared.clone();
-        let max = shared.settings.load().server.max_clients;
+        let settings = shared.settings.load();
+        let max = settings.server.max_clients;
         if shared.stats.connected.load(Ordering::Relaxed) >= max {
             shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
             metrics().connections_rejected.inc();
@@ -143,6 +200,17 @@ impl Server {
             });
             return;
         }
+        // Protected mode, after the client count as in Redis.
+        let foreign = stream.peer_addr().is_ok_and(|p| !p.ip().is_loopback());
+        if foreign && settings.server.protected_mode && settings.users.open() {
+            shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            metrics().connections_rejected.inc();
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let _ = stream.write_all(DENIED.as_bytes()).await;
+            });
+            return;
+        }
         let _ = stream.set_nodelay(true);
         metrics().connections_total.inc();
         shared
@@ -150,7 +218,7 @@ impl Server {
             .connections_total
             .fetch_add(1, Ordering::Relaxed);
         let admitted = Admitted::new(shared);
-        tokio::spawn(client(stream, admitted, done.downgrade()));
+        tokio::spawn(client(stream, tls, admitted, done.downgrade()));
     }
 }
 
@@ -180,7 +248,7 @@ impl Drop for Admitted {
 /// small future (no Connection, buffers, span or shutdown watch), because
 /// many clients connect and then sit idle in a pool. Shutdown does not wait
 /// for such a client; it ends with the process.
-async fn client(stream: TcpStream, admitted: Admitted, done: mpsc::WeakSender<()>) {
+async fn client(stream: TcpStream, tls: bool, admitted: Admitted, done: mpsc::WeakSender<()>) {
     // Peek rather than readable(): a new socket reports ready once before
     // any data came. poll_peek keeps no waiter state in this future.
     let first = poll_fn(|cx| {
@@ -207,7 +275,7 @@ async fn client(stream: TcpStream, admitted: Admitted, done: mpsc::WeakSender<()
     };
     // Only a box is kept across this await, so that the idle stage above
     // (one per idle client) holds little more than the socket.
-    if let Some(session) = first.and_then(|_| session(stream, &admitted.0, done)) {
+    if let Some(session) = first.and_then(|_| session(stream, tls, &admitted.0, done)) {
         session.await;
     }
     drop(admitted);
@@ -217,6 +285,7 @@ async fn client(stream: TcpStream, admitted: Admitted, done: mpsc::WeakSender<()
 /// stopping (or stopped) or the client already went away.
 fn session(
     stream: TcpStream,
+    tls: bool,
     shared: &Arc<Shared>,
     done: mpsc::WeakSender<()>,
 ) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
@@ -229,6 +298,17 @@ fn session(
     let peer = stream.peer_addr().ok()?;
     let id = shared.next_client_id();
     let span = info_span!("client", id, %peer);
+    let stream = if tls {
+        // The configuration of the moment: a reload's new certificate is
+        // for the clients that come after it.
+        let config = shared.settings.load().tls.clone()?;
+        let tls = rustls::ServerConnection::new(config.0)
+            .map_err(|e| warn!(error = %e, "TLS session cannot start"))
+            .ok()?;
+        ClientStream::Tls(Box::new(TlsClient::new(stream, tls)))
+    } else {
+        ClientStream::Plain(stream)
+    };
     let conn = Connection::new(stream, peer, id, shared.clone());
     Some(Box::pin(
         async move {

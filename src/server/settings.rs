@@ -17,6 +17,9 @@ pub struct Settings {
     pub max_memory: (u64, &'static str),
     /// The users (`[[users]]`, and `default` from `password`).
     pub users: std::sync::Arc<crate::server::acl::Users>,
+    /// TLS for clients of `tls_listen`, from the files as they were read
+    /// at start or last reload; None without TLS (or when they failed).
+    pub tls: Option<crate::server::tls::Acceptor>,
 }
 
 /// Where keyway listens by default, and the default config's only namespace.
@@ -60,6 +63,13 @@ pub struct ServerConfig {
     /// Who may run DEBUG (Redis's enable-debug-command): no one, anyone,
     /// or clients connected over loopback.
     pub enable_debug_command: DebugCommand,
+    /// `host:port` to accept TLS clients on, beside `listen`.
+    pub tls_listen: Option<String>,
+    /// Certificate, key and client CAs for `tls_listen`.
+    pub tls: crate::server::tls::TlsSettings,
+    /// As Redis's protected-mode: while the default user has no password,
+    /// clients from other hosts get `-DENIED` and are closed.
+    pub protected_mode: bool,
 }
 
 /// Redis's enable-debug-command values.
@@ -88,6 +98,9 @@ impl Default for ServerConfig {
             unauthenticated_max_args: crate::wire::protocol::UNAUTH_MAX_ARGS,
             unauthenticated_max_bulk: ByteSize(crate::wire::protocol::UNAUTH_MAX_BULK as u64),
             enable_debug_command: DebugCommand::No,
+            tls_listen: None,
+            tls: Default::default(),
+            protected_mode: true,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Shared {
     pub started: Instant,
     pub started_unix: u64,
     pub local_addr: SocketAddr,
+    /// Where `tls_listen` bound, when TLS is on.
+    pub tls_local_addr: Option<SocketAddr>,
     /// Where `[server] metrics_listen` bound, if set.
     pub metrics_addr: Option<SocketAddr>,
     pub(super) next_client_id: AtomicU64,

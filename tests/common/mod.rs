@@ -52,8 +52,14 @@ impl Keyway {
         kw
     }
 
-    pub async fn with_config(mut config: Config) -> Keyway {
-        config.server.listen = "127.0.0.1:0".into();
+    pub async fn with_config(config: Config) -> Keyway {
+        Keyway::with_config_at(config, "127.0.0.1:0").await
+    }
+
+    /// Starts keyway listening on `listen` (`0.0.0.0:0` to be reached from
+    /// other addresses of this host).
+    pub async fn with_config_at(mut config: Config, listen: &str) -> Keyway {
+        config.server.listen = listen.into();
         let instance = Instance::bind(config).await.expect("bind");
         let addr = instance.local_addr();
         let shared = instance.shared();
@@ -805,6 +811,77 @@ pub fn test_certs(dir: &std::path::Path) {
         "-extfile",
         "ext.cnf",
     ]);
+}
+
+/// A client certificate (client.crt, client.key) signed by the CA that
+/// `test_certs` made in `dir`.
+pub fn client_cert(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+        "-subj",
+        "/CN=keyway test client",
+    ]);
+    // Extensions make it X.509 v3, which TLS libraries require.
+    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "client.cnf",
+    ]);
+}
+
+/// An address of this host other than loopback, to connect from as
+/// another host would.
+pub fn outside_address() -> std::net::IpAddr {
+    let udp = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp");
+    // No packet is sent: connecting only picks the route's source address.
+    if udp.connect("203.0.113.1:9").is_ok() {
+        if let Ok(a) = udp.local_addr() {
+            if !a.ip().is_loopback() && !a.ip().is_unspecified() {
+                return a.ip();
+            }
+        }
+    }
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .expect("hostname -I");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+        .find(|a| a.is_ipv4() && !a.is_loopback())
+        .expect("this host has an address other than loopback")
 }
 
 /// redis-server arguments for TLS with the certificates `test_certs` made
