@@ -4,7 +4,7 @@
 # commands) for SECONDS, then the differential fuzzer (the same random
 # commands to keyway's memory backend and to a redis-server) for COMMANDS.
 #
-#   bash scripts/fuzz.sh [SECONDS] [COMMANDS] [TARGET...]
+#   bash scripts/fuzz.sh [SECONDS] [COMMANDS] [TARGET...|none]
 #
 # Defaults: 300 seconds per target, 1,000,000 differential commands, all
 # targets. Corpora grow in fuzz/corpus/ (not committed); start from
@@ -43,9 +43,11 @@ commands="${2:-1000000}"
 shift $(( $# > 2 ? 2 : $# ))
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${targets_all[@]}")
+# `none`: only the differential fuzzer.
+[ "${targets[*]}" = none ] && targets=()
 
 status=0
-for t in "${targets[@]}"; do
+for t in "${targets[@]+"${targets[@]}"}"; do
   mkdir -p "fuzz/corpus/$t"
   [ -d "fuzz/seeds/$t" ] && cp -n "fuzz/seeds/$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
   echo "== $t: $seconds s"

@@ -263,14 +263,10 @@ async fn what_memcached_cannot_do_is_refused_by_name() {
             "LPUSH l a",
             "-ERR 'LPUSH' is not supported by namespace 'cache' (memcached backend)\r\n",
         ),
-        (
-            "KEYS *",
-            "-ERR 'KEYS' is not supported by namespace 'cache' (memcached backend)\r\n",
-        ),
-        (
-            "SCAN 0",
-            "-ERR 'SCAN' is not supported by namespace 'cache' (memcached backend)\r\n",
-        ),
+        // memcached cannot list its keys: the keyspace leaves it out.
+        ("KEYS *", "*0\r\n"),
+        ("SCAN 0", "*2\r\n$1\r\n0\r\n*0\r\n"),
+        ("DBSIZE", ":0\r\n"),
         (
             "SUBSCRIBE ch",
             "-ERR 'SUBSCRIBE' is not supported by namespace 'cache' (memcached backend)\r\n",
@@ -475,4 +471,60 @@ async fn merged_batches_answer_each_client() {
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+/// A namespace on memcached cannot be listed: KEYS, SCAN, DBSIZE and
+/// RANDOMKEY leave it out instead of failing for every client; a SCAN of a
+/// small keyspace over several backends ends in one call (issue 19).
+#[tokio::test]
+async fn the_keyspace_leaves_out_what_memcached_cannot_list() {
+    let mc = MemcachedServer::start();
+    let kw = Keyway::with_toml(&format!(
+        "[backends.m]\ntype = \"memory\"\n[backends.m2]\ntype = \"memory\"\n\
+         [backends.mc]\ntype = \"memcached\"\nservers = [\"{}\"]\n\
+         [[namespaces]]\nname = \"rest\"\nprefix = \"\"\nbackend = \"m\"\n\
+         [[namespaces]]\nname = \"mcsess\"\nprefix = \"sess:\"\nbackend = \"mc\"\n\
+         [[namespaces]]\nname = \"other\"\nprefix = \"o:\"\nbackend = \"m2\"\n",
+        mc.addr()
+    ))
+    .await;
+    let mut c = kw.client().await;
+    for k in ["a", "b", "o:c", "sess:x"] {
+        let _: () = c.set(k, 1).await.unwrap();
+    }
+    let mut keys: Vec<String> = c.keys("*").await.unwrap();
+    keys.sort();
+    assert_eq!(keys, ["a", "b", "o:c"]);
+    let n: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(n, 3);
+    let k: String = redis::cmd("RANDOMKEY").query_async(&mut c).await.unwrap();
+    assert!(["a", "b", "o:c"].contains(&k.as_str()), "{k}");
+    // One SCAN call covers three keys over two listable backends.
+    let (cursor, mut found): (u64, Vec<String>) =
+        redis::cmd("SCAN").arg(0).query_async(&mut c).await.unwrap();
+    found.sort();
+    assert_eq!(
+        (cursor, found),
+        (0, vec!["a".into(), "b".into(), "o:c".into()])
+    );
+    // A pattern that only the memcached namespace could match.
+    let (cursor, found): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(0)
+        .arg("MATCH")
+        .arg("sess:*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!((cursor, found.len()), (0, 0));
+    let keys: Vec<String> = c.keys("o:*").await.unwrap();
+    assert_eq!(keys, ["o:c"]);
+    let info: String = redis::cmd("INFO")
+        .arg("keyway")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(
+        info.contains("namespace_mcsess:prefix=sess_,backend=mc,type=memcached,listed=no"),
+        "{info}"
+    );
 }

@@ -830,3 +830,62 @@ async fn scripts_load_on_every_redis_backend() {
     )
     .await;
 }
+
+/// A server restarted while keyway's connections to it sat idle: the
+/// first commands after it is back succeed, on the shared pipe and on the
+/// pooled connections of blocking commands (issue 19).
+#[tokio::test]
+async fn idle_connections_closed_by_a_restart_are_replaced_unseen() {
+    let mut s = setup().await;
+    let mut users = s.kw.raw().await;
+    assert_eq!(users.line("SET user:1 a").await, "+OK\r\n");
+    // Two pooled connections for blocking commands.
+    for _ in 0..2 {
+        users
+            .send(&common::resp(&["BLPOP", "user:l", "0.01"]))
+            .await;
+        assert_eq!(users.reply().await, b"*-1\r\n");
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s.r1.kill();
+    s.r1.restart();
+    let mut direct = s.r1.direct().await;
+    let _: () = redis::cmd("PING").query_async(&mut direct).await.unwrap();
+    // Long enough for keyway to see its idle connections closed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(users.line("SET user:1 b").await, "+OK\r\n");
+    for _ in 0..2 {
+        users
+            .send(&common::resp(&["BLPOP", "user:l", "0.01"]))
+            .await;
+        assert_eq!(
+            String::from_utf8_lossy(&users.reply().await),
+            "*-1\r\n",
+            "a pooled connection closed by the restart was used"
+        );
+    }
+    users
+        .send(&common::resp(&["XADD", "user:s", "1-1", "f", "v"]))
+        .await;
+    assert_eq!(users.reply().await, b"$3\r\n1-1\r\n");
+}
+
+/// WATCH, then a transaction of PING only: EXEC runs it (issue 19).
+#[tokio::test]
+async fn a_watched_transaction_of_local_commands_runs() {
+    let s = setup().await;
+    let mut c = s.kw.raw().await;
+    for (cmd, want) in [
+        ("WATCH user:k", "+OK\r\n"),
+        ("MULTI", "+OK\r\n"),
+        ("PING", "+QUEUED\r\n"),
+        ("EXEC", "*1\r\n+PONG\r\n"),
+        ("WATCH user:k", "+OK\r\n"),
+        ("MULTI", "+OK\r\n"),
+        ("PING", "+QUEUED\r\n"),
+        ("ECHO hi", "+QUEUED\r\n"),
+        ("EXEC", "*2\r\n+PONG\r\n$2\r\nhi\r\n"),
+    ] {
+        c.check(cmd, want).await;
+    }
+}

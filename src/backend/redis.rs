@@ -424,10 +424,17 @@ pub(super) async fn dedicated(
     keep: usize,
     cmd: &Command,
 ) -> Result<Reply, String> {
-    let reused = idle
-        .lock()
-        .ok()
-        .and_then(|mut idle| idle[cmd.resp3 as usize].pop());
+    // An idle connection the server closed meanwhile (it restarted) is
+    // dropped here, before the command is written on it.
+    let reused = idle.lock().ok().and_then(|mut idle| {
+        let pool = &mut idle[cmd.resp3 as usize];
+        while let Some(mut c) = pool.pop() {
+            if !c.is_stale() {
+                return Some(c);
+            }
+        }
+        None
+    });
     let mut conn = match reused {
         Some(c) => c,
         None => endpoint.connect(cmd.resp3).await?,

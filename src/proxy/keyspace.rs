@@ -149,7 +149,7 @@ async fn keys(router: &Router, pattern: &Bytes, view: &dyn Visible) -> CmdResult
     for ns in router
         .namespaces
         .iter()
-        .filter(|ns| view.namespace(ns, false))
+        .filter(|ns| view.namespace(ns, false) && enumerable(ns) && reachable(ns, client))
     {
         let (bp, applied) = backend_pattern(ns, client);
         let found = bulk_items(call(ns, "keys", vec![bytes("KEYS"), bp]).await?);
@@ -164,62 +164,88 @@ async fn keys(router: &Router, pattern: &Bytes, view: &dyn Visible) -> CmdResult
     Ok(Reply::Array(out))
 }
 
+/// Whether SCAN, KEYS, DBSIZE and RANDOMKEY can list the namespace's keys:
+/// a backend that cannot enumerate them (memcached) is left out, as
+/// README's Limits says, rather than failing the whole keyspace.
+pub fn enumerable(ns: &Namespace) -> bool {
+    ns.backend.supports(command::known("scan"))
+}
+
+/// Whether a key matching `pattern` can belong to `ns`: the pattern's
+/// literal start and the namespace's prefix must agree as far as both go.
+fn reachable(ns: &Namespace, pattern: Option<&Bytes>) -> bool {
+    let Some(p) = pattern else {
+        return true;
+    };
+    let end = p
+        .iter()
+        .position(|c| matches!(c, b'*' | b'?' | b'[' | b'\\'))
+        .unwrap_or(p.len());
+    let literal = &p[..end];
+    let n = literal.len().min(ns.prefix.len());
+    literal[..n] == ns.prefix[..n]
+}
+
+/// SCAN over the namespaces in turn: the cursor's top bits say which. A
+/// namespace whose scan ends with room left in COUNT hands over to the
+/// next in the same call; namespaces the client may not see, that cannot
+/// be listed, or that MATCH cannot reach are stepped over.
 async fn scan(router: &Router, args: &[Bytes], view: &dyn Visible) -> CmdResult {
     let sa = parse_scan(args, 1, true)?;
-    let mut index = (sa.cursor >> NS_SHIFT) as usize;
-    // A namespace the client may not see is stepped over.
-    while router
-        .namespaces
-        .get(index)
-        .is_some_and(|ns| !view.namespace(ns, false))
-    {
-        index += 1;
-    }
-    let Some(ns) = router.namespaces.get(index) else {
-        return Ok(scan_reply(0, Vec::new()));
-    };
-    let cursor = if index == (sa.cursor >> NS_SHIFT) as usize {
-        sa.cursor & INNER_MASK
-    } else {
-        0
-    };
-    let (bp, applied) = backend_pattern(ns, sa.pattern.as_ref());
-    let mut sub = vec![
-        bytes("SCAN"),
-        bytes(&cursor.to_string()),
-        bytes("MATCH"),
-        bp,
-        bytes("COUNT"),
-        bytes(&sa.count.to_string()),
-    ];
-    if let Some(t) = &sa.type_ {
-        sub.extend([bytes("TYPE"), t.clone()]);
-    }
-    let Some((inner, found)) = scan_parts(call(ns, "scan", sub).await?) else {
-        return Err(CmdError::msg("ERR unexpected SCAN reply from backend"));
-    };
-    let found = bulk_items(found);
-    if inner > INNER_MASK {
-        return Err(CmdError::msg(format!(
-            "ERR backend of namespace '{}' returned a SCAN cursor keyway cannot encode",
-            ns.name
-        )));
-    }
-    let next = if inner != 0 {
-        ((index as u64) << NS_SHIFT) | inner
-    } else if index + 1 < router.namespaces.len() {
-        ((index + 1) as u64) << NS_SHIFT
-    } else {
-        0
-    };
     let pattern = sa.pattern.as_ref();
-    let keys = owned(router, ns, found)
-        .into_iter()
-        .filter(|k| applied || pattern.is_none_or(|p| glob_match(p, k)))
-        .filter(|k| view.name(ns, k, false))
-        .map(Reply::Bulk)
-        .collect();
-    Ok(scan_reply(next, keys))
+    let wanted =
+        |ns: &Namespace| view.namespace(ns, false) && enumerable(ns) && reachable(ns, pattern);
+    let mut index = (sa.cursor >> NS_SHIFT) as usize;
+    let mut cursor = sa.cursor & INNER_MASK;
+    let mut keys = Vec::new();
+    loop {
+        while router.namespaces.get(index).is_some_and(|ns| !wanted(ns)) {
+            index += 1;
+            cursor = 0;
+        }
+        let Some(ns) = router.namespaces.get(index) else {
+            return Ok(scan_reply(0, keys));
+        };
+        let (bp, applied) = backend_pattern(ns, pattern);
+        let mut sub = vec![
+            bytes("SCAN"),
+            bytes(&cursor.to_string()),
+            bytes("MATCH"),
+            bp,
+            bytes("COUNT"),
+            bytes(&sa.count.to_string()),
+        ];
+        if let Some(t) = &sa.type_ {
+            sub.extend([bytes("TYPE"), t.clone()]);
+        }
+        let Some((inner, found)) = scan_parts(call(ns, "scan", sub).await?) else {
+            return Err(CmdError::msg("ERR unexpected SCAN reply from backend"));
+        };
+        if inner > INNER_MASK {
+            return Err(CmdError::msg(format!(
+                "ERR backend of namespace '{}' returned a SCAN cursor keyway cannot encode",
+                ns.name
+            )));
+        }
+        keys.extend(
+            owned(router, ns, bulk_items(found))
+                .into_iter()
+                .filter(|k| applied || pattern.is_none_or(|p| glob_match(p, k)))
+                .filter(|k| view.name(ns, k, false))
+                .map(Reply::Bulk),
+        );
+        if inner != 0 {
+            return Ok(scan_reply(((index as u64) << NS_SHIFT) | inner, keys));
+        }
+        // This namespace is done: the next one, now if COUNT has room.
+        index += 1;
+        cursor = 0;
+        if keys.len() >= sa.count {
+            let more = router.namespaces[index..].iter().any(|ns| wanted(ns));
+            let next = if more { (index as u64) << NS_SHIFT } else { 0 };
+            return Ok(scan_reply(next, keys));
+        }
+    }
 }
 
 /// Every key of a namespace, as (client key, backend key), walking its
@@ -263,7 +289,7 @@ async fn dbsize(router: &Router, view: &dyn Visible) -> CmdResult {
     for ns in router
         .namespaces
         .iter()
-        .filter(|ns| view.namespace(ns, false))
+        .filter(|ns| view.namespace(ns, false) && enumerable(ns))
     {
         total += if view.whole(ns, false) {
             namespace_size(router, ns).await?
@@ -336,7 +362,7 @@ async fn randomkey(router: &Router, view: &dyn Visible) -> CmdResult {
     let start = random_below(n as u64) as usize;
     for i in 0..n {
         let ns = &router.namespaces[(start + i) % n];
-        if !view.namespace(ns, false) {
+        if !view.namespace(ns, false) || !enumerable(ns) {
             continue;
         }
         if !view.whole(ns, false) {

@@ -243,7 +243,10 @@ impl Transaction {
             // No backend command (empty, or only PING/ECHO): the watched
             // keys still decide.
             let reply = match watching {
-                Some(mut w) => exec_on_session(&mut *w.session, Vec::new(), resp3).await,
+                Some(mut w) => {
+                    let splices = !q.local.is_empty();
+                    exec_on_session(&mut *w.session, Vec::new(), resp3, splices).await
+                }
                 None => Reply::Array(Vec::new()),
             };
             return splice(reply, q.local);
@@ -308,9 +311,20 @@ fn wrap(commands: Vec<Command>, resp3: bool) -> Vec<Command> {
     batch
 }
 
-async fn exec_on_session(session: &mut dyn Session, commands: Vec<Command>, resp3: bool) -> Reply {
+/// Runs MULTI, `commands`, EXEC on a watching session; EXEC's reply is
+/// structured (not passed through raw) when keyway must splice into it.
+async fn exec_on_session(
+    session: &mut dyn Session,
+    commands: Vec<Command>,
+    resp3: bool,
+    inspect: bool,
+) -> Reply {
+    let mut batch = wrap(commands, resp3);
+    if let Some(exec) = batch.last_mut() {
+        exec.inspect = inspect;
+    }
     session
-        .execute(wrap(commands, resp3))
+        .execute(batch)
         .await
         .pop()
         .unwrap_or_else(|| Reply::error("ERR backend returned no reply"))

@@ -305,6 +305,22 @@ impl Conn {
         self.resp3
     }
 
+    /// Whether an idle connection is no longer usable: the server closed
+    /// it (a restart, its `timeout`), or sent something no command asked
+    /// for. Checked without waiting, before a command is written on it:
+    /// a command written on a closed connection would fail although the
+    /// server never saw it.
+    pub fn is_stale(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        let mut rb = tokio::io::ReadBuf::new(&mut byte);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        // Ready means end of stream, an error, or unasked-for bytes.
+        std::pin::Pin::new(&mut *self.io)
+            .poll_read(&mut cx, &mut rb)
+            .is_ready()
+    }
+
     /// Records a protocol switch (HELLO) the caller is sending.
     pub fn set_resp3(&mut self, resp3: bool) {
         self.resp3 = resp3;

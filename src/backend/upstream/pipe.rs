@@ -150,11 +150,22 @@ async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<J
                 open.inc();
                 endpoint.up.fetch_add(1, Ordering::Relaxed);
                 let recycle = demoted_at.is_none_or(|t| t.elapsed() >= RECYCLE_MIN);
+                let opened = Instant::now();
                 let ended = serve(conn, &mut backlog, &mut rx, &endpoint, recycle).await;
                 open.dec();
                 endpoint.up.fetch_sub(1, Ordering::Relaxed);
                 match ended {
                     Ended::Failed(reason) => reason,
+                    // Closed while nothing was owed (the server's timeout,
+                    // a restart): no caller lost anything, so a new
+                    // connection is opened at once, and jobs that come
+                    // meanwhile wait for it. One closed as soon as it was
+                    // opened is a failure, with its backoff.
+                    Ended::Closed if opened.elapsed() >= RECYCLE_MIN => {
+                        debug!(backend = name, "upstream closed while idle; reconnecting");
+                        continue;
+                    }
+                    Ended::Closed => "connection closed by server".to_string(),
                     Ended::Dropped => return,
                     Ended::Demoted => {
                         // Every job written was answered; the backlog is
@@ -181,11 +192,18 @@ async fn run_pipe(endpoint: Arc<Endpoint>, resp3: bool, mut rx: mpsc::Receiver<J
         for job in backlog.drain(..) {
             job.fail(name, &reason);
         }
-        // Until the next attempt, jobs fail at once rather than wait.
-        let until = Instant::now() + backoff;
+        // Until the next attempt, jobs fail at once rather than wait; but
+        // a job that comes after the shortest backoff tries a connection
+        // itself (a server back from a restart serves it at once).
+        let failed_at = Instant::now();
+        let until = failed_at + backoff;
         loop {
             tokio::select! {
                 job = rx.recv() => match job {
+                    Some(job) if failed_at.elapsed() >= BACKOFF_MIN => {
+                        backlog.push_back(job);
+                        break;
+                    }
                     Some(job) => job.fail(name, &reason),
                     None => return,
                 },
@@ -202,6 +220,8 @@ enum Ended {
     Dropped,
     /// The connection failed; jobs written but unanswered were failed.
     Failed(String),
+    /// The server closed the connection while no reply was owed.
+    Closed,
     /// The server answered READONLY: after a failover it is a replica now
     /// (a DNS name such as a managed Redis's primary endpoint, or Sentinel,
     /// then leads to the new master). Every job written was answered.
@@ -242,6 +262,8 @@ async fn serve(
     // Set by the reader on READONLY: the writer writes nothing more, and the
     // reader ends once every job written is answered.
     let demoted = AtomicBool::new(false);
+    // Set by the reader when the server closed with nothing owed.
+    let mut closed_idle = false;
 
     let writer = async {
         let mut out = BytesMut::new();
@@ -377,7 +399,10 @@ async fn serve(
                     None => return None,
                 },
                 n = rd.read_buf(&mut buf) => match n {
-                    Ok(0) => return Some("connection closed by server".into()),
+                    Ok(0) => {
+                        closed_idle = queue.is_empty() && buf.is_empty();
+                        return Some("connection closed by server".into());
+                    }
                     Ok(_) => progress = Instant::now(),
                     Err(e) => return Some(io_reason(&e)),
                 },
@@ -415,6 +440,9 @@ async fn serve(
     };
     while let Ok(p) = prx.try_recv() {
         queue.push_back(p);
+    }
+    if queue.is_empty() && closed_idle {
+        return Ended::Closed;
     }
     for mut p in queue.drain(..) {
         p.answer(name, &reason);

@@ -168,14 +168,20 @@ pub(super) fn keyway_lines(shared: &Shared, router: &Router) -> Vec<String> {
     ];
     for ns in &router.namespaces {
         lines.push(format!(
-            "namespace_{}:prefix={},backend={},type={}",
+            "namespace_{}:prefix={},backend={},type={},listed={}",
             ns.name,
             ns.prefix
                 .escape_ascii()
                 .to_string()
                 .replace([',', ':'], "_"),
             ns.backend_name,
-            ns.backend.kind()
+            ns.backend.kind(),
+            // Whether KEYS, SCAN, DBSIZE and RANDOMKEY include its keys.
+            if crate::proxy::keyspace::enumerable(ns) {
+                "yes"
+            } else {
+                "no"
+            }
         ));
     }
     for (name, kind, health) in router.backends_health() {
