@@ -234,3 +234,26 @@ async fn the_lua_sandbox_refuses_what_redis_refuses() {
     // A script given as bytecode fails to compile, as text.
     compare(&[&[b"EVAL", b"\x1bLuaQ\x00\x01\x04", b"0"]]).await;
 }
+
+/// Found by the differential fuzzer's 1,000,000-command run: stream IDs
+/// are read as Redis's string2ull reads them (white space and a sign
+/// before the digits), and a geo score is turned into bits as C turns a
+/// double into an unsigned integer.
+#[tokio::test]
+async fn ids_and_geo_scores_are_read_as_c_reads_them() {
+    compare(&[
+        &[b"XADD", b"st", b"\t2", b"0-0", b"a", b"b", b"c"],
+        &[b"XADD", b"st", b"\t2", b"0-0", b"a", b"b"],
+        &[b"XADD", b"st", b" +3-1", b"a", b"b"],
+        &[b"XADD", b"st", b"-4-1", b"a", b"b"],
+        &[b"XADD", b"st", b" -4-1", b"a", b"b"],
+        &[b"XRANGE", b"st", b"-", b"+"],
+        &[
+            b"ZADD", b"g", b"-5", b"a", b"1e30", b"b", b"-1e30", b"c", b"3e15", b"d", b"9e18", b"e",
+        ],
+        &[b"GEOHASH", b"g", b"a", b"b", b"c", b"d", b"e"],
+        &[b"GEOPOS", b"g", b"a", b"c", b"e"],
+        &[b"GEODIST", b"g", b"a", b"d"],
+    ])
+    .await;
+}

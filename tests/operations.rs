@@ -334,7 +334,10 @@ async fn info_has_the_sections_dashboards_read() {
     assert!(get("used_memory").parse::<u64>().unwrap() > 0);
     assert!(get("total_commands_processed").parse::<u64>().unwrap() >= 1);
     assert_eq!(get("namespaces"), "2");
-    assert_eq!(get("namespace_app"), "prefix=,backend=main,type=redis,listed=yes");
+    assert_eq!(
+        get("namespace_app"),
+        "prefix=,backend=main,type=redis,listed=yes"
+    );
     assert!(
         get("backend_main").starts_with("type=redis,health=up ("),
         "{}",

@@ -115,13 +115,33 @@ fn decode(long_r: Range, lat_r: Range, h: Hash) -> Area {
     }
 }
 
+/// C's `(uint64_t)` of a double as x86-64 computes it, which Redis applies
+/// to any score, not only ones GEOADD wrote: negative values wrap, values
+/// out of range give 2^63 or 0. Rust's `as` would saturate instead.
+fn c_u64(x: f64) -> u64 {
+    const TWO63: f64 = 9_223_372_036_854_775_808.0;
+    const INDEFINITE: u64 = 0x8000_0000_0000_0000;
+    let signed = |v: f64| {
+        if v.is_nan() || !(-TWO63..TWO63).contains(&v) {
+            INDEFINITE
+        } else {
+            (v as i64) as u64
+        }
+    };
+    if x < TWO63 {
+        signed(x)
+    } else {
+        signed(x - TWO63) ^ INDEFINITE
+    }
+}
+
 /// A score's position: the centre of its cell.
 fn position(score: f64) -> (f64, f64) {
     let a = decode(
         WGS84_LONG,
         WGS84_LAT,
         Hash {
-            bits: score as u64,
+            bits: c_u64(score),
             step: STEP_MAX,
         },
     );
@@ -771,6 +791,16 @@ pub fn georadiusbymember_ro(s: &Store, a: &[Bytes]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scores_convert_as_c_converts_them() {
+        assert_eq!(c_u64(1.5), 1);
+        assert_eq!(c_u64(-1.0), u64::MAX);
+        assert_eq!(c_u64(-1e30), 0x8000_0000_0000_0000);
+        assert_eq!(c_u64(1e19), 10_000_000_000_000_000_000);
+        assert_eq!(c_u64(1e30), 0);
+        assert_eq!(c_u64(f64::NAN), 0);
+    }
 
     #[test]
     fn bits_interleave_and_come_apart() {

@@ -41,11 +41,26 @@ impl Kind for Stream {
     }
 }
 
+/// A part of a stream ID as Redis's `string2ull` reads it: a plain
+/// integer (negative refused), or else what C's `strtoull` takes whole
+/// (leading white space, a sign; `-n` wraps), out of range refused.
 pub(super) fn digits(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+    if let Some(n) = crate::wire::protocol::parse_i64(b) {
+        return u64::try_from(n).ok();
+    }
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))?;
+    let mut rest = b.get(start..)?;
+    let negative = rest.first() == Some(&b'-');
+    if matches!(rest.first(), Some(b'+' | b'-')) {
+        rest = rest.get(1..)?;
+    }
+    if rest.is_empty() || !rest.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(b).ok()?.parse().ok()
+    let n: u64 = std::str::from_utf8(rest).ok()?.parse().ok()?;
+    Some(if negative { n.wrapping_neg() } else { n })
 }
 
 /// Parses `ms[-seq]`: a missing sequence is `missing_seq`; `-` and `+`
