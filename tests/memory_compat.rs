@@ -4,38 +4,14 @@
 
 mod common;
 
-use common::{Keyway, Raw, RedisServer};
-
-/// A RESP request of binary arguments.
-fn request(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
+use common::{Keyway, RedisServer, same_replies};
 
 async fn compare(commands: &[&[&[u8]]]) {
     let redis = RedisServer::start();
     let kw = Keyway::start().await;
-    let mut r = Raw(tokio::net::TcpStream::connect(("127.0.0.1", redis.port))
-        .await
-        .unwrap());
+    let mut r = redis.raw().await;
     let mut k = kw.raw().await;
-    for args in commands {
-        r.send(&request(args)).await;
-        k.send(&request(args)).await;
-        let (want, got) = (r.reply().await, k.reply().await);
-        let shown: Vec<String> = args.iter().map(|a| a.escape_ascii().to_string()).collect();
-        assert_eq!(
-            got.escape_ascii().to_string(),
-            want.escape_ascii().to_string(),
-            "{}",
-            shown.join(" ")
-        );
-    }
+    same_replies(&mut r, &mut k, commands).await;
 }
 
 #[tokio::test]

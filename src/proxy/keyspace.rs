@@ -71,6 +71,7 @@ pub async fn execute(
         "randomkey" => randomkey(router, view).await,
         "flushdb" | "flushall" => flush(router, args, view).await,
         "script" => script(router, args).await,
+        "function" => function(router, args).await,
         "pubsub" => pubsub(router, args, view).await,
         _ => Err(CmdError::msg(format!(
             "ERR '{}' is not a keyspace command",
@@ -544,6 +545,49 @@ async fn script(router: &Router, args: &[Bytes]) -> CmdResult {
         return exists_everywhere(replies);
     }
     // Any failure wins: a script that did not load everywhere must say so.
+    let first_error = replies.iter().position(Result::is_err);
+    replies.swap_remove(first_error.unwrap_or(0))
+}
+
+/// FUNCTION manages libraries on every backend that runs them, once per
+/// backend, as SCRIPT does, so that FCALL finds a library whichever backend
+/// its keys live on. A shared server where scripts are refused (namespaces
+/// told apart only by key prefixes) is left alone: a library there would be
+/// every tenant's. Reads (LIST, DUMP, STATS, HELP) answer as the first
+/// backend does; KILL is OK where any backend was running a function;
+/// changes (LOAD, DELETE, FLUSH, RESTORE) run everywhere and the first
+/// failure wins.
+async fn function(router: &Router, args: &[Bytes]) -> CmdResult {
+    let fcall = command::known("fcall");
+    let mut targets: Vec<&Arc<Namespace>> = Vec::new();
+    for ns in &router.namespaces {
+        if ns.backend.supports(fcall)
+            && ns.scripts_refused.is_none()
+            && !targets.iter().any(|t| t.backend_name == ns.backend_name)
+        {
+            targets.push(ns);
+        }
+    }
+    if targets.is_empty() {
+        return Err(CmdError::msg(
+            "ERR 'FUNCTION' needs a backend that runs functions (memory, redis) with scripts allowed; no namespace has one",
+        ));
+    }
+    let sub = &args[1];
+    let reads = ["LIST", "DUMP", "STATS", "HELP"];
+    if reads.iter().any(|r| is(sub, r)) {
+        return call(targets[0], "function", args.to_vec()).await;
+    }
+    let mut replies = Vec::with_capacity(targets.len());
+    for ns in targets {
+        replies.push(call(ns, "function", args.to_vec()).await);
+    }
+    if is(sub, "KILL") {
+        if replies.iter().any(Result::is_ok) {
+            return Ok(Reply::ok());
+        }
+        return replies.swap_remove(0);
+    }
     let first_error = replies.iter().position(Result::is_err);
     replies.swap_remove(first_error.unwrap_or(0))
 }

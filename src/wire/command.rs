@@ -295,6 +295,7 @@ table![
     ("flushall", -1, KEYSPACE | WRITE, N),
     // Sent to every backend that runs scripts.
     ("script", -2, KEYSPACE, N),
+    ("function", -2, KEYSPACE, N),
     // Strings.
     ("get", 2, READ, K1),
     ("set", -3, WRITE, K1),

@@ -15,6 +15,10 @@ pub enum CmdError {
     UnknownSubcommand { cmd: String, sub: String },
     #[error("ERR wrong number of arguments for '{0}' command")]
     WrongArity(String),
+    /// A subcommand's own argument check (Redis's
+    /// addReplySubcommandSyntaxError): `sub` as the client typed it.
+    #[error("ERR unknown subcommand or wrong number of arguments for '{sub}'. Try {cmd} HELP.")]
+    SubcommandSyntax { cmd: String, sub: String },
     #[error("ERR syntax error")]
     Syntax,
     #[error("ERR value is not an integer or out of range")]

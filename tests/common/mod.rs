@@ -188,6 +188,22 @@ impl Raw {
         })
     }
 
+    /// Reads until what arrived ends with `end`, for replies too deep for
+    /// [`Raw::reply`].
+    pub async fn read_until(&mut self, end: &[u8]) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut b = [0u8; 65536];
+        while !got.ends_with(end) {
+            let n = tokio::time::timeout(Duration::from_secs(10), self.0.read(&mut b))
+                .await
+                .expect("reply within 10 s")
+                .expect("read");
+            assert!(n > 0, "connection closed after {} bytes", got.len());
+            got.extend_from_slice(&b[..n]);
+        }
+        got
+    }
+
     /// Reads whatever arrives within `wait`, as text.
     pub async fn read_for(&mut self, wait: Duration) -> String {
         let mut got = Vec::new();
@@ -371,6 +387,13 @@ impl RedisServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// A raw connection straight to the server.
+    pub async fn raw(&self) -> Raw {
+        Raw(tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect to redis-server"))
     }
 
     /// A direct connection, bypassing keyway.
@@ -898,4 +921,32 @@ pub fn tls_args(dir: &std::path::Path) -> Vec<String> {
         "--tls-auth-clients".into(),
         "no".into(),
     ]
+}
+
+/// A RESP request of binary arguments.
+pub fn request(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Sends each command to redis-server (`r`) and to keyway (`k`) and
+/// asserts the replies are the same bytes.
+pub async fn same_replies(r: &mut Raw, k: &mut Raw, commands: &[&[&[u8]]]) {
+    for args in commands {
+        r.send(&request(args)).await;
+        k.send(&request(args)).await;
+        let (want, got) = (r.reply().await, k.reply().await);
+        let shown: Vec<String> = args.iter().map(|a| a.escape_ascii().to_string()).collect();
+        assert_eq!(
+            got.escape_ascii().to_string(),
+            want.escape_ascii().to_string(),
+            "{}",
+            shown.join(" ")
+        );
+    }
 }

@@ -176,7 +176,8 @@ impl Inner {
             return Reply::Nil;
         }
         let replies = self.everywhere(t, &cmd).await;
-        let kill = name == "script" && cmd.args.get(1).is_some_and(|s| is(s, "KILL"));
+        let kill =
+            matches!(name, "script" | "function") && cmd.args.get(1).is_some_and(|s| is(s, "KILL"));
         if kill && replies.iter().any(|r| !r.is_error()) {
             return Reply::ok();
         }
@@ -204,7 +205,8 @@ impl Inner {
                     .unwrap_or_else(Reply::from)
             }
             // FLUSHDB, FLUSHALL, SCRIPT LOAD (the same digest everywhere),
-            // SCRIPT FLUSH: every master answered alike.
+            // SCRIPT FLUSH, FUNCTION LOAD/LIST/DUMP (libraries loaded
+            // everywhere alike): every master answered alike.
             _ => replies
                 .into_iter()
                 .next()
@@ -390,7 +392,7 @@ pub(super) fn plan(
 pub(super) fn whole_keyspace(spec: &CommandSpec) -> bool {
     matches!(
         spec.name,
-        "dbsize" | "keys" | "scan" | "randomkey" | "flushdb" | "flushall" | "script"
+        "dbsize" | "keys" | "scan" | "randomkey" | "flushdb" | "flushall" | "script" | "function"
     )
 }
 

@@ -40,6 +40,36 @@ pub fn library(lua: &Lua) -> mlua::Result<Table> {
             p.document().map_err(|e| located(lua, e))
         })?,
     )?;
+    // lua-cjson's switch for reusing its encode buffer: output is the
+    // same either way, so only the setting is kept, and its argument
+    // checked as lua-cjson checks it.
+    let keep = std::cell::Cell::new(true);
+    t.set(
+        "encode_keep_buffer",
+        lua.create_function(move |lua, v: Value| {
+            match &v {
+                Value::Nil => {}
+                Value::Boolean(b) => keep.set(*b),
+                other => {
+                    let s = super::luaargs::check_string(lua, other, 1, "encode_keep_buffer")?;
+                    match &s.as_bytes()[..] {
+                        b"on" => keep.set(true),
+                        b"off" => keep.set(false),
+                        opt => {
+                            return Err(located(
+                                lua,
+                                format!(
+                                    "bad argument #1 to 'encode_keep_buffer' (invalid option '{}')",
+                                    String::from_utf8_lossy(opt)
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok(keep.get())
+        })?,
+    )?;
     t.set("null", null())?;
     Ok(t)
 }

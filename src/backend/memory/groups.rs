@@ -376,10 +376,10 @@ pub fn xautoclaim(s: &Store, a: &[Bytes]) -> CmdResult {
 }
 
 pub(super) fn sub_syntax(cmd: &str, sub: &[u8]) -> CmdError {
-    CmdError::msg(format!(
-        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {cmd} HELP.",
-        String::from_utf8_lossy(sub)
-    ))
+    CmdError::SubcommandSyntax {
+        cmd: cmd.into(),
+        sub: crate::wire::error::lossy(sub, 128),
+    }
 }
 
 pub(super) fn entries_read_arg(a: &[u8]) -> CmdResult<Option<u64>> {

@@ -12,6 +12,7 @@ mod bits;
 mod blocking;
 mod cjson;
 mod cmsgpack;
+mod functions;
 mod geo;
 mod groups;
 mod hashes;
@@ -19,8 +20,10 @@ mod hll;
 mod keys;
 mod lists;
 mod luaargs;
+mod luareply;
 mod node;
 mod pubsub;
+mod rdb;
 mod scripting;
 mod sets;
 mod sort;
@@ -221,6 +224,9 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("eval_ro", scripted, Script),
     ("evalsha_ro", scripted, Script),
     ("script", scripted, Script),
+    ("function", scripted, Script),
+    ("fcall", scripted, Script),
+    ("fcall_ro", scripted, Script),
     ("flushdb", keys::flushdb, Exclusive),
     ("flushall", keys::flushdb, Exclusive),
     // Hashes.
@@ -394,6 +400,7 @@ pub struct Memory {
     eviction: Eviction,
     evicted: std::sync::atomic::AtomicU64,
     scripts: scripting::Scripts,
+    functions: functions::Libraries,
 }
 
 pub struct MemoryBackend {
@@ -423,6 +430,7 @@ impl MemoryBackend {
                 eviction: config.eviction,
                 evicted: Default::default(),
                 scripts: Default::default(),
+                functions: Default::default(),
             }),
         }
     }

@@ -154,10 +154,7 @@ impl Hub {
                 .collect(),
             )),
             // CHANNELS with more than a pattern: Redis's own check.
-            _ => Err(CmdError::msg(format!(
-                "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
-                crate::wire::error::lossy(&a[1], 128)
-            ))),
+            _ => Err(super::groups::sub_syntax("PUBSUB", &a[1])),
         }
     }
 }

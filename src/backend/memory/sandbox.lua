@@ -5,7 +5,9 @@
 -- base functions that write tables raw (rawset, setmetatable) or hand out
 -- another environment (loadstring, load) are wrapped to respect guards.
 -- Binary chunks are parsed as text, so they fail as they do in Redis.
--- Returns the environment the script runs in.
+-- Returns the environment the script runs in, a function that changes
+-- what its globals are (a function library loads with only `redis` in
+-- sight, as in Redis, and runs with everything), and `guard`.
 
 local rawget, rawset, setmetatable, getmetatable = rawget, rawset, setmetatable, getmetatable
 local setfenv, type, error, tostring, next, ipairs = setfenv, type, error, tostring, next, ipairs
@@ -49,8 +51,9 @@ local strings = getmetatable("")
 strings.__index = rawget(G, "string")
 strings.__metatable = guard({ __index = rawget(G, "string") })
 
+local api = G
 local function lookup(_, k)
-  local v = rawget(G, k)
+  local v = rawget(api, k)
   if v == nil then
     error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
   end
@@ -125,4 +128,4 @@ rawset(G, "load", function(reader, name)
   return f, e
 end)
 
-return env
+return env, function(t) api = t end, guard

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Table, Value, Variadic, VmState};
 
 use super::Memory;
+use super::luareply::{from_lua, tagged, to_lua};
 use crate::backend::Command;
 use crate::backend::scope::Scope;
 use crate::wire::command::{self, BLOCKING, CommandSpec, KEYSPACE, LOCAL, PUBSUB, TX, WRITE};
@@ -40,7 +41,7 @@ const TIME_LIMIT: Duration = Duration::from_secs(5);
 /// Memory a script's Lua state may allocate.
 const MEMORY_LIMIT: usize = 256 * 1024 * 1024;
 /// Run before each script: Redis's sandbox (see the file).
-const SANDBOX: &str = include_str!("sandbox.lua");
+pub(super) const SANDBOX: &str = include_str!("sandbox.lua");
 /// What Redis says when a script writes a read-only table from C code
 /// (rawset, setmetatable): no position.
 const READONLY: &str = "Attempt to modify a readonly table";
@@ -88,6 +89,8 @@ pub fn run(mem: &Memory, c: &Command) -> Option<Reply> {
             }
         }
         "script" => script(mem, &c.args),
+        "fcall" | "fcall_ro" => super::functions::fcall(mem, c),
+        "function" => super::functions::function(mem, &c.args).unwrap_or_else(Reply::from),
         _ => return None,
     };
     Some(r)
@@ -100,7 +103,7 @@ fn script(mem: &Memory, a: &[Bytes]) -> Reply {
             Ok(l) => l,
             Err(e) => return Reply::error(format!("ERR cannot start Lua: {e}")),
         };
-        if let Err(e) = compile(&lua, &a[2], None) {
+        if let Err(e) = compile(&lua, &a[2], None, "@user_script") {
             return e;
         }
         return Reply::bulk_str(&mem.scripts.put(&a[2]));
@@ -160,8 +163,17 @@ impl std::error::Error for Raised {}
 /// Compiles a script as text, in `env` when given. A binary chunk is parsed
 /// as text too (after a space, so Lua does not see its signature), where
 /// it fails, as in Redis, whose Lua refuses bytecode.
-fn compile(lua: &Lua, body: &[u8], env: Option<Table>) -> Result<mlua::Function, Reply> {
-    let text: std::borrow::Cow<'_, [u8]> = if body.first() == Some(&0x1b) {
+fn compile(
+    lua: &Lua,
+    body: &[u8],
+    env: Option<Table>,
+    name: &str,
+) -> Result<mlua::Function, Reply> {
+    shebang(body)?;
+    let text: std::borrow::Cow<'_, [u8]> = if body.starts_with(b"#!") {
+        // The shebang line becomes a comment, so lines keep their numbers.
+        super::functions::as_chunk(body).into()
+    } else if body.first() == Some(&0x1b) {
         let mut spaced = Vec::with_capacity(body.len().saturating_add(1));
         spaced.push(b' ');
         spaced.extend_from_slice(body);
@@ -169,7 +181,7 @@ fn compile(lua: &Lua, body: &[u8], env: Option<Table>) -> Result<mlua::Function,
     } else {
         body.into()
     };
-    let mut chunk = lua.load(&text[..]).set_name("@user_script");
+    let mut chunk = lua.load(&text[..]).set_name(name);
     if let Some(env) = env {
         chunk = chunk.set_environment(env);
     }
@@ -180,6 +192,48 @@ fn compile(lua: &Lua, body: &[u8], env: Option<Table>) -> Result<mlua::Function,
         };
         Reply::error(format!("ERR Error compiling script (new function): {msg}"))
     })
+}
+
+/// A script's `#!lua flags=...` line, checked with Redis's texts: None
+/// without one (a script in EVAL's compatibility mode, which may write),
+/// else the flags it names.
+fn shebang(body: &[u8]) -> Result<Option<Vec<&'static str>>, Reply> {
+    if !body.starts_with(b"#!") {
+        return Ok(None);
+    }
+    let Some(end) = body.iter().position(|&b| b == b'\n') else {
+        return Err(Reply::error("ERR Invalid script shebang"));
+    };
+    let line = String::from_utf8_lossy(&body[..end]);
+    let mut parts = line.split_ascii_whitespace();
+    match parts.next() {
+        Some("#!lua") => {}
+        Some(engine) => {
+            return Err(Reply::error(format!(
+                "ERR Unexpected engine in script shebang: {engine}"
+            )));
+        }
+        None => return Err(Reply::error("ERR Invalid engine in script shebang")),
+    }
+    let mut flags = Vec::new();
+    for part in parts {
+        let Some(list) = part.strip_prefix("flags=") else {
+            return Err(Reply::error(format!(
+                "ERR Unknown lua shebang option: {part}"
+            )));
+        };
+        for flag in list.split(',').filter(|f| !f.is_empty()) {
+            match super::functions::FLAGS.iter().find(|f| **f == flag) {
+                Some(known) => flags.push(*known),
+                None => {
+                    return Err(Reply::error(format!(
+                        "ERR Unexpected flag in script shebang: {flag}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(Some(flags))
 }
 
 /// The key count of EVAL and EVALSHA, checked as Redis checks it.
@@ -198,15 +252,53 @@ fn key_count(a: &[Bytes]) -> Result<usize, Reply> {
     }
 }
 
+/// What a Lua run executes: a script, or a function of a library (whose
+/// code is loaded first, with only `redis.register_function` in sight).
+pub(super) enum Target<'a> {
+    Script { sha: &'a str, body: &'a [u8] },
+    Function { name: &'a str, code: &'a [u8] },
+}
+
 /// EVAL / EVALSHA (and their _RO forms), run as command `c`.
-fn eval(mem: &Memory, sha: &str, body: &[u8], c: &Command, read_only: bool) -> Reply {
-    let a = &c.args[..];
-    let bounds = c.scope.as_deref();
-    let n = match key_count(a) {
+fn eval(mem: &Memory, sha: &str, body: &[u8], c: &Command, ro_command: bool) -> Reply {
+    let n = match key_count(&c.args) {
         Ok(n) => n,
         Err(e) => return e,
     };
-    let (keys, argv) = a[3..].split_at(n);
+    // A script that declares its flags writes only without `no-writes`,
+    // and then not from EVAL_RO.
+    let read_only = match shebang(body) {
+        Err(e) => return e,
+        Ok(None) => ro_command,
+        Ok(Some(flags)) => {
+            let no_writes = flags.contains(&"no-writes");
+            if ro_command && !no_writes {
+                return Reply::error(
+                    "ERR Can not execute a script with write flag using *_ro command.",
+                );
+            }
+            no_writes
+        }
+    };
+    run_lua(mem, Target::Script { sha, body }, c, n, read_only)
+}
+
+/// Runs a script or a function for command `c`, whose key count (after
+/// the script or function name) is `n`.
+pub(super) fn run_lua(
+    mem: &Memory,
+    target: Target,
+    c: &Command,
+    n: usize,
+    read_only: bool,
+) -> Reply {
+    let a = &c.args[..];
+    let bounds = c.scope.as_deref();
+    let (keys, argv) = a[3..].split_at(n.min(a.len().saturating_sub(3)));
+    let (label, chunk) = match &target {
+        Target::Script { sha, .. } => (*sha, "user_script"),
+        Target::Function { name, .. } => (*name, "user_function"),
+    };
     let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH;
     let lua = match Lua::new_with(libs, LuaOptions::default()) {
         Ok(l) => l,
@@ -230,11 +322,15 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], c: &Command, read_only: bool) -> R
         return Reply::error(format!("ERR cannot start Lua: {e}"));
     }
     let suffix =
-        |line: Option<usize>| format!(" script: {sha}, on @user_script:{}.", line.unwrap_or(1));
+        |line: Option<usize>| format!(" script: {label}, on @{chunk}:{}.", line.unwrap_or(1));
+    // redis.setresp(3): replies reach the script in RESP3's shapes.
+    let resp3 = &std::cell::Cell::new(false);
     let result = lua.scope(|scope| {
         let g = lua.globals();
-        g.set("KEYS", strings(&lua, keys)?)?;
-        g.set("ARGV", strings(&lua, argv)?)?;
+        if let Target::Script { .. } = target {
+            g.set("KEYS", strings(&lua, keys)?)?;
+            g.set("ARGV", strings(&lua, argv)?)?;
+        }
         let r = lua.create_table()?;
         let call = |lua: &Lua, args: Variadic<Value>, protected: bool| -> mlua::Result<Value> {
             let line = lua.inspect_stack(1, |d| d.current_line()).flatten();
@@ -253,7 +349,7 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], c: &Command, read_only: bool) -> R
                     String::from_utf8_lossy(&e),
                     suffix(line)
                 )))),
-                reply => to_lua(lua, reply),
+                reply => to_lua(lua, reply, resp3.get()),
             }
         };
         r.set(
@@ -291,13 +387,28 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], c: &Command, read_only: bool) -> R
                 Ok(sha1_hex(&text))
             })?,
         )?;
-        r.set("log", lua.create_function(|_, _: Variadic<Value>| Ok(()))?)?;
         // Errors of the redis library's own functions: Redis raises them
         // without a position.
         let raise = move |lua: &Lua, text: &str| {
             let line = lua.inspect_stack(1, |d| d.current_line()).flatten();
             mlua::Error::external(Raised(format!("{text}{}", suffix(line))))
         };
+        r.set("log", lua.create_function(|_, _: Variadic<Value>| Ok(()))?)?;
+        r.set(
+            "setresp",
+            scope.create_function(move |lua, args: Variadic<Value>| {
+                let [v] = &args[..] else {
+                    return Err(raise(lua, "ERR redis.setresp() requires one argument."));
+                };
+                match lua.coerce_number(v.clone())? {
+                    Some(n) if n == 2.0 || n == 3.0 => {
+                        resp3.set(n == 3.0);
+                        Ok(())
+                    }
+                    _ => Err(raise(lua, "ERR RESP version must be 2 or 3.")),
+                }
+            })?,
+        )?;
         r.set(
             "set_repl",
             scope.create_function(move |lua, args: Variadic<Value>| {
@@ -379,21 +490,66 @@ fn eval(mem: &Memory, sha: &str, body: &[u8], c: &Command, read_only: bool) -> R
         g.set("cjson", super::cjson::library(&lua)?)?;
         g.set("bit", super::bitop::library(&lua)?)?;
         g.set("cmsgpack", super::cmsgpack::library(&lua)?)?;
-        let env: Table = lua.load(SANDBOX).set_name("=sandbox").call(())?;
-        let f = match compile(&lua, body, Some(env)) {
-            Ok(f) => f,
-            Err(reply) => return Ok(reply),
+        let (env, set_api, guard): (Table, mlua::Function, mlua::Function) =
+            lua.load(SANDBOX).set_name("=sandbox").call(())?;
+        let ran = match target {
+            Target::Script { body, .. } => match compile(&lua, body, Some(env), "@user_script") {
+                Ok(f) => f.call::<Value>(()),
+                Err(reply) => return Ok(reply),
+            },
+            Target::Function { name, code } => {
+                let f = load_library(&lua, code, &set_api, &guard)?;
+                let Some(f) = f.get::<Option<mlua::Function>>(name)? else {
+                    return Ok(Reply::error("ERR Function not found"));
+                };
+                set_api.call::<()>(g.clone())?;
+                f.call::<Value>((strings(&lua, keys)?, strings(&lua, argv)?))
+            }
         };
-        Ok(match f.call::<Value>(()) {
-            Ok(v) => from_lua(v),
-            Err(e) => error_reply(&e, &suffix),
+        Ok(match ran {
+            // Booleans go out as RESP3's only after redis.setresp(3).
+            Ok(v) => from_lua(v, resp3.get(), c.resp3),
+            Err(e) => error_reply(&e, &suffix, chunk),
         })
     });
     result.unwrap_or_else(|e| Reply::error(format!("ERR Error running script: {e}")))
 }
 
+/// Runs a library's code with only the loading API in sight (`redis` with
+/// `register_function`, `log` and the versions) and returns its functions
+/// by name. FUNCTION LOAD checked the code; here it only runs again.
+fn load_library(
+    lua: &Lua,
+    code: &[u8],
+    set_api: &mlua::Function,
+    guard: &mlua::Function,
+) -> mlua::Result<Table> {
+    let registered = lua.create_table()?;
+    let collected = registered.clone();
+    let register = lua.create_function(move |_, args: Variadic<Value>| {
+        let (name, callback) = match &args[..] {
+            [Value::Table(t)] => (
+                t.get::<Value>("function_name")?,
+                t.get::<Value>("callback")?,
+            ),
+            [name, callback] => (name.clone(), callback.clone()),
+            _ => return Ok(()),
+        };
+        collected.set(name, callback)
+    })?;
+    let api = super::functions::loading_api(lua, register, guard)?;
+    set_api.call::<()>(api)?;
+    let f = lua
+        .load(super::functions::as_chunk(code))
+        .set_name("@user_function")
+        .set_environment(lua.globals().get::<Table>("_G")?)
+        .into_function()?;
+    f.call::<()>(())?;
+    Ok(registered)
+}
+
 /// The reply for a script that raised an error.
-fn error_reply(e: &mlua::Error, suffix: &dyn Fn(Option<usize>) -> String) -> Reply {
+fn error_reply(e: &mlua::Error, suffix: &dyn Fn(Option<usize>) -> String, chunk: &str) -> Reply {
     if let Some(Raised(text)) = e.chain().find_map(|c| c.downcast_ref::<Raised>()) {
         return Reply::error(text.clone());
     }
@@ -424,14 +580,15 @@ fn error_reply(e: &mlua::Error, suffix: &dyn Fn(Option<usize>) -> String) -> Rep
         }
     }
     // "user_script:LINE: ..." says where.
+    let at = format!("{chunk}:");
     let line = msg
-        .strip_prefix("user_script:")
+        .strip_prefix(at.as_str())
         .and_then(|r| r.split(':').next())
         .and_then(|l| l.parse().ok());
-    let msg = if msg.starts_with("user_script:") || msg == READONLY {
+    let msg = if msg.starts_with(at.as_str()) || msg == READONLY {
         msg
     } else {
-        format!("user_script:{}: {msg}", line.unwrap_or(1))
+        format!("{chunk}:{}: {msg}", line.unwrap_or(1))
     };
     Reply::error(format!("ERR {msg}{}", suffix(line)))
 }
@@ -577,80 +734,4 @@ fn allowed(spec: &CommandSpec) -> bool {
         spec.name,
         "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
     )
-}
-
-/// A status (`ok`) or error (`err`) as Lua holds it: a table with one field.
-fn tagged(lua: &Lua, field: &str, text: &[u8]) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.set(field, lua.create_string(text)?)?;
-    Ok(t)
-}
-
-/// A reply as a script sees it (Redis's RESP2 conversion).
-fn to_lua(lua: &Lua, r: Reply) -> mlua::Result<Value> {
-    Ok(match r {
-        Reply::Int(n) => Value::Number(n as f64),
-        Reply::Bulk(b) | Reply::Verbatim(b) => Value::String(lua.create_string(&b[..])?),
-        Reply::Nil | Reply::NilArray => Value::Boolean(false),
-        Reply::Bool(b) => Value::Number(if b { 1.0 } else { 0.0 }),
-        Reply::Double(d) => Value::String(lua.create_string(crate::wire::reply::format_double(d))?),
-        Reply::Status(s) => Value::Table(tagged(lua, "ok", &s)?),
-        Reply::Error(e) => Value::Table(tagged(lua, "err", &e)?),
-        Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
-            let t = lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, item) in items.into_iter().enumerate() {
-                t.set(i + 1, to_lua(lua, item)?)?;
-            }
-            Value::Table(t)
-        }
-        Reply::Map(pairs) | Reply::Pairs(pairs) => {
-            let t = lua.create_table_with_capacity(pairs.len() * 2, 0)?;
-            for (i, (k, v)) in pairs.into_iter().enumerate() {
-                t.set(2 * i + 1, to_lua(lua, k)?)?;
-                t.set(2 * i + 2, to_lua(lua, v)?)?;
-            }
-            Value::Table(t)
-        }
-        Reply::Raw(b) => Value::String(lua.create_string(&b[..])?),
-    })
-}
-
-/// A script's result as a reply (Redis's conversion): numbers truncate to
-/// integers, false is nil, true is 1, a table with `err` or `ok` is an
-/// error or status, any other table an array up to its first nil.
-fn from_lua(v: Value) -> Reply {
-    match v {
-        Value::Nil => Reply::Nil,
-        Value::Boolean(false) => Reply::Nil,
-        Value::Boolean(true) => Reply::Int(1),
-        Value::Integer(n) => Reply::Int(n),
-        // C's (long long) cast of a double, as Redis converts a number:
-        // out of range (or NaN) it gives LLONG_MIN on the machines Redis
-        // runs on, where Rust's cast would saturate.
-        Value::Number(n)
-            if n.is_nan()
-                || !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&n) =>
-        {
-            Reply::Int(i64::MIN)
-        }
-        Value::Number(n) => Reply::Int(n as i64),
-        Value::String(s) => Reply::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
-        Value::Table(t) => {
-            if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
-                return Reply::error(e.to_string_lossy());
-            }
-            if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
-                return Reply::Status(Bytes::copy_from_slice(&s.as_bytes()));
-            }
-            let mut items = Vec::new();
-            for i in 1.. {
-                match t.raw_get::<Value>(i) {
-                    Ok(Value::Nil) | Err(_) => break,
-                    Ok(v) => items.push(from_lua(v)),
-                }
-            }
-            Reply::Array(items)
-        }
-        _ => Reply::Nil,
-    }
 }
