@@ -50,6 +50,7 @@ fn decode_route_execute_encode(c: &mut Criterion) {
                     resp3: false,
                     inspect: false,
                     scope: None,
+                    db: 0,
                 });
             }
             let mut out = BytesMut::new();

@@ -222,7 +222,7 @@ async fn other_commands_cannot_escape(c: &mut Raw) {
     c.check("SET a:c v", "+OK\r\n").await;
     c.check(
         "COPY a:c a:d DB 1",
-        "-ERR COPY to another database is not supported by keyway: namespaces map database 0\r\n",
+        "-ERR COPY to another database is not supported by keyway; MOVE moves a key to one\r\n",
     )
     .await;
     c.check("COPY a:c a:d DB 0", ":1\r\n").await;
@@ -276,13 +276,23 @@ async fn other_commands_cannot_escape(c: &mut Raw) {
         )
         .await;
     }
-    // Commands that would move keys elsewhere do not exist here.
-    for cmd in ["MIGRATE 127.0.0.1 1 a:c 0 1000", "MOVE a:c 1", "SWAPDB 0 1"] {
-        c.send(&common::resp(&cmd.split(' ').collect::<Vec<_>>()))
-            .await;
-        let e = c.line_within(std::time::Duration::from_secs(5)).await;
-        assert!(e.starts_with("-ERR unknown command"), "{cmd}: {e}");
-    }
+    // MIGRATE would move a key to another server: it does not exist here.
+    let cmd = "MIGRATE 127.0.0.1 1 a:c 0 1000";
+    c.send(&common::resp(&cmd.split(' ').collect::<Vec<_>>()))
+        .await;
+    let e = c.line_within(std::time::Duration::from_secs(5)).await;
+    assert!(e.starts_with("-ERR unknown command"), "{cmd}: {e}");
+    // MOVE keeps the key in its namespace, in another database.
+    c.check("MOVE a:c 1", ":1\r\n").await;
+    c.check("SELECT 1", "+OK\r\n").await;
+    c.check("EXISTS a:c", ":1\r\n").await;
+    c.check("SELECT 0", "+OK\r\n").await;
+    // SWAPDB would swap the other tenants' keys too.
+    let e = c.line("SWAPDB 0 1").await;
+    assert!(
+        e.starts_with("-ERR SWAPDB would move other namespaces' keys: namespace "),
+        "{e}"
+    );
 }
 
 #[tokio::test]

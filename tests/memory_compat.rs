@@ -233,3 +233,50 @@ async fn ids_and_geo_scores_are_read_as_c_reads_them() {
     ])
     .await;
 }
+
+#[tokio::test]
+async fn issue_19_error_texts_and_orders_as_in_redis() {
+    compare(&[
+        &[b"SET", b"bs", b"xxxx"],
+        &[b"BITCOUNT", b"bs", b"-6", b"-7"],
+        &[b"BITCOUNT", b"bs", b"-6", b"-5"],
+        &[b"BITCOUNT", b"bs", b"-1", b"-2"],
+        &[b"BITCOUNT", b"bs", b"5", b"3"],
+        // XAUTOCLAIM reads its arguments before it looks for the group.
+        &[b"XAUTOCLAIM", b"x", b"g", b"c", b"0", b"0", b"COUNT", b"0"],
+        &[b"XAUTOCLAIM", b"x", b"g", b"c", b"x", b"0"],
+        &[b"XAUTOCLAIM", b"x", b"g", b"c", b"0", b"0"],
+        &[b"XAUTOCLAIM", b"bs", b"g", b"c", b"0", b"0", b"COUNT", b"0"],
+        &[b"CLIENT", b"KILL"],
+        &[b"CLIENT", b"KILL", b"1.2.3.4:5"],
+        &[b"CLIENT", b"KILL", b"ID", b"x"],
+        // FLUSHALL and CONFIG queue in MULTI and answer at their places.
+        &[b"SET", b"a", b"1"],
+        &[b"SELECT", b"2"],
+        &[b"SET", b"z", b"1"],
+        &[b"SELECT", b"0"],
+        &[b"MULTI"],
+        &[b"SET", b"b", b"1"],
+        &[b"CONFIG", b"GET", b"databases"],
+        &[b"FLUSHALL"],
+        &[b"SET", b"c", b"1"],
+        &[b"EXEC"],
+        &[b"MGET", b"a", b"b", b"c"],
+        &[b"SELECT", b"2"],
+        &[b"DBSIZE"],
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn time_queues_in_multi() {
+    let kw = Keyway::start().await;
+    let mut k = kw.raw().await;
+    k.check("MULTI", "+OK\r\n").await;
+    k.check("TIME", "+QUEUED\r\n").await;
+    k.check("PING", "+QUEUED\r\n").await;
+    k.send(b"EXEC\r\n").await;
+    let r = String::from_utf8_lossy(&k.reply().await).into_owned();
+    assert!(r.starts_with("*2\r\n*2\r\n$10\r\n"), "{r}");
+    assert!(r.ends_with("+PONG\r\n"), "{r}");
+}

@@ -88,7 +88,7 @@ async fn errors_keep_the_connection() {
         "-ERR unknown command 'FOO', with args beginning with: \r\n",
     )
     .await;
-    c.check("SELECT 1", "-ERR DB index is out of range\r\n")
+    c.check("SELECT 16", "-ERR DB index is out of range\r\n")
         .await;
     c.check(
         "SELECT x",

@@ -485,6 +485,12 @@ impl Backend for Mirrored {
         self.primary.supports(spec)
     }
 
+    /// Mirrored namespaces serve database 0 only: the replaying task sends
+    /// one batch of many clients' writes, and a batch has one database.
+    fn databases(&self) -> bool {
+        false
+    }
+
     fn health(&self) -> String {
         self.primary.health()
     }

@@ -46,6 +46,9 @@ pub struct Command {
     /// backend that runs scripts itself to check (see [`scope`]). None for
     /// every other command, and for a namespace alone on its backend.
     pub scope: Option<Arc<scope::Scope>>,
+    /// The client's database (SELECT); 0 unless it chose another. A backend
+    /// without databases refuses any other (see [`Backend::databases`]).
+    pub db: u8,
 }
 
 impl Command {
@@ -58,6 +61,7 @@ impl Command {
             resp3: false,
             inspect: true,
             scope: None,
+            db: 0,
         }
     }
 }
@@ -75,12 +79,19 @@ impl Command {
 ///   router answers the others with an error naming the namespace and backend.
 /// - The returned future never waits unboundedly on a remote peer: backends
 ///   bound every remote call with a timeout and answer with an error.
+/// - Commands of one batch share one `db`; a backend whose `databases` is
+///   false is only given database 0.
 pub trait Backend: Send + Sync + 'static {
     /// The `type` name of this backend in the config ("memory", "redis").
     fn kind(&self) -> &'static str;
 
     /// Whether this backend can run the command.
     fn supports(&self, spec: &CommandSpec) -> bool;
+
+    /// Whether this backend keeps Redis's numbered databases (SELECT).
+    fn databases(&self) -> bool {
+        false
+    }
 
     /// Executes a batch of commands; see the trait's invariants.
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>>;
@@ -216,4 +227,17 @@ impl BackendConfig {
     pub fn build(&self, name: &str) -> Arc<dyn Backend> {
         self.spec().build(name)
     }
+}
+
+/// Databases clients may use (`server.databases`), set from the config at
+/// start and on reload: a backend that keeps databases checks the index
+/// MOVE names against it, as Redis checks against its own.
+static DATABASES: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(16);
+
+pub fn databases() -> u16 {
+    DATABASES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub fn set_databases(n: u16) {
+    DATABASES.store(n, std::sync::atomic::Ordering::Relaxed);
 }

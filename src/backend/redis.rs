@@ -11,6 +11,7 @@
 //! RESP3 clients get pipes that spoke HELLO 3, so a reply forwarded as the
 //! server's bytes is already in the client's protocol.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -26,7 +27,7 @@ use crate::wire::command::{BLOCKING, CommandSpec};
 use crate::wire::error::CmdError;
 use crate::wire::protocol::encode_multibulk;
 use crate::wire::reply::Reply;
-use crate::wire::util::is;
+use crate::wire::util::{bytes, is};
 
 /// Dedicated connections kept for reuse by blocking commands, per protocol.
 const IDLE_DEDICATED: usize = 8;
@@ -355,10 +356,39 @@ pub struct RedisBackend {
     pipes: [OnceLock<Vec<Pipe>>; 2],
     next: AtomicUsize,
     idle: Idle,
+    /// What makes the backend of another database, for clients that
+    /// SELECT one; None in such a backend itself.
+    config: Option<(String, RedisConfig)>,
+    /// Those backends, by database, made on first use. Each has connections
+    /// of its own that SELECT their database when they connect, so that a
+    /// command never runs in a database its client did not choose (a
+    /// SELECT sent ahead of it could fail and leave it in another).
+    others: Mutex<HashMap<u8, Arc<RedisBackend>>>,
 }
 
 impl RedisBackend {
     pub fn new(name: &str, c: &RedisConfig) -> RedisBackend {
+        let mut b = RedisBackend::with_db(name, c, None);
+        b.config = Some((name.to_string(), c.clone()));
+        b
+    }
+
+    /// The backend for client database `db` (1 and up): the server's
+    /// database of that number, over one connection per protocol.
+    fn database(&self, db: u8) -> Option<Arc<RedisBackend>> {
+        let (name, c) = self.config.as_ref()?;
+        let mut others = self.others.lock().ok()?;
+        let b = others.entry(db).or_insert_with(|| {
+            let one = RedisConfig {
+                connections: 1,
+                ..c.clone()
+            };
+            Arc::new(RedisBackend::with_db(name, &one, Some(u32::from(db))))
+        });
+        Some(b.clone())
+    }
+
+    fn with_db(name: &str, c: &RedisConfig, db_override: Option<u32>) -> RedisBackend {
         // Validation has checked the url; a bad one fails every connect.
         let url = parse_url(&c.url);
         let (host, port, username, password, db, tls) = match url {
@@ -368,6 +398,7 @@ impl RedisBackend {
             }
             Err(e) => (String::new(), 0, None, None, 0, Some(Err(e))),
         };
+        let db = db_override.unwrap_or(db);
         RedisBackend {
             endpoint: Arc::new(Endpoint {
                 name: name.to_string(),
@@ -393,6 +424,8 @@ impl RedisBackend {
             pipes: [OnceLock::new(), OnceLock::new()],
             next: AtomicUsize::new(0),
             idle: Mutex::new([Vec::new(), Vec::new()]),
+            config: None,
+            others: Mutex::new(HashMap::new()),
         }
     }
 
@@ -506,6 +539,10 @@ impl Backend for RedisBackend {
         true
     }
 
+    fn databases(&self) -> bool {
+        true
+    }
+
     fn health(&self) -> String {
         let started = self
             .pipes
@@ -538,6 +575,12 @@ impl Backend for RedisBackend {
 
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
         Box::pin(async move {
+            let db = batch.first().map_or(0, |c| c.db);
+            if db != 0 {
+                if let Some(other) = self.database(db) {
+                    return other.execute(batch).await;
+                }
+            }
             let resp3 = batch.first().is_some_and(|c| c.resp3);
             // Inside MULTI a blocking command does not block, and the whole
             // transaction must stay on one connection.
@@ -589,6 +632,7 @@ impl Backend for RedisBackend {
                 .map_err(|reason| unavailable_error(&self.endpoint.name, &reason))?;
             Ok(Box::new(RedisSession {
                 conn: Some(conn),
+                selected: self.endpoint.db,
                 endpoint: self.endpoint.clone(),
             }) as Box<dyn Session>)
         })
@@ -620,12 +664,46 @@ pub(super) fn unavailable_error(name: &str, reason: &str) -> CmdError {
 struct RedisSession {
     conn: Option<Conn>,
     endpoint: Arc<Endpoint>,
+    /// The server database the connection has selected.
+    selected: u32,
 }
 
 impl Session for RedisSession {
     fn execute(&mut self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
         Box::pin(async move {
             let name = &self.endpoint.name;
+            let Some(conn) = self.conn.as_mut() else {
+                return vec![unavailable(name, "pinned connection lost"); batch.len()];
+            };
+            // The client's database: 0 is the url's, any other the
+            // server's of that number. Selected in a round trip of its own,
+            // so that a refused SELECT never lets the batch run elsewhere.
+            let db = match batch.first().map_or(0, |c| c.db) {
+                0 => self.endpoint.db,
+                n => u32::from(n),
+            };
+            if db != self.selected {
+                let select = encode_multibulk(&[bytes("SELECT"), bytes(&db.to_string())]);
+                match conn
+                    .call(&select, &[true], Some(self.endpoint.command_timeout))
+                    .await
+                {
+                    Ok(r) if matches!(r.first(), Some(Reply::Status(_))) => self.selected = db,
+                    Ok(r) => {
+                        let e = r.into_iter().next().unwrap_or(Reply::Nil);
+                        let e = if e.is_error() {
+                            e
+                        } else {
+                            unavailable(name, "SELECT failed")
+                        };
+                        return vec![e; batch.len()];
+                    }
+                    Err(reason) => {
+                        self.conn = None;
+                        return vec![unavailable(name, &reason); batch.len()];
+                    }
+                }
+            }
             let Some(conn) = self.conn.as_mut() else {
                 return vec![unavailable(name, "pinned connection lost"); batch.len()];
             };

@@ -185,6 +185,7 @@ impl Operations {
         // A user removed or changed loses its connections, as with Redis's
         // ACL DELUSER: they log in again under the new rules.
         let changed = shared.settings.load().users.changed(&settings.users);
+        crate::backend::set_databases(settings.server.databases);
         shared.settings.store(Arc::new(settings));
         self.config.store(Arc::new(config));
         shared.router.store(Arc::new(router));

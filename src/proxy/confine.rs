@@ -135,8 +135,8 @@ fn copy_db(a: &[Bytes]) -> Result<(), Reply> {
             if let Some(db) = a.get(i.saturating_add(1)) {
                 if parse_i64(db).is_some_and(|n| n != 0) {
                     return Err(CmdError::msg(
-                        "ERR COPY to another database is not supported by keyway: \
-                         namespaces map database 0",
+                        "ERR COPY to another database is not supported by keyway; \
+                         MOVE moves a key to one",
                     )
                     .into());
                 }

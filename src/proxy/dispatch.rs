@@ -52,6 +52,8 @@ struct Groups {
     /// Commands in the run: a new batch is sized for all of them, as most
     /// runs go to one backend.
     commands: usize,
+    /// The client's database, given to every command.
+    db: u8,
 }
 
 type Group = (Arc<dyn Backend>, Vec<Command>, Arc<NamespaceMetrics>);
@@ -74,7 +76,7 @@ impl Groups {
             }
         };
         let batch = &mut self.groups[g].1;
-        batch.push(cmd);
+        batch.push(Command { db: self.db, ..cmd });
         (g, batch.len() - 1)
     }
 }
@@ -85,10 +87,12 @@ pub async fn execute(
     router: &Router,
     requests: Vec<(Request, &'static CommandSpec)>,
     resp3: bool,
+    db: u8,
 ) -> Vec<Reply> {
     let mut groups = Groups {
         groups: Vec::new(),
         commands: requests.len(),
+        db,
     };
     let plans: Vec<Plan> = requests
         .into_iter()
@@ -100,6 +104,9 @@ pub async fn execute(
             .into_iter()
             .map(|(b, cmds, m)| -> BoxFuture<'_, Vec<Reply>> {
                 Box::pin(async move {
+                    if db != 0 && !b.databases() {
+                        return vec![no_databases(b.kind(), db); cmds.len()];
+                    }
                     let started = Instant::now();
                     let replies = b.execute(cmds).await;
                     m.observe(started.elapsed());
@@ -404,6 +411,16 @@ fn foreign(args: &[Bytes], positions: &[usize], owners: &[&Arc<Namespace>]) -> O
     None
 }
 
+/// The error for a command in database `db` to a backend that has only
+/// database 0 (redis-cluster, redis-shards, memcached).
+pub fn no_databases(kind: &str, db: u8) -> Reply {
+    CmdError::NoDatabases {
+        db,
+        backend: kind.to_string(),
+    }
+    .into()
+}
+
 /// The error for a write to a `read_only` namespace.
 pub fn read_only(ns: &Namespace) -> Reply {
     CmdError::ReadOnly(ns.name.clone()).into()
@@ -485,6 +502,7 @@ pub fn rewrite(
             resp3,
             inspect: false,
             scope,
+            db: 0,
         };
     }
     let mut args = req.args;
@@ -500,6 +518,7 @@ pub fn rewrite(
         resp3,
         inspect: reply_has_keys(spec),
         scope,
+        db: 0,
     }
 }
 

@@ -58,18 +58,33 @@ impl Visible for Everything {
 }
 
 /// Runs one whole-keyspace command, over what `view` shows.
+/// `db` is the client's database; FLUSHALL empties databases
+/// `0..databases`.
 pub async fn execute(
     router: &Router,
     spec: &CommandSpec,
     args: &[Bytes],
     view: &dyn Visible,
+    db: u8,
+    databases: u16,
 ) -> Reply {
     let r = match spec.name {
-        "keys" => keys(router, &args[1], view).await,
-        "scan" => scan(router, args, view).await,
-        "dbsize" => dbsize(router, view).await,
-        "randomkey" => randomkey(router, view).await,
-        "flushdb" | "flushall" => flush(router, args, view).await,
+        "keys" => keys(router, &args[1], view, db).await,
+        "scan" => scan(router, args, view, db).await,
+        "dbsize" => dbsize(router, view, db).await,
+        "randomkey" => randomkey(router, view, db).await,
+        "flushdb" => flush(router, args, view, db..=db).await,
+        // Databases past 255 cannot be selected (Command::db is a u8).
+        "flushall" => {
+            flush(
+                router,
+                args,
+                view,
+                0..=u8::try_from(databases - 1).unwrap_or(u8::MAX),
+            )
+            .await
+        }
+        "swapdb" => swapdb(router, args, view, databases).await,
         "script" => script(router, args).await,
         "function" => function(router, args).await,
         "pubsub" => pubsub(router, args, view).await,
@@ -83,6 +98,11 @@ pub async fn execute(
 
 /// Sends one internal command to a namespace's backend.
 async fn call(ns: &Namespace, name: &str, args: Vec<Bytes>) -> CmdResult {
+    call_in(ns, name, args, 0).await
+}
+
+/// Sends one internal command to a namespace's backend, in database `db`.
+async fn call_in(ns: &Namespace, name: &str, args: Vec<Bytes>, db: u8) -> CmdResult {
     let spec = command::known(name);
     if !ns.backend.supports(spec) {
         return Err(CmdError::Unsupported {
@@ -91,9 +111,18 @@ async fn call(ns: &Namespace, name: &str, args: Vec<Bytes>) -> CmdResult {
             backend: ns.backend.kind().into(),
         });
     }
+    if db != 0 && !ns.backend.databases() {
+        return Err(CmdError::NoDatabases {
+            db,
+            backend: ns.backend.kind().into(),
+        });
+    }
     let reply = ns
         .backend
-        .execute(vec![Command::internal(spec, args)])
+        .execute(vec![Command {
+            db,
+            ..Command::internal(spec, args)
+        }])
         .await
         .into_iter()
         .next()
@@ -144,16 +173,16 @@ fn backend_pattern(ns: &Namespace, client: Option<&Bytes>) -> (Bytes, bool) {
     }
 }
 
-async fn keys(router: &Router, pattern: &Bytes, view: &dyn Visible) -> CmdResult {
+async fn keys(router: &Router, pattern: &Bytes, view: &dyn Visible, db: u8) -> CmdResult {
     let client = (&pattern[..] != b"*").then_some(pattern);
     let mut out = Vec::new();
     for ns in router
         .namespaces
         .iter()
-        .filter(|ns| view.namespace(ns, false) && enumerable(ns) && reachable(ns, client))
+        .filter(|ns| view.namespace(ns, false) && listed(ns, db) && reachable(ns, client))
     {
         let (bp, applied) = backend_pattern(ns, client);
-        let found = bulk_items(call(ns, "keys", vec![bytes("KEYS"), bp]).await?);
+        let found = bulk_items(call_in(ns, "keys", vec![bytes("KEYS"), bp], db).await?);
         out.extend(
             owned(router, ns, found)
                 .into_iter()
@@ -170,6 +199,12 @@ async fn keys(router: &Router, pattern: &Bytes, view: &dyn Visible) -> CmdResult
 /// README's Limits says, rather than failing the whole keyspace.
 pub fn enumerable(ns: &Namespace) -> bool {
     ns.backend.supports(command::known("scan"))
+}
+
+/// Whether the namespace's keys in database `db` can be listed: a backend
+/// without databases has none past 0.
+fn listed(ns: &Namespace, db: u8) -> bool {
+    enumerable(ns) && (db == 0 || ns.backend.databases())
 }
 
 /// Whether a key matching `pattern` can belong to `ns`: the pattern's
@@ -191,11 +226,11 @@ fn reachable(ns: &Namespace, pattern: Option<&Bytes>) -> bool {
 /// namespace whose scan ends with room left in COUNT hands over to the
 /// next in the same call; namespaces the client may not see, that cannot
 /// be listed, or that MATCH cannot reach are stepped over.
-async fn scan(router: &Router, args: &[Bytes], view: &dyn Visible) -> CmdResult {
+async fn scan(router: &Router, args: &[Bytes], view: &dyn Visible, db: u8) -> CmdResult {
     let sa = parse_scan(args, 1, true)?;
     let pattern = sa.pattern.as_ref();
     let wanted =
-        |ns: &Namespace| view.namespace(ns, false) && enumerable(ns) && reachable(ns, pattern);
+        |ns: &Namespace| view.namespace(ns, false) && listed(ns, db) && reachable(ns, pattern);
     let mut index = (sa.cursor >> NS_SHIFT) as usize;
     let mut cursor = sa.cursor & INNER_MASK;
     let mut keys = Vec::new();
@@ -219,7 +254,7 @@ async fn scan(router: &Router, args: &[Bytes], view: &dyn Visible) -> CmdResult 
         if let Some(t) = &sa.type_ {
             sub.extend([bytes("TYPE"), t.clone()]);
         }
-        let Some((inner, found)) = scan_parts(call(ns, "scan", sub).await?) else {
+        let Some((inner, found)) = scan_parts(call_in(ns, "scan", sub, db).await?) else {
             return Err(CmdError::msg("ERR unexpected SCAN reply from backend"));
         };
         if inner > INNER_MASK {
@@ -251,7 +286,7 @@ async fn scan(router: &Router, args: &[Bytes], view: &dyn Visible) -> CmdResult 
 
 /// Every key of a namespace, as (client key, backend key), walking its
 /// backend with SCAN so that a large backend is never blocked by KEYS.
-async fn walk(router: &Router, ns: &Arc<Namespace>) -> CmdResult<Vec<(Bytes, Bytes)>> {
+async fn walk(router: &Router, ns: &Arc<Namespace>, db: u8) -> CmdResult<Vec<(Bytes, Bytes)>> {
     let (bp, _) = backend_pattern(ns, None);
     let mut cursor = bytes("0");
     let mut out = Vec::new();
@@ -264,7 +299,7 @@ async fn walk(router: &Router, ns: &Arc<Namespace>) -> CmdResult<Vec<(Bytes, Byt
             bytes("COUNT"),
             bytes(WALK_COUNT),
         ];
-        let Reply::Array(mut parts) = call(ns, "scan", sub).await? else {
+        let Reply::Array(mut parts) = call_in(ns, "scan", sub, db).await? else {
             return Err(CmdError::msg("ERR unexpected SCAN reply from backend"));
         };
         let found = parts.pop().map(bulk_items).unwrap_or_default();
@@ -285,17 +320,17 @@ async fn walk(router: &Router, ns: &Arc<Namespace>) -> CmdResult<Vec<(Bytes, Byt
     }
 }
 
-async fn dbsize(router: &Router, view: &dyn Visible) -> CmdResult {
+async fn dbsize(router: &Router, view: &dyn Visible, db: u8) -> CmdResult {
     let mut total = 0;
     for ns in router
         .namespaces
         .iter()
-        .filter(|ns| view.namespace(ns, false) && enumerable(ns))
+        .filter(|ns| view.namespace(ns, false) && listed(ns, db))
     {
         total += if view.whole(ns, false) {
-            namespace_size(router, ns).await?
+            size_in(router, ns, db).await?
         } else {
-            let keys = walk(router, ns).await?;
+            let keys = walk(router, ns, db).await?;
             keys.iter().filter(|(k, _)| view.name(ns, k, false)).count() as i64
         };
     }
@@ -304,13 +339,17 @@ async fn dbsize(router: &Router, view: &dyn Visible) -> CmdResult {
 
 /// How many keys a namespace holds.
 pub async fn namespace_size(router: &Router, ns: &Arc<Namespace>) -> CmdResult<i64> {
+    size_in(router, ns, 0).await
+}
+
+async fn size_in(router: &Router, ns: &Arc<Namespace>, db: u8) -> CmdResult<i64> {
     if ns.owns_backend {
-        return match call(ns, "dbsize", vec![bytes("DBSIZE")]).await? {
+        return match call_in(ns, "dbsize", vec![bytes("DBSIZE")], db).await? {
             Reply::Int(n) => Ok(n),
             _ => Err(CmdError::msg("ERR unexpected DBSIZE reply from backend")),
         };
     }
-    Ok(walk(router, ns).await?.len() as i64)
+    Ok(walk(router, ns, db).await?.len() as i64)
 }
 
 /// A namespace's keys with a TTL and their average remaining TTL in ms, as
@@ -355,7 +394,7 @@ pub async fn namespace_expiry(ns: &Namespace, keys: i64) -> Option<(u64, u64)> {
     found
 }
 
-async fn randomkey(router: &Router, view: &dyn Visible) -> CmdResult {
+async fn randomkey(router: &Router, view: &dyn Visible, db: u8) -> CmdResult {
     let n = router.namespaces.len();
     if n == 0 {
         return Ok(Reply::Nil);
@@ -363,11 +402,11 @@ async fn randomkey(router: &Router, view: &dyn Visible) -> CmdResult {
     let start = random_below(n as u64) as usize;
     for i in 0..n {
         let ns = &router.namespaces[(start + i) % n];
-        if !view.namespace(ns, false) || !enumerable(ns) {
+        if !view.namespace(ns, false) || !listed(ns, db) {
             continue;
         }
         if !view.whole(ns, false) {
-            let keys: Vec<_> = walk(router, ns)
+            let keys: Vec<_> = walk(router, ns, db)
                 .await?
                 .into_iter()
                 .filter(|(k, _)| view.name(ns, k, false))
@@ -377,13 +416,13 @@ async fn randomkey(router: &Router, view: &dyn Visible) -> CmdResult {
                 return Ok(Reply::Bulk(keys[pick].0.clone()));
             }
         } else if ns.owns_backend {
-            if let Reply::Bulk(k) = call(ns, "randomkey", vec![bytes("RANDOMKEY")]).await? {
+            if let Reply::Bulk(k) = call_in(ns, "randomkey", vec![bytes("RANDOMKEY")], db).await? {
                 if let Some(k) = owned(router, ns, vec![k]).pop() {
                     return Ok(Reply::Bulk(k));
                 }
             }
         } else {
-            let keys = walk(router, ns).await?;
+            let keys = walk(router, ns, db).await?;
             if !keys.is_empty() {
                 let pick = random_below(keys.len() as u64) as usize;
                 return Ok(Reply::Bulk(keys[pick].0.clone()));
@@ -471,7 +510,12 @@ async fn pubsub(router: &Router, args: &[Bytes], view: &dyn Visible) -> CmdResul
     }
 }
 
-async fn flush(router: &Router, args: &[Bytes], view: &dyn Visible) -> CmdResult {
+async fn flush(
+    router: &Router,
+    args: &[Bytes],
+    view: &dyn Visible,
+    dbs: std::ops::RangeInclusive<u8>,
+) -> CmdResult {
     match &args[1..] {
         [] => {}
         [mode] if is(mode, "ASYNC") || is(mode, "SYNC") => {}
@@ -487,9 +531,12 @@ async fn flush(router: &Router, args: &[Bytes], view: &dyn Visible) -> CmdResult
     if let Some(ns) = visible().find(|ns| ns.read_only) {
         return Ok(crate::proxy::dispatch::read_only(ns));
     }
-    for ns in visible() {
+    for (ns, db) in visible().flat_map(|ns| dbs.clone().map(move |db| (ns, db))) {
+        if db != 0 && !ns.backend.databases() {
+            continue;
+        }
         if ns.owns_backend && view.whole(ns, false) {
-            call(ns, "flushdb", vec![bytes("FLUSHDB")]).await?;
+            call_in(ns, "flushdb", vec![bytes("FLUSHDB")], db).await?;
             continue;
         }
         if !ns.backend.supports(command::known("scan")) {
@@ -500,12 +547,12 @@ async fn flush(router: &Router, args: &[Bytes], view: &dyn Visible) -> CmdResult
                 ns.backend.kind()
             )));
         }
-        let mut keys = walk(router, ns).await?;
+        let mut keys = walk(router, ns, db).await?;
         keys.retain(|(k, _)| view.name(ns, k, false));
         for chunk in keys.chunks(1000) {
             let mut del = vec![bytes("DEL")];
             del.extend(chunk.iter().map(|(_, backend_key)| backend_key.clone()));
-            call(ns, "del", del).await?;
+            call_in(ns, "del", del, db).await?;
         }
     }
     Ok(Reply::ok())
@@ -590,4 +637,49 @@ async fn function(router: &Router, args: &[Bytes]) -> CmdResult {
     }
     let first_error = replies.iter().position(Result::is_err);
     replies.swap_remove(first_error.unwrap_or(0))
+}
+
+/// SWAPDB exchanges two whole databases, which only a namespace alone on
+/// its backend may do: on a shared backend it would move other
+/// namespaces' keys too. It runs on every backend with databases that the
+/// client's namespaces own whole.
+async fn swapdb(router: &Router, args: &[Bytes], view: &dyn Visible, databases: u16) -> CmdResult {
+    for (arg, msg) in [
+        (&args[1], "invalid first DB index"),
+        (&args[2], "invalid second DB index"),
+    ] {
+        let n =
+            crate::wire::util::range_arg(arg, i64::from(i32::MIN), i64::from(i32::MAX), Some(msg))?;
+        if !(0..i64::from(databases)).contains(&n) {
+            return Err(CmdError::msg("ERR DB index is out of range"));
+        }
+    }
+    let mut done: Vec<&str> = Vec::new();
+    for ns in router
+        .namespaces
+        .iter()
+        .filter(|ns| view.namespace(ns, true))
+    {
+        if !ns.backend.databases() || done.contains(&ns.backend_name.as_str()) {
+            continue;
+        }
+        if !ns.owns_backend || ns.rewrites() || !view.whole(ns, true) {
+            return Err(CmdError::msg(format!(
+                "ERR SWAPDB would move other namespaces' keys: namespace '{}' shares its {} backend",
+                ns.name,
+                ns.backend.kind()
+            )));
+        }
+        if ns.read_only {
+            return Ok(crate::proxy::dispatch::read_only(ns));
+        }
+        done.push(&ns.backend_name);
+    }
+    for ns in &router.namespaces {
+        if done.contains(&ns.backend_name.as_str()) {
+            call(ns, "swapdb", args.to_vec()).await?;
+            done.retain(|b| *b != ns.backend_name.as_str());
+        }
+    }
+    Ok(Reply::ok())
 }

@@ -59,6 +59,17 @@ impl Transaction {
         self.multi.is_some()
     }
 
+    /// Queues a command keyway answers itself (TIME, CONFIG): `reply`,
+    /// made now, takes its place in EXEC's reply.
+    pub fn queue_local(&mut self, reply: Reply) -> Reply {
+        let Some(q) = self.multi.as_mut() else {
+            return reply;
+        };
+        let place = q.commands.len() + q.local.len();
+        q.local.push((place, reply));
+        Reply::status("QUEUED")
+    }
+
     /// A command refused before it could be queued makes EXEC fail, as in Redis.
     pub fn mark_dirty(&mut self) {
         if let Some(q) = &mut self.multi {
@@ -73,6 +84,7 @@ impl Transaction {
         req: Request,
         spec: &'static CommandSpec,
         resp3: bool,
+        db: u8,
     ) -> Reply {
         match (spec.name, self.multi.is_some()) {
             ("multi", true) => Reply::error("ERR MULTI calls can not be nested"),
@@ -81,7 +93,7 @@ impl Transaction {
                 Reply::ok()
             }
             ("exec", false) => Reply::error("ERR EXEC without MULTI"),
-            ("exec", true) => self.exec(resp3).await,
+            ("exec", true) => self.exec(resp3, db).await,
             ("discard", false) => Reply::error("ERR DISCARD without MULTI"),
             ("discard", true) => {
                 self.multi = None;
@@ -90,17 +102,23 @@ impl Transaction {
             }
             // Refused without discarding the transaction, as Redis does.
             ("watch", true) => Reply::error("ERR WATCH inside MULTI is not allowed"),
-            ("watch", false) => self.watch(router, req, spec).await,
+            ("watch", false) => self.watch(router, req, spec, db).await,
             ("unwatch", false) => {
                 self.watching = None;
                 Reply::ok()
             }
-            (_, true) => self.queue(router, req, spec, resp3),
+            (_, true) => self.queue(router, req, spec, resp3, db),
             (_, false) => Reply::error("ERR not a transaction command"),
         }
     }
 
-    async fn watch(&mut self, router: &Router, req: Request, spec: &'static CommandSpec) -> Reply {
+    async fn watch(
+        &mut self,
+        router: &Router,
+        req: Request,
+        spec: &'static CommandSpec,
+        db: u8,
+    ) -> Reply {
         let (positions, owners) = match dispatch::owners(router, &req.args, spec) {
             Ok(found) => found,
             Err(reply) => return reply,
@@ -121,6 +139,9 @@ impl Transaction {
             }
             .into();
         }
+        if db != 0 && !ns.backend.databases() {
+            return dispatch::no_databases(ns.backend.kind(), db);
+        }
         if self.watching.is_none() {
             match ns.backend.session().await {
                 Ok(session) => {
@@ -133,7 +154,8 @@ impl Transaction {
                 Err(e) => return e.into(),
             }
         }
-        let cmd = dispatch::rewrite(req, spec, &positions, &owners, false);
+        let mut cmd = dispatch::rewrite(req, spec, &positions, &owners, false);
+        cmd.db = db;
         let Some(w) = self.watching.as_mut() else {
             return Reply::error("ERR WATCH lost its connection");
         };
@@ -151,6 +173,7 @@ impl Transaction {
         req: Request,
         spec: &'static CommandSpec,
         resp3: bool,
+        db: u8,
     ) -> Reply {
         let Some(q) = self.multi.as_mut() else {
             return Reply::error("ERR EXEC without MULTI");
@@ -172,7 +195,13 @@ impl Transaction {
             }
             _ => {}
         }
-        if spec.has(LOCAL) || spec.has(KEYSPACE) || spec.has(PUBSUB) && spec.name != "publish" {
+        // FLUSHDB and FLUSHALL go with the transaction to the one backend
+        // that holds the whole keyspace, as they do in Redis.
+        let flush = matches!(spec.name, "flushdb" | "flushall")
+            && matches!(&router.namespaces[..], [ns] if ns.owns_backend && !ns.read_only);
+        if !flush
+            && (spec.has(LOCAL) || spec.has(KEYSPACE) || spec.has(PUBSUB) && spec.name != "publish")
+        {
             return refuse(
                 q,
                 Reply::error(format!(
@@ -217,10 +246,14 @@ impl Transaction {
         if let Some(refused) = dispatch::limits(spec, &req.args, positions, owners) {
             return refuse(q, refused);
         }
+        if db != 0 && !backend.databases() {
+            return refuse(q, dispatch::no_databases(backend.kind(), db));
+        }
         if q.target.is_none() {
             q.target = Some((backend.clone(), owners[0].clone()));
         }
         let mut cmd = dispatch::rewrite(req, spec, &all_positions, &all_owners, resp3);
+        cmd.db = db;
         q.keys_from.push(
             cmd.inspect
                 .then(|| (spec.name, owners.iter().map(|ns| (*ns).clone()).collect())),
@@ -233,7 +266,7 @@ impl Transaction {
         Reply::status("QUEUED")
     }
 
-    async fn exec(&mut self, resp3: bool) -> Reply {
+    async fn exec(&mut self, resp3: bool, db: u8) -> Reply {
         let q = self.multi.take().unwrap_or_default();
         let watching = self.watching.take();
         if q.dirty {
@@ -245,13 +278,13 @@ impl Transaction {
             let reply = match watching {
                 Some(mut w) => {
                     let splices = !q.local.is_empty();
-                    exec_on_session(&mut *w.session, Vec::new(), resp3, splices).await
+                    exec_on_session(&mut *w.session, Vec::new(), resp3, db, splices).await
                 }
                 None => Reply::Array(Vec::new()),
             };
             return splice(reply, q.local);
         };
-        let mut batch = wrap(q.commands, resp3);
+        let mut batch = wrap(q.commands, resp3, db);
         let n = batch.len();
         let map_keys = q.keys_from.iter().any(Option::is_some);
         if let Some(exec) = batch.last_mut() {
@@ -297,10 +330,11 @@ fn splice(reply: Reply, local: Vec<(usize, Reply)>) -> Reply {
 }
 
 /// MULTI, the commands, EXEC.
-fn wrap(commands: Vec<Command>, resp3: bool) -> Vec<Command> {
+fn wrap(commands: Vec<Command>, resp3: bool, db: u8) -> Vec<Command> {
     let tx = |name: &str| {
         let mut c = Command::internal(command::known(name), vec![bytes(&name.to_uppercase())]);
         c.resp3 = resp3;
+        c.db = db;
         c.inspect = false;
         c
     };
@@ -317,9 +351,10 @@ async fn exec_on_session(
     session: &mut dyn Session,
     commands: Vec<Command>,
     resp3: bool,
+    db: u8,
     inspect: bool,
 ) -> Reply {
-    let mut batch = wrap(commands, resp3);
+    let mut batch = wrap(commands, resp3, db);
     if let Some(exec) = batch.last_mut() {
         exec.inspect = inspect;
     }

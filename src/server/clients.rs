@@ -31,6 +31,8 @@ pub struct Details {
     pub pubsub: bool,
     /// The user it is logged in as (`default` until AUTH).
     pub user: String,
+    /// The database it selected (SELECT).
+    pub db: u8,
 }
 
 pub struct Client {
@@ -136,7 +138,7 @@ impl Client {
             },
         };
         format!(
-            "id={} addr={} laddr={local} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 \
+            "id={} addr={} laddr={local} fd=0 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 \
              multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
              omem=0 tot-mem={} events=r cmd={cmd} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
             self.id,
@@ -145,6 +147,7 @@ impl Client {
             self.since.elapsed().as_secs(),
             idle_ms / 1000,
             if d.pubsub { "P" } else { "N" },
+            d.db,
             self.memory(),
             d.user,
             if d.resp3 { 3 } else { 2 },

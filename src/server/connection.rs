@@ -584,11 +584,25 @@ impl Connection {
             if spec.has(LOCAL) || spec.has(KEYSPACE) || spec.has(TX) || subscription {
                 keyway_commands().command(spec);
             }
-            if (self.tx.in_multi() && !matches!(spec.name, "quit" | "reset")) || spec.has(TX) {
+            if self.tx.in_multi() && matches!(spec.name, "time" | "config") {
+                // Answered now and given its place in EXEC's reply.
+                self.flush(&router, &mut segment, out).await;
+                let r =
+                    admin::execute(&mut self.state, &self.shared, &router, spec, &req.args).await;
+                let reply = if r.is_error() {
+                    self.tx.mark_dirty();
+                    r
+                } else {
+                    self.tx.queue_local(r)
+                };
+                emit(&reply, self.state.resp3(), out);
+            } else if (self.tx.in_multi() && !matches!(spec.name, "quit" | "reset")) || spec.has(TX)
+            {
                 self.flush(&router, &mut segment, out).await;
                 let resp3 = self.state.resp3();
                 let timing = self.timing(&req.raw, 0);
-                let reply = self.tx.execute(&router, req, spec, resp3).await;
+                let db = self.state.details.db;
+                let reply = self.tx.execute(&router, req, spec, resp3, db).await;
                 self.timed(timing);
                 emit(&reply, resp3, out);
             } else if subscription {
@@ -617,7 +631,16 @@ impl Connection {
                     r
                 } else {
                     let timing = self.timing(&req.raw, 0);
-                    let r = keyspace::execute(&router, spec, &req.args, &*self.state.user).await;
+                    let databases = self.shared.settings.load().server.databases;
+                    let r = keyspace::execute(
+                        &router,
+                        spec,
+                        &req.args,
+                        &*self.state.user,
+                        self.state.details.db,
+                        databases,
+                    )
+                    .await;
                     self.timed(timing);
                     r
                 };
@@ -714,7 +737,8 @@ impl Connection {
         } else {
             self.running = routed[0].1.name;
             let timing = self.timing(&routed[0].0.raw, routed.len() - 1);
-            let replies = dispatch::execute(router, routed, self.state.resp3()).await;
+            let replies =
+                dispatch::execute(router, routed, self.state.resp3(), self.state.details.db).await;
             self.timed(timing);
             replies.into_iter()
         };

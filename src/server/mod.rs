@@ -96,6 +96,7 @@ impl Server {
             settings.server.slowlog_log_slower_than,
             settings.server.slowlog_max_len,
         );
+        crate::backend::set_databases(settings.server.databases);
         let shared = Arc::new(Shared {
             router: ArcSwap::from_pointee(router),
             settings: ArcSwap::from_pointee(settings),

@@ -70,6 +70,9 @@ pub struct ServerConfig {
     /// As Redis's protected-mode: while the default user has no password,
     /// clients from other hosts get `-DENIED` and are closed.
     pub protected_mode: bool,
+    /// Databases a client may SELECT (Redis's `databases`): 0 to this
+    /// less one, on backends that have them (memory, redis).
+    pub databases: u16,
 }
 
 /// Redis's enable-debug-command values.
@@ -101,6 +104,7 @@ impl Default for ServerConfig {
             tls_listen: None,
             tls: Default::default(),
             protected_mode: true,
+            databases: 16,
         }
     }
 }

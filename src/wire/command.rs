@@ -288,6 +288,7 @@ table![
     ("debug", -2, LOCAL, N),
     // Whole keyspace: fanned out to every namespace.
     ("dbsize", 1, KEYSPACE | READ, N),
+    ("swapdb", 3, KEYSPACE | WRITE, N),
     ("keys", 2, KEYSPACE | READ, N),
     ("scan", -2, KEYSPACE | READ, N),
     ("randomkey", 1, KEYSPACE | READ, N),
@@ -337,6 +338,7 @@ table![
     ("rename", 3, WRITE, K12),
     ("renamenx", 3, WRITE, K12),
     ("copy", -3, WRITE | REACHES, K12),
+    ("move", 3, WRITE, K1),
     ("dump", 2, READ, K1),
     ("restore", -4, WRITE, K1),
     ("object", -2, READ, Keys::Custom(key_at2)),

@@ -15,6 +15,10 @@ pub enum CmdError {
     UnknownSubcommand { cmd: String, sub: String },
     #[error("ERR wrong number of arguments for '{0}' command")]
     WrongArity(String),
+    #[error(
+        "ERR this key's namespace is on a {backend} backend, which has only database 0 (the client selected {db})"
+    )]
+    NoDatabases { db: u8, backend: String },
     /// A subcommand's own argument check (Redis's
     /// addReplySubcommandSyntaxError): `sub` as the client typed it.
     #[error("ERR unknown subcommand or wrong number of arguments for '{sub}'. Try {cmd} HELP.")]

@@ -373,6 +373,7 @@ pub(super) fn plan(
                     resp3: cmd.resp3,
                     inspect: true,
                     scope: None,
+                    db: cmd.db,
                 };
                 let (g, at) = groups.push(node, sub);
                 parts.push((g, at, idx));

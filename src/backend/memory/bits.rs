@@ -159,6 +159,11 @@ pub fn bitcount(s: &Store, a: &[Bytes]) -> CmdResult {
         let (from, to) = match range {
             None if v.is_empty() => return Ok(Reply::Int(0)),
             None => (0, v.len() as u64 * 8 - 1),
+            // Redis's own check before it clamps: both from the end, and
+            // the start past the end, count nothing.
+            Some((start, Some(end), _)) if start < 0 && end < 0 && start > end => {
+                return Ok(Reply::Int(0));
+            }
             Some((start, end, bits)) => match bit_range(start, end.unwrap_or(-1), bits, v.len()) {
                 Some(r) => r,
                 None => return Ok(Reply::Int(0)),

@@ -298,7 +298,13 @@ pub fn xclaim(s: &Store, a: &[Bytes]) -> CmdResult {
 
 pub fn xautoclaim(s: &Store, a: &[Bytes]) -> CmdResult {
     let (key, group, consumer) = (&a[1], &a[2], &a[3]);
-    let min_idle = claim_start(s, a, "XAUTOCLAIM")?;
+    // Redis's order: the arguments, then the key's type and group.
+    let exists = read::<Stream, _>(s, key, |st| {
+        st.is_some_and(|st| st.groups.contains_key(group))
+    });
+    let min_idle = crate::wire::protocol::parse_i64(&a[4])
+        .ok_or_else(|| CmdError::msg("ERR Invalid min-idle-time argument for XAUTOCLAIM"))?
+        .max(0) as u64;
     let start = parse_id(&a[5], 0, false, false)?.0;
     let (mut count, mut justid) = (100usize, false);
     let mut j = 6;
@@ -315,6 +321,9 @@ pub fn xautoclaim(s: &Store, a: &[Bytes]) -> CmdResult {
         } else {
             return Err(CmdError::Syntax);
         }
+    }
+    if !exists? {
+        return Err(no_group(key, group));
     }
     let now = now_ms();
     modify::<Stream, _>(

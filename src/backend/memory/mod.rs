@@ -6,12 +6,18 @@
 //! multi-key write (RENAME, MSET, ...) or a Lua script (see `scripting`)
 //! takes the store's gate exclusively, so no other client's command
 //! interleaves with it, as in Redis.
+//!
+//! Databases (SELECT) are separate stores, each with its own gate and
+//! blocked clients, made on first use; scripts, functions and pub/sub
+//! channels are shared by all, as in Redis. MOVE and SWAPDB take the
+//! gates of both databases they touch, lower index first.
 
 mod bitop;
 mod bits;
 mod blocking;
 mod cjson;
 mod cmsgpack;
+mod databases;
 mod functions;
 mod geo;
 mod groups;
@@ -399,12 +405,17 @@ pub struct Memory {
     max_memory: Option<usize>,
     eviction: Eviction,
     evicted: std::sync::atomic::AtomicU64,
-    scripts: scripting::Scripts,
-    functions: functions::Libraries,
+    scripts: Arc<scripting::Scripts>,
+    functions: Arc<functions::Libraries>,
 }
 
+/// A handle on the databases; clones share them.
+#[derive(Clone)]
 pub struct MemoryBackend {
+    /// Database 0, which nearly every client uses, without a lookup.
     inner: Arc<Memory>,
+    /// Databases 1 to 255, made on first use.
+    others: Arc<[std::sync::OnceLock<Arc<Memory>>]>,
 }
 
 impl std::ops::Deref for MemoryBackend {
@@ -432,11 +443,64 @@ impl MemoryBackend {
                 scripts: Default::default(),
                 functions: Default::default(),
             }),
+            others: (1..=u8::MAX).map(|_| Default::default()).collect(),
         }
+    }
+
+    /// Database `n`, made now if it is new.
+    fn db(&self, n: u8) -> &Arc<Memory> {
+        match n.checked_sub(1) {
+            None => &self.inner,
+            Some(i) => self.others[usize::from(i)].get_or_init(|| Arc::new(self.inner.sibling())),
+        }
+    }
+
+    /// Database `n` if a command has used it.
+    fn existing(&self, n: u8) -> Option<&Arc<Memory>> {
+        match n.checked_sub(1) {
+            None => Some(&self.inner),
+            Some(i) => self.others[usize::from(i)].get(),
+        }
+    }
+
+    /// Runs a batch synchronously in its database (no blocking commands).
+    pub fn run(&self, batch: &[Command]) -> Vec<Reply> {
+        let db = batch.first().map_or(0, |c| c.db);
+        self.db(db).run(batch)
     }
 }
 
+/// What a database nobody has written answers, so that FLUSHALL, DBSIZE
+/// or SCAN over all sixteen does not make fifteen empty stores.
+fn untouched(c: &Command) -> Option<Reply> {
+    Some(match c.spec.name {
+        "flushdb" | "flushall" => Reply::ok(),
+        "dbsize" => Reply::Int(0),
+        "keys" => Reply::Array(Vec::new()),
+        "scan" => Reply::Array(vec![Reply::bulk_str("0"), Reply::Array(Vec::new())]),
+        "randomkey" => Reply::Nil,
+        _ => return None,
+    })
+}
+
 impl Memory {
+    /// Another database beside this one: its own keys, gate and blocked
+    /// clients; the same scripts, functions, channels and memory bound.
+    fn sibling(&self) -> Memory {
+        let store = Arc::new(Store::with_hub(self.store.hub.clone()));
+        store::spawn_sweeper(&store);
+        Memory {
+            store,
+            gate: RwLock::new(()),
+            waiters: Default::default(),
+            max_memory: self.max_memory,
+            eviction: self.eviction,
+            evicted: Default::default(),
+            scripts: self.scripts.clone(),
+            functions: self.functions.clone(),
+        }
+    }
+
     /// Runs a batch synchronously; the [`Backend`] impl wraps this.
     pub fn run(&self, batch: &[Command]) -> Vec<Reply> {
         self.run_with(batch, &[])
@@ -596,19 +660,50 @@ fn guarded(command: &'static str, run: impl FnOnce() -> Reply) -> Reply {
     })
 }
 
-/// A client's WATCH: versions of its watched keys, checked at EXEC.
+/// A client's WATCH: versions of its watched keys, each in its database,
+/// checked at EXEC.
 struct MemorySession {
-    memory: Arc<Memory>,
-    watched: Vec<(Bytes, Option<u64>)>,
+    backend: MemoryBackend,
+    watched: Vec<(u8, Bytes, Option<u64>)>,
 }
 
 impl Session for MemorySession {
     fn execute(&mut self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+        let n = batch.first().map_or(0, |c| c.db);
+        let memory = self.backend.db(n).clone();
         let replies = if batch.iter().any(|c| c.spec.name == "multi") {
-            let r = self.memory.run_with(&batch, &self.watched);
+            // Keys watched in this database are checked under its gate,
+            // with the transaction; those in others (rare: WATCH, then
+            // SELECT) just before.
+            let elsewhere_changed = self
+                .watched
+                .iter()
+                .filter(|(db, ..)| *db != n)
+                .any(|(db, k, v)| self.backend.db(*db).store.version(k) != *v);
+            let here: Vec<(Bytes, Option<u64>)> = self
+                .watched
+                .iter()
+                .filter(|(db, ..)| *db == n)
+                .map(|(_, k, v)| {
+                    (
+                        k.clone(),
+                        if elsewhere_changed {
+                            Some(u64::MAX)
+                        } else {
+                            *v
+                        },
+                    )
+                })
+                .collect();
+            let here = if elsewhere_changed && here.is_empty() {
+                vec![(Bytes::new(), Some(u64::MAX))]
+            } else {
+                here
+            };
+            let r = memory.run_with(&batch, &here);
             // EXEC forgets what was watched, as in Redis.
             self.watched.clear();
-            self.memory.serve_after(&batch);
+            memory.serve_after(&batch);
             r
         } else {
             batch
@@ -616,8 +711,8 @@ impl Session for MemorySession {
                 .map(|c| match c.spec.name {
                     "watch" => {
                         for k in &c.args[1..] {
-                            let v = self.memory.store.version(k);
-                            self.watched.push((k.clone(), v));
+                            let v = memory.store.version(k);
+                            self.watched.push((n, k.clone(), v));
                         }
                         Reply::ok()
                     }
@@ -626,8 +721,8 @@ impl Session for MemorySession {
                         Reply::ok()
                     }
                     _ => {
-                        let r = self.memory.run(std::slice::from_ref(c));
-                        self.memory.serve_after(std::slice::from_ref(c));
+                        let r = memory.run(std::slice::from_ref(c));
+                        memory.serve_after(std::slice::from_ref(c));
                         r.into_iter().next().unwrap_or(Reply::Nil)
                     }
                 })
@@ -642,18 +737,43 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
+    fn databases(&self) -> bool {
+        true
+    }
+
     fn supports(&self, spec: &CommandSpec) -> bool {
         // SUBSCRIBE and friends go through `subscriber`, MULTI/EXEC through
         // `run_with` and WATCH through sessions, not the handlers.
-        dispatch()[spec.id].is_some() || spec.has(command::PUBSUB) || spec.has(command::TX)
+        dispatch()[spec.id].is_some()
+            || spec.has(command::PUBSUB)
+            || spec.has(command::TX)
+            || matches!(spec.name, "move" | "swapdb")
     }
 
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+        let n = batch.first().map_or(0, |c| c.db);
+        if n != 0 && self.existing(n).is_none() {
+            if let Some(replies) = batch.iter().map(untouched).collect() {
+                return Box::pin(std::future::ready(replies));
+            }
+        }
+        if batch
+            .iter()
+            .any(|c| matches!(c.spec.name, "move" | "swapdb"))
+        {
+            return Box::pin(std::future::ready(self.across(&batch)));
+        }
+        let db = self.db(n);
         let blocks = batch.iter().any(|c| c.spec.has(command::BLOCKING))
             && !batch.iter().any(|c| c.spec.name == "multi");
         if !blocks {
-            let replies = self.run(&batch);
-            self.serve_after(&batch);
+            let replies = db.run(&batch);
+            db.serve_after(&batch);
+            if batch.iter().any(|c| c.spec.name == "flushall") {
+                // Queued in MULTI, FLUSHALL reaches the batch's database
+                // with the transaction; the others are emptied right after.
+                self.clear_others(n);
+            }
             return Box::pin(std::future::ready(replies));
         }
         Box::pin(async move {
@@ -662,23 +782,23 @@ impl Backend for MemoryBackend {
             for (i, cmd) in batch.iter().enumerate() {
                 if cmd.spec.has(command::BLOCKING) {
                     let before = &batch[start..i];
-                    replies.extend(self.run(before));
-                    self.serve_after(before);
-                    replies.push(streams::for_protocol(cmd, self.block(cmd).await));
-                    self.serve_after(std::slice::from_ref(cmd));
+                    replies.extend(db.run(before));
+                    db.serve_after(before);
+                    replies.push(streams::for_protocol(cmd, db.block(cmd).await));
+                    db.serve_after(std::slice::from_ref(cmd));
                     start = i + 1;
                 }
             }
             let rest = &batch[start..];
-            replies.extend(self.run(rest));
-            self.serve_after(rest);
+            replies.extend(db.run(rest));
+            db.serve_after(rest);
             replies
         })
     }
 
     fn session(&self) -> BoxFuture<'_, Result<Box<dyn Session>, CmdError>> {
         let session = MemorySession {
-            memory: self.inner.clone(),
+            backend: self.clone(),
             watched: Vec::new(),
         };
         Box::pin(std::future::ready(

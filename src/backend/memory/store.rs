@@ -376,6 +376,26 @@ impl Store {
         self.parts.iter().all(|p| p.read().is_empty())
     }
 
+    /// A store whose pub/sub hub is `hub`: databases share one, as Redis's
+    /// channels are not per database.
+    pub fn with_hub(hub: Arc<super::pubsub::Hub>) -> Store {
+        Store {
+            hub,
+            ..Store::default()
+        }
+    }
+
+    /// Exchanges every key with `other` (SWAPDB), a partition at a time.
+    /// The caller holds both databases' gates exclusively, so no command
+    /// sees a half-swapped pair and no other swap locks in reverse.
+    pub fn swap_with(&self, other: &Store) {
+        for (a, b) in self.parts.iter().zip(other.parts.iter()) {
+            std::mem::swap(&mut *a.write(), &mut *b.write());
+        }
+        self.has_volatile.store(true, Ordering::Relaxed);
+        other.has_volatile.store(true, Ordering::Relaxed);
+    }
+
     pub fn clear(&self) {
         for p in self.parts.iter() {
             // Replaced, not cleared: a cleared table keeps its capacity.

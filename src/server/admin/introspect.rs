@@ -106,7 +106,7 @@ pub(super) fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
             "client-output-buffer-limit",
             server.client_output_buffer_limit.redis_text(),
         ),
-        ("databases", "1".into()),
+        ("databases", server.databases.to_string()),
         (
             "enable-debug-command",
             format!("{:?}", server.enable_debug_command).to_lowercase(),

@@ -21,7 +21,7 @@ use crate::server::shared::Shared;
 use crate::wire::command::CommandSpec;
 use crate::wire::error::{CmdError, CmdResult, lossy};
 use crate::wire::reply::Reply;
-use crate::wire::util::{int_arg, upper};
+use crate::wire::util::upper;
 
 pub use crate::wire::command::REDIS_VERSION;
 
@@ -43,7 +43,7 @@ pub async fn execute(
             reset(state, shared);
             Ok(Reply::status("RESET"))
         }
-        "select" => select(args),
+        "select" => select(state, shared, args),
         "hello" => hello(state, shared, args),
         "auth" => auth(state, shared, args),
         "acl" => acl::acl(state, shared, router, args),
@@ -127,11 +127,18 @@ fn ping(args: &[Bytes]) -> CmdResult {
     }
 }
 
-fn select(args: &[Bytes]) -> CmdResult {
-    match int_arg(&args[1]) {
-        Ok(0) => Ok(Reply::ok()),
-        Ok(_) => Err(CmdError::msg("ERR DB index is out of range")),
-        Err(e) => Err(e),
+/// SELECT: the database the client's later commands use, on every
+/// namespace whose backend has databases (see `Backend::databases`).
+fn select(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    let databases = shared.settings.load().server.databases;
+    let n = crate::wire::util::range_arg(&args[1], i64::from(i32::MIN), i64::from(i32::MAX), None)?;
+    match u8::try_from(n) {
+        Ok(db) if u16::from(db) < databases => {
+            state.details.db = db;
+            state.publish();
+            Ok(Reply::ok())
+        }
+        _ => Err(CmdError::msg("ERR DB index is out of range")),
     }
 }
 

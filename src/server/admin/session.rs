@@ -17,6 +17,7 @@ use crate::wire::util::{int_arg, is};
 pub(super) fn reset(state: &mut ClientState, shared: &Shared) {
     state.details.resp3 = false;
     state.details.name = None;
+    state.details.db = 0;
     // RESET logs the client back in as `default`, as in Redis.
     let settings = shared.settings.load();
     state.authenticated = settings.users.open();
@@ -260,6 +261,10 @@ pub(super) fn client_list(state: &ClientState, shared: &Shared, args: &[Bytes]) 
 /// [USER name] [SKIPME yes/no] [MAXAGE secs] (Redis 7's filters). A client
 /// killed ends once its reply to the command in hand is written.
 pub(super) fn client_kill(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
+    // CLIENT KILL's arity in Redis is -3.
+    if args.len() < 3 {
+        return Err(CmdError::WrongArity("client|kill".into()));
+    }
     if args.len() == 3 {
         let addr = lossy(&args[2], 128);
         let found = shared
