@@ -889,3 +889,60 @@ async fn a_watched_transaction_of_local_commands_runs() {
         c.check(cmd, want).await;
     }
 }
+
+/// Clients pick commands by the version keyway reports: the lowest of its
+/// servers' (learnt when keyway starts), its own with none, and CLIENT
+/// LIST's fields as that version writes them.
+#[tokio::test]
+async fn the_reported_version_is_the_servers() {
+    let s = setup().await;
+    let mut direct = s.r1.raw().await;
+    direct.send(b"INFO server\r\n").await;
+    let info = String::from_utf8_lossy(&direct.reply().await).into_owned();
+    let version = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .expect("redis_version")
+        .trim()
+        .to_string();
+    let mut c = s.kw.raw().await;
+    let wanted = format!("redis_version:{version}\r\n");
+    let mut learned = false;
+    for _ in 0..500 {
+        c.send(b"INFO server\r\n").await;
+        if String::from_utf8_lossy(&c.reply().await).contains(&wanted) {
+            learned = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(learned, "keyway never reported {wanted}");
+    c.send(b"HELLO 3\r\n").await;
+    let hello = String::from_utf8_lossy(&c.reply().await).into_owned();
+    assert!(
+        hello.contains(&format!(
+            "$7\r\nversion\r\n${}\r\n{version}\r\n",
+            version.len()
+        )),
+        "{hello}"
+    );
+    c.send(b"HELLO 2\r\n").await;
+    c.reply().await;
+    c.send(b"CLIENT INFO\r\n").await;
+    let line = String::from_utf8_lossy(&c.reply().await).into_owned();
+    let modern = version.as_str() >= "7.2";
+    assert_eq!(line.contains(" watch=0 "), modern, "{line}");
+    assert_eq!(line.contains(" lib-name="), modern, "{line}");
+    // Alone, keyway reports its own version.
+    let kw = Keyway::start().await;
+    let mut m = kw.raw().await;
+    m.send(b"INFO server\r\n").await;
+    let info = String::from_utf8_lossy(&m.reply().await).into_owned();
+    assert!(
+        info.contains(&format!(
+            "redis_version:{}\r\n",
+            keyway::wire::command::REDIS_VERSION
+        )),
+        "{info}"
+    );
+}

@@ -491,6 +491,10 @@ impl Backend for Mirrored {
         false
     }
 
+    fn server_version(&self) -> Option<String> {
+        self.primary.server_version()
+    }
+
     fn health(&self) -> String {
         self.primary.health()
     }

@@ -88,6 +88,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether this backend can run the command.
     fn supports(&self, spec: &CommandSpec) -> bool;
 
+    /// The `redis_version` of the server behind this backend, once known;
+    /// None for backends that are not Redis servers.
+    fn server_version(&self) -> Option<String> {
+        None
+    }
+
     /// Whether this backend keeps Redis's numbered databases (SELECT).
     fn databases(&self) -> bool {
         false

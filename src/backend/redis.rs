@@ -370,6 +370,14 @@ impl RedisBackend {
     pub fn new(name: &str, c: &RedisConfig) -> RedisBackend {
         let mut b = RedisBackend::with_db(name, c, None);
         b.config = Some((name.to_string(), c.clone()));
+        // One connection now, dropped at once, so that the server's version
+        // is known before clients ask (HELLO is their first command).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let endpoint = b.endpoint.clone();
+            rt.spawn(async move {
+                let _ = endpoint.connect(false).await;
+            });
+        }
         b
     }
 
@@ -419,6 +427,7 @@ impl RedisBackend {
                 readonly: false,
                 up: Default::default(),
                 last_error: Default::default(),
+                version: Default::default(),
             }),
             connections: c.connections.max(1),
             pipes: [OnceLock::new(), OnceLock::new()],
@@ -541,6 +550,10 @@ impl Backend for RedisBackend {
 
     fn databases(&self) -> bool {
         true
+    }
+
+    fn server_version(&self) -> Option<String> {
+        self.endpoint.version.lock().ok()?.clone()
     }
 
     fn health(&self) -> String {

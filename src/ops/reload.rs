@@ -186,6 +186,8 @@ impl Operations {
         // ACL DELUSER: they log in again under the new rules.
         let changed = shared.settings.load().users.changed(&settings.users);
         crate::backend::set_databases(settings.server.databases);
+        // What CONFIG SET changed lasts until the file is read again.
+        crate::backend::memory::tunables::reset();
         shared.settings.store(Arc::new(settings));
         self.config.store(Arc::new(config));
         shared.router.store(Arc::new(router));

@@ -188,6 +188,32 @@ pub struct Router {
 }
 
 impl Router {
+    /// The Redis version keyway reports (INFO, HELLO, CLIENT LIST's
+    /// fields): its own, or the lowest of its Redis servers' once known,
+    /// since client libraries pick commands by it.
+    pub fn redis_version(&self) -> String {
+        let parse =
+            |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+        let own = crate::wire::command::REDIS_VERSION.to_string();
+        self.namespaces
+            .iter()
+            .filter_map(|ns| ns.backend.server_version())
+            .chain(std::iter::once(own))
+            .min_by_key(|v| parse(v))
+            .unwrap_or_default()
+    }
+
+    /// Whether the reported version is 7.2 or later, whose CLIENT LIST has
+    /// `watch`, `lib-name` and `lib-ver`.
+    pub fn reports_7_2(&self) -> bool {
+        let v: Vec<u32> = self
+            .redis_version()
+            .split('.')
+            .map(|p| p.parse().unwrap_or(0))
+            .collect();
+        v >= vec![7, 2]
+    }
+
     /// Each backend a namespace uses, once, in config order, with its
     /// health (see [`crate::backend::Backend::health`]).
     pub fn backends_health(&self) -> Vec<(&str, &'static str, String)> {

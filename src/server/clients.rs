@@ -123,7 +123,8 @@ impl Client {
     /// The client's line in CLIENT LIST and CLIENT INFO, in Redis's field
     /// order; `current` names the command being run, for the caller's own
     /// line. Fields keyway does not track have Redis's idle values.
-    pub fn line(&self, local: SocketAddr, current: Option<&str>) -> String {
+    /// `v7_2`: with the fields Redis 7.2 added (see `Router::reports_7_2`).
+    pub fn line(&self, local: SocketAddr, current: Option<&str>, v7_2: bool) -> String {
         let d = self.details().clone();
         let text = |b: &Option<Bytes>| b.as_ref().map(|b| lossy(b, 256)).unwrap_or_default();
         let idle_ms = (self.since.elapsed().as_millis() as u64)
@@ -137,10 +138,22 @@ impl Client {
                     .map_or_else(|| "NULL".to_string(), |c| c.name.to_string()),
             },
         };
+        let (watch, libs) = if v7_2 {
+            (
+                " watch=0",
+                format!(
+                    " lib-name={} lib-ver={}",
+                    text(&d.lib_name),
+                    text(&d.lib_ver)
+                ),
+            )
+        } else {
+            ("", String::new())
+        };
         format!(
             "id={} addr={} laddr={local} fd=0 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 \
-             multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
-             omem=0 tot-mem={} events=r cmd={cmd} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
+             multi=-1{watch} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
+             omem=0 tot-mem={} events=r cmd={cmd} user={} redir=-1 resp={}{libs}\n",
             self.id,
             self.peer,
             text(&d.name),
@@ -151,8 +164,6 @@ impl Client {
             self.memory(),
             d.user,
             if d.resp3 { 3 } else { 2 },
-            text(&d.lib_name),
-            text(&d.lib_ver),
         )
     }
 }

@@ -715,11 +715,11 @@ impl Connection {
             } else {
                 "toplevel"
             };
-            let info = self
-                .state
-                .registered
-                .client
-                .line(self.shared.local_addr, Some(spec.name));
+            let info = self.state.registered.client.line(
+                self.shared.local_addr,
+                Some(spec.name),
+                router.reports_7_2(),
+            );
             self.shared
                 .acl_log
                 .add(&denial, spec.name, context, &user.name, info);

@@ -66,6 +66,9 @@ pub struct BackendResultLabels {
 
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
+/// Distinct error codes INFO errorstats keeps, as Redis bounds them.
+const ERROR_CODES_MAX: usize = 128;
+
 pub struct Metrics {
     registry: Registry,
     pub connections: Gauge,
@@ -73,6 +76,8 @@ pub struct Metrics {
     pub connections_rejected: Counter,
     commands: Family<CommandLabels, Counter>,
     errors: Family<KindLabels, Counter>,
+    /// Error replies by their first word, as INFO errorstats lists them.
+    error_codes: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     latency: HistogramFamily,
     upstream_connections: Family<BackendLabels, Gauge>,
     reconnects: Family<BackendLabels, Counter>,
@@ -131,6 +136,7 @@ impl Metrics {
             connections_rejected: Counter::default(),
             commands: Family::default(),
             errors: Family::default(),
+            error_codes: Default::default(),
             latency: Family::new_with_constructor(latency_histogram),
             upstream_connections: Family::default(),
             reconnects: Family::default(),
@@ -305,6 +311,13 @@ impl Metrics {
             "DENIED",
         ];
         let code = text.split(|&b| b == b' ').next().unwrap_or_default();
+        if let Ok(mut codes) = self.error_codes.lock() {
+            // Redis's bound on distinct codes; past it, errors are not listed.
+            let code = String::from_utf8_lossy(code);
+            if codes.len() < ERROR_CODES_MAX || codes.contains_key(code.as_ref()) {
+                *codes.entry(code.into_owned()).or_default() += 1;
+            }
+        }
         let kind = CODES
             .iter()
             .find(|c| c.as_bytes() == code)
@@ -313,6 +326,23 @@ impl Metrics {
         self.errors
             .get_or_create(&KindLabels { kind: kind.into() })
             .inc();
+    }
+
+    /// Error replies by their first word, and their total (INFO
+    /// errorstats and total_error_replies).
+    pub fn error_stats(&self) -> Vec<(String, u64)> {
+        self.error_codes
+            .lock()
+            .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+
+    /// CONFIG RESETSTAT: forget the errors INFO lists (Prometheus
+    /// counters keep counting, as counters must).
+    pub fn reset_error_stats(&self) {
+        if let Ok(mut c) = self.error_codes.lock() {
+            c.clear();
+        }
     }
 
     /// The counter of commands `user` ran: held by its connections, so

@@ -131,6 +131,7 @@ impl Inner {
                         readonly: self.read_replicas,
                         up: Default::default(),
                         last_error: Default::default(),
+                        version: Default::default(),
                     }),
                     addr,
                     pipes: [OnceLock::new(), OnceLock::new()],

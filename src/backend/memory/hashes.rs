@@ -1,7 +1,5 @@
 //! Hash commands. A hash whose last field is removed is deleted, as in Redis.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 
 use super::own;
@@ -13,7 +11,7 @@ use crate::wire::reply::Reply;
 use crate::wire::scan::{parse_scan, scan_reply};
 use crate::wire::util::{float_arg, glob_match, int_arg, is, parse_f64, random_below};
 
-type Hash = HashMap<Bytes, Bytes>;
+type Hash = super::store::HashValue;
 
 fn read<R>(s: &Store, key: &[u8], f: impl FnOnce(Option<&Hash>) -> R) -> CmdResult<R> {
     typed::read::<Hash, R>(s, key, f)
@@ -116,7 +114,7 @@ pub fn hdel(s: &Store, a: &[Bytes]) -> CmdResult {
         false,
         |h| {
             Ok(Reply::Int(
-                a[2..].iter().filter(|f| h.remove(*f).is_some()).count() as i64,
+                a[2..].iter().filter(|f| remove_field(h, f)).count() as i64,
             ))
         },
         Reply::Int(0),
@@ -276,4 +274,16 @@ pub fn hscan(s: &Store, a: &[Bytes]) -> CmdResult {
         }
         scan_reply(next, items)
     })
+}
+
+/// Removes a field. A small hash keeps its fields in the order they were
+/// added, as Redis's listpack does (HGETALL shows it); a large one, which
+/// Redis keeps in a hash table in no order, removes in constant time.
+pub(super) fn remove_field(h: &mut Hash, f: &[u8]) -> bool {
+    let small = h.len() <= 2 * super::tunables::get("hash-max-listpack-entries").max(0) as usize;
+    if small {
+        h.shift_remove(f).is_some()
+    } else {
+        h.swap_remove(f).is_some()
+    }
 }

@@ -324,25 +324,48 @@ pub fn object(s: &Store, a: &[Bytes]) -> CmdResult {
             return Ok(Reply::Nil);
         };
         if is(sub, "ENCODING") {
-            let small = |n: usize| n <= 128;
+            // Redis's thresholds, as CONFIG SET last set them: entries, and
+            // the longest element a compact encoding holds.
+            let t = |name: &str| usize::try_from(super::tunables::get(name)).unwrap_or(0);
+            let fits = |n: usize, entries: &str, longest: usize, value: &str| {
+                n <= t(entries) && longest <= t(value)
+            };
             let enc = match e.value {
                 ValueRef::Str(v) if v.len() <= 20 && crate::wire::protocol::parse_i64(v).is_some() => "int",
                 ValueRef::Str(v) if v.len() <= 44 => "embstr",
                 ValueRef::Str(_) => "raw",
-                ValueRef::Hash(h) if small(h.len()) => "listpack",
-                ValueRef::Hash(_) => "hashtable",
-                ValueRef::List(l) if small(l.len()) => "listpack",
+                ValueRef::Hash(h) => {
+                    let longest = h.iter().map(|(f, v)| f.len().max(v.len())).max().unwrap_or(0);
+                    if fits(h.len(), "hash-max-listpack-entries", longest, "hash-max-listpack-value") {
+                        "listpack"
+                    } else {
+                        "hashtable"
+                    }
+                }
+                ValueRef::List(l) if l.len() <= 128 => "listpack",
                 ValueRef::List(_) => "quicklist",
                 ValueRef::Set(set)
-                    if set.len() <= 512
+                    if set.len() <= t("set-max-intset-entries")
                         && set.iter().all(|m| crate::wire::protocol::parse_i64(m).is_some()) =>
                 {
                     "intset"
                 }
-                ValueRef::Set(set) if small(set.len()) => "listpack",
-                ValueRef::Set(_) => "hashtable",
-                ValueRef::ZSet(z) if small(z.len()) => "listpack",
-                ValueRef::ZSet(_) => "skiplist",
+                ValueRef::Set(set) => {
+                    let longest = set.iter().map(Bytes::len).max().unwrap_or(0);
+                    if fits(set.len(), "set-max-listpack-entries", longest, "set-max-listpack-value") {
+                        "listpack"
+                    } else {
+                        "hashtable"
+                    }
+                }
+                ValueRef::ZSet(z) => {
+                    let longest = z.members().map(|(m, _)| m.len()).max().unwrap_or(0);
+                    if fits(z.len(), "zset-max-listpack-entries", longest, "zset-max-listpack-value") {
+                        "listpack"
+                    } else {
+                        "skiplist"
+                    }
+                }
                 ValueRef::Stream(_) => "stream",
             };
             Ok(Reply::bulk(Bytes::from_static(enc.as_bytes())))

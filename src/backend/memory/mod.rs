@@ -37,6 +37,7 @@ pub mod store;
 mod stream;
 mod streams;
 mod strings;
+pub mod tunables;
 mod typed;
 mod xinfo;
 mod zset;
@@ -583,14 +584,15 @@ impl Memory {
     /// Below `max_memory` before a write that may grow the data: evicts as
     /// the policy says, or refuses with Redis's OOM error.
     fn make_room(&self, spec: &CommandSpec) -> Result<(), Reply> {
-        let Some(max) = self.max_memory else {
+        let Some(max) = tunables::max_memory(self.max_memory) else {
             return Ok(());
         };
+        let eviction = tunables::eviction(self.eviction);
         if !spec.has(command::WRITE) || SHRINKS.contains(&spec.name) {
             return Ok(());
         }
         let oom = || Reply::error("OOM command not allowed when used memory > 'maxmemory'.");
-        let (volatile, by) = match self.eviction {
+        let (volatile, by) = match eviction {
             Eviction::Noeviction => (false, store::Victims::Random),
             Eviction::AllkeysLru => (false, store::Victims::Lru),
             Eviction::VolatileLru => (true, store::Victims::Lru),
@@ -598,7 +600,7 @@ impl Memory {
             Eviction::VolatileTtl => (true, store::Victims::Ttl),
         };
         while crate::wire::alloc::data() > max {
-            if self.eviction == Eviction::Noeviction {
+            if eviction == Eviction::Noeviction {
                 return Err(oom());
             }
             let victims = self.store.victims(EVICT_BATCH, volatile, by);

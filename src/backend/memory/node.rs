@@ -13,7 +13,7 @@
 //! within that allocation.
 
 use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::AtomicU32;
 
@@ -42,7 +42,7 @@ pub struct Header {
 #[allow(clippy::box_collection)]
 enum Body {
     Str(usize),
-    Hash(Box<HashMap<Bytes, Bytes>>),
+    Hash(Box<super::store::HashValue>),
     List(Box<VecDeque<Bytes>>),
     Set(Box<IndexSet<Bytes>>),
     ZSet(Box<ZSet>),
@@ -275,7 +275,7 @@ mod tests {
             _ => panic!("not a list"),
         }
         // Dropped with its collection.
-        let mut h = HashMap::new();
+        let mut h = crate::backend::memory::store::HashValue::default();
         h.insert(Bytes::from("f"), Bytes::from("v"));
         drop(Node::new(b"h", Entry::new(Value::Hash(Box::new(h))), 1, 0));
     }

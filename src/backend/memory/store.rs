@@ -12,7 +12,7 @@
 //! Expired keys are removed when touched and, in the background, by a task
 //! that sweeps a few partitions every 100 ms.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
@@ -36,7 +36,7 @@ const PART_SHIFT: u32 = ORDER_BITS - 8;
 /// so that a node holding one stays small.
 pub enum Value {
     Str(Bytes),
-    Hash(Box<HashMap<Bytes, Bytes>>),
+    Hash(Box<HashValue>),
     List(Box<VecDeque<Bytes>>),
     /// Indexable, so SPOP and SRANDMEMBER pick in O(1).
     Set(Box<IndexSet<Bytes>>),
@@ -45,10 +45,13 @@ pub enum Value {
 }
 
 /// A key's value as stored, borrowed: what reads see.
+/// A hash's fields in the order they were added (see `hashes::remove_field`).
+pub type HashValue = indexmap::IndexMap<Bytes, Bytes>;
+
 #[derive(Clone, Copy)]
 pub enum ValueRef<'a> {
     Str(&'a [u8]),
-    Hash(&'a HashMap<Bytes, Bytes>),
+    Hash(&'a HashValue),
     List(&'a VecDeque<Bytes>),
     Set(&'a IndexSet<Bytes>),
     ZSet(&'a ZSet),

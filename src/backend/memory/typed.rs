@@ -2,7 +2,7 @@
 //! rules: WRONGTYPE for another type, created on first write, deleted when
 //! left empty. Also the pieces the *SCAN and random-member commands share.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use indexmap::IndexSet;
 
@@ -47,7 +47,7 @@ macro_rules! kind {
     };
 }
 
-kind!(HashMap<Bytes, Bytes>, Hash);
+kind!(super::store::HashValue, Hash);
 kind!(VecDeque<Bytes>, List);
 kind!(IndexSet<Bytes>, Set);
 kind!(ZSet, ZSet);

@@ -70,6 +70,10 @@ pub struct Endpoint {
     /// INFO's health line).
     pub up: AtomicUsize,
     pub last_error: std::sync::Mutex<String>,
+    /// The server's `redis_version`, as its INFO said at the last connect:
+    /// keyway reports the lowest of its servers' to clients, which pick
+    /// commands by it.
+    pub version: std::sync::Mutex<Option<String>>,
 }
 
 /// Redis Sentinel: the master named `master` is wherever the sentinels say.
@@ -242,18 +246,28 @@ impl Endpoint {
         if check_role {
             hello.push(vec![bytes("ROLE")]);
         }
-        if hello.is_empty() {
-            return Ok(conn);
-        }
+        hello.push(vec![bytes("INFO"), bytes("server")]);
         let mut out = BytesMut::new();
         for h in &hello {
             out.extend_from_slice(&encode_multibulk(h));
         }
         let inspect = vec![true; hello.len()];
         let replies = conn.call(&out, &inspect, None).await?;
-        for r in &replies {
+        // INFO last: an error there (a server that renamed INFO away) is
+        // not one of the connection's.
+        let (replies, info) = replies.split_at(replies.len().saturating_sub(1));
+        for r in replies {
             if let Reply::Error(e) = r {
                 return Err(String::from_utf8_lossy(e).into_owned());
+            }
+        }
+        if let Some(Reply::Bulk(text) | Reply::Verbatim(text)) = info.first() {
+            let version = String::from_utf8_lossy(text).lines().find_map(|l| {
+                l.strip_prefix("redis_version:")
+                    .map(|v| v.trim().to_string())
+            });
+            if let (Some(v), Ok(mut known)) = (version, self.version.lock()) {
+                *known = Some(v);
             }
         }
         if check_role {

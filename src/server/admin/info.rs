@@ -4,7 +4,6 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::REDIS_VERSION;
 use crate::proxy::keyspace;
 use crate::proxy::router::Router;
 use crate::server::shared::Shared;
@@ -13,6 +12,22 @@ use crate::wire::reply::Reply;
 use crate::wire::util::upper;
 
 /// Resident memory of this process, from /proc (0 where unavailable).
+/// The process's user and system CPU seconds, from /proc/self/stat (in
+/// USER_HZ ticks, 100 a second on Linux's ABI); zero elsewhere.
+fn cpu_seconds() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return (0.0, 0.0);
+    };
+    // Fields after the command name, which may hold spaces: state first,
+    // so utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let mut f = rest.split_whitespace().skip(11);
+    let tick = |v: Option<&str>| v.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) as f64 / 100.0;
+    let user = tick(f.next());
+    let sys = tick(f.next());
+    (user, sys)
+}
+
 pub(super) fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -29,6 +44,8 @@ pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> Cm
         "memory",
         "stats",
         "replication",
+        "cpu",
+        "errorstats",
         "cluster",
         "keyspace",
         "keyway",
@@ -46,7 +63,7 @@ pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> Cm
     for section in DEFAULT.iter().filter(|s| wants(s)) {
         let lines: Vec<String> = match *section {
             "server" => vec![
-                format!("redis_version:{REDIS_VERSION}"),
+                format!("redis_version:{}", router.redis_version()),
                 "redis_mode:standalone".into(),
                 format!("keyway_version:{}", env!("CARGO_PKG_VERSION")),
                 format!("os:{} {}", std::env::consts::OS, std::env::consts::ARCH),
@@ -84,6 +101,8 @@ pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> Cm
                         rss as f64 / (1024.0 * 1024.0)
                     ),
                     format!("maxmemory:{max}"),
+                    // The system allocator, counted by keyway's wrapper.
+                    "mem_allocator:libc".into(),
                     format!("maxmemory_policy:{policy}"),
                     format!("mem_clients_normal:{}", crate::wire::alloc::clients()),
                     format!("maxmemory_clients:{}", config.server.max_memory_clients.0),
@@ -103,6 +122,14 @@ pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> Cm
                     stats.rejected.load(Ordering::Relaxed)
                 ),
                 format!(
+                    "total_error_replies:{}",
+                    crate::wire::metrics::metrics()
+                        .error_stats()
+                        .iter()
+                        .map(|(_, n)| n)
+                        .sum::<u64>()
+                ),
+                format!(
                     "evicted_clients:{}",
                     crate::server::limits::closed_counts().1
                 ),
@@ -112,6 +139,20 @@ pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> Cm
                 ),
             ],
             "replication" => vec!["role:master".into(), "connected_slaves:0".into()],
+            "cpu" => {
+                let (user, sys) = cpu_seconds();
+                vec![
+                    format!("used_cpu_sys:{sys:.6}"),
+                    format!("used_cpu_user:{user:.6}"),
+                    "used_cpu_sys_children:0.000000".into(),
+                    "used_cpu_user_children:0.000000".into(),
+                ]
+            }
+            "errorstats" => crate::wire::metrics::metrics()
+                .error_stats()
+                .into_iter()
+                .map(|(code, n)| format!("errorstat_{code}:count={n}"))
+                .collect(),
             "cluster" => vec!["cluster_enabled:0".into()],
             "keyspace" => keyspace_lines(router).await,
             "keyway" => keyway_lines(shared, router),

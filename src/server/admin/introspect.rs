@@ -1,12 +1,10 @@
-//! COMMAND (COUNT, INFO, DOCS, LIST, GETKEYS) and CONFIG (GET, RESETSTAT).
+//! COMMAND (COUNT, INFO, DOCS, LIST, GETKEYS).
 
 use bytes::Bytes;
 
-use crate::server::shared::Shared;
 use crate::wire::command::{self, BLOCKING, CommandSpec, Keys, READ, WRITE};
 use crate::wire::error::{CmdError, CmdResult, lossy};
 use crate::wire::reply::Reply;
-use crate::wire::util::glob_match;
 
 /// COMMAND, COMMAND COUNT / INFO / DOCS / LIST / GETKEYS
 pub(super) fn command_cmd(args: &[Bytes]) -> CmdResult {
@@ -93,75 +91,4 @@ pub(super) fn command_info(spec: &CommandSpec) -> Reply {
         Reply::Array(Vec::new()),
         Reply::Array(Vec::new()),
     ])
-}
-
-/// Parameters CONFIG GET answers, as clients and redis-benchmark ask.
-pub(super) fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
-    let config = shared.settings.load();
-    let server = &config.server;
-    vec![
-        ("appendonly", "no".into()),
-        ("bind", shared.local_addr.ip().to_string()),
-        (
-            "client-output-buffer-limit",
-            server.client_output_buffer_limit.redis_text(),
-        ),
-        ("databases", server.databases.to_string()),
-        (
-            "enable-debug-command",
-            format!("{:?}", server.enable_debug_command).to_lowercase(),
-        ),
-        ("maxclients", server.max_clients.to_string()),
-        ("maxmemory", config.max_memory.0.to_string()),
-        ("maxmemory-clients", server.max_memory_clients.0.to_string()),
-        ("maxmemory-policy", config.max_memory.1.into()),
-        ("port", shared.local_addr.port().to_string()),
-        ("proto-max-bulk-len", server.max_bulk_len.0.to_string()),
-        ("save", String::new()),
-        (
-            "slowlog-log-slower-than",
-            server.slowlog_log_slower_than.to_string(),
-        ),
-        ("slowlog-max-len", server.slowlog_max_len.to_string()),
-        ("timeout", server.timeout.to_string()),
-        // keyway's own bounds on unauthenticated clients (Redis fixes them).
-        (
-            "unauthenticated-max-args",
-            server.unauthenticated_max_args.to_string(),
-        ),
-        (
-            "unauthenticated-max-bulk-len",
-            server.unauthenticated_max_bulk.0.to_string(),
-        ),
-    ]
-}
-
-pub(super) fn config(shared: &Shared, args: &[Bytes]) -> CmdResult {
-    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
-    match sub.as_str() {
-        "get" => {
-            if args.len() < 3 {
-                return Err(CmdError::WrongArity("config|get".into()));
-            }
-            let pairs: Vec<(Reply, Reply)> = config_params(shared)
-                .into_iter()
-                .filter(|(name, _)| {
-                    args[2..]
-                        .iter()
-                        .any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
-                })
-                .map(|(n, v)| (Reply::bulk_str(n), Reply::Bulk(Bytes::from(v))))
-                .collect();
-            Ok(Reply::Map(pairs))
-        }
-        "resetstat" => Ok(Reply::ok()),
-        "set" | "rewrite" => Err(CmdError::msg(format!(
-            "ERR CONFIG {} is not supported by keyway: edit keyway's config file",
-            sub.to_uppercase()
-        ))),
-        _ => Err(CmdError::UnknownSubcommand {
-            cmd: "CONFIG".into(),
-            sub: lossy(&args[1], 128),
-        }),
-    }
 }

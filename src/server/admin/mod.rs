@@ -1,16 +1,18 @@
 //! Commands keyway answers itself, one family a file: the client's session
-//! (HELLO, AUTH, CLIENT, RESET: `session`), introspection (COMMAND, CONFIG:
-//! `introspect`), INFO (`info`), and here PING, SELECT, DEBUG, SLOWLOG and
+//! (HELLO, AUTH, CLIENT, RESET: `session`), COMMAND (`introspect`), CONFIG
+//! (`config`), INFO (`info`), and here PING, SELECT, DEBUG, SLOWLOG and
 //! server trivia. Replies follow Redis 7 so that clients' connect-time
 //! probes succeed.
 
 mod acl;
+mod config;
 mod info;
 mod introspect;
 mod session;
 
+use config::config;
 use info::info;
-use introspect::{command_cmd, config};
+use introspect::command_cmd;
 use session::{auth, client, hello, reset};
 
 use bytes::Bytes;

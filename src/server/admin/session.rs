@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::REDIS_VERSION;
 use crate::server::acl::{Denial, User};
 use crate::server::clients::ClientState;
 use crate::server::shared::Shared;
@@ -43,10 +42,11 @@ fn log_in(state: &mut ClientState, shared: &Shared, user: &[u8], password: &[u8]
             let name = lossy(user, 128);
             let known = settings.users.get(&name).is_some();
             metrics().auth_failed(if known { &name } else { "(unknown)" });
-            let info = state
-                .registered
-                .client
-                .line(shared.local_addr, Some("auth"));
+            let info = state.registered.client.line(
+                shared.local_addr,
+                Some("auth"),
+                shared.router.load().reports_7_2(),
+            );
             let context = "toplevel";
             shared
                 .acl_log
@@ -120,7 +120,7 @@ pub(super) fn hello(state: &mut ClientState, shared: &Shared, args: &[Bytes]) ->
     let s = |v: &str| Reply::bulk_str(v);
     Ok(Reply::Map(vec![
         (s("server"), s("redis")),
-        (s("version"), s(REDIS_VERSION)),
+        (s("version"), s(&shared.router.load().redis_version())),
         (s("proto"), Reply::Int(if resp3 { 3 } else { 2 })),
         (s("id"), Reply::Int(state.id() as i64)),
         (s("mode"), s("standalone")),
@@ -185,9 +185,11 @@ pub(super) fn client(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -
             // The line must show what this command just changed.
             state.publish();
             let me = &state.registered.client;
-            Ok(Reply::Verbatim(Bytes::from(
-                me.line(shared.local_addr, Some("client|info")),
-            )))
+            Ok(Reply::Verbatim(Bytes::from(me.line(
+                shared.local_addr,
+                Some("client|info"),
+                shared.router.load().reports_7_2(),
+            ))))
         }
         "list" => client_list(state, shared, args),
         "kill" => client_kill(state, shared, args),
@@ -244,6 +246,7 @@ pub(super) fn client_list(state: &ClientState, shared: &Shared, args: &[Bytes]) 
         }
     }
     state.publish();
+    let v7_2 = shared.router.load().reports_7_2();
     let mut text = String::new();
     for c in shared.clients.all() {
         let listed = !none
@@ -251,7 +254,7 @@ pub(super) fn client_list(state: &ClientState, shared: &Shared, args: &[Bytes]) 
             && pubsub.is_none_or(|p| p == c.subscribed());
         if listed {
             let current = (c.id == state.id()).then_some("client|list");
-            text.push_str(&c.line(shared.local_addr, current));
+            text.push_str(&c.line(shared.local_addr, current, v7_2));
         }
     }
     Ok(Reply::Verbatim(Bytes::from(text)))
