@@ -370,13 +370,12 @@ impl RedisBackend {
     pub fn new(name: &str, c: &RedisConfig) -> RedisBackend {
         let mut b = RedisBackend::with_db(name, c, None);
         b.config = Some((name.to_string(), c.clone()));
-        // One connection now, dropped at once, so that the server's version
-        // is known before clients ask (HELLO is their first command).
+        // One connection now, closed once it has answered INFO, so that the
+        // server's version is known before clients ask (HELLO is their
+        // first command).
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let endpoint = b.endpoint.clone();
-            rt.spawn(async move {
-                let _ = endpoint.connect(false).await;
-            });
+            rt.spawn(async move { endpoint.learn_version().await });
         }
         b
     }

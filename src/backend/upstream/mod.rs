@@ -246,28 +246,18 @@ impl Endpoint {
         if check_role {
             hello.push(vec![bytes("ROLE")]);
         }
-        hello.push(vec![bytes("INFO"), bytes("server")]);
+        if hello.is_empty() {
+            return Ok(conn);
+        }
         let mut out = BytesMut::new();
         for h in &hello {
             out.extend_from_slice(&encode_multibulk(h));
         }
         let inspect = vec![true; hello.len()];
         let replies = conn.call(&out, &inspect, None).await?;
-        // INFO last: an error there (a server that renamed INFO away) is
-        // not one of the connection's.
-        let (replies, info) = replies.split_at(replies.len().saturating_sub(1));
-        for r in replies {
+        for r in &replies {
             if let Reply::Error(e) = r {
                 return Err(String::from_utf8_lossy(e).into_owned());
-            }
-        }
-        if let Some(Reply::Bulk(text) | Reply::Verbatim(text)) = info.first() {
-            let version = String::from_utf8_lossy(text).lines().find_map(|l| {
-                l.strip_prefix("redis_version:")
-                    .map(|v| v.trim().to_string())
-            });
-            if let (Some(v), Ok(mut known)) = (version, self.version.lock()) {
-                *known = Some(v);
             }
         }
         if check_role {
@@ -287,6 +277,30 @@ impl Endpoint {
             }
         }
         Ok(conn)
+    }
+}
+
+impl Endpoint {
+    /// Asks the server its `redis_version` on a connection of its own,
+    /// within the command timeout, and keeps it for INFO and HELLO. A
+    /// server that does not answer leaves it unknown.
+    pub async fn learn_version(&self) {
+        let Ok(mut conn) = self.connect(false).await else {
+            return;
+        };
+        let info = encode_multibulk(&[bytes("INFO"), bytes("server")]);
+        let Ok(replies) = conn.call(&info, &[true], Some(self.command_timeout)).await else {
+            return;
+        };
+        if let Some(Reply::Bulk(text) | Reply::Verbatim(text)) = replies.first() {
+            let version = String::from_utf8_lossy(text).lines().find_map(|l| {
+                l.strip_prefix("redis_version:")
+                    .map(|v| v.trim().to_string())
+            });
+            if let (Some(v), Ok(mut known)) = (version, self.version.lock()) {
+                *known = Some(v);
+            }
+        }
     }
 }
 
