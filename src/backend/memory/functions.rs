@@ -1,7 +1,8 @@
 //! Redis 7 functions on the memory backend: FUNCTION LOAD [REPLACE],
 //! DELETE, FLUSH, LIST [WITHCODE] [LIBRARYNAME pattern], DUMP, RESTORE
 //! [FLUSH|APPEND|REPLACE], STATS, KILL, HELP; and FCALL / FCALL_RO, run by
-//! the scripting engine (see `scripting::run_lua`).
+//! the scripting engine (see `scripting::run_lua`); what a library is made
+//! of is `library`.
 //!
 //! A library is Lua code under a `#!lua name=<lib>` line that registers its
 //! functions with `redis.register_function` when it loads, with only
@@ -18,23 +19,14 @@ use bytes::Bytes;
 use mlua::{Lua, LuaOptions, StdLib, Table, Value, Variadic};
 
 use super::Memory;
+use super::library::{FLAGS, as_chunk, loading_api};
 use super::rdb;
 use super::scripting::{SANDBOX, Target, run_lua};
 use crate::backend::Command;
-use crate::wire::command;
 use crate::wire::error::{CmdError, CmdResult, lossy};
 use crate::wire::protocol::parse_i64;
 use crate::wire::reply::Reply;
 use crate::wire::util::{glob_match, is, subcommand, upper};
-
-/// Flags `register_function` takes, as Redis names them.
-pub(super) const FLAGS: [&str; 5] = [
-    "no-writes",
-    "allow-oom",
-    "allow-stale",
-    "no-cluster",
-    "allow-cross-slot-keys",
-];
 
 /// How long a library's loading may run, as in Redis.
 const LOAD_TIME_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -105,48 +97,6 @@ fn metadata(code: &[u8]) -> CmdResult<String> {
         return Err(err(format!("ERR {BAD_NAME}")));
     }
     Ok(String::from_utf8_lossy(name).into_owned())
-}
-
-/// The code as Lua compiles it: the metadata line made a comment, so that
-/// line numbers stay those of the code given.
-pub(super) fn as_chunk(code: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(code.len() + 2);
-    out.extend_from_slice(b"--");
-    out.extend_from_slice(code);
-    out
-}
-
-/// What a library sees while it loads: `redis` with `register_function`,
-/// `log`, the log levels and the versions, read-only; any other name is
-/// an error, as in Redis.
-pub(super) fn loading_api(
-    lua: &Lua,
-    register: mlua::Function,
-    guard: &mlua::Function,
-) -> mlua::Result<Table> {
-    let r = lua.create_table()?;
-    r.set("register_function", register)?;
-    r.set("log", lua.create_function(|_, _: Variadic<Value>| Ok(()))?)?;
-    for (i, level) in ["LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING"]
-        .iter()
-        .enumerate()
-    {
-        r.set(*level, i)?;
-    }
-    r.set("REDIS_VERSION", command::REDIS_VERSION)?;
-    r.set("REDIS_VERSION_NUM", command::REDIS_VERSION_NUM)?;
-    let strict: mlua::Function = lua
-        .load(
-            "local t = ... return function(_, k) local v = rawget(t, k) \
-             if v == nil then error(\"Script attempted to access nonexistent global variable '\" .. tostring(k) .. \"'\", 2) end \
-             return v end",
-        )
-        .set_name("=api")
-        .call(r.clone())?;
-    let redis: Table = guard.call((r, strict))?;
-    let api = lua.create_table()?;
-    api.set("redis", redis)?;
-    Ok(api)
 }
 
 /// An error of `register_function`'s arguments, as Redis words it.
@@ -456,7 +406,10 @@ pub fn function(mem: &Memory, a: &[Bytes]) -> CmdResult {
                 Ok(Reply::ok())
             }
             [_] => Err(err("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")),
-            _ => Err(super::groups::sub_syntax("FUNCTION", &a[1])),
+            _ => Err(CmdError::SubcommandSyntax {
+                cmd: "FUNCTION".into(),
+                sub: lossy(&a[1], 128),
+            }),
         },
         "LIST" => list(libs, &a[2..]),
         "DUMP" => {
@@ -608,6 +561,15 @@ fn restore(libs: &Libraries, a: &[Bytes]) -> CmdResult {
     }
     *current = next;
     Ok(Reply::ok())
+}
+
+/// The commands this module answers; None for any other.
+pub fn run(mem: &Memory, c: &Command) -> Option<Reply> {
+    match c.spec.name {
+        "fcall" | "fcall_ro" => Some(fcall(mem, c)),
+        "function" => Some(function(mem, &c.args).unwrap_or_else(Reply::from)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ mod groups;
 mod hashes;
 mod hll;
 mod keys;
+mod library;
 mod lists;
 mod luaargs;
 mod luareply;
@@ -629,7 +630,9 @@ impl Memory {
         guarded(c.spec.name, || {
             if let Some((_, Script)) = table[c.spec.id] {
                 // Its commands check memory one by one.
-                return scripting::run(self, c).unwrap_or(Reply::Nil);
+                return scripting::run(self, c)
+                    .or_else(|| functions::run(self, c))
+                    .unwrap_or(Reply::Nil);
             }
             if let Err(oom) = self.make_room(c.spec) {
                 return oom;

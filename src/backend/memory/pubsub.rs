@@ -154,7 +154,10 @@ impl Hub {
                 .collect(),
             )),
             // CHANNELS with more than a pattern: Redis's own check.
-            _ => Err(super::groups::sub_syntax("PUBSUB", &a[1])),
+            _ => Err(CmdError::SubcommandSyntax {
+                cmd: "PUBSUB".into(),
+                sub: crate::wire::error::lossy(&a[1], 128),
+            }),
         }
     }
 }

@@ -89,8 +89,6 @@ pub fn run(mem: &Memory, c: &Command) -> Option<Reply> {
             }
         }
         "script" => script(mem, &c.args),
-        "fcall" | "fcall_ro" => super::functions::fcall(mem, c),
-        "function" => super::functions::function(mem, &c.args).unwrap_or_else(Reply::from),
         _ => return None,
     };
     Some(r)
@@ -172,7 +170,7 @@ fn compile(
     shebang(body)?;
     let text: std::borrow::Cow<'_, [u8]> = if body.starts_with(b"#!") {
         // The shebang line becomes a comment, so lines keep their numbers.
-        super::functions::as_chunk(body).into()
+        super::library::as_chunk(body).into()
     } else if body.first() == Some(&0x1b) {
         let mut spaced = Vec::with_capacity(body.len().saturating_add(1));
         spaced.push(b' ');
@@ -223,7 +221,7 @@ fn shebang(body: &[u8]) -> Result<Option<Vec<&'static str>>, Reply> {
             )));
         };
         for flag in list.split(',').filter(|f| !f.is_empty()) {
-            match super::functions::FLAGS.iter().find(|f| **f == flag) {
+            match super::library::FLAGS.iter().find(|f| **f == flag) {
                 Some(known) => flags.push(*known),
                 None => {
                     return Err(Reply::error(format!(
@@ -498,7 +496,7 @@ pub(super) fn run_lua(
                 Err(reply) => return Ok(reply),
             },
             Target::Function { name, code } => {
-                let f = load_library(&lua, code, &set_api, &guard)?;
+                let f = super::library::load_library(&lua, code, &set_api, &guard)?;
                 let Some(f) = f.get::<Option<mlua::Function>>(name)? else {
                     return Ok(Reply::error("ERR Function not found"));
                 };
@@ -513,39 +511,6 @@ pub(super) fn run_lua(
         })
     });
     result.unwrap_or_else(|e| Reply::error(format!("ERR Error running script: {e}")))
-}
-
-/// Runs a library's code with only the loading API in sight (`redis` with
-/// `register_function`, `log` and the versions) and returns its functions
-/// by name. FUNCTION LOAD checked the code; here it only runs again.
-fn load_library(
-    lua: &Lua,
-    code: &[u8],
-    set_api: &mlua::Function,
-    guard: &mlua::Function,
-) -> mlua::Result<Table> {
-    let registered = lua.create_table()?;
-    let collected = registered.clone();
-    let register = lua.create_function(move |_, args: Variadic<Value>| {
-        let (name, callback) = match &args[..] {
-            [Value::Table(t)] => (
-                t.get::<Value>("function_name")?,
-                t.get::<Value>("callback")?,
-            ),
-            [name, callback] => (name.clone(), callback.clone()),
-            _ => return Ok(()),
-        };
-        collected.set(name, callback)
-    })?;
-    let api = super::functions::loading_api(lua, register, guard)?;
-    set_api.call::<()>(api)?;
-    let f = lua
-        .load(super::functions::as_chunk(code))
-        .set_name("@user_function")
-        .set_environment(lua.globals().get::<Table>("_G")?)
-        .into_function()?;
-    f.call::<()>(())?;
-    Ok(registered)
 }
 
 /// The reply for a script that raised an error.
