@@ -280,3 +280,88 @@ async fn time_queues_in_multi() {
     assert!(r.starts_with("*2\r\n*2\r\n$10\r\n"), "{r}");
     assert!(r.ends_with("+PONG\r\n"), "{r}");
 }
+
+#[tokio::test]
+async fn streams_trim_by_whole_nodes_and_autoclaim_counts_deleted_entries() {
+    let mut owned: Vec<Vec<Vec<u8>>> = Vec::new();
+    let cmd = |s: &str| {
+        s.split(' ')
+            .map(|w| w.as_bytes().to_vec())
+            .collect::<Vec<_>>()
+    };
+    // XAUTOCLAIM: deleted entries count toward COUNT, and the cursor is
+    // the next pending entry.
+    for c in [
+        "XADD x 1-0 f v",
+        "XADD x 2-0 f v",
+        "XADD x 3-0 f v",
+        "XGROUP CREATE x g 0",
+        "XREADGROUP GROUP g c1 STREAMS x >",
+        "XDEL x 1-0 2-0",
+        "XAUTOCLAIM x g c2 0 0-0 COUNT 1",
+        "XAUTOCLAIM x g c2 0 0-0 COUNT 2",
+        "XAUTOCLAIM x g c2 0 0-0 COUNT 10",
+        "XPENDING x g",
+    ] {
+        owned.push(cmd(c));
+    }
+    // `~` removes whole nodes of stream-node-max-entries (100) entries.
+    for i in 1..=1000 {
+        owned.push(cmd(&format!("XADD t {i}-0 f v")));
+    }
+    for c in [
+        "XTRIM t MAXLEN ~ 444 LIMIT 250",
+        "XTRIM t MAXLEN ~ 444 LIMIT 300",
+        "XLEN t",
+        "XTRIM t MAXLEN ~ 444",
+        "XLEN t",
+        "XTRIM t MAXLEN = 444",
+        "XLEN t",
+    ] {
+        owned.push(cmd(c));
+    }
+    for i in 1..=300 {
+        owned.push(cmd(&format!("XADD u {i}-0 f v")));
+    }
+    for c in [
+        "XDEL u 1-0 2-0 150-0",
+        "XTRIM u MINID ~ 150-0",
+        "XLEN u",
+        "XTRIM u MINID ~ 201-0",
+        "XLEN u",
+        "XADD u MAXLEN ~ 10 301-0 f v",
+        "XLEN u",
+    ] {
+        owned.push(cmd(c));
+    }
+    let args: Vec<Vec<&[u8]>> = owned
+        .iter()
+        .map(|c| c.iter().map(Vec::as_slice).collect())
+        .collect();
+    let commands: Vec<&[&[u8]]> = args.iter().map(Vec::as_slice).collect();
+    compare(&commands).await;
+}
+
+/// A client blocked on a list whose key a transaction turns into a string
+/// stays blocked (and times out), as in Redis; it is not sent WRONGTYPE.
+#[tokio::test]
+async fn a_blocked_client_outlives_its_key_changing_type() {
+    let redis = RedisServer::start();
+    let kw = Keyway::start().await;
+    let mut got = Vec::new();
+    for (mut a, mut b) in [
+        (redis.raw().await, redis.raw().await),
+        (kw.raw().await, kw.raw().await),
+    ] {
+        a.send(b"BLPOP bl 1\r\n").await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        b.send(b"MULTI\r\nLPUSH bl x\r\nDEL bl\r\nSET bl str\r\nEXEC\r\n")
+            .await;
+        for _ in 0..5 {
+            b.reply().await;
+        }
+        got.push(a.reply().await);
+    }
+    assert_eq!(got[0], b"*-1\r\n");
+    assert_eq!(got[1], got[0]);
+}

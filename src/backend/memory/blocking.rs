@@ -117,6 +117,10 @@ fn timeout_and_keys(spec: &CommandSpec, a: &[Bytes]) -> CmdResult<Option<(f64, V
 }
 
 /// Whether a reply means "nothing there": the command would block.
+fn is_wrongtype(r: &Reply) -> bool {
+    matches!(r, Reply::Error(e) if e.starts_with(b"WRONGTYPE"))
+}
+
 fn is_empty(r: &Reply) -> bool {
     matches!(r, Reply::Nil | Reply::NilArray)
 }
@@ -218,7 +222,10 @@ impl Memory {
                 }
                 let (spec, args) = (w.spec, w.args.clone());
                 let r = self.attempt(spec, &args);
-                if is_empty(&r) {
+                // A key that now holds another type (a transaction replaced
+                // it) leaves the client blocked, as in Redis, which serves
+                // only keys of the type waited for.
+                if is_empty(&r) || is_wrongtype(&r) {
                     break;
                 }
                 if let Some(mut w) = self.waiters.unregister(&mut q, id) {

@@ -355,6 +355,9 @@ pub fn xautoclaim(s: &Store, a: &[Bytes]) -> CmdResult {
                 if !st.entries.contains_key(&id) {
                     forget(g, id);
                     deleted.push(id_reply(id));
+                    // COUNT bounds the reply, deleted IDs included, as in
+                    // Redis.
+                    claimed_ids += 1;
                     continue;
                 }
                 let Some(p) = g.pending.get_mut(&id) else {

@@ -2,7 +2,7 @@
 //! pending entries, kept as Redis 7.0 keeps them (the counters behind
 //! XINFO's `entries-read` and `lag` included).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use bytes::Bytes;
@@ -79,10 +79,27 @@ pub struct Group {
     pub consumers: BTreeMap<Bytes, Consumer>,
 }
 
+/// A run of consecutive entries that Redis would keep in one listpack
+/// node: approximate trimming (`~`) removes whole nodes, so how many
+/// entries it leaves depends on where they fall.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The first ID filed in the node; the next node's first ends it.
+    pub first: Id,
+    /// Entries still in it.
+    pub live: u64,
+    /// Entries ever filed in it (deleted ones stay in a listpack).
+    pub added: u64,
+    /// Its listpack's size, roughly: what `stream-node-max-bytes` bounds.
+    pub bytes: usize,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Stream {
     /// Each entry's fields and values, alternating.
     pub entries: BTreeMap<Id, Vec<Bytes>>,
+    /// Where Redis's nodes would start, oldest first.
+    pub nodes: VecDeque<Node>,
     pub last_id: Id,
     pub max_deleted: Id,
     /// Entries ever added.
@@ -175,6 +192,54 @@ impl Stream {
         g.last_id = id;
     }
 
+    /// Adds the newest entry, filed in the tail node or, when that node is
+    /// full (`stream-node-max-entries` filed, or `stream-node-max-bytes`),
+    /// in a new one, as Redis fills its listpacks.
+    pub fn append(&mut self, id: Id, fields: Vec<Bytes>) {
+        let max_entries =
+            u64::try_from(super::tunables::get("stream-node-max-entries")).unwrap_or(0);
+        let max_bytes = usize::try_from(super::tunables::get("stream-node-max-bytes")).unwrap_or(0);
+        // A listpack element costs its bytes and about two of header.
+        let size = fields
+            .iter()
+            .map(|f| f.len().saturating_add(2))
+            .sum::<usize>()
+            + 4;
+        let full = self.nodes.back().is_none_or(|n| {
+            (max_bytes > 0 && n.bytes.saturating_add(size) >= max_bytes)
+                || (max_entries > 0 && n.added >= max_entries)
+        });
+        if full {
+            self.nodes.push_back(Node {
+                first: id,
+                live: 0,
+                added: 0,
+                bytes: size,
+            });
+        }
+        if let Some(n) = self.nodes.back_mut() {
+            n.live += 1;
+            n.added += 1;
+            n.bytes = n.bytes.saturating_add(size);
+        }
+        self.entries.insert(id, fields);
+    }
+
+    /// Removes one entry from its node; a node left empty goes, as Redis
+    /// frees an emptied listpack.
+    fn unfile(&mut self, id: Id) {
+        let at = self.nodes.partition_point(|n| n.first <= id);
+        let Some(i) = at.checked_sub(1) else {
+            return;
+        };
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.live = n.live.saturating_sub(1);
+            if n.live == 0 {
+                self.nodes.remove(i);
+            }
+        }
+    }
+
     /// Deletes the entries at `ids`; returns how many there were.
     pub fn delete(&mut self, ids: &[Id]) -> usize {
         let mut n = 0;
@@ -182,14 +247,20 @@ impl Stream {
             if self.entries.remove(id).is_some() {
                 n += 1;
                 self.max_deleted = self.max_deleted.max(*id);
+                self.unfile(*id);
             }
         }
         n
     }
 
     /// Trims from the oldest entry: to `maxlen` entries, or below `minid`;
-    /// at most `limit` entries when not 0. Returns how many went.
-    pub fn trim(&mut self, trim: Trim, limit: u64) -> u64 {
+    /// at most `limit` entries when not 0. Approximate trimming removes
+    /// whole nodes only, and stops at the first it cannot remove whole.
+    /// Returns how many went.
+    pub fn trim(&mut self, trim: Trim, limit: u64, approx: bool) -> u64 {
+        if approx {
+            return self.trim_nodes(trim, limit);
+        }
         let mut removed = 0;
         while limit == 0 || removed < limit {
             let Some((&first, _)) = self.entries.first_key_value() else {
@@ -203,7 +274,39 @@ impl Stream {
                 break;
             }
             self.entries.remove(&first);
+            self.unfile(first);
             removed += 1;
+        }
+        removed
+    }
+
+    fn trim_nodes(&mut self, trim: Trim, limit: u64) -> u64 {
+        let mut removed = 0u64;
+        while let Some(node) = self.nodes.front() {
+            if limit != 0 && removed.saturating_add(node.live) > limit {
+                break;
+            }
+            let end = self.nodes.get(1).map(|n| n.first);
+            let goes = match trim {
+                Trim::MaxLen(n) => (self.entries.len() as u64).saturating_sub(node.live) >= n,
+                Trim::MinId(min) => {
+                    let last = match end {
+                        Some(e) => self.entries.range(..e).next_back(),
+                        None => self.entries.iter().next_back(),
+                    };
+                    last.is_some_and(|(id, _)| *id < min)
+                }
+            };
+            if !goes {
+                break;
+            }
+            let kept = match end {
+                Some(e) => self.entries.split_off(&e),
+                None => BTreeMap::new(),
+            };
+            let gone = std::mem::replace(&mut self.entries, kept);
+            removed += gone.len() as u64;
+            self.nodes.pop_front();
         }
         removed
     }
@@ -267,7 +370,7 @@ mod tests {
         assert_eq!(s.lag(&s.groups[&b"g"[..]]), Some(0));
         assert_eq!(s.delete(&[id(3, 0)]), 1);
         assert_eq!(s.max_deleted, id(3, 0));
-        assert_eq!(s.trim(Trim::MaxLen(2), 0), 2);
+        assert_eq!(s.trim(Trim::MaxLen(2), 0, false), 2);
         assert_eq!(s.first_id(), id(4, 0));
     }
 }

@@ -143,6 +143,8 @@ pub(super) fn id_reply(id: Id) -> Reply {
 struct AddArgs {
     trim: Option<Trim>,
     limit: u64,
+    /// `~`: whole nodes only.
+    approx: bool,
     nomkstream: bool,
     /// The ID given, and whether its sequence was; None for `*`.
     id: Option<(Id, bool)>,
@@ -219,9 +221,12 @@ fn parse_add(a: &[Bytes], xadd: bool) -> CmdResult<AddArgs> {
                 "ERR syntax error, LIMIT cannot be used without the special ~ option",
             ));
         }
-    } else {
-        r.limit = if approx { 10_000 } else { 0 };
+    } else if approx {
+        // Redis's default work bound: a hundred nodes.
+        let node = u64::try_from(super::tunables::get("stream-node-max-entries")).unwrap_or(0);
+        r.limit = node.saturating_mul(100);
     }
+    r.approx = approx;
     Ok(r)
 }
 
@@ -270,11 +275,11 @@ pub fn xadd(s: &Store, a: &[Bytes]) -> CmdResult {
             if id <= last {
                 return Err(CmdError::msg(TOP_ITEM));
             }
-            st.entries.insert(id, fields);
+            st.append(id, fields);
             st.last_id = id;
             st.entries_added += 1;
             if let Some(t) = args.trim {
-                st.trim(t, args.limit);
+                st.trim(t, args.limit, args.approx);
             }
             Ok(id_reply(id))
         },
@@ -291,7 +296,7 @@ pub fn xtrim(s: &Store, a: &[Bytes]) -> CmdResult {
         s,
         &a[1],
         false,
-        |st| Ok(Reply::Int(st.trim(t, args.limit) as i64)),
+        |st| Ok(Reply::Int(st.trim(t, args.limit, args.approx) as i64)),
         Reply::Int(0),
     )
 }
