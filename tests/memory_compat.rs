@@ -365,3 +365,46 @@ async fn a_blocked_client_outlives_its_key_changing_type() {
     assert_eq!(got[0], b"*-1\r\n");
     assert_eq!(got[1], got[0]);
 }
+
+/// A blocked XREADGROUP whose stream is deleted, retyped or flushed, or
+/// whose group is destroyed, is released with Redis's errors at once.
+#[tokio::test]
+async fn a_blocked_xreadgroup_is_released_when_its_stream_or_group_goes() {
+    let redis = RedisServer::start();
+    let kw = Keyway::start().await;
+    let actions: [&[u8]; 4] = [
+        b"DEL s\r\n",
+        b"MULTI\r\nDEL s\r\nSET s x\r\nEXEC\r\n",
+        b"FLUSHALL\r\n",
+        b"XGROUP DESTROY s g\r\n",
+    ];
+    for action in actions {
+        let mut got = Vec::new();
+        for (mut a, mut b) in [
+            (redis.raw().await, redis.raw().await),
+            (kw.raw().await, kw.raw().await),
+        ] {
+            b.send(b"DEL s\r\nXADD s 1-0 f v\r\nXGROUP CREATE s g $\r\n")
+                .await;
+            for _ in 0..3 {
+                b.reply().await;
+            }
+            a.send(b"XREADGROUP GROUP g c BLOCK 5000 STREAMS s >\r\n")
+                .await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            b.send(action).await;
+            got.push(a.reply().await);
+        }
+        assert!(
+            got[0].starts_with(b"-"),
+            "{:?}",
+            String::from_utf8_lossy(&got[0])
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&got[1]),
+            String::from_utf8_lossy(&got[0]),
+            "{}",
+            String::from_utf8_lossy(action)
+        );
+    }
+}

@@ -208,8 +208,15 @@ impl Memory {
         if self.waiters.count.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let written = super::written_keys(batch);
+        let mut written = super::written_keys(batch);
         let mut q = self.waiters.lock();
+        // A flush or swap touches every key: each waiter looks again.
+        if batch
+            .iter()
+            .any(|c| matches!(c.spec.name, "flushdb" | "flushall" | "swapdb"))
+        {
+            written.extend(q.by_key.keys().cloned());
+        }
         let mut work: VecDeque<Bytes> = written.into();
         while let Some(key) = work.pop_front() {
             while let Some(&id) = q.by_key.get(&key).and_then(|ids| ids.front()) {
@@ -221,11 +228,22 @@ impl Memory {
                     continue;
                 }
                 let (spec, args) = (w.spec, w.args.clone());
-                let r = self.attempt(spec, &args);
-                // A key that now holds another type (a transaction replaced
-                // it) leaves the client blocked, as in Redis, which serves
-                // only keys of the type waited for.
-                if is_empty(&r) || is_wrongtype(&r) {
+                let mut r = self.attempt(spec, &args);
+                let gone = matches!(&r, Reply::Error(e) if e.starts_with(b"NOGROUP") || e.starts_with(b"WRONGTYPE"));
+                if spec.name == "xreadgroup" && gone {
+                    // Its stream or group went: Redis unblocks the reader.
+                    let stream = self.store.read(&key, |e| {
+                        e.is_some_and(|e| matches!(e.value, super::store::ValueRef::Stream(_)))
+                    });
+                    r = Reply::error(if stream {
+                        "NOGROUP the consumer group this client was blocked on no longer exists"
+                    } else {
+                        "UNBLOCKED the stream key no longer exists"
+                    });
+                } else if is_empty(&r) || is_wrongtype(&r) {
+                    // A key that now holds another type (a transaction
+                    // replaced it) leaves the client blocked, as in Redis,
+                    // which serves only keys of the type waited for.
                     break;
                 }
                 if let Some(mut w) = self.waiters.unregister(&mut q, id) {
