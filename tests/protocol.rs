@@ -405,3 +405,54 @@ async fn introspection_for_tools() {
     let time: (String, String) = redis::cmd("TIME").query_async(&mut con).await.unwrap();
     assert!(time.0.parse::<u64>().unwrap() > 1_700_000_000);
 }
+
+/// COMMAND LIST with subcommands and FILTERBY, MODULE LIST, LATENCY and
+/// LOLWUT answer as a Redis without modules or latency events does; SLOWLOG
+/// keeps keyway's own commands (not those that may carry a password).
+#[tokio::test]
+async fn introspection_answers_as_a_redis_without_modules() {
+    let redis = common::RedisServer::start();
+    let kw = Keyway::start().await;
+    let (mut r, mut k) = (redis.raw().await, kw.raw().await);
+    common::same_replies(
+        &mut r,
+        &mut k,
+        &[
+            &[b"COMMAND", b"LIST", b"FILTERBY", b"MODULE", b"x"],
+            &[b"COMMAND", b"LIST", b"FILTERBY", b"ACLCAT", b"nope"],
+            &[
+                b"COMMAND",
+                b"LIST",
+                b"FILTERBY",
+                b"ACLCAT",
+                b"list",
+                b"PATTERN",
+                b"l*",
+            ],
+            &[b"COMMAND", b"LIST", b"FILTERBY", b"PATTERN", b"getd*"],
+            &[b"MODULE", b"LIST"],
+            &[b"MODULE", b"NOPE"],
+            &[b"LATENCY", b"LATEST"],
+            &[b"LATENCY", b"HISTORY", b"command"],
+            &[b"LATENCY", b"RESET"],
+            &[b"LATENCY", b"DOCTOR"],
+        ],
+    )
+    .await;
+    k.send(b"COMMAND LIST\r\n").await;
+    let list = String::from_utf8_lossy(&k.reply().await).into_owned();
+    assert!(list.contains("$10\r\nconfig|get\r\n"), "{list}");
+    k.send(b"LOLWUT\r\n").await;
+    let art = String::from_utf8_lossy(&k.reply().await).into_owned();
+    assert!(art.contains("Redis ver. "), "{art}");
+    k.check("CONFIG SET slowlog-log-slower-than 0", "+OK\r\n")
+        .await;
+    k.check("SLOWLOG RESET", "+OK\r\n").await;
+    k.check("AUTH secret", "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n").await;
+    k.send(b"SLOWLOG GET\r\n").await;
+    let log = String::from_utf8_lossy(&k.reply().await).into_owned();
+    assert!(log.contains("SLOWLOG") && log.contains("RESET"), "{log}");
+    assert!(!log.contains("secret"), "{log}");
+    k.check("CONFIG SET slowlog-log-slower-than 10000", "+OK\r\n")
+        .await;
+}

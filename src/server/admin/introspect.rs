@@ -5,6 +5,7 @@ use bytes::Bytes;
 use crate::wire::command::{self, BLOCKING, CommandSpec, Keys, READ, WRITE};
 use crate::wire::error::{CmdError, CmdResult, lossy};
 use crate::wire::reply::Reply;
+use crate::wire::util::upper;
 
 /// COMMAND, COMMAND COUNT / INFO / DOCS / LIST / GETKEYS
 pub(super) fn command_cmd(args: &[Bytes]) -> CmdResult {
@@ -15,9 +16,44 @@ pub(super) fn command_cmd(args: &[Bytes]) -> CmdResult {
     let sub_name = String::from_utf8_lossy(sub).to_lowercase();
     match sub_name.as_str() {
         "count" => Ok(Reply::Int(table.len() as i64)),
-        "list" => Ok(Reply::Array(
-            table.iter().map(|c| Reply::bulk_str(c.name)).collect(),
-        )),
+        // Commands and, as Redis 7 lists them, the subcommands of those
+        // keyway has (their names as Redis 7.0 gives them), FILTERBY a
+        // module (keyway has none), an ACL category or a pattern.
+        "list" => {
+            let names = table.iter().map(|c| c.name).chain(
+                crate::server::acl::categories::COMMANDS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .filter(|n| {
+                        n.split_once('|')
+                            .is_some_and(|(parent, _)| table.iter().any(|c| c.name == parent))
+                    }),
+            );
+            let keep: Box<dyn Fn(&str) -> bool> = match &args[2..] {
+                [] => Box::new(|_| true),
+                [f, by, v] if f.eq_ignore_ascii_case(b"FILTERBY") => {
+                    match upper(by).as_str() {
+                        "MODULE" => Box::new(|_| false),
+                        "ACLCAT" => {
+                            // An unknown category lists nothing, as in Redis.
+                            let in_cat =
+                                crate::server::acl::category_commands(&String::from_utf8_lossy(v))
+                                    .unwrap_or_default();
+                            Box::new(move |n| in_cat.contains(&n))
+                        }
+                        "PATTERN" => {
+                            let p = v.to_ascii_lowercase();
+                            Box::new(move |n| crate::wire::util::glob_match(&p, n.as_bytes()))
+                        }
+                        _ => return Err(CmdError::Syntax),
+                    }
+                }
+                _ => return Err(CmdError::Syntax),
+            };
+            Ok(Reply::Array(
+                names.filter(|n| keep(n)).map(Reply::bulk_str).collect(),
+            ))
+        }
         "info" => {
             if args.len() == 2 {
                 return Ok(Reply::Array(table.iter().map(command_info).collect()));

@@ -9,6 +9,7 @@ mod config;
 mod info;
 mod introspect;
 mod session;
+mod trivia;
 
 use config::config;
 use info::info;
@@ -62,6 +63,9 @@ pub async fn execute(
             Reply::Array(Vec::new()),
         ])),
         "debug" => debug(state, shared, args).await,
+        "module" => trivia::module(args),
+        "latency" => trivia::latency(args),
+        "lolwut" => Ok(trivia::lolwut(&router.redis_version())),
         "readonly" | "readwrite" => Err(CmdError::msg(
             "ERR This instance has cluster support disabled",
         )),
