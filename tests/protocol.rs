@@ -456,3 +456,34 @@ async fn introspection_answers_as_a_redis_without_modules() {
     k.check("CONFIG SET slowlog-log-slower-than 10000", "+OK\r\n")
         .await;
 }
+
+/// CLIENT PAUSE WRITE holds writes back until it ends or CLIENT UNPAUSE;
+/// reads go on. Its errors are Redis's.
+#[tokio::test]
+async fn client_pause_holds_writes_until_unpause() {
+    let redis = common::RedisServer::start();
+    let kw = Keyway::start().await;
+    let (mut r, mut k) = (redis.raw().await, kw.raw().await);
+    common::same_replies(
+        &mut r,
+        &mut k,
+        &[
+            &[b"CLIENT", b"PAUSE", b"x"],
+            &[b"CLIENT", b"PAUSE", b"-1"],
+            &[b"CLIENT", b"PAUSE", b"1", b"BAD"],
+            &[b"CLIENT", b"PAUSE"],
+            &[b"CLIENT", b"PAUSE", b"1", b"WRITE"],
+            &[b"CLIENT", b"UNPAUSE"],
+            &[b"CLIENT", b"UNPAUSE", b"x"],
+        ],
+    )
+    .await;
+    let (mut a, mut b, mut c) = (kw.raw().await, kw.raw().await, kw.raw().await);
+    a.check("CLIENT PAUSE 60000 WRITE", "+OK\r\n").await;
+    b.send(b"SET k v\r\n").await;
+    c.check("GET k", "$-1\r\n").await;
+    assert_eq!(b.read_for(std::time::Duration::from_millis(300)).await, "");
+    a.check("CLIENT UNPAUSE", "+OK\r\n").await;
+    b.expect("+OK\r\n").await;
+    c.check("GET k", "$1\r\nv\r\n").await;
+}

@@ -26,7 +26,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::sync::watch;
@@ -549,6 +549,15 @@ impl Connection {
                 }
             };
             self.running = spec.name;
+            // CLIENT PAUSE: what came before goes out, then this waits.
+            if self.shared.paused(spec).is_some() {
+                self.flush(&router, &mut segment, out).await;
+                while let Some(until) = self.shared.paused(spec) {
+                    let left = until.saturating_duration_since(Instant::now());
+                    // Short naps, so that UNPAUSE ends the wait at once.
+                    tokio::time::sleep(left.min(Duration::from_millis(10))).await;
+                }
+            }
             if self.subscribed() && !self.state.resp3() {
                 // RESP2 pub/sub mode allows only these, as in Redis.
                 if !matches!(

@@ -112,6 +112,8 @@ impl Server {
             clients: Default::default(),
             slowlog,
             acl_log: Default::default(),
+            pause: Default::default(),
+            pausing: Default::default(),
             stop: watch::Sender::new(false),
         });
         Ok(Server {

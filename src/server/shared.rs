@@ -44,6 +44,11 @@ pub struct Shared {
     pub slowlog: slowlog::SlowLog,
     /// Recent denials, for ACL LOG.
     pub acl_log: crate::server::acl::AclLog,
+    /// CLIENT PAUSE: until when, and whether every command waits (ALL) or
+    /// only those that may write (WRITE).
+    pub pause: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    /// Whether `pause` may hold anything: the one check every command pays.
+    pub pausing: std::sync::atomic::AtomicBool,
     /// Becomes true when the server starts shutting down.
     pub(super) stop: watch::Sender<bool>,
 }
@@ -56,5 +61,26 @@ impl Shared {
     /// Turns true when the server starts shutting down.
     pub fn stopping(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
+    }
+
+    /// When a CLIENT PAUSE holds `spec` back: the instant it ends. Writes
+    /// (and what may write: scripts, PUBLISH) wait in WRITE mode, every
+    /// command in ALL mode; CLIENT itself never, so UNPAUSE gets through.
+    pub fn paused(&self, spec: &crate::wire::command::CommandSpec) -> Option<std::time::Instant> {
+        use crate::wire::command::{SCRIPT, WRITE};
+        if !self.pausing.load(Ordering::Relaxed) || spec.name == "client" {
+            return None;
+        }
+        let mut pause = self.pause.lock().ok()?;
+        let (until, all) = (*pause)?;
+        if until <= std::time::Instant::now() {
+            *pause = None;
+            self.pausing.store(false, Ordering::Relaxed);
+            return None;
+        }
+        let writes = spec.has(WRITE)
+            || spec.has(SCRIPT)
+            || matches!(spec.name, "publish" | "spublish" | "pfcount");
+        (all || writes).then_some(until)
     }
 }

@@ -193,6 +193,42 @@ pub(super) fn client(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -
         }
         "list" => client_list(state, shared, args),
         "kill" => client_kill(state, shared, args),
+        "pause" => {
+            if !(3..=4).contains(&args.len()) {
+                return Err(CmdError::WrongArity("client|pause".into()));
+            }
+            let ms = crate::wire::protocol::parse_i64(&args[2])
+                .ok_or_else(|| CmdError::msg("ERR timeout is not an integer or out of range"))?;
+            if ms < 0 {
+                return Err(CmdError::msg("ERR timeout is negative"));
+            }
+            let all = match args.get(3) {
+                None => true,
+                Some(m) if is(m, "ALL") => true,
+                Some(m) if is(m, "WRITE") => false,
+                Some(_) => {
+                    return Err(CmdError::msg("ERR CLIENT PAUSE mode must be WRITE or ALL"));
+                }
+            };
+            let until = std::time::Instant::now()
+                + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0).min(1 << 40));
+            if let Ok(mut p) = shared.pause.lock() {
+                // A pause never shortens one in force, as in Redis.
+                let keep = p.filter(|(u, a)| *u > until && (*a || !all));
+                *p = Some(keep.unwrap_or((until, all)));
+                shared
+                    .pausing
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(Reply::ok())
+        }
+        "unpause" => {
+            arity(2)?;
+            if let Ok(mut p) = shared.pause.lock() {
+                *p = None;
+            }
+            Ok(Reply::ok())
+        }
         "no-evict" | "no-touch" => {
             arity(3)?;
             if is(&args[2], "ON") || is(&args[2], "OFF") {
