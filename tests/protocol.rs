@@ -2,6 +2,8 @@
 //! connection commands clients send at connect time.
 
 mod common;
+use std::time::Duration;
+
 use common::{Keyway, resp};
 use keyway::ops::config::Config;
 use keyway::wire::size::ByteSize;
@@ -486,4 +488,65 @@ async fn client_pause_holds_writes_until_unpause() {
     a.check("CLIENT UNPAUSE", "+OK\r\n").await;
     b.expect("+OK\r\n").await;
     c.check("GET k", "$1\r\nv\r\n").await;
+}
+
+/// MONITOR shows every client's commands in Redis's format (database,
+/// address, quoted arguments), never AUTH; a monitor that does not read is
+/// closed once its queue (10,000 lines) is full, one that reads is not.
+#[tokio::test]
+async fn monitor_shows_commands_and_drops_a_monitor_that_falls_behind() {
+    let kw = Keyway::start().await;
+    let mut m = kw.raw().await;
+    m.check("MONITOR", "+OK\r\n").await;
+    let mut c = kw.raw().await;
+    c.check("SELECT 3", "+OK\r\n").await;
+    c.send(&resp(&["SET", "k", "a \"b\"\n"])).await;
+    c.expect("+OK\r\n").await;
+    c.check("AUTH secret", "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n").await;
+    c.check("PING", "+PONG\r\n").await;
+    let seen = m.read_for(Duration::from_millis(300)).await;
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.len(), 3, "{seen}");
+    assert!(
+        lines[0].starts_with('+') && lines[0].ends_with(r#"] "SELECT" "3""#),
+        "{seen}"
+    );
+    assert!(lines[1].contains(r#"[3 127.0.0.1:"#), "{seen}");
+    assert!(lines[1].ends_with(r#"] "SET" "k" "a \"b\"\n""#), "{seen}");
+    assert!(lines[2].ends_with(r#"] "PING""#), "{seen}");
+    assert!(!seen.contains("secret"), "{seen}");
+    // A monitor that reads keeps up with 20,000 commands.
+    let batch: Vec<u8> = b"PING\r\n".repeat(1000);
+    let mut got = 0;
+    for _ in 0..20 {
+        c.send(&batch).await;
+        c.expect(&"+PONG\r\n".repeat(1000)).await;
+        got += m
+            .read_for(Duration::from_millis(50))
+            .await
+            .matches("\"PING\"")
+            .count();
+    }
+    got += m
+        .read_for(Duration::from_millis(300))
+        .await
+        .matches("\"PING\"")
+        .count();
+    assert_eq!(got, 20_000);
+    // One that never reads is closed once its queue is full; keyway goes on.
+    let mut idle = kw.raw().await;
+    idle.check("MONITOR", "+OK\r\n").await;
+    for _ in 0..200 {
+        c.send(&batch).await;
+        c.expect(&"+PONG\r\n".repeat(1000)).await;
+    }
+    // What was already written drains, then the connection ends.
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        use tokio::io::AsyncReadExt;
+        let mut b = vec![0u8; 1 << 16];
+        while idle.0.read(&mut b).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+    assert!(drained.is_ok(), "the idle monitor was never closed");
+    c.check("PING", "+PONG\r\n").await;
 }

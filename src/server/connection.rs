@@ -140,6 +140,8 @@ pub struct Connection {
     /// Created on first SUBSCRIBE: most clients never subscribe, and an idle
     /// connection should cost little.
     pubsub: Option<Box<PubSub>>,
+    /// After MONITOR: the commands of every client, to write out.
+    monitor: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
     segments: Segments,
     /// This client's share of client memory.
     usage: Usage,
@@ -199,6 +201,7 @@ impl Connection {
             codec,
             tx: Transaction::default(),
             pubsub: None,
+            monitor: None,
             segments: Segments {
                 limit: SEGMENT_FIRST,
             },
@@ -294,6 +297,19 @@ impl Connection {
                     why = pubsub_overflow(overflow), if subscribed => {
                         limits::closing(self.peer(), "client_output_buffer_limit pubsub", &why);
                         return Ok(());
+                    }
+                    line = next_line(&mut self.monitor), if self.monitor.is_some() => {
+                        let Some(line) = line else {
+                            // It fell too far behind (see monitor::QUEUE).
+                            limits::closing(self.peer(), "MONITOR", "too far behind");
+                            return Ok(());
+                        };
+                        let mut out = BytesMut::with_capacity(line.len() + 3);
+                        out.extend_from_slice(b"+");
+                        out.extend_from_slice(&line);
+                        out.extend_from_slice(b"\r\n");
+                        self.write_out(&mut stream, &out).await?;
+                        continue;
                     }
                     _ = stop.changed() => return Ok(()),
                     _ = sleep_until(idle), if idle.is_some() => {
@@ -549,6 +565,24 @@ impl Connection {
                 }
             };
             self.running = spec.name;
+            // MONITOR shows what runs, but not what may carry a password
+            // nor the administrative commands Redis keeps from it.
+            if self.shared.monitors.active()
+                && !matches!(
+                    spec.name,
+                    "auth" | "hello" | "acl" | "config" | "monitor" | "debug" | "slowlog"
+                )
+            {
+                self.shared
+                    .monitors
+                    .feed(self.state.details.db, self.peer(), &req.args);
+            }
+            if spec.name == "monitor" {
+                self.flush(&router, &mut segment, out).await;
+                self.monitor = Some(self.shared.monitors.add());
+                emit(&Reply::ok(), self.state.resp3(), out);
+                continue;
+            }
             // CLIENT PAUSE: what came before goes out, then this waits.
             if self.shared.paused(spec).is_some() {
                 self.flush(&router, &mut segment, out).await;
@@ -846,6 +880,16 @@ impl Drop for Unblock<'_> {
 async fn next_push(pubsub: &mut Option<Box<PubSub>>) -> Push {
     match pubsub {
         Some(p) => p.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next line for a monitoring client; None once it fell behind.
+async fn next_line(
+    monitor: &mut Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+) -> Option<bytes::Bytes> {
+    match monitor {
+        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }

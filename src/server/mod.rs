@@ -28,6 +28,7 @@ pub mod admin;
 pub mod clients;
 pub mod connection;
 pub mod limits;
+pub mod monitor;
 pub mod settings;
 pub mod shared;
 pub mod stream;
@@ -114,6 +115,7 @@ impl Server {
             acl_log: Default::default(),
             pause: Default::default(),
             pausing: Default::default(),
+            monitors: Default::default(),
             stop: watch::Sender::new(false),
         });
         Ok(Server {

@@ -49,6 +49,8 @@ pub struct Shared {
     pub pause: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
     /// Whether `pause` may hold anything: the one check every command pays.
     pub pausing: std::sync::atomic::AtomicBool,
+    /// Clients in MONITOR mode.
+    pub monitors: crate::server::monitor::Monitors,
     /// Becomes true when the server starts shutting down.
     pub(super) stop: watch::Sender<bool>,
 }

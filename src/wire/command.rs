@@ -286,6 +286,7 @@ table![
     ("module", -2, LOCAL, N),
     ("latency", -2, LOCAL, N),
     ("lolwut", -1, LOCAL, N),
+    ("monitor", 1, LOCAL, N),
     ("readonly", 1, LOCAL, N),
     ("readwrite", 1, LOCAL, N),
     ("debug", -2, LOCAL, N),
