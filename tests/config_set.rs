@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Keyway, RedisServer, same_replies};
+use common::{Keyway, RedisServer, same_replies, same_replies_words};
 
 #[tokio::test]
 async fn config_set_and_get_answer_as_redis() {
@@ -83,33 +83,11 @@ async fn config_set_and_get_answer_as_redis() {
     )
     .await;
     // Nodes of stream-node-max-entries entries are what `~` trims whole.
-    let mut stream: Vec<Vec<Vec<u8>>> = vec![
-        b"CONFIG SET stream-node-max-entries 10"
-            .split(|&b| b == b' ')
-            .map(<[u8]>::to_vec)
-            .collect(),
-    ];
-    for i in 1..=95 {
-        stream.push(
-            format!("XADD v MAXLEN ~ 33 {i}-0 f v")
-                .split(' ')
-                .map(|w| w.as_bytes().to_vec())
-                .collect(),
-        );
-    }
-    stream.push(vec![b"XLEN".to_vec(), b"v".to_vec()]);
-    stream.push(
-        b"CONFIG SET stream-node-max-entries 100"
-            .split(|&b| b == b' ')
-            .map(<[u8]>::to_vec)
-            .collect(),
-    );
-    let args: Vec<Vec<&[u8]>> = stream
-        .iter()
-        .map(|c| c.iter().map(Vec::as_slice).collect())
-        .collect();
-    let commands: Vec<&[&[u8]]> = args.iter().map(Vec::as_slice).collect();
-    same_replies(&mut r, &mut k, &commands).await;
+    let mut stream = vec!["CONFIG SET stream-node-max-entries 10".to_string()];
+    stream.extend((1..=95).map(|i| format!("XADD v MAXLEN ~ 33 {i}-0 f v")));
+    stream.push("XLEN v".into());
+    stream.push("CONFIG SET stream-node-max-entries 100".into());
+    same_replies_words(&mut r, &mut k, &stream).await;
     // The change is keyway's own: an idle client is now closed after 1 s.
     let mut c = kw.raw().await;
     c.check("CONFIG SET timeout 1", "+OK\r\n").await;

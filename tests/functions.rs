@@ -13,6 +13,31 @@ redis.register_function('echo', function(keys, args) return args[1] end)
 redis.register_function{function_name='get', callback=function(keys, args) return redis.call('GET', keys[1]) end, flags={'no-writes'}, description='reads'}
 redis.register_function{function_name='put', callback=function(keys, args) return redis.call('SET', keys[1], args[1]) end, flags={'no-writes'}}";
 
+/// The catch-all on the memory backend, `r:` keys on `redis`.
+async fn memory_and_redis(redis: &RedisServer) -> Keyway {
+    Keyway::with_toml(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.local]
+type = "memory"
+[backends.r]
+type = "redis"
+url = "redis://127.0.0.1:{}"
+[[namespaces]]
+name = "default"
+prefix = ""
+backend = "local"
+[[namespaces]]
+name = "rr"
+prefix = "r:"
+backend = "r"
+"#,
+        redis.port
+    ))
+    .await
+}
+
 #[tokio::test]
 async fn functions_load_run_and_fail_as_in_redis() {
     let redis = RedisServer::start();
@@ -194,27 +219,7 @@ async fn shebangs_setresp_and_cjson_switches_as_in_redis() {
 #[tokio::test]
 async fn a_reply_that_holds_itself_ends_as_in_redis() {
     let redis = RedisServer::start();
-    let kw = Keyway::with_toml(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[backends.local]
-type = "memory"
-[backends.r]
-type = "redis"
-url = "redis://127.0.0.1:{}"
-[[namespaces]]
-name = "default"
-prefix = ""
-backend = "local"
-[[namespaces]]
-name = "rr"
-prefix = "r:"
-backend = "r"
-"#,
-        redis.port
-    ))
-    .await;
+    let kw = memory_and_redis(&redis).await;
     let end: &[u8] = b"-ERR reached lua stack limit\r\n";
     let script: &[u8] = b"local t = {}; t[1] = t; return t";
     let mut r = redis.raw().await;
@@ -233,27 +238,7 @@ backend = "r"
 #[tokio::test]
 async fn libraries_go_to_every_backend_that_runs_them() {
     let redis = RedisServer::start();
-    let kw = Keyway::with_toml(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[backends.local]
-type = "memory"
-[backends.r]
-type = "redis"
-url = "redis://127.0.0.1:{}"
-[[namespaces]]
-name = "default"
-prefix = ""
-backend = "local"
-[[namespaces]]
-name = "rr"
-prefix = "r:"
-backend = "r"
-"#,
-        redis.port
-    ))
-    .await;
+    let kw = memory_and_redis(&redis).await;
     let mut k = kw.raw().await;
     let mut ask = async |args: &[&[u8]]| {
         k.send(&request(args)).await;

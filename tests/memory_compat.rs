@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Keyway, RedisServer, same_replies};
+use common::{Keyway, RedisServer, same_replies, same_replies_words};
 
 async fn compare(commands: &[&[&[u8]]]) {
     let redis = RedisServer::start();
@@ -283,15 +283,9 @@ async fn time_queues_in_multi() {
 
 #[tokio::test]
 async fn streams_trim_by_whole_nodes_and_autoclaim_counts_deleted_entries() {
-    let mut owned: Vec<Vec<Vec<u8>>> = Vec::new();
-    let cmd = |s: &str| {
-        s.split(' ')
-            .map(|w| w.as_bytes().to_vec())
-            .collect::<Vec<_>>()
-    };
     // XAUTOCLAIM: deleted entries count toward COUNT, and the cursor is
     // the next pending entry.
-    for c in [
+    let mut commands: Vec<String> = [
         "XADD x 1-0 f v",
         "XADD x 2-0 f v",
         "XADD x 3-0 f v",
@@ -302,44 +296,40 @@ async fn streams_trim_by_whole_nodes_and_autoclaim_counts_deleted_entries() {
         "XAUTOCLAIM x g c2 0 0-0 COUNT 2",
         "XAUTOCLAIM x g c2 0 0-0 COUNT 10",
         "XPENDING x g",
-    ] {
-        owned.push(cmd(c));
-    }
+    ]
+    .map(String::from)
+    .to_vec();
     // `~` removes whole nodes of stream-node-max-entries (100) entries.
-    for i in 1..=1000 {
-        owned.push(cmd(&format!("XADD t {i}-0 f v")));
-    }
-    for c in [
-        "XTRIM t MAXLEN ~ 444 LIMIT 250",
-        "XTRIM t MAXLEN ~ 444 LIMIT 300",
-        "XLEN t",
-        "XTRIM t MAXLEN ~ 444",
-        "XLEN t",
-        "XTRIM t MAXLEN = 444",
-        "XLEN t",
-    ] {
-        owned.push(cmd(c));
-    }
-    for i in 1..=300 {
-        owned.push(cmd(&format!("XADD u {i}-0 f v")));
-    }
-    for c in [
-        "XDEL u 1-0 2-0 150-0",
-        "XTRIM u MINID ~ 150-0",
-        "XLEN u",
-        "XTRIM u MINID ~ 201-0",
-        "XLEN u",
-        "XADD u MAXLEN ~ 10 301-0 f v",
-        "XLEN u",
-    ] {
-        owned.push(cmd(c));
-    }
-    let args: Vec<Vec<&[u8]>> = owned
-        .iter()
-        .map(|c| c.iter().map(Vec::as_slice).collect())
-        .collect();
-    let commands: Vec<&[&[u8]]> = args.iter().map(Vec::as_slice).collect();
-    compare(&commands).await;
+    commands.extend((1..=1000).map(|i| format!("XADD t {i}-0 f v")));
+    commands.extend(
+        [
+            "XTRIM t MAXLEN ~ 444 LIMIT 250",
+            "XTRIM t MAXLEN ~ 444 LIMIT 300",
+            "XLEN t",
+            "XTRIM t MAXLEN ~ 444",
+            "XLEN t",
+            "XTRIM t MAXLEN = 444",
+            "XLEN t",
+        ]
+        .map(String::from),
+    );
+    commands.extend((1..=300).map(|i| format!("XADD u {i}-0 f v")));
+    commands.extend(
+        [
+            "XDEL u 1-0 2-0 150-0",
+            "XTRIM u MINID ~ 150-0",
+            "XLEN u",
+            "XTRIM u MINID ~ 201-0",
+            "XLEN u",
+            "XADD u MAXLEN ~ 10 301-0 f v",
+            "XLEN u",
+        ]
+        .map(String::from),
+    );
+    let redis = RedisServer::start();
+    let kw = Keyway::start().await;
+    let (mut r, mut k) = (redis.raw().await, kw.raw().await);
+    same_replies_words(&mut r, &mut k, &commands).await;
 }
 
 /// A client blocked on a list whose key a transaction turns into a string

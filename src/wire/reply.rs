@@ -44,6 +44,11 @@ impl Reply {
         Reply::Status(Bytes::from_static(b"OK"))
     }
 
+    /// A HELP reply: one status line each, as Redis writes them.
+    pub fn help(lines: &[&'static str]) -> Reply {
+        Reply::Array(lines.iter().map(|l| Reply::status(l)).collect())
+    }
+
     pub fn status(s: &'static str) -> Reply {
         Reply::Status(Bytes::from_static(s.as_bytes()))
     }

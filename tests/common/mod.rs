@@ -950,3 +950,13 @@ pub async fn same_replies(r: &mut Raw, k: &mut Raw, commands: &[&[&[u8]]]) {
         );
     }
 }
+
+/// [`same_replies`] for commands written as words separated by spaces.
+pub async fn same_replies_words<S: AsRef<str>>(r: &mut Raw, k: &mut Raw, commands: &[S]) {
+    let words: Vec<Vec<&[u8]>> = commands
+        .iter()
+        .map(|c| c.as_ref().split(' ').map(str::as_bytes).collect())
+        .collect();
+    let commands: Vec<&[&[u8]]> = words.iter().map(Vec::as_slice).collect();
+    same_replies(r, k, &commands).await;
+}

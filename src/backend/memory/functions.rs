@@ -438,23 +438,18 @@ pub fn function(mem: &Memory, a: &[Bytes]) -> CmdResult {
         // A function holds the store until it ends: none runs while a
         // client can ask.
         "KILL" => Err(err("NOTBUSY No scripts in execution right now.")),
-        _ => Ok(Reply::Array(
-            [
-                "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "LOAD [REPLACE] <FUNCTION CODE>",
-                "DELETE <LIBRARY NAME>",
-                "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
-                "FLUSH [ASYNC|SYNC]",
-                "DUMP",
-                "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
-                "STATS",
-                "KILL",
-                "HELP",
-            ]
-            .iter()
-            .map(|l| Reply::status(l))
-            .collect(),
-        )),
+        _ => Ok(Reply::help(&[
+            "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "LOAD [REPLACE] <FUNCTION CODE>",
+            "DELETE <LIBRARY NAME>",
+            "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+            "FLUSH [ASYNC|SYNC]",
+            "DUMP",
+            "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+            "STATS",
+            "KILL",
+            "HELP",
+        ])),
     }
 }
 

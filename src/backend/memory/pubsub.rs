@@ -132,27 +132,22 @@ impl Hub {
                 let patterns: HashSet<&Bytes> = subs.values().flat_map(|s| &s.patterns).collect();
                 Ok(Reply::Int(patterns.len() as i64))
             }
-            "HELP" => Ok(Reply::Array(
-                [
-                    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                    "CHANNELS [<pattern>]",
-                    "    Return the currently active channels matching a <pattern> (default: '*').",
-                    "NUMPAT",
-                    "    Return number of subscriptions to patterns.",
-                    "NUMSUB [<channel> ...]",
-                    "    Return the number of subscribers for the specified channels, excluding",
-                    "    pattern subscriptions(default: no channels).",
-                    "SHARDCHANNELS [<pattern>]",
-                    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
-                    "SHARDNUMSUB [<shardchannel> ...]",
-                    "    Return the number of subscribers for the specified shard level channel(s)",
-                    "HELP",
-                    "    Prints this help.",
-                ]
-                .iter()
-                .map(|l| Reply::status(l))
-                .collect(),
-            )),
+            "HELP" => Ok(Reply::help(&[
+                "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "CHANNELS [<pattern>]",
+                "    Return the currently active channels matching a <pattern> (default: '*').",
+                "NUMPAT",
+                "    Return number of subscriptions to patterns.",
+                "NUMSUB [<channel> ...]",
+                "    Return the number of subscribers for the specified channels, excluding",
+                "    pattern subscriptions(default: no channels).",
+                "SHARDCHANNELS [<pattern>]",
+                "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+                "SHARDNUMSUB [<shardchannel> ...]",
+                "    Return the number of subscribers for the specified shard level channel(s)",
+                "HELP",
+                "    Prints this help.",
+            ])),
             // CHANNELS with more than a pattern: Redis's own check.
             _ => Err(CmdError::SubcommandSyntax {
                 cmd: "PUBSUB".into(),

@@ -50,12 +50,16 @@ pub(super) fn acl(state: &ClientState, shared: &Shared, router: &Router, a: &[By
                 .collect(),
         )),
         "CAT" => match a.get(2) {
-            None => Ok(Reply::Array(CATEGORIES.iter().map(|c| Reply::bulk_str(c)).collect())),
+            None => Ok(Reply::Array(
+                CATEGORIES.iter().map(|c| Reply::bulk_str(c)).collect(),
+            )),
             Some(cat) if a.len() == 3 => {
                 let name = lossy(cat, 128);
                 let commands = category_commands(&name)
                     .ok_or_else(|| CmdError::msg(format!("ERR Unknown category '{name}'")))?;
-                Ok(Reply::Array(commands.into_iter().map(Reply::bulk_str).collect()))
+                Ok(Reply::Array(
+                    commands.into_iter().map(Reply::bulk_str).collect(),
+                ))
             }
             Some(_) => Err(CmdError::WrongArity("acl|cat".into())),
         },
@@ -138,36 +142,31 @@ pub(super) fn acl(state: &ClientState, shared: &Shared, router: &Router, a: &[By
         "SETUSER" | "DELUSER" | "LOAD" | "SAVE" => Err(CmdError::msg(format!(
             "ERR ACL {sub}: keyway's users are set in its config file ([[users]]); edit it and reload (SIGHUP)"
         ))),
-        _ => Ok(Reply::Array(
-            [
-                "ACL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "CAT [<category>]",
-                "    List all commands that belong to <category>, or all command categories",
-                "    when no category is specified.",
-                "DRYRUN <username> <command> [<arg> ...]",
-                "    Returns whether the user can execute the given command without executing the command.",
-                "GETUSER <username>",
-                "    Get the user's details.",
-                "GENPASS [<bits>]",
-                "    Generate a secure 256-bit user password. The optional `bits` argument can",
-                "    be used to specify a different size.",
-                "LIST",
-                "    Show users details in config file format.",
-                "LOG [<count> | RESET]",
-                "    Show the ACL log entries.",
-                "USERS",
-                "    List all the registered usernames.",
-                "WHOAMI",
-                "    Return the current connection username.",
-                "(Users are set in keyway's config file, [[users]]: SETUSER, DELUSER, LOAD",
-                "and SAVE are refused.)",
-                "HELP",
-                "    Print this help.",
-            ]
-            .iter()
-            .map(|l| Reply::status(l))
-            .collect(),
-        )),
+        _ => Ok(Reply::help(&[
+            "ACL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "CAT [<category>]",
+            "    List all commands that belong to <category>, or all command categories",
+            "    when no category is specified.",
+            "DRYRUN <username> <command> [<arg> ...]",
+            "    Returns whether the user can execute the given command without executing the command.",
+            "GETUSER <username>",
+            "    Get the user's details.",
+            "GENPASS [<bits>]",
+            "    Generate a secure 256-bit user password. The optional `bits` argument can",
+            "    be used to specify a different size.",
+            "LIST",
+            "    Show users details in config file format.",
+            "LOG [<count> | RESET]",
+            "    Show the ACL log entries.",
+            "USERS",
+            "    List all the registered usernames.",
+            "WHOAMI",
+            "    Return the current connection username.",
+            "(Users are set in keyway's config file, [[users]]: SETUSER, DELUSER, LOAD",
+            "and SAVE are refused.)",
+            "HELP",
+            "    Print this help.",
+        ])),
     }
 }
 

@@ -104,20 +104,15 @@ async fn debug(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResul
         // On purpose: what DEBUG PANIC is for.
         #[allow(clippy::panic)]
         ("PANIC", 2) => panic!("DEBUG PANIC"),
-        ("HELP", 2) => Ok(Reply::Array(
-            [
-                "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "PANIC",
-                "    Raise a panic inside keyway (it is caught: the client is closed).",
-                "SLEEP <seconds>",
-                "    Stop the client for <seconds>. Decimals allowed.",
-                "HELP",
-                "    Prints this help.",
-            ]
-            .iter()
-            .map(|l| Reply::status(l))
-            .collect(),
-        )),
+        ("HELP", 2) => Ok(Reply::help(&[
+            "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "PANIC",
+            "    Raise a panic inside keyway (it is caught: the client is closed).",
+            "SLEEP <seconds>",
+            "    Stop the client for <seconds>. Decimals allowed.",
+            "HELP",
+            "    Prints this help.",
+        ])),
         _ => Err(CmdError::UnknownSubcommand {
             cmd: "DEBUG".into(),
             sub: lossy(&args[1], 128),
@@ -170,25 +165,20 @@ fn slowlog(shared: &Shared, args: &[Bytes]) -> CmdResult {
             shared.slowlog.reset();
             Ok(Reply::ok())
         }
-        ("help", 2) => Ok(Reply::Array(
-            [
-                "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "GET [<count>]",
-                "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
-                "    Entries are made of:",
-                "    id, timestamp, time in microseconds, arguments array, client IP and port,",
-                "    client name",
-                "LEN",
-                "    Return the length of the slowlog.",
-                "RESET",
-                "    Reset the slowlog.",
-                "HELP",
-                "    Prints this help.",
-            ]
-            .iter()
-            .map(|l| Reply::status(l))
-            .collect(),
-        )),
+        ("help", 2) => Ok(Reply::help(&[
+            "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET [<count>]",
+            "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+            "    Entries are made of:",
+            "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+            "    client name",
+            "LEN",
+            "    Return the length of the slowlog.",
+            "RESET",
+            "    Reset the slowlog.",
+            "HELP",
+            "    Prints this help.",
+        ])),
         ("len" | "reset" | "help", _) => Err(CmdError::WrongArity(format!("slowlog|{sub}"))),
         _ => Err(CmdError::UnknownSubcommand {
             cmd: "SLOWLOG".into(),

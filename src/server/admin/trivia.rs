@@ -13,7 +13,7 @@ use crate::wire::util::upper;
 pub(super) fn module(args: &[Bytes]) -> CmdResult {
     match (upper(&args[1]).as_str(), args.len()) {
         ("LIST", 2) => Ok(Reply::Array(Vec::new())),
-        ("HELP", 2) => Ok(help(&[
+        ("HELP", 2) => Ok(Reply::help(&[
             "MODULE <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "LIST",
             "    Return a list of loaded modules.",
@@ -50,7 +50,7 @@ pub(super) fn latency(args: &[Bytes]) -> CmdResult {
               <milliseconds>.\" in order to enable it. If we weren't in a deep space \
               mission I'd suggest to take a look at https://redis.io/topics/latency-monitor.\n",
         ))),
-        ("HELP", 2) => Ok(help(&[
+        ("HELP", 2) => Ok(Reply::help(&[
             "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "DOCTOR",
             "    Return a human readable latency analysis report.",
@@ -90,13 +90,4 @@ pub(super) fn lolwut(version: &str) -> Reply {
             |___/               |___/ 
 ";
     Reply::Verbatim(Bytes::from(format!("{art}\nRedis ver. {version}\n")))
-}
-
-fn help(lines: &[&str]) -> Reply {
-    Reply::Array(
-        lines
-            .iter()
-            .map(|l| Reply::Status(Bytes::copy_from_slice(l.as_bytes())))
-            .collect(),
-    )
 }
