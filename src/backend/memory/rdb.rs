@@ -131,15 +131,20 @@ impl Reader<'_> {
     }
 }
 
+/// The largest library code a payload may unpack to: a library's Lua
+/// state may hold 64 MB, so a larger one could never load.
+const MAX_CODE: usize = 64 << 20;
+
 /// LZF's decompression, as Redis's lzf_d.c; None for corrupt input or a
 /// result other than `len` bytes (which bounds what is allocated).
 fn lzf_decompress(input: &[u8], len: usize) -> Option<Vec<u8>> {
     // A compressed string expands at most about 264 times; a claimed length
     // beyond that is corrupt, whatever it asks to allocate.
-    if len > input.len().saturating_mul(264).saturating_add(64) {
+    if len > input.len().saturating_mul(264).saturating_add(64) || len > MAX_CODE {
         return None;
     }
-    let mut out = Vec::with_capacity(len);
+    // Grown as bytes come out, not reserved from the claimed length.
+    let mut out = Vec::with_capacity(len.min(input.len().saturating_mul(2)));
     let mut ip = 0usize;
     while ip < input.len() {
         let ctrl = usize::from(*input.get(ip)?);
@@ -214,6 +219,21 @@ mod tests {
         bad[3] ^= 1;
         assert_eq!(restore_functions(&bad), None);
         assert_eq!(restore_functions(b"short"), None);
+    }
+
+    #[test]
+    fn a_claimed_length_past_what_code_may_be_is_corrupt() {
+        // A run of one literal byte, then back-references repeating it.
+        let mut input = vec![0u8, b'x'];
+        for _ in 0..100 {
+            input.extend_from_slice(&[0xe0, 255, 0]);
+        }
+        let out = lzf_decompress(&input, 1 + 100 * 264).expect("as long as claimed");
+        assert!(out.iter().all(|&b| b == b'x'));
+        assert_eq!(lzf_decompress(&input, 1 + 100 * 264 + 1), None);
+        assert_eq!(lzf_decompress(&input, MAX_CODE + 1), None);
+        let big = vec![0u8; (MAX_CODE / 264) + 1];
+        assert_eq!(lzf_decompress(&big, MAX_CODE + 1), None);
     }
 
     #[test]
