@@ -424,15 +424,6 @@ pub(super) const XGROUP_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-pub(super) fn help(lines: &[&str]) -> Reply {
-    Reply::Array(
-        lines
-            .iter()
-            .map(|l| Reply::Status(Bytes::copy_from_slice(l.as_bytes())))
-            .collect(),
-    )
-}
-
 pub fn xgroup(s: &Store, a: &[Bytes]) -> CmdResult {
     let sub = crate::wire::util::subcommand(
         a,
@@ -447,7 +438,7 @@ pub fn xgroup(s: &Store, a: &[Bytes]) -> CmdResult {
         ],
     )?;
     if sub == "HELP" {
-        return Ok(help(XGROUP_HELP));
+        return Ok(Reply::help(XGROUP_HELP));
     }
     let (key, group) = (&a[2], &a[3]);
     let mut mkstream = false;

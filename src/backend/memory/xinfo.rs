@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::groups::{help, sub_syntax};
+use super::groups::sub_syntax;
 use super::store::Store;
 use super::stream::{Id, Stream};
 use super::streams::*;
@@ -136,7 +136,7 @@ pub fn xinfo(s: &Store, a: &[Bytes]) -> CmdResult {
         ],
     )?;
     if sub == "HELP" {
-        return Ok(help(XINFO_HELP));
+        return Ok(Reply::help(XINFO_HELP));
     }
     let now = now_ms();
     read::<Stream, _>(s, &a[2], |st| {
