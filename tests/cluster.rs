@@ -285,6 +285,25 @@ async fn transactions_blocking_pops_and_pubsub_on_a_cluster() {
     raw.check("PUBLISH news hello", ":1\r\n").await;
     sub.expect("*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n")
         .await;
+
+    // Shard channels live on their slot's master: each is subscribed
+    // there, and SPUBLISH (routed by slot) reaches it.
+    let mut ssub = kw.raw().await;
+    let channels = ["{a}s", "{b}s", "{c}s", "{d}s"];
+    for (i, ch) in channels.iter().enumerate() {
+        ssub.check(
+            &format!("SSUBSCRIBE {ch}"),
+            &format!("*3\r\n$10\r\nssubscribe\r\n$4\r\n{ch}\r\n:{}\r\n", i + 1),
+        )
+        .await;
+    }
+    for ch in channels {
+        raw.check(&format!("SPUBLISH {ch} hi"), ":1\r\n").await;
+        ssub.expect(&format!(
+            "*3\r\n$8\r\nsmessage\r\n$4\r\n{ch}\r\n$2\r\nhi\r\n"
+        ))
+        .await;
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Keyway, RedisServer, resp};
+use common::{Keyway, Raw, RedisServer, resp};
 use redis::AsyncCommands;
 
 /// users on r1 as they are; sessions on r2 as `app1:<id>`; the rest in memory.
@@ -945,4 +945,67 @@ async fn the_reported_version_is_the_servers() {
         )),
         "{info}"
     );
+}
+
+/// Shard channels (SSUBSCRIBE, SPUBLISH, PUBSUB SHARD*) through keyway,
+/// over a redis backend, a rewritten one and the memory backend, read as
+/// one redis-server answers them.
+#[tokio::test]
+async fn shard_channels_answer_as_redis_does() {
+    async fn transcript(sub: &mut Raw, publ: &mut Raw) -> String {
+        let mut out = Vec::new();
+        let steps: &[(bool, &str, usize)] = &[
+            (true, "SSUBSCRIBE user:n sess:n chat", 3),
+            (true, "SUBSCRIBE user:n", 1),
+            (true, "SSUBSCRIBE chat", 1),
+            (false, "SPUBLISH user:n a", 1),
+            (true, "", 1),
+            (false, "PUBLISH user:n b", 1),
+            (true, "", 1),
+            (false, "SPUBLISH sess:n c", 1),
+            (true, "", 1),
+            (false, "SPUBLISH chat d", 1),
+            (true, "", 1),
+            // Redis lists in hash order: one channel per listing.
+            (false, "PUBSUB SHARDCHANNELS u*", 1),
+            (false, "PUBSUB SHARDCHANNELS s*", 1),
+            (false, "PUBSUB SHARDNUMSUB user:n nosuch", 1),
+            (false, "PUBSUB NUMSUB user:n sess:n", 1),
+            (true, "GET x", 1),
+            (true, "SUNSUBSCRIBE sess:n nosuch", 2),
+            (true, "SUNSUBSCRIBE chat", 1),
+            (true, "SUNSUBSCRIBE", 1),
+            (true, "SUNSUBSCRIBE", 1),
+            (false, "SPUBLISH user:n e", 1),
+            (true, "UNSUBSCRIBE", 1),
+            (true, "SPUBLISH user:n f", 1),
+        ];
+        for (on_sub, cmd, replies) in steps {
+            let c = if *on_sub { &mut *sub } else { &mut *publ };
+            if !cmd.is_empty() {
+                let words: Vec<&str> = cmd.split(' ').collect();
+                c.send(&resp(&words)).await;
+            }
+            for _ in 0..*replies {
+                out.extend(c.reply().await);
+            }
+        }
+        out.escape_ascii().to_string()
+    }
+    let redis = RedisServer::start();
+    let want = transcript(&mut redis.raw().await, &mut redis.raw().await).await;
+    let s = setup().await;
+    let got = transcript(&mut s.kw.raw().await, &mut s.kw.raw().await).await;
+    assert_eq!(got, want);
+    assert!(want.contains("smessage"), "{want}");
+    // The rewritten namespace's shard channel reached r2 under its name.
+    let mut r2 = s.r2.raw().await;
+    let mut sub = s.kw.raw().await;
+    sub.check(
+        "SSUBSCRIBE sess:x",
+        "*3\r\n$10\r\nssubscribe\r\n$6\r\nsess:x\r\n:1\r\n",
+    )
+    .await;
+    r2.check("PUBSUB SHARDCHANNELS", "*1\r\n$6\r\napp1:x\r\n")
+        .await;
 }

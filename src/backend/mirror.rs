@@ -529,6 +529,19 @@ impl Backend for Mirrored {
     ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>> {
         self.primary.subscriber(tag, pushes)
     }
+
+    fn shard_of(&self, channel: &[u8]) -> usize {
+        self.primary.shard_of(channel)
+    }
+
+    fn shard_subscriber(
+        &self,
+        tag: usize,
+        pushes: Pushes,
+        channel: Bytes,
+    ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>> {
+        self.primary.shard_subscriber(tag, pushes, channel)
+    }
 }
 
 /// A pinned session (WATCH ... EXEC) whose writes are mirrored too.

@@ -122,6 +122,23 @@ pub trait Backend: Send + Sync + 'static {
         tag: usize,
         pushes: Pushes,
     ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>>;
+
+    /// Which of the backend's servers owns a shard channel (SSUBSCRIBE);
+    /// channels of one shard share a subscriber. One server: always 0.
+    fn shard_of(&self, _channel: &[u8]) -> usize {
+        0
+    }
+
+    /// A subscriber on the server that owns `channel`, for shard channels;
+    /// the same contract as `subscriber`.
+    fn shard_subscriber(
+        &self,
+        tag: usize,
+        pushes: Pushes,
+        _channel: Bytes,
+    ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>> {
+        self.subscriber(tag, pushes)
+    }
 }
 
 /// See [`Backend::session`]. The same invariants as `Backend::execute`.

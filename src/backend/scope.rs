@@ -125,7 +125,7 @@ impl Scope {
     /// their limits hold. The error is the command's reply.
     pub fn check(&self, cmd: &Command, declared: &[Bytes]) -> Result<(), Reply> {
         let (spec, args) = (cmd.spec, &cmd.args[..]);
-        if spec.name == "publish" {
+        if matches!(spec.name, "publish" | "spublish") {
             return match args.get(1) {
                 Some(ch) if self.shows(ch) => Ok(()),
                 _ => Err(Reply::error(NO_CHANNEL)),

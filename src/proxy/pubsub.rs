@@ -26,10 +26,14 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Feed {
     backend: Arc<dyn Backend>,
+    /// Which of the backend's servers, for shard channels
+    /// (`Backend::shard_of`); None for the backend's one subscriber.
+    shard: Option<usize>,
     sub: Box<dyn Subscriber>,
-    /// Backend channel and pattern names to the client's.
+    /// Backend channel, pattern and shard channel names to the client's.
     channels: HashMap<Bytes, Bytes>,
     patterns: HashMap<Bytes, Bytes>,
+    shard_channels: HashMap<Bytes, Bytes>,
     /// Namespaces whose channels reached this feed, to name pmessage
     /// channels as the client knows them.
     namespaces: Vec<Arc<Namespace>>,
@@ -51,6 +55,8 @@ pub struct PubSub {
     channels: HashMap<Bytes, (usize, Bytes)>,
     /// Client pattern -> (feed, backend pattern) for each backend it spans.
     patterns: HashMap<Bytes, Vec<(usize, Bytes)>>,
+    /// Client shard channel -> (feed, backend channel).
+    shard_channels: HashMap<Bytes, (usize, Bytes)>,
     /// Messages that arrived while waiting for confirmations.
     waiting: VecDeque<Push>,
 }
@@ -66,6 +72,7 @@ impl PubSub {
             feeds: Vec::new(),
             channels: HashMap::new(),
             patterns: HashMap::new(),
+            shard_channels: HashMap::new(),
             waiting: VecDeque::new(),
         }
     }
@@ -96,11 +103,16 @@ impl PubSub {
 
     /// Subscribed to anything: the connection is in pub/sub mode.
     pub fn active(&self) -> bool {
-        !self.channels.is_empty() || !self.patterns.is_empty()
+        !self.channels.is_empty() || !self.patterns.is_empty() || !self.shard_channels.is_empty()
     }
 
     fn count(&self) -> usize {
         self.channels.len() + self.patterns.len()
+    }
+
+    /// Shard channels are counted apart from the others, as in Redis.
+    fn shard_count(&self) -> usize {
+        self.shard_channels.len()
     }
 
     /// The next message for the client. Cancel-safe.
@@ -145,6 +157,16 @@ impl PubSub {
                     ]))
                 })
             }
+            (b"smessage", [_, Reply::Bulk(ch), payload]) => {
+                let client = feed.shard_channels.get(ch)?.clone();
+                self.shard_channels.contains_key(&client).then(|| {
+                    Push::Deliver(Reply::Push(vec![
+                        Reply::Bulk(kind),
+                        Reply::Bulk(client),
+                        payload.clone(),
+                    ]))
+                })
+            }
             (b"pmessage", [_, Reply::Bulk(pat), Reply::Bulk(ch), payload]) => {
                 let client = feed.patterns.get(pat)?.clone();
                 // A channel no subscribed namespace owns is another
@@ -168,35 +190,55 @@ impl PubSub {
             *slot = None;
         }
         self.channels.retain(|_, (f, _)| *f != tag);
+        self.shard_channels.retain(|_, (f, _)| *f != tag);
         self.patterns.retain(|_, feeds| {
             feeds.retain(|(f, _)| *f != tag);
             !feeds.is_empty()
         });
     }
 
-    /// The feed for a backend, opened on first use.
-    async fn feed(&mut self, ns: &Arc<Namespace>) -> Result<usize, CmdError> {
+    /// The feed for a backend, opened on first use; for a shard channel
+    /// (given in the backend's name), the feed of the server that owns it.
+    async fn feed(
+        &mut self,
+        ns: &Arc<Namespace>,
+        shard_channel: Option<&Bytes>,
+    ) -> Result<usize, CmdError> {
+        let shard = shard_channel.map(|ch| ns.backend.shard_of(ch));
         let found = self.feeds.iter().position(|f| {
             f.as_ref()
-                .is_some_and(|f| Arc::ptr_eq(&f.backend, &ns.backend))
+                .is_some_and(|f| Arc::ptr_eq(&f.backend, &ns.backend) && f.shard == shard)
         });
         let tag = match found {
             Some(tag) => tag,
             None => {
-                if !ns.backend.supports(command::known("subscribe")) {
+                let name = if shard.is_some() {
+                    "ssubscribe"
+                } else {
+                    "subscribe"
+                };
+                if !ns.backend.supports(command::known(name)) {
                     return Err(CmdError::Unsupported {
-                        command: "SUBSCRIBE".into(),
+                        command: name.to_uppercase(),
                         namespace: ns.name.clone(),
                         backend: ns.backend.kind().into(),
                     });
                 }
                 let tag = self.feeds.len();
-                let sub = ns.backend.subscriber(tag, self.tx.clone()).await?;
+                let sub = match shard_channel {
+                    Some(ch) => {
+                        let tx = self.tx.clone();
+                        ns.backend.shard_subscriber(tag, tx, ch.clone()).await?
+                    }
+                    None => ns.backend.subscriber(tag, self.tx.clone()).await?,
+                };
                 self.feeds.push(Some(Feed {
                     backend: ns.backend.clone(),
+                    shard,
                     sub,
                     channels: HashMap::new(),
                     patterns: HashMap::new(),
+                    shard_channels: HashMap::new(),
                     namespaces: Vec::new(),
                 }));
                 tag
@@ -264,6 +306,8 @@ impl PubSub {
             "subscribe" => self.subscribe(router, &args[1..]).await,
             "psubscribe" => self.psubscribe(router, &args[1..]).await,
             "unsubscribe" => self.unsubscribe(&args[1..]).await,
+            "ssubscribe" => self.ssubscribe(router, &args[1..]).await,
+            "sunsubscribe" => self.sunsubscribe(&args[1..]).await,
             _ => self.punsubscribe(&args[1..]).await,
         }
     }
@@ -280,7 +324,7 @@ impl PubSub {
                 failed.insert(ch.clone(), CmdError::NoNamespace(lossy(ch, 128)).into());
                 continue;
             };
-            let tag = match self.feed(&ns).await {
+            let tag = match self.feed(&ns, None).await {
                 Ok(tag) => tag,
                 Err(e) => {
                     failed.insert(ch.clone(), e.into());
@@ -326,6 +370,87 @@ impl PubSub {
             .collect()
     }
 
+    /// SSUBSCRIBE: each shard channel on the feed of the server that owns
+    /// it. Redis refuses channels of several slots in one call; keyway's
+    /// backends may span servers, so each goes to its own.
+    async fn ssubscribe(&mut self, router: &Router, channels: &[Bytes]) -> Vec<Reply> {
+        let mut replies = Vec::with_capacity(channels.len());
+        for ch in channels {
+            if self.shard_channels.contains_key(ch) {
+                replies.push(push(
+                    "ssubscribe",
+                    Reply::Bulk(ch.clone()),
+                    self.shard_count(),
+                ));
+                continue;
+            }
+            let Some(ns) = router.route(ch).cloned() else {
+                replies.push(CmdError::NoNamespace(lossy(ch, 128)).into());
+                continue;
+            };
+            let backend_ch = if ns.rewrites() {
+                ns.to_backend(ch)
+            } else {
+                ch.clone()
+            };
+            let tag = match self.feed(&ns, Some(&backend_ch)).await {
+                Ok(tag) => tag,
+                Err(e) => {
+                    replies.push(e.into());
+                    continue;
+                }
+            };
+            if let Some(Some(f)) = self.feeds.get_mut(tag) {
+                f.shard_channels.insert(backend_ch.clone(), ch.clone());
+            }
+            self.shard_channels
+                .insert(ch.clone(), (tag, backend_ch.clone()));
+            if let Err(e) = self.send(tag, "ssubscribe", vec![backend_ch]).await {
+                self.drop_feed(tag);
+                replies.push(e.into());
+                return replies;
+            }
+            if let Err(e) = self
+                .confirmed(HashMap::from([(tag, 1)]), b"ssubscribe")
+                .await
+            {
+                replies.push(e.into());
+                return replies;
+            }
+            replies.push(push(
+                "ssubscribe",
+                Reply::Bulk(ch.clone()),
+                self.shard_count(),
+            ));
+        }
+        replies
+    }
+
+    async fn sunsubscribe(&mut self, channels: &[Bytes]) -> Vec<Reply> {
+        let targets: Vec<Bytes> = if channels.is_empty() {
+            let mut all: Vec<Bytes> = self.shard_channels.keys().cloned().collect();
+            all.sort_unstable();
+            all
+        } else {
+            channels.to_vec()
+        };
+        if targets.is_empty() {
+            return vec![push("sunsubscribe", Reply::Nil, self.shard_count())];
+        }
+        let mut replies = Vec::with_capacity(targets.len());
+        for ch in targets {
+            if let Some((tag, backend_ch)) = self.shard_channels.remove(&ch) {
+                if let Some(Some(f)) = self.feeds.get_mut(tag) {
+                    f.shard_channels.remove(&backend_ch);
+                }
+                let _ = self.send(tag, "sunsubscribe", vec![backend_ch]).await;
+            }
+            replies.push(push("sunsubscribe", Reply::Bulk(ch), self.shard_count()));
+        }
+        self.close_idle_feeds();
+        replies
+    }
+
     async fn psubscribe(&mut self, router: &Router, patterns: &[Bytes]) -> Vec<Reply> {
         let mut replies = Vec::with_capacity(patterns.len());
         for pattern in patterns {
@@ -357,7 +482,7 @@ impl PubSub {
                     // outside cannot be rewritten; that namespace is skipped.
                     continue;
                 }
-                let tag = match self.feed(ns).await {
+                let tag = match self.feed(ns, None).await {
                     Ok(tag) => tag,
                     Err(e) => {
                         error = Some(e);
@@ -461,10 +586,9 @@ impl PubSub {
     /// Drops subscribers left with nothing, closing their connections.
     fn close_idle_feeds(&mut self) {
         for slot in &mut self.feeds {
-            if slot
-                .as_ref()
-                .is_some_and(|f| f.channels.is_empty() && f.patterns.is_empty())
-            {
+            if slot.as_ref().is_some_and(|f| {
+                f.channels.is_empty() && f.patterns.is_empty() && f.shard_channels.is_empty()
+            }) {
                 *slot = None;
             }
         }

@@ -200,7 +200,9 @@ impl Transaction {
         let flush = matches!(spec.name, "flushdb" | "flushall")
             && matches!(&router.namespaces[..], [ns] if ns.owns_backend && !ns.read_only);
         if !flush
-            && (spec.has(LOCAL) || spec.has(KEYSPACE) || spec.has(PUBSUB) && spec.name != "publish")
+            && (spec.has(LOCAL)
+                || spec.has(KEYSPACE)
+                || spec.has(PUBSUB) && !matches!(spec.name, "publish" | "spublish"))
         {
             return refuse(
                 q,

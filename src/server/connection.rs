@@ -600,6 +600,8 @@ impl Connection {
                         | "unsubscribe"
                         | "psubscribe"
                         | "punsubscribe"
+                        | "ssubscribe"
+                        | "sunsubscribe"
                         | "ping"
                         | "quit"
                         | "reset"
@@ -623,7 +625,8 @@ impl Connection {
                 self.tx = Transaction::default();
                 self.pubsub = None;
             }
-            let subscription = spec.has(PUBSUB) && !matches!(spec.name, "publish" | "pubsub");
+            let subscription =
+                spec.has(PUBSUB) && !matches!(spec.name, "publish" | "spublish" | "pubsub");
             if spec.has(LOCAL) || spec.has(KEYSPACE) || spec.has(TX) || subscription {
                 keyway_commands().command(spec);
             }

@@ -493,6 +493,11 @@ table![
     ("psubscribe", -2, PUBSUB, KALL),
     ("punsubscribe", -1, PUBSUB, KALL),
     ("publish", 3, PUBSUB, K1),
+    // Shard channels (Redis 7): a namespace of channels apart from the
+    // others, kept on the server that owns the channel's slot.
+    ("ssubscribe", -2, PUBSUB, KALL),
+    ("sunsubscribe", -1, PUBSUB, KALL),
+    ("spublish", 3, PUBSUB, K1),
     // Listed per namespace, like KEYS.
     ("pubsub", -2, KEYSPACE | PUBSUB, N),
     // Transactions.
@@ -617,6 +622,8 @@ mod tests {
             "unsubscribe",
             "psubscribe",
             "punsubscribe",
+            "ssubscribe",
+            "sunsubscribe",
         ] {
             assert_eq!(known(name).name, name);
         }

@@ -33,6 +33,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Deserialize;
 
 use super::redis::{
@@ -304,6 +305,43 @@ impl Backend for ClusterBackend {
                 .nodes
                 .first()
                 .ok_or_else(|| unavailable_error(name, "no masters"))?;
+            let conn = node
+                .endpoint
+                .connect(false)
+                .await
+                .map_err(|reason| unavailable_error(name, &reason))?;
+            Ok(Box::new(RedisSubscriber::start(conn, tag, pushes, name)) as Box<dyn Subscriber>)
+        })
+    }
+
+    /// Shard channels live on the master of their slot (or ring node).
+    fn shard_of(&self, channel: &[u8]) -> usize {
+        self.inner
+            .current()
+            .and_then(|t| {
+                let node = t.node_of(t.slot(channel))?;
+                t.nodes.iter().position(|n| Arc::ptr_eq(n, node))
+            })
+            .unwrap_or(0)
+    }
+
+    fn shard_subscriber(
+        &self,
+        tag: usize,
+        pushes: Pushes,
+        channel: Bytes,
+    ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let name = &inner.name;
+            let t = inner
+                .topology()
+                .await
+                .map_err(|reason| unavailable_error(name, &reason))?;
+            let slot = t.slot(&channel);
+            let node = t
+                .node_of(slot)
+                .ok_or_else(|| CmdError::msg(format!("CLUSTERDOWN Hash slot {slot} not served")))?;
             let conn = node
                 .endpoint
                 .connect(false)

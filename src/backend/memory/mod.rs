@@ -370,6 +370,7 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("xinfo", xinfo::xinfo, Shared),
     // Pub/sub (SUBSCRIBE and friends go through `Backend::subscriber`).
     ("publish", pubsub::publish, Shared),
+    ("spublish", pubsub::spublish, Shared),
     ("pubsub", pubsub::pubsub, Shared),
 ];
 

@@ -19,6 +19,8 @@ struct Sub {
     pushes: Pushes,
     channels: HashSet<Bytes>,
     patterns: HashSet<Bytes>,
+    /// Shard channels (SSUBSCRIBE): reached by SPUBLISH only.
+    shard: HashSet<Bytes>,
 }
 
 #[derive(Default)]
@@ -63,6 +65,21 @@ impl Hub {
         n
     }
 
+    /// SPUBLISH: shard channels have no patterns.
+    pub fn spublish(&self, channel: &Bytes, message: &Bytes) -> i64 {
+        let subs = self.subs.read().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for s in subs.values().filter(|s| s.shard.contains(channel)) {
+            n += 1;
+            let m = push(
+                "smessage",
+                [Reply::Bulk(channel.clone()), Reply::Bulk(message.clone())],
+            );
+            let _ = s.pushes.send((s.tag, m));
+        }
+        n
+    }
+
     pub fn subscribe(self: &Arc<Hub>, tag: usize, pushes: Pushes) -> MemorySubscriber {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let sub = Sub {
@@ -70,6 +87,7 @@ impl Hub {
             pushes,
             channels: HashSet::new(),
             patterns: HashSet::new(),
+            shard: HashSet::new(),
         };
         self.subs
             .write()
@@ -101,7 +119,7 @@ impl Hub {
                 let mut all: Vec<&Bytes> = if sub == "CHANNELS" {
                     subs.values().flat_map(|s| &s.channels).collect()
                 } else {
-                    Vec::new()
+                    subs.values().flat_map(|s| &s.shard).collect()
                 };
                 all.sort_unstable();
                 all.dedup();
@@ -119,7 +137,7 @@ impl Hub {
                     let n = if sub == "NUMSUB" {
                         subs.values().filter(|s| s.channels.contains(ch)).count()
                     } else {
-                        0
+                        subs.values().filter(|s| s.shard.contains(ch)).count()
                     };
                     out.push(Reply::Bulk(ch.clone()));
                     out.push(Reply::Int(n as i64));
@@ -161,6 +179,10 @@ pub fn publish(s: &Store, a: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(s.hub.publish(&a[1], &a[2])))
 }
 
+pub fn spublish(s: &Store, a: &[Bytes]) -> CmdResult {
+    Ok(Reply::Int(s.hub.spublish(&a[1], &a[2])))
+}
+
 pub fn pubsub(s: &Store, a: &[Bytes]) -> CmdResult {
     s.hub.pubsub(a)
 }
@@ -186,24 +208,32 @@ impl Subscriber for MemorySubscriber {
         let mut subs = self.hub.subs.write().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = subs.get_mut(&self.id) {
             let name = cmd.spec.name;
-            let (kind, patterns, add) = match name {
-                "subscribe" => ("subscribe", false, true),
-                "unsubscribe" => ("unsubscribe", false, false),
-                "psubscribe" => ("psubscribe", true, true),
-                _ => ("punsubscribe", true, false),
+            // Which set, and whether the command adds to it.
+            let (kind, set, add) = match name {
+                "subscribe" => ("subscribe", 0, true),
+                "unsubscribe" => ("unsubscribe", 0, false),
+                "psubscribe" => ("psubscribe", 1, true),
+                "ssubscribe" => ("ssubscribe", 2, true),
+                "sunsubscribe" => ("sunsubscribe", 2, false),
+                _ => ("punsubscribe", 1, false),
             };
             for target in &cmd.args[1..] {
-                let set = if patterns {
-                    &mut s.patterns
-                } else {
-                    &mut s.channels
+                let targets = match set {
+                    0 => &mut s.channels,
+                    1 => &mut s.patterns,
+                    _ => &mut s.shard,
                 };
                 if add {
-                    set.insert(target.clone());
+                    targets.insert(target.clone());
                 } else {
-                    set.remove(target);
+                    targets.remove(target);
                 }
-                let count = (s.channels.len() + s.patterns.len()) as i64;
+                // Shard channels are counted apart, as in Redis.
+                let count = if set == 2 {
+                    s.shard.len()
+                } else {
+                    s.channels.len() + s.patterns.len()
+                } as i64;
                 let confirm = push(kind, [Reply::Bulk(target.clone()), Reply::Int(count)]);
                 let _ = s.pushes.send((s.tag, confirm));
             }

@@ -687,7 +687,7 @@ fn allowed(spec: &CommandSpec) -> bool {
         return false;
     }
     if spec.has(PUBSUB) {
-        return spec.name == "publish";
+        return matches!(spec.name, "publish" | "spublish");
     }
     if spec.has(KEYSPACE) {
         return matches!(

@@ -288,8 +288,8 @@ impl User {
         }
         if !self.channels.all && spec.has(PUBSUB) {
             let named: &[Bytes] = match spec.name {
-                "subscribe" => args.get(1..).unwrap_or_default(),
-                "publish" => args.get(1..2).unwrap_or_default(),
+                "subscribe" | "ssubscribe" => args.get(1..).unwrap_or_default(),
+                "publish" | "spublish" => args.get(1..2).unwrap_or_default(),
                 _ => &[],
             };
             for ch in named {
