@@ -546,6 +546,12 @@ impl Connection {
             .fetch_add(requests.len() as u64, Ordering::Relaxed);
         let last = requests.last().and_then(|(_, spec)| spec.map(|s| s.id));
         self.state.registered.client.ran(last);
+        // ACL SETUSER applies to connections logged in already, as in Redis.
+        if let Some(u) = self.shared.settings.load().users.get(&self.state.user.name) {
+            if !Arc::ptr_eq(u, &self.state.user) {
+                self.state.user = u.clone();
+            }
+        }
         self.state.user.ran(requests.len());
         // One router for the whole batch: a reload applies to later batches.
         let router = self.shared.router.load_full();

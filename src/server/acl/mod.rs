@@ -17,6 +17,8 @@
 pub mod categories;
 mod log;
 mod rules;
+mod setuser;
+mod user;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,16 +26,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::proxy::confine;
-use crate::proxy::keyspace::Visible;
 use crate::proxy::router::{Namespace, Router};
-use crate::wire::command::{CommandSpec, KEYSPACE, PUBSUB, REACHES, SCRIPT};
-use crate::wire::error::lossy;
-use crate::wire::metrics::metrics;
 use crate::wire::util::glob_match;
 
 pub use log::{AclLog, Denial};
 pub use rules::{Commands, category_commands};
+pub use setuser::{SetUserError, merge_selectors};
+pub use user::{Selector, User};
+use user::{sha256, unhex};
 
 fn all_commands() -> String {
     "+@all".into()
@@ -78,6 +78,23 @@ pub struct Reach {
 }
 
 impl Reach {
+    /// Nothing (`resetkeys`, `resetchannels`).
+    fn none() -> Reach {
+        Reach {
+            all: false,
+            namespaces: Vec::new(),
+            patterns: Vec::new(),
+        }
+    }
+
+    /// Everything (`allkeys`, `allchannels`).
+    fn everything() -> Reach {
+        Reach {
+            all: true,
+            ..Reach::none()
+        }
+    }
+
     fn new(namespaces: &[String], patterns: &[String]) -> Reach {
         Reach {
             all: namespaces.iter().any(|n| n == "*") || patterns.iter().any(|p| p == "*"),
@@ -122,7 +139,7 @@ impl Reach {
     }
 
     /// For ACL LIST: the reach as Redis patterns.
-    fn describe(&self, router: Option<&Router>, sigil: char) -> Vec<String> {
+    fn describe(&self, router: Option<&Router>, sigil: &str) -> Vec<String> {
         if self.all {
             return vec![format!("{sigil}*")];
         }
@@ -145,274 +162,38 @@ impl Reach {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub enabled: bool,
-    nopass: bool,
-    /// SHA-256 of each password.
-    passwords: Vec<[u8; 32]>,
-    commands: Commands,
-    all_commands: bool,
-    /// The rules as configured, for ACL LIST and GETUSER.
-    rules: String,
-    pub keys: Reach,
-    pub channels: Reach,
-    counted: Counted,
+/// Every key, channel and command; no password unless one is given.
+fn default_user(password: Option<&str>) -> User {
+    let root = Selector::new(
+        Commands::everything(),
+        Reach::everything(),
+        Reach::everything(),
+    );
+    let passwords: Vec<[u8; 32]> = password.map(|p| sha256(p.as_bytes())).into_iter().collect();
+    User::new("default", true, passwords, password.is_none(), root)
 }
 
-/// The user's command counter (`keyway_user_commands_total`); not part of
-/// what makes two users the same.
-#[derive(Debug, Clone)]
-struct Counted(prometheus_client::metrics::counter::Counter);
-
-impl PartialEq for Counted {
-    fn eq(&self, _: &Self) -> bool {
-        true
+fn from_config(c: &UserConfig) -> Result<User, String> {
+    let mut passwords = Vec::new();
+    if let Some(p) = c.password.as_deref().filter(|p| !p.is_empty()) {
+        passwords.push(sha256(p.as_bytes()));
     }
-}
-
-impl Eq for Counted {}
-
-fn sha256(b: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, b);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
-/// Equal in time that does not depend on where they differ.
-fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
-fn hex(d: &[u8; 32]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
+    if let Some(h) = &c.password_sha256 {
+        passwords
+            .push(unhex(&h.to_ascii_lowercase()).ok_or("password_sha256 is not 64 hex digits")?);
     }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        let pair = std::str::from_utf8(b.get(2 * i..2 * i + 2)?).ok()?;
-        *o = u8::from_str_radix(pair, 16).ok()?;
+    let keys = Reach::new(&c.namespaces, &c.keys);
+    let channels = match &c.channels {
+        Some(ch) => Reach::new(&[], ch),
+        None => keys.clone(),
+    };
+    let nopass = passwords.is_empty();
+    let mut root = Selector::new(Commands::none(), keys, channels);
+    for rule in c.commands.split_whitespace() {
+        root.command_rule(rule)
+            .map_err(|_| format!("'{rule}': not a command rule"))?;
     }
-    Some(out)
-}
-
-impl User {
-    /// Every key, channel and command; no password unless one is given.
-    fn default_user(password: Option<&str>) -> User {
-        let everything = Reach {
-            all: true,
-            namespaces: Vec::new(),
-            patterns: Vec::new(),
-        };
-        User {
-            name: "default".into(),
-            enabled: true,
-            nopass: password.is_none(),
-            passwords: password.map(|p| sha256(p.as_bytes())).into_iter().collect(),
-            commands: Commands::everything(),
-            all_commands: true,
-            rules: "+@all".into(),
-            keys: everything.clone(),
-            channels: everything,
-            counted: Counted(metrics().user_commands("default")),
-        }
-    }
-
-    fn from_config(c: &UserConfig) -> Result<User, String> {
-        let commands = Commands::parse(&c.commands)?;
-        let mut passwords = Vec::new();
-        if let Some(p) = c.password.as_deref().filter(|p| !p.is_empty()) {
-            passwords.push(sha256(p.as_bytes()));
-        }
-        if let Some(h) = &c.password_sha256 {
-            passwords.push(
-                unhex(&h.to_ascii_lowercase()).ok_or("password_sha256 is not 64 hex digits")?,
-            );
-        }
-        let keys = Reach::new(&c.namespaces, &c.keys);
-        let channels = match &c.channels {
-            Some(ch) => Reach::new(&[], ch),
-            None => keys.clone(),
-        };
-        Ok(User {
-            name: c.name.clone(),
-            enabled: c.enabled,
-            nopass: passwords.is_empty(),
-            passwords,
-            all_commands: commands.all(),
-            commands,
-            rules: c.commands.clone(),
-            keys,
-            channels,
-            counted: Counted(metrics().user_commands(&c.name)),
-        })
-    }
-
-    /// Counts `n` commands run as the user.
-    pub fn ran(&self, n: usize) {
-        self.counted.0.inc_by(n as u64);
-    }
-
-    /// Whether `password` is one of the user's (any, with nopass).
-    fn accepts(&self, password: &[u8]) -> bool {
-        if !self.enabled {
-            return false;
-        }
-        if self.nopass {
-            return true;
-        }
-        let given = sha256(password);
-        // Every hash is compared, found or not.
-        self.passwords
-            .iter()
-            .fold(false, |ok, p| same(p, &given) | ok)
-    }
-
-    /// Whether the user may run `args` (of `spec`) as `router` routes it.
-    pub fn check(&self, spec: &CommandSpec, args: &[Bytes], router: &Router) -> Result<(), Denial> {
-        if !self.all_commands {
-            self.commands
-                .allows(spec.name, args.get(1).map(|a| &a[..]))
-                .map_err(Denial::Command)?;
-        }
-        if !self.keys.all && !spec.has(KEYSPACE) && !spec.has(PUBSUB) {
-            self.check_keys(spec, args, router)?;
-        }
-        if !self.channels.all && spec.has(PUBSUB) {
-            let named: &[Bytes] = match spec.name {
-                "subscribe" | "ssubscribe" => args.get(1..).unwrap_or_default(),
-                "publish" | "spublish" => args.get(1..2).unwrap_or_default(),
-                _ => &[],
-            };
-            for ch in named {
-                if !self.channels.allows(router.route(ch).map(|n| &**n), ch) {
-                    return Err(Denial::Channel(lossy(ch, 128)));
-                }
-            }
-            if spec.name == "psubscribe" {
-                for p in args.get(1..).unwrap_or_default() {
-                    if !self.channels.allows_pattern(router, p) {
-                        return Err(Denial::Channel(lossy(p, 128)));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn check_keys(
-        &self,
-        spec: &CommandSpec,
-        args: &[Bytes],
-        router: &Router,
-    ) -> Result<(), Denial> {
-        let positions = spec.key_positions(args);
-        let script = spec.has(SCRIPT);
-        for &p in &positions {
-            let Some(k) = args.get(p) else { continue };
-            let ns = router.route(k);
-            // A script may touch any key of its keys' namespaces: only a
-            // user with the whole namespace may run it.
-            let ok = if script {
-                ns.is_some_and(|n| self.keys.namespace(n))
-            } else {
-                self.keys.allows(ns.map(|n| &**n), k)
-            };
-            if !ok {
-                return Err(Denial::Key(lossy(k, 128)));
-            }
-        }
-        if script
-            && positions.is_empty()
-            && !router.route(b"").is_some_and(|n| self.keys.namespace(n))
-        {
-            return Err(Denial::Key(String::new()));
-        }
-        if spec.has(REACHES) {
-            if let Some(owner) = positions
-                .first()
-                .and_then(|&p| args.get(p))
-                .and_then(|k| router.route(k))
-            {
-                // A refused pattern is answered by dispatch, as for anyone.
-                if let Ok(reached) = confine::reach(router, spec, args, owner) {
-                    for (i, ns) in reached {
-                        if !self.keys.namespace(ns) {
-                            let k = args.get(i).map(|k| lossy(k, 128)).unwrap_or_default();
-                            return Err(Denial::Key(k));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The user's line in ACL LIST.
-    pub fn describe(&self, router: Option<&Router>) -> String {
-        let mut parts = vec![
-            format!("user {}", self.name),
-            if self.enabled { "on" } else { "off" }.to_string(),
-        ];
-        if self.nopass {
-            parts.push("nopass".into());
-        }
-        parts.extend(self.passwords.iter().map(|p| format!("#{}", hex(p))));
-        parts.extend(self.keys.describe(router, '~'));
-        if !self.channels.all {
-            parts.push("resetchannels".into());
-        }
-        parts.extend(self.channels.describe(router, '&'));
-        parts.push(self.rules.clone());
-        parts.join(" ")
-    }
-
-    /// What ACL GETUSER answers: flags, passwords, commands, keys,
-    /// channels, selectors.
-    pub fn fields(&self, router: Option<&Router>) -> Vec<(String, Vec<String>)> {
-        let mut flags = vec![if self.enabled { "on" } else { "off" }.to_string()];
-        if self.nopass {
-            flags.push("nopass".into());
-        }
-        vec![
-            ("flags".into(), flags),
-            ("passwords".into(), self.passwords.iter().map(hex).collect()),
-            ("commands".into(), vec![self.rules.clone()]),
-            (
-                "keys".into(),
-                vec![self.keys.describe(router, '~').join(" ")],
-            ),
-            (
-                "channels".into(),
-                vec![self.channels.describe(router, '&').join(" ")],
-            ),
-        ]
-    }
-}
-
-impl Visible for User {
-    fn namespace(&self, ns: &Namespace, channels: bool) -> bool {
-        let r = if channels { &self.channels } else { &self.keys };
-        r.namespace(ns) || !r.patterns.is_empty()
-    }
-
-    fn whole(&self, ns: &Namespace, channels: bool) -> bool {
-        let r = if channels { &self.channels } else { &self.keys };
-        r.namespace(ns)
-    }
-
-    fn name(&self, ns: &Namespace, name: &[u8], channels: bool) -> bool {
-        let r = if channels { &self.channels } else { &self.keys };
-        r.allows(Some(ns), name)
-    }
+    Ok(User::new(&c.name, c.enabled, passwords, nopass, root))
 }
 
 /// Every user, by name.
@@ -436,20 +217,47 @@ impl Users {
         let mut by_name = HashMap::new();
         by_name.insert(
             "default".to_string(),
-            Arc::new(User::default_user(
-                default_password.filter(|p| !p.is_empty()),
-            )),
+            Arc::new(default_user(default_password.filter(|p| !p.is_empty()))),
         );
         for c in users {
-            if let Ok(u) = User::from_config(c) {
+            if let Ok(u) = from_config(c) {
                 by_name.insert(u.name.clone(), Arc::new(u));
             }
         }
         let default = by_name
             .get("default")
             .cloned()
-            .unwrap_or_else(|| Arc::new(User::default_user(None)));
+            .unwrap_or_else(|| Arc::new(default_user(None)));
         Users { by_name, default }
+    }
+
+    /// `name` changed by ACL SETUSER's modifiers (created if missing),
+    /// all or nothing: the users with it, or the modifier refused.
+    pub fn set_user(&self, name: &str, ops: &[Bytes]) -> Result<Users, (Bytes, SetUserError)> {
+        let mut user = match self.by_name.get(name) {
+            Some(u) => User::clone(u),
+            None => setuser::new_user(name),
+        };
+        for op in ops {
+            setuser::apply(&mut user, op).map_err(|e| (op.clone(), e))?;
+        }
+        let mut next = self.clone();
+        let user = Arc::new(user);
+        if name == "default" {
+            next.default = user.clone();
+        }
+        next.by_name.insert(name.to_string(), user);
+        Ok(next)
+    }
+
+    /// The users without `names` (never `default`), and how many were.
+    pub fn without(&self, names: &[String]) -> (Users, usize) {
+        let mut next = self.clone();
+        let removed = names
+            .iter()
+            .filter(|n| *n != "default" && next.by_name.remove(*n).is_some())
+            .count();
+        (next, removed)
     }
 
     /// The user a connection starts as.
@@ -557,10 +365,11 @@ impl Users {
 
 #[cfg(test)]
 mod tests {
+    use super::user::hex;
     use super::*;
 
     fn user(namespaces: &[&str], keys: &[&str], commands: &str) -> User {
-        User::from_config(&UserConfig {
+        from_config(&UserConfig {
             name: "u".into(),
             password: Some("pw".into()),
             password_sha256: None,
@@ -578,7 +387,7 @@ mod tests {
         let u = user(&["*"], &[], "+@all");
         assert!(u.accepts(b"pw"));
         assert!(!u.accepts(b"pw2"));
-        let hashed = User::from_config(&UserConfig {
+        let hashed = from_config(&UserConfig {
             password: None,
             password_sha256: Some(hex(&sha256(b"s3cret")).to_uppercase()),
             ..UserConfig::deserialize_default("h")
@@ -586,7 +395,7 @@ mod tests {
         .unwrap();
         assert!(hashed.accepts(b"s3cret"));
         assert!(!hashed.accepts(b""));
-        let open = User::from_config(&UserConfig {
+        let open = from_config(&UserConfig {
             password: Some(String::new()),
             ..UserConfig::deserialize_default("o")
         })

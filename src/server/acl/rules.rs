@@ -30,7 +30,8 @@ fn category(name: &str) -> Option<u32> {
 }
 
 impl Commands {
-    fn none() -> Commands {
+    /// No command (`-@all`), as a new user starts.
+    pub fn none() -> Commands {
         Commands {
             allowed: vec![0; COMMANDS.len().div_ceil(64)],
             others: false,
@@ -66,44 +67,61 @@ impl Commands {
     pub fn parse(rules: &str) -> Result<Commands, String> {
         let mut c = Commands::none();
         for rule in rules.split_whitespace() {
-            let lower = rule.to_ascii_lowercase();
-            let (on, what) = match lower.as_str() {
-                "allcommands" => (true, "@all"),
-                "nocommands" => (false, "@all"),
-                r => match r.split_at_checked(1) {
-                    Some(("+", w)) => (true, w),
-                    Some(("-", w)) => (false, w),
-                    _ => return Err(format!("'{rule}': a rule starts with + or -")),
+            c.apply(rule).map_err(|e| match e {
+                RuleError::NotARule => format!("'{rule}': a rule starts with + or -"),
+                RuleError::Unknown => match rule.split_once('@') {
+                    Some((_, cat)) => {
+                        format!("'{rule}': unknown category '{cat}' (see ACL CAT)")
+                    }
+                    None => format!("'{rule}': unknown command '{}'", &rule[1..]),
                 },
-            };
-            if let Some(cat) = what.strip_prefix('@') {
-                let bits = category(cat)
-                    .ok_or_else(|| format!("'{rule}': unknown category '{cat}' (see ACL CAT)"))?;
-                for (i, (_, cats)) in COMMANDS.iter().enumerate() {
-                    if bits == u32::MAX || cats & bits != 0 {
-                        c.set(i, on);
-                    }
+            })?;
+        }
+        Ok(c)
+    }
+
+    /// Applies one rule (`+get`, `-@write`, `allcommands`, ...).
+    pub fn apply(&mut self, rule: &str) -> Result<(), RuleError> {
+        let lower = rule.to_ascii_lowercase();
+        let (on, what) = match lower.as_str() {
+            "allcommands" => (true, "@all"),
+            "nocommands" => (false, "@all"),
+            r => match r.split_at_checked(1) {
+                Some(("+", w)) => (true, w),
+                Some(("-", w)) => (false, w),
+                _ => return Err(RuleError::NotARule),
+            },
+        };
+        if let Some(cat) = what.strip_prefix('@') {
+            let bits = category(cat).ok_or(RuleError::Unknown)?;
+            for (i, (_, cats)) in COMMANDS.iter().enumerate() {
+                if bits == u32::MAX || cats & bits != 0 {
+                    self.set(i, on);
                 }
-                if bits == u32::MAX {
-                    c.others = on;
-                }
-                continue;
             }
-            let Some(i) = index(what) else {
-                return Err(format!("'{rule}': unknown command '{what}'"));
-            };
-            c.set(i, on);
-            if !what.contains('|') {
-                // A whole command: its subcommands with it.
-                let prefix = format!("{what}|");
-                for (j, (n, _)) in COMMANDS.iter().enumerate() {
-                    if n.starts_with(&prefix) {
-                        c.set(j, on);
-                    }
+            if bits == u32::MAX {
+                self.others = on;
+            }
+            return Ok(());
+        }
+        let i = index(what).ok_or(RuleError::Unknown)?;
+        self.set(i, on);
+        if !what.contains('|') {
+            // A whole command: its subcommands with it.
+            let prefix = format!("{what}|");
+            for (j, (n, _)) in COMMANDS.iter().enumerate() {
+                if n.starts_with(&prefix) {
+                    self.set(j, on);
                 }
             }
         }
-        Ok(c)
+        Ok(())
+    }
+
+    /// Whether commands keyway may learn later are allowed: set by
+    /// `+@all`, as Redis's reserved bit says.
+    pub fn future(&self) -> bool {
+        self.others
     }
 
     /// Whether every command is allowed.
@@ -130,6 +148,15 @@ impl Commands {
             None => Err(name.to_string()),
         }
     }
+}
+
+/// Why a command rule was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleError {
+    /// Not `+...`, `-...`, `allcommands` or `nocommands`.
+    NotARule,
+    /// No such command, subcommand or category.
+    Unknown,
 }
 
 /// The commands (and subcommands, as `container|sub`) of a category, in

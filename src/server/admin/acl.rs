@@ -1,12 +1,18 @@
 //! ACL: what clients and tools ask of keyway's users (see `server::acl`).
-//! Users come from the config file: SETUSER, DELUSER, LOAD and SAVE are
-//! refused with a pointer to it.
+//! Users come from the config file; SETUSER and DELUSER change them at
+//! runtime, until the config is read again (as a Redis without an ACL
+//! file). LOAD and SAVE are refused with a pointer to the config.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::proxy::router::Router;
-use crate::server::acl::{Denial, categories::CATEGORIES, category_commands};
+use crate::server::acl::{
+    Denial, Users, categories::CATEGORIES, category_commands, merge_selectors,
+};
 use crate::server::clients::ClientState;
+use crate::server::settings::Settings;
 use crate::server::shared::Shared;
 use crate::wire::command;
 use crate::wire::error::{CmdError, CmdResult, lossy};
@@ -63,26 +69,50 @@ pub(super) fn acl(state: &ClientState, shared: &Shared, router: &Router, a: &[By
             }
             Some(_) => Err(CmdError::WrongArity("acl|cat".into())),
         },
-        "GETUSER" => {
-            let name = lossy(&a[2], 128);
-            let Some(u) = users.get(&name) else {
-                return Ok(Reply::Nil);
-            };
-            let s = |v: &str| Reply::bulk_str(v);
-            let mut fields: Vec<(Reply, Reply)> = u
-                .fields(Some(router))
-                .into_iter()
-                .map(|(k, v)| {
-                    let value = if matches!(k.as_str(), "flags" | "passwords") {
-                        Reply::Array(v.iter().map(|x| s(x)).collect())
-                    } else {
-                        s(&v.join(" "))
-                    };
-                    (s(&k), value)
-                })
-                .collect();
-            fields.push((s("selectors"), Reply::Array(Vec::new())));
-            Ok(Reply::Map(fields))
+        "GETUSER" => Ok(users
+            .get(&lossy(&a[2], 128))
+            .map_or(Reply::Nil, |u| u.getuser(Some(router)))),
+        "SETUSER" => {
+            let name = &a[2];
+            if name.iter().any(|c| matches!(c, b' ' | b'\0')) {
+                return Err(CmdError::msg(
+                    "ERR Usernames can't contain spaces or null characters",
+                ));
+            }
+            let name = lossy(name, usize::MAX);
+            let ops = merge_selectors(&a[3..]).map_err(|at| {
+                CmdError::msg(format!(
+                    "ERR Unmatched parenthesis in acl selector starting at '{}'.",
+                    lossy(&at, 128)
+                ))
+            })?;
+            users.set_user(&name, &ops).map_err(|(op, why)| {
+                CmdError::msg(format!(
+                    "ERR Error in ACL SETUSER modifier '{}': {why}",
+                    lossy(&op, 128)
+                ))
+            })?;
+            // Applied again on what is current when stored, so that
+            // concurrent changes all land.
+            update_users(shared, |u| u.set_user(&name, &ops).ok());
+            Ok(Reply::ok())
+        }
+        "DELUSER" => {
+            let names: Vec<String> = a[2..].iter().map(|n| lossy(n, usize::MAX)).collect();
+            if names.iter().any(|n| n == "default") {
+                return Err(CmdError::msg("ERR The 'default' user cannot be removed"));
+            }
+            let (_, removed) = users.without(&names);
+            if removed > 0 {
+                update_users(shared, |u| Some(u.without(&names).0));
+                // Their connections close, as in Redis.
+                for c in shared.clients.all() {
+                    if names.contains(&c.user()) {
+                        c.kill.notify_one();
+                    }
+                }
+            }
+            Ok(Reply::Int(removed as i64))
         }
         "LOG" => match a.get(2) {
             None => Ok(shared.acl_log.entries(10)),
@@ -139,7 +169,7 @@ pub(super) fn acl(state: &ClientState, shared: &Shared, router: &Router, a: &[By
             };
             genpass(bits)
         }
-        "SETUSER" | "DELUSER" | "LOAD" | "SAVE" => Err(CmdError::msg(format!(
+        "LOAD" | "SAVE" => Err(CmdError::msg(format!(
             "ERR ACL {sub}: keyway's users are set in its config file ([[users]]); edit it and reload (SIGHUP)"
         ))),
         _ => Ok(Reply::help(&[
@@ -162,12 +192,28 @@ pub(super) fn acl(state: &ClientState, shared: &Shared, router: &Router, a: &[By
             "    List all the registered usernames.",
             "WHOAMI",
             "    Return the current connection username.",
-            "(Users are set in keyway's config file, [[users]]: SETUSER, DELUSER, LOAD",
-            "and SAVE are refused.)",
+            "SETUSER <username> <attribute> [<attribute> ...]",
+            "    Create or modify a user with the specified attributes.",
+            "DELUSER <username> [<username> ...]",
+            "    Delete a list of users.",
+            "(Users changed at runtime last until keyway reads its config file again;",
+            "LOAD and SAVE are refused.)",
             "HELP",
             "    Print this help.",
         ])),
     }
+}
+
+/// Replaces the users with what `change` makes of the current ones; every
+/// connection sees them from its next command.
+fn update_users(shared: &Shared, change: impl Fn(&Users) -> Option<Users>) {
+    shared.settings.rcu(|current| {
+        let mut settings = Settings::clone(current);
+        if let Some(users) = change(&current.users) {
+            settings.users = Arc::new(users);
+        }
+        settings
+    });
 }
 
 /// `bits` of randomness from the system's generator, as hex (rounded up to
