@@ -527,3 +527,56 @@ async fn slowlog_lists_slow_requests() {
     raw.check("SLOWLOG RESET", "+OK\r\n").await;
     raw.check("SLOWLOG LEN", ":1\r\n").await;
 }
+
+/// CLIENT REPLY OFF/SKIP/ON drop replies as Redis drops them, the
+/// command's own included; tracking is reported off.
+#[tokio::test]
+async fn client_reply_modes_and_tracking_state_as_in_redis() {
+    let redis = common::RedisServer::start();
+    let kw = Keyway::start().await;
+    let commands = [
+        "CLIENT REPLY SKIP",
+        "SET a 1",
+        "GET a",
+        "CLIENT REPLY OFF",
+        "SET b 2",
+        "GET nosuchcommand-is-fine",
+        "NOSUCH",
+        "CLIENT REPLY ON",
+        "GET b",
+        "CLIENT REPLY foo",
+        "CLIENT REPLY",
+        "CLIENT GETREDIR",
+        "CLIENT TRACKINGINFO",
+        "PING",
+    ];
+    let mut transcripts = Vec::new();
+    for mut c in [redis.raw().await, kw.raw().await] {
+        // Pipelined, then one at a time.
+        let all: Vec<u8> = commands
+            .iter()
+            .flat_map(|cmd| common::resp(&cmd.split(' ').collect::<Vec<_>>()))
+            .collect();
+        c.send(&all).await;
+        let mut got = Vec::new();
+        for _ in 0..8 {
+            got.extend(c.reply().await);
+        }
+        for cmd in commands {
+            c.send(&common::resp(&cmd.split(' ').collect::<Vec<_>>()))
+                .await;
+            if !matches!(cmd, "CLIENT REPLY SKIP" | "SET a 1" | "CLIENT REPLY OFF")
+                && !matches!(cmd, "SET b 2" | "GET nosuchcommand-is-fine" | "NOSUCH")
+            {
+                got.extend(c.reply().await);
+            }
+        }
+        transcripts.push(got.escape_ascii().to_string());
+    }
+    assert_eq!(transcripts[1], transcripts[0]);
+    assert!(
+        transcripts[0].ends_with("+PONG\\r\\n"),
+        "{}",
+        transcripts[0]
+    );
+}

@@ -226,6 +226,17 @@ pub struct ClientState {
     pub user: Arc<User>,
     /// Set by QUIT: close after the replies are written.
     pub closing: bool,
+    /// CLIENT REPLY: which replies the client gets.
+    pub replies: Replies,
+}
+
+/// CLIENT REPLY's modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replies {
+    On,
+    Off,
+    /// The next command's reply is skipped, then On.
+    SkipNext,
 }
 
 impl ClientState {

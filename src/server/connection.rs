@@ -39,7 +39,7 @@ use crate::proxy::pubsub::{PubSub, Push};
 use crate::proxy::router::Router;
 use crate::proxy::transaction::Transaction;
 use crate::server::admin;
-use crate::server::clients::{Client, ClientState, Details};
+use crate::server::clients::{Client, ClientState, Details, Replies};
 use crate::server::limits::{self, Usage};
 use crate::server::shared::Shared;
 use crate::server::stream::ClientStream;
@@ -197,6 +197,7 @@ impl Connection {
                 authenticated,
                 user,
                 closing: false,
+                replies: Replies::On,
             },
             codec,
             tx: Transaction::default(),
@@ -535,6 +536,49 @@ impl Connection {
     /// Each request comes with its command, looked up once. With a
     /// `writer`, replies are written as they pass [`FLUSH_AT`].
     async fn run_batch(
+        &mut self,
+        requests: Vec<(Request, Option<&'static CommandSpec>)>,
+        out: &mut BytesMut,
+        writer: Option<&mut ClientStream>,
+    ) -> Result<(), Ended> {
+        let reply_command = |(req, spec): &(Request, Option<&'static CommandSpec>)| {
+            spec.is_some_and(|s| s.name == "client")
+                && req
+                    .args
+                    .get(1)
+                    .is_some_and(|a| a.eq_ignore_ascii_case(b"REPLY"))
+        };
+        if self.state.replies == Replies::On && !requests.iter().any(reply_command) {
+            return self.run_all_replies(requests, out, writer).await;
+        }
+        // CLIENT REPLY OFF or SKIP in play: one request at a time, each
+        // reply kept or dropped (the command's own too, as in Redis).
+        for request in requests {
+            let changes_mode = reply_command(&request);
+            let mut silent = match self.state.replies {
+                Replies::On => false,
+                Replies::Off => true,
+                Replies::SkipNext => {
+                    self.state.replies = Replies::On;
+                    true
+                }
+            };
+            let mut own = BytesMut::new();
+            let ran = self.run_all_replies(vec![request], &mut own, None).await;
+            if changes_mode {
+                // CLIENT REPLY ON is answered; OFF and SKIP are not.
+                silent = self.state.replies != Replies::On;
+            }
+            if !silent {
+                out.extend_from_slice(&own);
+            }
+            ran?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::run_batch`] with every reply sent.
+    async fn run_all_replies(
         &mut self,
         requests: Vec<(Request, Option<&'static CommandSpec>)>,
         out: &mut BytesMut,

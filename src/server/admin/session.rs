@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::server::acl::{Denial, User};
-use crate::server::clients::ClientState;
+use crate::server::clients::{ClientState, Replies};
 use crate::server::shared::Shared;
 use crate::wire::error::{CmdError, CmdResult, lossy};
 use crate::wire::metrics::metrics;
@@ -228,6 +228,34 @@ pub(super) fn client(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -
                 *p = None;
             }
             Ok(Reply::ok())
+        }
+        "reply" => {
+            arity(3)?;
+            state.replies = if is(&args[2], "ON") {
+                Replies::On
+            } else if is(&args[2], "OFF") {
+                Replies::Off
+            } else if is(&args[2], "SKIP") {
+                Replies::SkipNext
+            } else {
+                return Err(CmdError::Syntax);
+            };
+            Ok(Reply::ok())
+        }
+        // Client-side caching is not kept by keyway (yet): tracking is
+        // always off, which these report as Redis does.
+        "getredir" => {
+            arity(2)?;
+            Ok(Reply::Int(-1))
+        }
+        "trackinginfo" => {
+            arity(2)?;
+            let s = |v: &str| Reply::bulk_str(v);
+            Ok(Reply::Map(vec![
+                (s("flags"), Reply::Array(vec![s("off")])),
+                (s("redirect"), Reply::Int(-1)),
+                (s("prefixes"), Reply::Array(Vec::new())),
+            ]))
         }
         "no-evict" | "no-touch" => {
             arity(3)?;
