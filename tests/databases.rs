@@ -208,3 +208,31 @@ async fn the_number_of_databases_is_checked_in_the_config() {
         .await;
     c.check("SELECT 0", "+OK\r\n").await;
 }
+
+#[tokio::test]
+async fn copy_into_another_database_as_in_redis() {
+    let redis = RedisServer::start();
+    let kw = Keyway::start().await;
+    let (mut r, mut k) = (redis.raw().await, kw.raw().await);
+    common::same_replies_words(
+        &mut r,
+        &mut k,
+        &[
+            "RPUSH l a b",
+            "COPY l l DB 0",
+            "COPY l l DB 1",
+            "COPY l l DB 1",
+            "COPY l l DB 1 REPLACE",
+            "COPY l m DB 16",
+            "COPY l m DB x",
+            "COPY l m DB",
+            "COPY nosuch m DB 1",
+            "SELECT 1",
+            "LRANGE l 0 -1",
+            "COPY l l2 DB 0",
+            "SELECT 0",
+            "LRANGE l2 0 -1",
+        ],
+    )
+    .await;
+}

@@ -218,13 +218,17 @@ async fn other_commands_cannot_escape(c: &mut Raw) {
     )
     .await;
     c.check("ZCARD a:gd", ":1\r\n").await;
-    // COPY into another database is refused.
+    // COPY into another database keeps the key in its namespace there.
     c.check("SET a:c v", "+OK\r\n").await;
+    c.check("COPY a:c a:d DB 1", ":1\r\n").await;
     c.check(
-        "COPY a:c a:d DB 1",
-        "-ERR COPY to another database is not supported by keyway; MOVE moves a key to one\r\n",
+        "COPY a:c secret DB 1",
+        "-ERR no namespace owns key 'secret'\r\n",
     )
     .await;
+    c.check("SELECT 1", "+OK\r\n").await;
+    c.check("GET a:d", "$1\r\nv\r\n").await;
+    c.check("SELECT 0", "+OK\r\n").await;
     c.check("COPY a:c a:d DB 0", ":1\r\n").await;
     c.check(
         "COPY a:c ro:d",

@@ -36,7 +36,7 @@ pub fn reach<'r>(
         return Ok(Vec::new());
     }
     match spec.name {
-        "copy" => copy_db(args).map(|()| Vec::new()),
+        "copy" => copy_db(args, owner).map(|()| Vec::new()),
         _ => sort_patterns(args)
             .map(|i| pattern(router, spec, args, i, owner).map(|ns| ns.map(|ns| (i, ns))))
             .filter_map(Result::transpose)
@@ -126,17 +126,20 @@ fn pattern<'r>(
     Ok(Some(ns))
 }
 
-/// COPY's DB option would write into another database, which no namespace
-/// maps: only the current one (0) is allowed.
-fn copy_db(a: &[Bytes]) -> Result<(), Reply> {
+/// COPY's DB option writes into another database of the same backend:
+/// allowed where the backend keeps databases (the key stays in its
+/// namespace); elsewhere only database 0 is.
+fn copy_db(a: &[Bytes], owner: &Namespace) -> Result<(), Reply> {
+    if owner.backend.databases() {
+        return Ok(());
+    }
     let mut i = 3usize;
     while let Some(o) = a.get(i) {
         if o.eq_ignore_ascii_case(b"db") {
             if let Some(db) = a.get(i.saturating_add(1)) {
                 if parse_i64(db).is_some_and(|n| n != 0) {
                     return Err(CmdError::msg(
-                        "ERR COPY to another database is not supported by keyway; \
-                         MOVE moves a key to one",
+                        "ERR COPY to another database: this namespace's backend has no databases",
                     )
                     .into());
                 }

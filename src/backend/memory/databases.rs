@@ -1,4 +1,5 @@
-//! Commands between databases of the memory backend: MOVE and SWAPDB.
+//! Commands between databases of the memory backend: MOVE, SWAPDB and
+//! COPY with a DB option.
 //! Each takes the gates of both databases, lower index first, so that no
 //! command sees a key in both or neither, and two of them never wait on
 //! each other in reverse.
@@ -22,6 +23,7 @@ impl MemoryBackend {
                 let r = match c.spec.name {
                     "move" => self.move_key(c),
                     "swapdb" => self.swap(c),
+                    "copy" => self.copy_to(c),
                     _ => {
                         let db = self.db(c.db);
                         let r = db.run(std::slice::from_ref(c)).pop();
@@ -76,6 +78,53 @@ impl MemoryBackend {
             dest.serve_after(std::slice::from_ref(c));
         }
         Ok(Reply::Int(moved as i64))
+    }
+
+    /// COPY src dst [DB n] [REPLACE], with Redis's checks in its order.
+    fn copy_to(&self, c: &Command) -> CmdResult {
+        let (mut to, mut replace) = (c.db, false);
+        let mut i = 3;
+        while let Some(o) = c.args.get(i) {
+            if o.eq_ignore_ascii_case(b"REPLACE") {
+                replace = true;
+                i += 1;
+            } else if let (true, Some(n)) = (o.eq_ignore_ascii_case(b"DB"), c.args.get(i + 1)) {
+                to = index(n, None)?;
+                i += 2;
+            } else {
+                return Err(CmdError::Syntax);
+            }
+        }
+        let (src, dst) = (&c.args[1], &c.args[2]);
+        if to == c.db && src == dst {
+            return Err(CmdError::msg(
+                "ERR source and destination objects are the same",
+            ));
+        }
+        let (from, dest) = (self.db(c.db).clone(), self.db(to).clone());
+        let copied = {
+            let _gates = (to != c.db).then(|| both_gates(&from, c.db, &dest, to));
+            let _gate = (to == c.db).then(|| from.gate.write().unwrap_or_else(|e| e.into_inner()));
+            let Some(entry) = from.store.read(src, |e| {
+                e.map(|e| Entry {
+                    value: e.value.to_value(),
+                    expires_at: e.expires_at,
+                })
+            }) else {
+                return Ok(Reply::Int(0));
+            };
+            dest.store.write(dst, |slot| {
+                if slot.is_some() && !replace {
+                    return false;
+                }
+                *slot = Some(entry);
+                true
+            })
+        };
+        if copied {
+            dest.serve_after(std::slice::from_ref(c));
+        }
+        Ok(Reply::Int(copied as i64))
     }
 
     /// SWAPDB a b: every key of each database goes to the other.

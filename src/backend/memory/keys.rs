@@ -128,14 +128,8 @@ pub fn copy(s: &Store, a: &[Bytes]) -> CmdResult {
         if is(&a[i], "REPLACE") {
             replace = true;
             i += 1;
-        } else if is(&a[i], "DB") && i + 1 < a.len() {
-            match crate::wire::protocol::parse_i64(&a[i + 1]) {
-                Some(0) => {}
-                Some(_) => return Err(CmdError::msg("ERR DB index is out of range")),
-                None => return Err(CmdError::NotInteger),
-            }
-            i += 2;
         } else {
+            // (With a DB option COPY runs in databases.rs.)
             return Err(CmdError::Syntax);
         }
     }

@@ -763,10 +763,11 @@ impl Backend for MemoryBackend {
                 return Box::pin(std::future::ready(replies));
             }
         }
-        if batch
-            .iter()
-            .any(|c| matches!(c.spec.name, "move" | "swapdb"))
-        {
+        if batch.iter().any(|c| {
+            matches!(c.spec.name, "move" | "swapdb")
+                || c.spec.name == "copy"
+                    && c.args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"DB"))
+        }) {
             return Box::pin(std::future::ready(self.across(&batch)));
         }
         let db = self.db(n);
