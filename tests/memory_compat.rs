@@ -398,3 +398,224 @@ async fn a_blocked_xreadgroup_is_released_when_its_stream_or_group_goes() {
         );
     }
 }
+
+/// A key's contents, read the same way from either server: what DUMP and
+/// RESTORE must carry across.
+async fn contents(c: &mut redis::aio::MultiplexedConnection, key: &str) -> String {
+    let kind: String = redis::cmd("TYPE").arg(key).query_async(c).await.unwrap();
+    let q = |cmd: &str| {
+        let mut r = redis::cmd(cmd.split(' ').next().unwrap());
+        for a in cmd.split(' ').skip(1) {
+            r.arg(if a == "K" { key } else { a });
+        }
+        r
+    };
+    let v: redis::Value = match kind.as_str() {
+        "string" => q("GET K").query_async(c).await.unwrap(),
+        "list" => q("LRANGE K 0 -1").query_async(c).await.unwrap(),
+        "set" => {
+            let mut m: Vec<Vec<u8>> = q("SMEMBERS K").query_async(c).await.unwrap();
+            m.sort();
+            return format!("set {m:?}");
+        }
+        "zset" => q("ZRANGE K 0 -1 WITHSCORES").query_async(c).await.unwrap(),
+        "hash" => {
+            // A large hash is listed in Redis's hash order.
+            let mut m: Vec<(Vec<u8>, Vec<u8>)> = q("HGETALL K").query_async(c).await.unwrap();
+            m.sort();
+            return format!("hash {m:?}");
+        }
+        "stream" => {
+            let entries: redis::Value = q("XRANGE K - +").query_async(c).await.unwrap();
+            let groups: redis::Value = q("XINFO GROUPS K").query_async(c).await.unwrap();
+            let pending: Vec<(String, String, i64, i64)> =
+                q("XPENDING K g - + 100").query_async(c).await.unwrap();
+            // Idle times move between the two reads.
+            let pending: Vec<_> = pending.into_iter().map(|(i, c, _, n)| (i, c, n)).collect();
+            let consumers: redis::Value = q("XINFO CONSUMERS K g").query_async(c).await.unwrap();
+            // Idle times move between the two reads.
+            let consumers = format!("{consumers:?}")
+                .split("idle")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            return format!("{entries:?} {groups:?} {pending:?} {consumers}");
+        }
+        other => panic!("type {other}"),
+    };
+    let ttl: i64 = q("PTTL K").query_async(c).await.unwrap();
+    format!("{kind} {v:?} ttl>0:{}", ttl > 0)
+}
+
+#[tokio::test]
+async fn dump_payloads_move_between_keyway_and_redis_both_ways() {
+    let redis = RedisServer::start();
+    let kw = Keyway::start().await;
+    let mut r = redis.direct().await;
+    let mut k = kw.client().await;
+    let big: String = "abcdefgh".repeat(2000);
+    let setup = [
+        "SET s:int 12345".to_string(),
+        "SET s:neg -7".to_string(),
+        format!("SET s:long {big}"),
+        "SET s:ttl v EX 1000".to_string(),
+        "RPUSH l:small a 1 -1000 b".to_string(),
+        format!(
+            "RPUSH l:big {}",
+            (0..300)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        "SADD set:ints 1 2 3 -70000".to_string(),
+        "SADD set:strs a b c".to_string(),
+        format!(
+            "SADD set:big {}",
+            (0..600)
+                .map(|i| format!("m{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        "ZADD z:small 1 a 2.5 b -inf c".to_string(),
+        format!(
+            "ZADD z:big {}",
+            (0..200)
+                .map(|i| format!("{i} m{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        "HSET h:small f v n 5".to_string(),
+        format!(
+            "HSET h:big {}",
+            (0..200)
+                .map(|i| format!("f{i} v{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        "HSET h:long f abcdefghabcdefghabcdefghabcdefghabcdefghabcdefghabcdefghabcdefgh"
+            .to_string(),
+        "XADD st 1-1 a 1 b 2".to_string(),
+        "XADD st 1-2 a 3 b 4".to_string(),
+        "XADD st 2-0 other 5".to_string(),
+        "XADD st 3-0 a 6 b 7".to_string(),
+        "XDEL st 1-2".to_string(),
+        "XGROUP CREATE st g 0".to_string(),
+        "XREADGROUP GROUP g alice COUNT 2 STREAMS st >".to_string(),
+        "XREADGROUP GROUP g bob COUNT 1 STREAMS st >".to_string(),
+        "XGROUP CREATECONSUMER st g carol".to_string(),
+        "XGROUP CREATE st g2 $".to_string(),
+    ];
+    let keys = [
+        "s:int", "s:neg", "s:long", "s:ttl", "l:small", "l:big", "set:ints", "set:strs", "set:big",
+        "z:small", "z:big", "h:small", "h:big", "h:long", "st",
+    ];
+    for cmd in &setup {
+        let mut c = redis::cmd(cmd.split(' ').next().unwrap());
+        for a in cmd.split(' ').skip(1) {
+            c.arg(a);
+        }
+        let _: redis::Value = c.query_async(&mut r).await.unwrap();
+    }
+    for key in keys {
+        // Redis's payload into keyway.
+        let payload: Vec<u8> = redis::cmd("DUMP")
+            .arg(key)
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("RESTORE")
+            .arg(key)
+            .arg(ttl.max(0))
+            .arg(&payload)
+            .query_async(&mut k)
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        let (ours, theirs) = (contents(&mut k, key).await, contents(&mut r, key).await);
+        let at = ours
+            .bytes()
+            .zip(theirs.bytes())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0)
+            .saturating_sub(80);
+        assert!(
+            ours == theirs,
+            "{key}: {:.300} vs {:.300}",
+            ours.get(at..).unwrap_or_default(),
+            theirs.get(at..).unwrap_or_default()
+        );
+        // keyway's payload into Redis, under another name.
+        let payload: Vec<u8> = redis::cmd("DUMP")
+            .arg(key)
+            .query_async(&mut k)
+            .await
+            .unwrap();
+        let copy = format!("{key}:back");
+        let _: () = redis::cmd("RESTORE")
+            .arg(&copy)
+            .arg(ttl.max(0))
+            .arg(&payload)
+            .query_async(&mut r)
+            .await
+            .unwrap_or_else(|e| panic!("{key} into redis: {e}"));
+        let (back, original) = (contents(&mut r, &copy).await, contents(&mut r, key).await);
+        assert!(
+            back == original,
+            "{key}: {:.300} vs {:.300}",
+            back,
+            original
+        );
+    }
+    // Errors as Redis gives them.
+    let mut rr = redis.raw().await;
+    let mut kr = kw.raw().await;
+    let good: Vec<u8> = redis::cmd("DUMP")
+        .arg("s:int")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let mut bad = good.clone();
+    bad[1] ^= 1;
+    common::same_replies(
+        &mut rr,
+        &mut kr,
+        &[
+            &[b"RESTORE", b"s:int", b"0", &good],
+            &[b"RESTORE", b"new", b"-1", &good],
+            &[b"RESTORE", b"new", b"x", &good],
+            &[b"RESTORE", b"new", b"0", &bad],
+            &[b"RESTORE", b"new", b"0", b"short"],
+            &[b"RESTORE", b"new", b"0", &good, b"IDLETIME", b"-1"],
+            &[b"RESTORE", b"new", b"0", &good, b"FREQ", b"256"],
+            &[
+                b"RESTORE",
+                b"new",
+                b"0",
+                &good,
+                b"FREQ",
+                b"1",
+                b"IDLETIME",
+                b"1",
+            ],
+            &[b"RESTORE", b"new", b"0", &good, b"BOGUS"],
+            &[
+                b"RESTORE",
+                b"s:int",
+                b"0",
+                &good,
+                b"REPLACE",
+                b"IDLETIME",
+                b"100",
+            ],
+            &[b"OBJECT", b"IDLETIME", b"s:int"],
+            &[b"RESTORE", b"past", b"1", &good, b"ABSTTL"],
+            &[b"EXISTS", b"past"],
+            &[b"DUMP", b"nosuch"],
+        ],
+    )
+    .await;
+}

@@ -18,6 +18,7 @@ mod blocking;
 mod cjson;
 mod cmsgpack;
 mod databases;
+mod dump;
 mod functions;
 mod geo;
 mod groups;
@@ -29,6 +30,7 @@ mod lists;
 mod luaargs;
 mod luareply;
 mod node;
+mod packed;
 mod pubsub;
 mod rdb;
 mod scripting;
@@ -218,6 +220,8 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("rename", keys::rename, Exclusive),
     ("renamenx", keys::renamenx, Exclusive),
     ("copy", keys::copy, Exclusive),
+    ("dump", dump::dump_cmd, Shared),
+    ("restore", dump::restore_cmd, Exclusive),
     ("sort", sort::sort, Exclusive),
     ("sort_ro", sort::sort_ro, Exclusive),
     ("object", keys::object, Shared),

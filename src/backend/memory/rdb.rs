@@ -1,15 +1,20 @@
 //! The bits of Redis's RDB format that DUMP-style payloads need: length
 //! and string encodings (with LZF-compressed strings read, never written),
-//! the version and CRC64 footer. Used by FUNCTION DUMP and RESTORE, whose
-//! payloads move between keyway and Redis in both directions.
+//! the version and CRC64 footer. Used by FUNCTION DUMP and RESTORE, and by
+//! DUMP and RESTORE of keys (`dump.rs`), whose payloads move between
+//! keyway and Redis in both directions.
 //!
 //! Everything here reads bytes a client sent: bounded and checked, never
 //! indexed blindly.
 
 use bytes::{Bytes, BytesMut};
 
-/// The RDB version Redis 7.0 writes (and the highest it reads).
-const RDB_VERSION: u16 = 10;
+/// The RDB version Redis 7.0 writes (and the highest it reads): what
+/// keyway writes, so that 7.0 and later take its payloads.
+pub const RDB_VERSION: u16 = 10;
+/// The highest version keyway reads: Redis 7.2's (set listpacks, streams
+/// with consumers' active time).
+pub const RDB_VERSION_READ: u16 = 11;
 /// The opcode before each library's code in a functions payload.
 const OPCODE_FUNCTION2: u8 = 245;
 
@@ -33,7 +38,7 @@ pub fn crc64(data: &[u8]) -> u64 {
     })
 }
 
-fn put_len(out: &mut BytesMut, n: usize) {
+pub fn put_len(out: &mut BytesMut, n: usize) {
     if n < 1 << 6 {
         out.extend_from_slice(&[n as u8]);
     } else if n < 1 << 14 {
@@ -47,8 +52,32 @@ fn put_len(out: &mut BytesMut, n: usize) {
     }
 }
 
+/// A string, as an integer when it is one Redis would store so (what
+/// Redis writes for "123"), else as its bytes.
+pub fn put_string(out: &mut BytesMut, s: &[u8]) {
+    let int = (s.len() <= 11)
+        .then(|| std::str::from_utf8(s).ok()?.parse::<i64>().ok())
+        .flatten()
+        .filter(|n| n.to_string().as_bytes() == s);
+    match int {
+        Some(n) if i8::try_from(n).is_ok() => out.extend_from_slice(&[0xc0, n as i8 as u8]),
+        Some(n) if i16::try_from(n).is_ok() => {
+            out.extend_from_slice(&[0xc1]);
+            out.extend_from_slice(&(n as i16).to_le_bytes());
+        }
+        Some(n) if i32::try_from(n).is_ok() => {
+            out.extend_from_slice(&[0xc2]);
+            out.extend_from_slice(&(n as i32).to_le_bytes());
+        }
+        _ => {
+            put_len(out, s.len());
+            out.extend_from_slice(s);
+        }
+    }
+}
+
 /// Appends the version and CRC64 that end a payload.
-fn seal(mut out: BytesMut) -> Bytes {
+pub fn seal(mut out: BytesMut) -> Bytes {
     out.extend_from_slice(&RDB_VERSION.to_le_bytes());
     let crc = crc64(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -67,16 +96,16 @@ pub fn dump_functions(codes: &[Bytes]) -> Bytes {
 }
 
 /// A reader over a payload's body.
-struct Reader<'a>(&'a [u8]);
+pub struct Reader<'a>(pub &'a [u8]);
 
 impl Reader<'_> {
-    fn byte(&mut self) -> Option<u8> {
+    pub fn byte(&mut self) -> Option<u8> {
         let (&b, rest) = self.0.split_first()?;
         self.0 = rest;
         Some(b)
     }
 
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
+    pub fn take(&mut self, n: usize) -> Option<&[u8]> {
         if n > self.0.len() {
             return None;
         }
@@ -86,7 +115,7 @@ impl Reader<'_> {
     }
 
     /// A length, or the special encoding that replaces it (Err).
-    fn len(&mut self) -> Option<Result<usize, u8>> {
+    pub fn len(&mut self) -> Option<Result<usize, u8>> {
         let b = self.byte()?;
         Some(match b >> 6 {
             0 => Ok(usize::from(b & 0x3f)),
@@ -104,7 +133,18 @@ impl Reader<'_> {
         })
     }
 
-    fn string(&mut self) -> Option<Bytes> {
+    /// A plain length (not a special encoding).
+    pub fn count(&mut self) -> Option<usize> {
+        self.len()?.ok()
+    }
+
+    pub fn string(&mut self) -> Option<Bytes> {
+        self.string_at_most(MAX_STRING)
+    }
+
+    /// A string; a compressed one unpacking past `max` bytes is refused
+    /// before it is unpacked.
+    pub fn string_at_most(&mut self, max: usize) -> Option<Bytes> {
         match self.len()? {
             Ok(n) => self.take(n).map(Bytes::copy_from_slice),
             Err(0) => Some(Bytes::from((self.byte()? as i8).to_string())),
@@ -124,23 +164,25 @@ impl Reader<'_> {
                 let clen = self.len()?.ok()?;
                 let len = self.len()?.ok()?;
                 let data = self.take(clen)?;
-                lzf_decompress(data, len).map(Bytes::from)
+                lzf_decompress(data, len, max).map(Bytes::from)
             }
             Err(_) => None,
         }
     }
 }
 
+/// The largest string a payload may unpack to: Redis's largest string.
+const MAX_STRING: usize = 512 << 20;
 /// The largest library code a payload may unpack to: a library's Lua
 /// state may hold 64 MB, so a larger one could never load.
 const MAX_CODE: usize = 64 << 20;
 
 /// LZF's decompression, as Redis's lzf_d.c; None for corrupt input or a
 /// result other than `len` bytes (which bounds what is allocated).
-fn lzf_decompress(input: &[u8], len: usize) -> Option<Vec<u8>> {
+fn lzf_decompress(input: &[u8], len: usize, max: usize) -> Option<Vec<u8>> {
     // A compressed string expands at most about 264 times; a claimed length
     // beyond that is corrupt, whatever it asks to allocate.
-    if len > input.len().saturating_mul(264).saturating_add(64) || len > MAX_CODE {
+    if len > input.len().saturating_mul(264).saturating_add(64) || len > max {
         return None;
     }
     // Grown as bytes come out, not reserved from the claimed length.
@@ -174,23 +216,29 @@ fn lzf_decompress(input: &[u8], len: usize) -> Option<Vec<u8>> {
     (out.len() == len).then_some(out)
 }
 
-/// The libraries' code in a FUNCTION DUMP payload (Redis's or keyway's);
-/// None when its version or checksum is wrong, or it is not one.
-pub fn restore_functions(payload: &[u8]) -> Option<Vec<Bytes>> {
+/// A payload's body, when its version (at most `max_version`) and
+/// checksum are right, as Redis's verifyDumpPayload checks them.
+pub fn verified(payload: &[u8], max_version: u16) -> Option<&[u8]> {
     let body_len = payload.len().checked_sub(10)?;
     let (body, footer) = payload.split_at(body_len);
     let version = u16::from_le_bytes(footer.get(..2)?.try_into().ok()?);
     let crc = u64::from_le_bytes(footer.get(2..10)?.try_into().ok()?);
-    if version > RDB_VERSION || crc64(payload.get(..body_len + 2)?) != crc {
+    if version > max_version || crc64(payload.get(..body_len + 2)?) != crc {
         return None;
     }
-    let mut r = Reader(body);
+    Some(body)
+}
+
+/// The libraries' code in a FUNCTION DUMP payload (Redis's or keyway's);
+/// None when its version or checksum is wrong, or it is not one.
+pub fn restore_functions(payload: &[u8]) -> Option<Vec<Bytes>> {
+    let mut r = Reader(verified(payload, RDB_VERSION)?);
     let mut codes = Vec::new();
     while let Some(op) = r.byte() {
         if op != OPCODE_FUNCTION2 {
             return None;
         }
-        codes.push(r.string()?);
+        codes.push(r.string_at_most(MAX_CODE)?);
     }
     Some(codes)
 }
@@ -228,22 +276,25 @@ mod tests {
         for _ in 0..100 {
             input.extend_from_slice(&[0xe0, 255, 0]);
         }
-        let out = lzf_decompress(&input, 1 + 100 * 264).expect("as long as claimed");
+        let out = lzf_decompress(&input, 1 + 100 * 264, MAX_CODE).expect("as long as claimed");
         assert!(out.iter().all(|&b| b == b'x'));
-        assert_eq!(lzf_decompress(&input, 1 + 100 * 264 + 1), None);
-        assert_eq!(lzf_decompress(&input, MAX_CODE + 1), None);
+        assert_eq!(lzf_decompress(&input, 1 + 100 * 264 + 1, MAX_CODE), None);
+        assert_eq!(lzf_decompress(&input, MAX_CODE + 1, MAX_CODE), None);
         let big = vec![0u8; (MAX_CODE / 264) + 1];
-        assert_eq!(lzf_decompress(&big, MAX_CODE + 1), None);
+        assert_eq!(lzf_decompress(&big, MAX_CODE + 1, MAX_CODE), None);
     }
 
     #[test]
     fn lzf_strings_as_redis_writes_them() {
         // "aaaaaaaaaa" compressed: a literal 'a', then a back-reference.
-        assert_eq!(lzf_decompress(&[0x00, b'a', 0xe0, 0x01, 0x00], 10), None);
         assert_eq!(
-            lzf_decompress(&[0x00, b'a', 0xc0, 0x00], 9).as_deref(),
+            lzf_decompress(&[0x00, b'a', 0xe0, 0x01, 0x00], 10, MAX_CODE),
+            None
+        );
+        assert_eq!(
+            lzf_decompress(&[0x00, b'a', 0xc0, 0x00], 9, MAX_CODE).as_deref(),
             Some(&b"aaaaaaaaa"[..])
         );
-        assert_eq!(lzf_decompress(&[0x20, 0x05], 4), None);
+        assert_eq!(lzf_decompress(&[0x20, 0x05], 4, MAX_CODE), None);
     }
 }

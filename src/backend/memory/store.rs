@@ -292,6 +292,18 @@ impl Store {
         r
     }
 
+    /// Makes a live key look idle for `secs` seconds (RESTORE IDLETIME).
+    pub fn set_idle(&self, key: &[u8], secs: u64) {
+        let (h, part) = self.locate(key);
+        let t = part.read();
+        if let Some(n) = t.find(h, is_key(key)) {
+            let at = (now_ms() / 1000).saturating_sub(secs);
+            n.header()
+                .access
+                .store(u32::try_from(at).unwrap_or(0), Ordering::Relaxed);
+        }
+    }
+
     /// Changes a live key's expiry in place (strings are not copied out and
     /// back, as `write` would): `f` gets the current expiry and returns the
     /// new one, or None to delete the key. None when the key is missing.
