@@ -580,3 +580,61 @@ async fn client_reply_modes_and_tracking_state_as_in_redis() {
         transcripts[0]
     );
 }
+
+/// MEMORY describes keyway: STATS with Redis's fields, HELP and errors
+/// as Redis gives them; USAGE still reads the key on its backend.
+#[tokio::test]
+async fn memory_subcommands_as_in_redis() {
+    let redis = common::RedisServer::start();
+    let kw = Keyway::start().await;
+    let (mut r, mut k) = (redis.raw().await, kw.raw().await);
+    common::same_replies_words(
+        &mut r,
+        &mut k,
+        &[
+            "MEMORY HELP",
+            "MEMORY STATS x",
+            "MEMORY NOSUCH",
+            "MEMORY PURGE",
+            "MEMORY",
+            "SET k v",
+            "MEMORY USAGE nosuch",
+        ],
+    )
+    .await;
+    let names = |reply: redis::Value| -> Vec<String> {
+        let redis::Value::Array(items) = reply else {
+            panic!("{reply:?}")
+        };
+        items
+            .into_iter()
+            .step_by(2)
+            .filter_map(|v| match v {
+                redis::Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                _ => None,
+            })
+            .filter(|n| !n.starts_with("db."))
+            .collect()
+    };
+    let mut rc = redis.direct().await;
+    let mut kc = kw.client().await;
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut kc)
+        .await
+        .unwrap();
+    let theirs: redis::Value = redis::cmd("MEMORY")
+        .arg("STATS")
+        .query_async(&mut rc)
+        .await
+        .unwrap();
+    let ours: redis::Value = redis::cmd("MEMORY")
+        .arg("STATS")
+        .query_async(&mut kc)
+        .await
+        .unwrap();
+    let ours_text = format!("{ours:?}");
+    assert_eq!(names(ours), names(theirs));
+    assert!(ours_text.contains("keys.count\"'), int(1)"), "{ours_text}");
+}

@@ -677,7 +677,10 @@ impl Connection {
             }
             let subscription =
                 spec.has(PUBSUB) && !matches!(spec.name, "publish" | "spublish" | "pubsub");
-            if spec.has(LOCAL) || spec.has(KEYSPACE) || spec.has(TX) || subscription {
+            // MEMORY describes keyway, but for USAGE, which reads a key.
+            let local =
+                spec.has(LOCAL) || spec.name == "memory" && admin::memory::is_local(&req.args);
+            if local || spec.has(KEYSPACE) || spec.has(TX) || subscription {
                 keyway_commands().command(spec);
             }
             if self.tx.in_multi() && matches!(spec.name, "time" | "config") {
@@ -715,9 +718,9 @@ impl Connection {
                 }
                 self.state.details.pubsub = pubsub.active();
                 self.state.publish();
-            } else if spec.has(LOCAL) || spec.has(KEYSPACE) {
+            } else if local || spec.has(KEYSPACE) {
                 self.flush(&router, &mut segment, out).await;
-                let reply = if spec.has(LOCAL) {
+                let reply = if local {
                     // SLOWLOG keeps keyway's own commands too, as Redis
                     // keeps every command, but never one that may carry a
                     // password (Redis redacts those; keyway leaves them out).

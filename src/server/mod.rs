@@ -139,6 +139,8 @@ impl Server {
         // Each connection holds a sender; recv() returns None once all are gone.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
+        // MEMORY STATS's startup figure.
+        crate::wire::alloc::startup();
         info!(addr = %self.shared.local_addr, "keyway listening");
         if let Some(a) = self.shared.tls_local_addr {
             info!(addr = %a, "keyway listening for TLS clients");

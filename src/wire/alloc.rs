@@ -127,9 +127,28 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The most `allocated` has returned, and what it first returned (at
+/// start-up, where the server calls it): MEMORY STATS's peak and
+/// startup figures, sampled as Redis samples its peak.
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+static STARTUP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 /// Bytes allocated now by the whole process.
 pub fn allocated() -> usize {
-    ALLOCATED.sum()
+    let now = ALLOCATED.sum();
+    PEAK.fetch_max(now, Relaxed);
+    STARTUP.get_or_init(|| now);
+    now
+}
+
+/// The most bytes seen allocated at once.
+pub fn peak() -> usize {
+    PEAK.load(Relaxed).max(allocated())
+}
+
+/// Bytes allocated when the server started (its first sample).
+pub fn startup() -> usize {
+    *STARTUP.get_or_init(|| ALLOCATED.sum())
 }
 
 /// Records that clients now hold `delta` more (or fewer) bytes: their read

@@ -231,7 +231,7 @@ const USAGE_SAMPLES: usize = 5;
 /// MEMORY USAGE key [SAMPLES n]: the bytes a key takes, estimated as Redis
 /// does: its node (header, key, inline string) and table slot exactly, a
 /// collection's elements from `n` sampled ones (0 samples all) scaled to
-/// the whole. Other MEMORY subcommands describe a server keyway is not.
+/// the whole. keyway answers the other MEMORY subcommands itself.
 pub fn memory(s: &Store, a: &[Bytes]) -> CmdResult {
     if !is(&a[1], "USAGE") {
         return Err(CmdError::UnknownSubcommand {

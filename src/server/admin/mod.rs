@@ -8,6 +8,7 @@ mod acl;
 mod config;
 mod info;
 mod introspect;
+pub mod memory;
 mod session;
 mod trivia;
 
@@ -65,6 +66,7 @@ pub async fn execute(
         "debug" => debug(state, shared, args).await,
         "module" => trivia::module(args),
         "latency" => trivia::latency(args),
+        "memory" => memory::memory(state, shared, router, args).await,
         "lolwut" => Ok(trivia::lolwut(&router.redis_version())),
         "readonly" | "readwrite" => Err(CmdError::msg(
             "ERR This instance has cluster support disabled",
