@@ -159,10 +159,9 @@ async fn wrong_type_and_arity() {
             "NOSUCH a b",
             "-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n",
         ),
-        (
-            "DUMP k",
-            "-ERR 'DUMP' is not supported by namespace 'default' (memory backend)\r\n",
-        ),
+        // No replicas: none to wait for.
+        ("WAIT 0 0", ":0\r\n"),
+        ("WAIT 1 -1", "-ERR timeout is negative\r\n"),
         ("PING", "+PONG\r\n"),
     ])
     .await;
@@ -443,8 +442,8 @@ async fn memory_usage_counts_what_a_key_holds() {
             "-ERR value is not an integer or out of range\r\n",
         ),
         (
-            "MEMORY STATS",
-            "-ERR unknown subcommand 'STATS'. Try MEMORY HELP.\r\n",
+            "MEMORY NOSUCH",
+            "-ERR unknown subcommand 'NOSUCH'. Try MEMORY HELP.\r\n",
         ),
     ] {
         raw.check(cmd, reply).await;

@@ -462,6 +462,7 @@ table![
     ("xrevrange", -4, READ, K1),
     ("xdel", -3, WRITE, K1),
     ("xtrim", -4, WRITE, K1),
+    ("xsetid", -3, WRITE, K1),
     ("xack", -4, WRITE, K1),
     ("xpending", -3, READ, K1),
     ("xclaim", -6, WRITE, K1),

@@ -21,6 +21,27 @@ use crate::wire::command::CommandSpec;
 use crate::wire::error::{CmdError, CmdResult};
 use crate::wire::reply::Reply;
 
+/// WAIT on the memory backend, which has no replicas: 0 at once when no
+/// replica is asked for, else 0 after the timeout (0: never), as a Redis
+/// without replicas answers.
+async fn wait(args: &[Bytes]) -> Reply {
+    let Some(n) = crate::wire::protocol::parse_i64(&args[1]) else {
+        return CmdError::NotInteger.into();
+    };
+    let ms = match crate::wire::protocol::parse_i64(&args[2]) {
+        None => return CmdError::msg("ERR timeout is not an integer or out of range").into(),
+        Some(t) if t < 0 => return CmdError::msg("ERR timeout is negative").into(),
+        Some(t) => t as u64,
+    };
+    if n > 0 {
+        if ms == 0 {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    Reply::Int(0)
+}
+
 struct Waiter {
     spec: &'static CommandSpec,
     args: Vec<Bytes>,
@@ -129,6 +150,9 @@ impl Memory {
     /// Runs a blocking command: at once if it finds something, otherwise
     /// when a write serves it or its timeout passes.
     pub(super) async fn block(&self, cmd: &Command) -> Reply {
+        if cmd.spec.name == "wait" {
+            return wait(&cmd.args).await;
+        }
         let (t, keys) = match timeout_and_keys(cmd.spec, &cmd.args) {
             Ok(Some(x)) => x,
             // XREAD without BLOCK.

@@ -520,11 +520,16 @@ fn load_stream(l: &mut Loader<'_>, kind: u8) -> Option<Stream> {
         for _ in 0..l.count()? {
             let cname = l.string()?;
             let seen_at = l.millis()?;
-            if kind >= STREAM_LISTPACKS_3 {
-                let _active = l.millis()?;
-            }
+            // Before 7.2 payloads had no active time: Redis takes the seen
+            // time for it, and -1 is "never".
+            let active_at = if kind >= STREAM_LISTPACKS_3 {
+                Some(l.millis()?).filter(|t| *t != u64::MAX)
+            } else {
+                Some(seen_at)
+            };
             let mut c = Consumer {
                 seen_at,
+                active_at,
                 ..Consumer::default()
             };
             for _ in 0..l.count()? {

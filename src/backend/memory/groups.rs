@@ -149,11 +149,9 @@ pub(super) fn transfer(g: &mut Group, id: Id, consumer: &Bytes) {
         }
         p.consumer = consumer.clone();
     }
-    g.consumers
-        .entry(consumer.clone())
-        .or_default()
-        .pending
-        .insert(id);
+    let c = g.consumers.entry(consumer.clone()).or_default();
+    c.pending.insert(id);
+    c.active_at = Some(crate::wire::util::now_ms());
 }
 
 /// Drops the pending entry `id` (its entry was deleted).

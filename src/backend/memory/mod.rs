@@ -364,6 +364,7 @@ const HANDLERS: &[(&str, Handler, Gate)] = &[
     ("xrevrange", streams::xrevrange, Shared),
     ("xdel", streams::xdel, Shared),
     ("xtrim", streams::xtrim, Shared),
+    ("xsetid", streams::xsetid, Shared),
     ("xread", streams::xread, Shared),
     ("xreadgroup", streams::xreadgroup, Exclusive),
     ("xgroup", groups::xgroup, Shared),
@@ -757,7 +758,7 @@ impl Backend for MemoryBackend {
         dispatch()[spec.id].is_some()
             || spec.has(command::PUBSUB)
             || spec.has(command::TX)
-            || matches!(spec.name, "move" | "swapdb")
+            || matches!(spec.name, "move" | "swapdb" | "wait")
     }
 
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {

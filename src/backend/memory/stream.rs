@@ -64,8 +64,11 @@ pub struct Pending {
 
 #[derive(Clone, Debug, Default)]
 pub struct Consumer {
-    /// Unix milliseconds when the consumer last read or claimed.
+    /// Unix milliseconds when the consumer last tried to read or claim.
     pub seen_at: u64,
+    /// Unix milliseconds when it last got something (Redis 7.2's
+    /// active-time); None before that.
+    pub active_at: Option<u64>,
     pub pending: BTreeSet<Id>,
 }
 
@@ -160,17 +163,19 @@ impl Stream {
     }
 
     /// A group's lag: entries added that it has not read, when known.
-    pub fn lag(&self, g: &Group) -> Option<u64> {
+    /// Negative when XGROUP SETID claimed more read than were added, as
+    /// Redis's signed arithmetic gives it.
+    pub fn lag(&self, g: &Group) -> Option<i64> {
         if self.entries_added == 0 {
             return Some(0);
         }
+        let lag = |read: u64| (self.entries_added as i64).wrapping_sub(read as i64);
         if let Some(read) = g.entries_read {
             if !self.has_tombstones_from(g.last_id) {
-                return Some(self.entries_added.saturating_sub(read));
+                return Some(lag(read));
             }
         }
-        self.entries_up_to(g.last_id)
-            .map(|read| self.entries_added.saturating_sub(read))
+        self.entries_up_to(g.last_id).map(lag)
     }
 
     /// Records that `group` has read up to `id`.

@@ -301,6 +301,72 @@ pub fn xtrim(s: &Store, a: &[Bytes]) -> CmdResult {
     )
 }
 
+/// XSETID key last-id [ENTRIESADDED n] [MAXDELETEDID id], with Redis's
+/// checks in Redis's order: the IDs and options, then the key.
+pub fn xsetid(s: &Store, a: &[Bytes]) -> CmdResult {
+    let id = strict_id(&a[2])?;
+    let (mut added, mut max_deleted) = (None, Id::MIN);
+    let mut i = 3;
+    while let Some(opt) = a.get(i) {
+        let value = a.get(i + 1);
+        match value {
+            Some(v) if opt.eq_ignore_ascii_case(b"ENTRIESADDED") => {
+                let n = crate::wire::protocol::parse_i64(v).ok_or(CmdError::NotInteger)?;
+                if n < 0 {
+                    return Err(CmdError::msg("ERR entries_added must be positive"));
+                }
+                added = Some(n as u64);
+            }
+            Some(v) if opt.eq_ignore_ascii_case(b"MAXDELETEDID") => {
+                max_deleted = strict_id(v)?;
+                if id < max_deleted {
+                    return Err(CmdError::msg(
+                        "ERR The ID specified in XSETID is smaller than the provided max_deleted_entry_id",
+                    ));
+                }
+            }
+            _ => return Err(CmdError::Syntax),
+        }
+        i += 2;
+    }
+    if !read::<Stream, _>(s, &a[1], |st| st.is_some())? {
+        return Err(CmdError::msg("ERR no such key"));
+    }
+    modify::<Stream, _>(
+        s,
+        &a[1],
+        false,
+        |st| {
+            if id < st.max_deleted {
+                return Err(CmdError::msg(
+                    "ERR The ID specified in XSETID is smaller than current max_deleted_entry_id",
+                ));
+            }
+            if let Some((top, _)) = st.entries.last_key_value() {
+                if id < *top {
+                    return Err(CmdError::msg(
+                        "ERR The ID specified in XSETID is smaller than the target stream top item",
+                    ));
+                }
+                if added.is_some_and(|n| (st.len() as u64) > n) {
+                    return Err(CmdError::msg(
+                        "ERR The entries_added specified in XSETID is smaller than the target stream length",
+                    ));
+                }
+            }
+            st.last_id = id;
+            if let Some(n) = added {
+                st.entries_added = n;
+            }
+            if max_deleted != Id::MIN {
+                st.max_deleted = max_deleted;
+            }
+            Ok(Reply::ok())
+        },
+        Reply::ok(),
+    )
+}
+
 pub fn xlen(s: &Store, a: &[Bytes]) -> CmdResult {
     read::<Stream, _>(s, &a[1], |st| {
         Reply::Int(st.map_or(0, |st| st.len() as i64))
@@ -592,6 +658,9 @@ pub(super) fn group_read(
                 .collect();
             if ids.is_empty() {
                 return None;
+            }
+            if let Some(c) = g.consumers.get_mut(consumer) {
+                c.active_at = Some(now);
             }
             let mut items = Vec::with_capacity(ids.len());
             for id in ids {

@@ -76,6 +76,10 @@ pub(super) fn stream_full(st: &Stream, count: usize) -> Reply {
                     Reply::Map(vec![
                         field("name", name(cn)),
                         field("seen-time", Reply::Int(c.seen_at as i64)),
+                        field(
+                            "active-time",
+                            c.active_at.map_or(Reply::Int(-1), |t| Reply::Int(t as i64)),
+                        ),
                         field("pel-count", Reply::Int(c.pending.len() as i64)),
                         field("pending", Reply::Array(own)),
                     ])
@@ -85,7 +89,7 @@ pub(super) fn stream_full(st: &Stream, count: usize) -> Reply {
                 field("name", name(n)),
                 field("last-delivered-id", id_reply(g.last_id)),
                 field("entries-read", opt_int(g.entries_read)),
-                field("lag", opt_int(st.lag(g))),
+                field("lag", st.lag(g).map_or(Reply::Nil, Reply::Int)),
                 field("pel-count", Reply::Int(g.pending.len() as i64)),
                 field("pending", Reply::Array(pending)),
                 field("consumers", Reply::Array(consumers)),
@@ -158,6 +162,13 @@ pub fn xinfo(s: &Store, a: &[Bytes]) -> CmdResult {
                                 field("name", name(n)),
                                 field("pending", Reply::Int(c.pending.len() as i64)),
                                 field("idle", Reply::Int(now.saturating_sub(c.seen_at) as i64)),
+                                // Redis 7.2's: since it last got something.
+                                field(
+                                    "inactive",
+                                    c.active_at.map_or(Reply::Int(-1), |t| {
+                                        Reply::Int(now.saturating_sub(t) as i64)
+                                    }),
+                                ),
                             ])
                         })
                         .collect(),
@@ -173,7 +184,7 @@ pub fn xinfo(s: &Store, a: &[Bytes]) -> CmdResult {
                             field("pending", Reply::Int(g.pending.len() as i64)),
                             field("last-delivered-id", id_reply(g.last_id)),
                             field("entries-read", opt_int(g.entries_read)),
-                            field("lag", opt_int(st.lag(g))),
+                            field("lag", st.lag(g).map_or(Reply::Nil, Reply::Int)),
                         ])
                     })
                     .collect(),
