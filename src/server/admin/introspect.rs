@@ -1,4 +1,6 @@
-//! COMMAND (COUNT, INFO, DOCS, LIST, GETKEYS).
+//! COMMAND (COUNT, INFO, DOCS, LIST, GETKEYS, GETKEYSANDFLAGS): key
+//! positions are keyway's own (they route its commands); flags, key
+//! specifications and documentation are Redis's (see `docs`).
 
 use bytes::Bytes;
 
@@ -13,6 +15,7 @@ pub(super) fn command_cmd(args: &[Bytes]) -> CmdResult {
     let Some(sub) = args.get(1) else {
         return Ok(Reply::Array(table.iter().map(command_info).collect()));
     };
+    let docs = super::docs::docs();
     let sub_name = String::from_utf8_lossy(sub).to_lowercase();
     match sub_name.as_str() {
         "count" => Ok(Reply::Int(table.len() as i64)),
@@ -61,13 +64,32 @@ pub(super) fn command_cmd(args: &[Bytes]) -> CmdResult {
             Ok(Reply::Array(
                 args[2..]
                     .iter()
-                    .map(|n| command::lookup(n).map_or(Reply::NilArray, command_info))
+                    .map(|n| command::lookup(n).map_or(Reply::Nil, command_info))
                     .collect(),
             ))
         }
-        // Clients use DOCS only for hints; an empty map is accepted.
-        "docs" => Ok(Reply::Map(Vec::new())),
-        "getkeys" => {
+        // Each command asked for that keyway has; all of them without names.
+        "docs" => {
+            let names: Vec<&str> = if args.len() == 2 {
+                table.iter().map(|c| c.name).collect()
+            } else {
+                args[2..]
+                    .iter()
+                    .filter_map(|n| command::lookup(n).map(|c| c.name))
+                    .collect()
+            };
+            Ok(Reply::Map(
+                names
+                    .into_iter()
+                    .filter_map(|n| Some((super::docs::name(n), docs.docs.get(n)?.clone())))
+                    .collect(),
+            ))
+        }
+        "getkeys" | "getkeysandflags" => {
+            let with_flags = sub_name == "getkeysandflags";
+            if args.len() < 4 {
+                return Err(CmdError::WrongArity(format!("command|{sub_name}")));
+            }
             let rest = &args[2..];
             let spec = rest
                 .first()
@@ -84,7 +106,16 @@ pub(super) fn command_cmd(args: &[Bytes]) -> CmdResult {
             }
             Ok(Reply::Array(
                 keys.into_iter()
-                    .map(|p| Reply::Bulk(rest[p].clone()))
+                    .enumerate()
+                    .map(|(i, p)| {
+                        let key = Reply::Bulk(rest[p].clone());
+                        if with_flags {
+                            let flags = super::docs::key_flags(spec.name, rest, p, i);
+                            Reply::Array(vec![key, Reply::Set(flags)])
+                        } else {
+                            key
+                        }
+                    })
                     .collect(),
             ))
         }
@@ -95,8 +126,17 @@ pub(super) fn command_cmd(args: &[Bytes]) -> CmdResult {
     }
 }
 
-/// One COMMAND INFO entry, in Redis 7's ten-field shape.
+/// One COMMAND INFO entry: Redis's own for the command.
 pub(super) fn command_info(spec: &CommandSpec) -> Reply {
+    match super::docs::docs().info.get(spec.name) {
+        Some(r) => r.clone(),
+        None => synthesized_info(spec),
+    }
+}
+
+/// A COMMAND INFO entry in Redis 7's ten-field shape, from keyway's own
+/// table (for a command the data file lacks).
+fn synthesized_info(spec: &CommandSpec) -> Reply {
     let mut flags = Vec::new();
     if spec.has(WRITE) {
         flags.push(Reply::status("write"));

@@ -6,6 +6,7 @@
 
 mod acl;
 mod config;
+mod docs;
 mod info;
 mod introspect;
 pub mod memory;
