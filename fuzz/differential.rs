@@ -110,6 +110,9 @@ const SKIPPED: &[&str] = &[
     "xautoclaim",
     "xpending",
     "xinfo",
+    // The same value in two encodings: Redis's listpacks, keyway's plain
+    // ones (tests/memory_compat.rs moves payloads both ways instead).
+    "dump",
     // Milliseconds of TTL race between the two servers.
     "pexpire",
     "pexpireat",

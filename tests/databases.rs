@@ -232,6 +232,10 @@ async fn copy_into_another_database_as_in_redis() {
             "COPY l l2 DB 0",
             "SELECT 0",
             "LRANGE l2 0 -1",
+            // Both indexes read before either is range-checked.
+            "SWAPDB -1 x",
+            "SWAPDB x -1",
+            "SWAPDB 0 99",
         ],
     )
     .await;

@@ -281,3 +281,31 @@ async fn libraries_go_to_every_backend_that_runs_them() {
         "-NOTBUSY No scripts in execution right now.\r\n"
     );
 }
+
+/// Function names are found whatever their case, as in Redis, and two
+/// that differ only by case clash.
+#[tokio::test]
+async fn function_names_ignore_case() {
+    let redis = RedisServer::start();
+    let kw = Keyway::start().await;
+    let (mut r, mut k) = (redis.raw().await, kw.raw().await);
+    same_replies(
+        &mut r,
+        &mut k,
+        &[
+            &[
+                b"FUNCTION",
+                b"LOAD",
+                b"#!lua name=lc\nredis.register_function('myfn', function(keys, args) return #keys end)",
+            ],
+            &[b"FCALL", b"MYFN", b"1", b"k"],
+            &[b"FCALL_RO", b"MyFn", b"x"],
+            &[
+                b"FUNCTION",
+                b"LOAD",
+                b"#!lua name=uc\nredis.register_function('MYFN', function() return 2 end)",
+            ],
+        ],
+    )
+    .await;
+}

@@ -638,3 +638,45 @@ async fn memory_subcommands_as_in_redis() {
     assert_eq!(names(ours), names(theirs));
     assert!(ours_text.contains("keys.count\"'), int(1)"), "{ours_text}");
 }
+
+/// CONFIG SET requirepass sets the default user's password as in Redis
+/// (empty: none); REPLICAOF NO ONE is accepted, replicating is not.
+#[tokio::test]
+async fn requirepass_and_replicaof() {
+    let redis = RedisServer::start();
+    let kw = Keyway::start().await;
+    let (mut r, mut k) = (redis.raw().await, kw.raw().await);
+    common::same_replies_words(
+        &mut r,
+        &mut k,
+        &[
+            "AUTH nosuch",
+            "CONFIG SET requirepass s3cret",
+            "AUTH wrong",
+            "AUTH s3cret",
+            "AUTH default s3cret",
+            "REPLICAOF NO ONE",
+            "SLAVEOF no one",
+            "REPLICAOF NO",
+        ],
+    )
+    .await;
+    let (mut r2, mut k2) = (redis.raw().await, kw.raw().await);
+    common::same_replies_words(&mut r2, &mut k2, &["GET x", "AUTH s3cret", "GET x"]).await;
+    common::same_replies(
+        &mut r,
+        &mut k,
+        &[
+            &[b"CONFIG", b"SET", b"requirepass"],
+            &[b"CONFIG", b"SET", b"requirepass", b""],
+        ],
+    )
+    .await;
+    let (mut r3, mut k3) = (redis.raw().await, kw.raw().await);
+    common::same_replies_words(&mut r3, &mut k3, &["GET x"]).await;
+    k.check(
+        "REPLICAOF 127.0.0.1 1",
+        "-ERR keyway does not replicate from a server: configure a backend (or a mirror) instead\r\n",
+    )
+    .await;
+}

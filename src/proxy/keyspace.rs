@@ -644,15 +644,16 @@ async fn function(router: &Router, args: &[Bytes]) -> CmdResult {
 /// namespaces' keys too. It runs on every backend with databases that the
 /// client's namespaces own whole.
 async fn swapdb(router: &Router, args: &[Bytes], view: &dyn Visible, databases: u16) -> CmdResult {
-    for (arg, msg) in [
-        (&args[1], "invalid first DB index"),
-        (&args[2], "invalid second DB index"),
-    ] {
-        let n =
-            crate::wire::util::range_arg(arg, i64::from(i32::MIN), i64::from(i32::MAX), Some(msg))?;
-        if !(0..i64::from(databases)).contains(&n) {
-            return Err(CmdError::msg("ERR DB index is out of range"));
-        }
+    // Both read before either is checked against the range, as Redis.
+    let read = |arg: &[u8], msg| {
+        crate::wire::util::range_arg(arg, i64::from(i32::MIN), i64::from(i32::MAX), Some(msg))
+    };
+    let pair = [
+        read(&args[1], "invalid first DB index")?,
+        read(&args[2], "invalid second DB index")?,
+    ];
+    if pair.iter().any(|n| !(0..i64::from(databases)).contains(n)) {
+        return Err(CmdError::msg("ERR DB index is out of range"));
     }
     let mut done: Vec<&str> = Vec::new();
     for ns in router

@@ -284,6 +284,9 @@ table![
     ("lastsave", 1, LOCAL, N),
     ("role", 1, LOCAL, N),
     ("module", -2, LOCAL, N),
+    // keyway is never a replica: only NO ONE is accepted.
+    ("replicaof", 3, LOCAL, N),
+    ("slaveof", 3, LOCAL, N),
     ("latency", -2, LOCAL, N),
     ("lolwut", -1, LOCAL, N),
     ("monitor", 1, LOCAL, N),

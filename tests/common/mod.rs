@@ -287,6 +287,9 @@ pub struct RedisServer {
     pub port: u16,
     args: Vec<String>,
     child: Option<std::process::Child>,
+    /// Its working directory, its own: a `dump.rdb` left in the tests'
+    /// directory must not load into it.
+    dir: std::path::PathBuf,
 }
 
 impl RedisServer {
@@ -301,6 +304,8 @@ impl RedisServer {
         for _ in 0..5 {
             let port = free_port();
             let mut server = RedisServer {
+                dir: std::env::temp_dir()
+                    .join(format!("keyway-test-redis-{}-{port}", std::process::id())),
                 port,
                 args: extra
                     .iter()
@@ -332,6 +337,10 @@ impl RedisServer {
         let mut cmd = std::process::Command::new("redis-server");
         if !has_port {
             cmd.args(["--port", &self.port.to_string()]);
+        }
+        if !self.args.iter().any(|a| a == "--dir") {
+            let _ = std::fs::create_dir_all(&self.dir);
+            cmd.arg("--dir").arg(&self.dir);
         }
         cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(&self.args)
@@ -409,6 +418,7 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -129,8 +129,20 @@ impl MemoryBackend {
 
     /// SWAPDB a b: every key of each database goes to the other.
     fn swap(&self, c: &Command) -> CmdResult {
-        let a = index(&c.args[1], Some("invalid first DB index"))?;
-        let b = index(&c.args[2], Some("invalid second DB index"))?;
+        // Both read before either is checked against the range, as Redis.
+        let a = range_arg(
+            &c.args[1],
+            i64::from(i32::MIN),
+            i64::from(i32::MAX),
+            Some("invalid first DB index"),
+        )?;
+        let b = range_arg(
+            &c.args[2],
+            i64::from(i32::MIN),
+            i64::from(i32::MAX),
+            Some("invalid second DB index"),
+        )?;
+        let (a, b) = (in_range(a)?, in_range(b)?);
         if a != b {
             let (da, db) = (self.db(a).clone(), self.db(b).clone());
             let _gates = both_gates(&da, a, &db, b);
@@ -144,7 +156,16 @@ impl MemoryBackend {
 /// reads it (with `msg` for any bad number when given), then checked
 /// against `server.databases`.
 fn index(arg: &[u8], msg: Option<&str>) -> CmdResult<u8> {
-    let n = range_arg(arg, i64::from(i32::MIN), i64::from(i32::MAX), msg)?;
+    in_range(range_arg(
+        arg,
+        i64::from(i32::MIN),
+        i64::from(i32::MAX),
+        msg,
+    )?)
+}
+
+/// A database number checked against `server.databases`.
+fn in_range(n: i64) -> CmdResult<u8> {
     let limit = i64::from(crate::backend::databases());
     match u8::try_from(n) {
         Ok(db) if n < limit => Ok(db),

@@ -304,9 +304,13 @@ impl Libraries {
             return Err(err(format!("ERR Library '{name}' already exists")));
         }
         for f in &functions {
-            let taken = libs
-                .iter()
-                .any(|(l, lib)| *l != name && lib.functions.iter().any(|g| g.name == f.name));
+            let taken = libs.iter().any(|(l, lib)| {
+                *l != name
+                    && lib
+                        .functions
+                        .iter()
+                        .any(|g| g.name.eq_ignore_ascii_case(&f.name))
+            });
             if taken {
                 return Err(err(format!("ERR Function {} already exists", f.name)));
             }
@@ -315,13 +319,14 @@ impl Libraries {
         Ok(name)
     }
 
-    /// The library holding function `name`, with the function's flags.
-    fn find(&self, name: &[u8]) -> Option<(Bytes, Vec<&'static str>)> {
+    /// The library holding function `name` (whatever its case, as Redis
+    /// finds functions), with the function's name as registered and flags.
+    fn find(&self, name: &[u8]) -> Option<(Bytes, String, Vec<&'static str>)> {
         self.lock().values().find_map(|lib| {
             lib.functions
                 .iter()
-                .find(|f| f.name.as_bytes() == name)
-                .map(|f| (lib.code.clone(), f.flags.clone()))
+                .find(|f| f.name.as_bytes().eq_ignore_ascii_case(name))
+                .map(|f| (lib.code.clone(), f.name.clone(), f.flags.clone()))
         })
     }
 }
@@ -330,7 +335,7 @@ impl Libraries {
 pub fn fcall(mem: &Memory, c: &Command) -> Reply {
     let a = &c.args;
     // Redis looks the function up before it reads the key count.
-    let Some((code, flags)) = mem.functions.find(&a[1]) else {
+    let Some((code, registered, flags)) = mem.functions.find(&a[1]) else {
         return Reply::error("ERR Function not found");
     };
     let n = match parse_i64(&a[2]) {
@@ -345,7 +350,7 @@ pub fn fcall(mem: &Memory, c: &Command) -> Reply {
     if c.spec.name == "fcall_ro" && !no_writes {
         return Reply::error("ERR Can not execute a script with write flag using *_ro command.");
     }
-    let name = String::from_utf8_lossy(&a[1]).into_owned();
+    let name = registered;
     run_lua(
         mem,
         Target::Function {

@@ -138,7 +138,6 @@ const NOT_IN_KEYWAY: &[&str] = &[
     "lazyfree-lazy-user-flush",
     "replica-read-only",
     "replicaof",
-    "requirepass",
     "masterauth",
     "lua-time-limit",
     "busy-reply-threshold",
@@ -241,6 +240,23 @@ fn change(name: &str, value: &str) -> Result<Change, Option<String>> {
     };
     let server = |f: Box<dyn FnOnce(&mut Settings)>| Ok(Change::Server(f));
     match name {
+        // The default user's password, as Redis's requirepass sets it
+        // (until the config is read again); never shown by CONFIG GET.
+        "requirepass" => {
+            let ops: Vec<Bytes> = if value.is_empty() {
+                vec![Bytes::from_static(b"nopass")]
+            } else {
+                vec![
+                    Bytes::from_static(b"resetpass"),
+                    Bytes::from(format!(">{value}")),
+                ]
+            };
+            server(Box::new(move |s| {
+                if let Ok(users) = s.users.set_user("default", &ops) {
+                    s.users = std::sync::Arc::new(users);
+                }
+            }))
+        }
         "timeout" => {
             let n = int(0, i64::from(i32::MAX))? as u64;
             server(Box::new(move |s| s.server.timeout = n))

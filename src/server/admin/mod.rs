@@ -66,6 +66,7 @@ pub async fn execute(
         ])),
         "debug" => debug(state, shared, args).await,
         "module" => trivia::module(args),
+        "replicaof" | "slaveof" => trivia::replicaof(args),
         "latency" => trivia::latency(args),
         "memory" => memory::memory(state, shared, router, args).await,
         "lolwut" => Ok(trivia::lolwut(&router.redis_version())),

@@ -33,6 +33,17 @@ pub(super) fn module(args: &[Bytes]) -> CmdResult {
     }
 }
 
+/// REPLICAOF / SLAVEOF: keyway is a primary for its clients and never
+/// replicates, so NO ONE is the one thing to say.
+pub(super) fn replicaof(args: &[Bytes]) -> CmdResult {
+    if args[1].eq_ignore_ascii_case(b"NO") && args[2].eq_ignore_ascii_case(b"ONE") {
+        return Ok(Reply::ok());
+    }
+    Err(CmdError::msg(
+        "ERR keyway does not replicate from a server: configure a backend (or a mirror) instead",
+    ))
+}
+
 /// LATENCY LATEST | HISTORY | RESET | DOCTOR | GRAPH | HISTOGRAM | HELP.
 pub(super) fn latency(args: &[Bytes]) -> CmdResult {
     match (upper(&args[1]).as_str(), args.len()) {
