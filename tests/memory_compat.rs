@@ -619,3 +619,161 @@ async fn dump_payloads_move_between_keyway_and_redis_both_ways() {
     )
     .await;
 }
+
+fn snapshot_config(path: &std::path::Path) -> String {
+    format!(
+        "[backends.mem]\ntype = \"memory\"\nsnapshot = \"{}\"\n\n[[namespaces]]\nname = \"all\"\nprefix = \"\"\nbackend = \"mem\"\n",
+        path.display()
+    )
+}
+
+async fn run_words(c: &mut redis::aio::MultiplexedConnection, commands: &[&str]) {
+    for cmd in commands {
+        let mut r = redis::cmd(cmd.split(' ').next().unwrap());
+        for a in cmd.split(' ').skip(1) {
+            r.arg(a);
+        }
+        let _: redis::Value = r
+            .query_async(c)
+            .await
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    }
+}
+
+const SNAPSHOT_DATA: &[&str] = &[
+    "SET s:int 12345",
+    "SET s:ttl v EX 1000",
+    "RPUSH l a 1 -1000 b",
+    "SADD set 1 2 x",
+    "ZADD z 1 a 2.5 b",
+    "HSET h f v n 5",
+    "XADD st 1-1 a 1",
+    "XGROUP CREATE st g 0",
+    "XREADGROUP GROUP g alice STREAMS st >",
+];
+
+const SNAPSHOT_LIBRARY: &str =
+    "#!lua name=snaplib\nredis.register_function('snapfn', function() return 1 end)";
+
+const SNAPSHOT_KEYS: &[&str] = &["s:int", "s:ttl", "l", "set", "z", "h", "st"];
+
+/// SAVE writes the memory backend's snapshot in Redis's RDB format: a
+/// redis-server loads it, keyway loads a redis-server's dump.rdb, and a
+/// keyway that stops writes it and reads it back when it starts again.
+#[tokio::test]
+async fn snapshots_move_between_keyway_and_redis_both_ways() {
+    let dir = std::env::temp_dir().join(format!("keyway-snap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ours = dir.join("keyway.rdb");
+    let kw = Keyway::with_toml(&snapshot_config(&ours)).await;
+    let mut k = kw.client().await;
+    run_words(&mut k, SNAPSHOT_DATA).await;
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(SNAPSHOT_LIBRARY)
+        .query_async(&mut k)
+        .await
+        .unwrap();
+    let mut raw = kw.raw().await;
+    raw.check("SELECT 3", "+OK\r\n").await;
+    raw.check("SET in3 three", "+OK\r\n").await;
+    raw.check("SAVE", "+OK\r\n").await;
+    raw.check("BGSAVE SCHEDULE x", "-ERR syntax error\r\n")
+        .await;
+    // keyway's file into redis-server.
+    let redis =
+        RedisServer::with_args(&["--dir", dir.to_str().unwrap(), "--dbfilename", "keyway.rdb"]);
+    let mut r = redis.direct().await;
+    for key in SNAPSHOT_KEYS {
+        assert_eq!(
+            contents(&mut r, key).await,
+            contents(&mut k, key).await,
+            "{key}"
+        );
+    }
+    let f: i64 = redis::cmd("FCALL")
+        .arg("snapfn")
+        .arg(0)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(f, 1);
+    let mut rr = redis.raw().await;
+    rr.check("SELECT 3", "+OK\r\n").await;
+    rr.check("GET in3", "$5\r\nthree\r\n").await;
+    // A redis-server's own dump.rdb (its encodings: listpacks, intsets,
+    // compressed strings) into keyway.
+    let other =
+        RedisServer::with_args(&["--dir", dir.to_str().unwrap(), "--dbfilename", "redis.rdb"]);
+    let mut r = other.direct().await;
+    run_words(&mut r, SNAPSHOT_DATA).await;
+    let big = "abcdefgh".repeat(1000);
+    run_words(&mut r, &[&format!("SET from:redis {big}")]).await;
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(SNAPSHOT_LIBRARY)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    other.raw().await.check("SAVE", "+OK\r\n").await;
+    let theirs = dir.join("redis.rdb");
+    let kw2 = Keyway::with_toml(&snapshot_config(&theirs)).await;
+    let mut k2 = kw2.client().await;
+    for key in SNAPSHOT_KEYS.iter().chain(&["from:redis"]) {
+        assert_eq!(
+            contents(&mut k2, key).await,
+            contents(&mut r, key).await,
+            "{key}"
+        );
+    }
+    let f: i64 = redis::cmd("FCALL")
+        .arg("snapfn")
+        .arg(0)
+        .query_async(&mut k2)
+        .await
+        .unwrap();
+    assert_eq!(f, 1);
+    // A keyway that stops writes its snapshot; the next one reads it.
+    let fresh = dir.join("restart.rdb");
+    let kw3 = Keyway::with_toml(&snapshot_config(&fresh)).await;
+    let mut k3 = kw3.raw().await;
+    k3.check("SET kept yes", "+OK\r\n").await;
+    drop(k3);
+    drop(kw3);
+    common::until("the snapshot written at shutdown", 10, || {
+        let fresh = fresh.clone();
+        async move { fresh.exists() }
+    })
+    .await;
+    let kw4 = Keyway::with_toml(&snapshot_config(&fresh)).await;
+    kw4.raw().await.check("GET kept", "$3\r\nyes\r\n").await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn save_without_a_snapshot_file_says_how_to_have_one() {
+    let kw = Keyway::start().await;
+    kw.raw()
+        .await
+        .check(
+            "SAVE",
+            "-ERR no backend here keeps a snapshot: give a memory backend `snapshot = \"path\"` (Redis servers save by their own configuration)\r\n",
+        )
+        .await;
+}
+
+#[test]
+fn a_damaged_snapshot_file_is_a_config_error() {
+    let path = std::env::temp_dir().join(format!("keyway-bad-{}.rdb", std::process::id()));
+    std::fs::write(&path, b"not a snapshot").unwrap();
+    let Err(err) = keyway::ops::config::Config::parse(&snapshot_config(&path), "test.toml") else {
+        panic!("a damaged snapshot is refused");
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("test.toml") && text.contains("snapshot") && text.contains("not an RDB file"),
+        "{text}"
+    );
+    let _ = std::fs::remove_file(&path);
+}

@@ -530,6 +530,18 @@ impl Backend for Mirrored {
         self.primary.subscriber(tag, pushes)
     }
 
+    fn save(&self, background: bool) -> Option<Result<String, String>> {
+        self.primary.save(background)
+    }
+
+    fn last_save(&self) -> Option<u64> {
+        self.primary.last_save()
+    }
+
+    fn shutdown(&self) {
+        self.primary.shutdown();
+    }
+
     fn shard_of(&self, channel: &[u8]) -> usize {
         self.primary.shard_of(channel)
     }

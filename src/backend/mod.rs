@@ -123,6 +123,20 @@ pub trait Backend: Send + Sync + 'static {
         pushes: Pushes,
     ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>>;
 
+    /// SAVE (or BGSAVE when `background`): the reply's status text, or
+    /// the error; None for a backend that keyway does not persist.
+    fn save(&self, _background: bool) -> Option<Result<String, String>> {
+        None
+    }
+
+    /// Unix seconds of the last snapshot (LASTSAVE), for those that save.
+    fn last_save(&self) -> Option<u64> {
+        None
+    }
+
+    /// Called once as keyway stops, after the last client.
+    fn shutdown(&self) {}
+
     /// Which of the backend's servers owns a shard channel (SSUBSCRIBE);
     /// channels of one shard share a subscriber. One server: always 0.
     fn shard_of(&self, _channel: &[u8]) -> usize {

@@ -73,7 +73,19 @@ impl Instance {
             let ready: Readiness = Arc::new(move || readiness(&shared));
             tokio::spawn(http::serve(l, self.server.shared().stopping(), ready));
         }
+        let shared = self.server.shared();
         self.server.run(shutdown).await;
+        // After the last client: backends that keep data write it out
+        // (the memory backend's snapshot), each once.
+        let router = shared.router.load();
+        let mut seen: Vec<&Arc<dyn crate::backend::Backend>> = Vec::new();
+        for ns in &router.namespaces {
+            if !seen.iter().any(|b| Arc::ptr_eq(b, &ns.backend)) {
+                seen.push(&ns.backend);
+                let backend = ns.backend.clone();
+                let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
+            }
+        }
     }
 }
 

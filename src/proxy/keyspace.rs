@@ -88,12 +88,44 @@ pub async fn execute(
         "script" => script(router, args).await,
         "function" => function(router, args).await,
         "pubsub" => pubsub(router, args, view).await,
+        "save" => save(router, args, view, false),
+        "bgsave" => save(router, args, view, true),
         _ => Err(CmdError::msg(format!(
             "ERR '{}' is not a keyspace command",
             spec.name
         ))),
     };
     r.unwrap_or_else(Reply::from)
+}
+
+/// SAVE and BGSAVE [SCHEDULE]: a snapshot of each backend keyway keeps
+/// one of (a memory backend with `snapshot`) whose namespaces the client
+/// sees whole. Redis servers behind keyway save by their own settings.
+fn save(router: &Router, args: &[Bytes], view: &dyn Visible, background: bool) -> CmdResult {
+    match &args[1..] {
+        [] => {}
+        [s] if background && is(s, "SCHEDULE") => {}
+        _ => return Err(CmdError::Syntax),
+    }
+    let mut seen: Vec<&Arc<dyn crate::backend::Backend>> = Vec::new();
+    let mut reply = None;
+    for ns in router.namespaces.iter().filter(|ns| view.whole(ns, false)) {
+        if seen.iter().any(|b| Arc::ptr_eq(b, &ns.backend)) {
+            continue;
+        }
+        seen.push(&ns.backend);
+        match ns.backend.save(background) {
+            Some(Ok(text)) => reply = Some(text),
+            Some(Err(e)) => return Err(CmdError::msg(e)),
+            None => {}
+        }
+    }
+    let text = reply.ok_or_else(|| {
+        CmdError::msg(
+            "ERR no backend here keeps a snapshot: give a memory backend `snapshot = \"path\"` (Redis servers save by their own configuration)",
+        )
+    })?;
+    Ok(Reply::Status(Bytes::from(text)))
 }
 
 /// Sends one internal command to a namespace's backend.

@@ -282,6 +282,9 @@ table![
     ("info", -1, LOCAL, N),
     ("time", 1, LOCAL, N),
     ("lastsave", 1, LOCAL, N),
+    // Snapshots of the backends keyway keeps (the memory backend's).
+    ("save", 1, KEYSPACE, N),
+    ("bgsave", -1, KEYSPACE, N),
     ("role", 1, LOCAL, N),
     ("module", -2, LOCAL, N),
     // keyway is never a replica: only NO ONE is accepted.

@@ -57,13 +57,29 @@ const MAX_UNPACKED: usize = 512 << 20;
 /// The payload DUMP gives for a value.
 pub fn dump(value: ValueRef<'_>) -> Bytes {
     let mut out = BytesMut::new();
+    out.extend_from_slice(&[kind_of(value)]);
+    write_body(&mut out, value);
+    rdb::seal(out)
+}
+
+/// The RDB type keyway writes a value as.
+pub fn kind_of(value: ValueRef<'_>) -> u8 {
     match value {
-        ValueRef::Str(s) => {
-            out.extend_from_slice(&[STRING]);
-            put_string(&mut out, s);
-        }
+        ValueRef::Str(_) => STRING,
+        ValueRef::List(_) => LIST_QUICKLIST_2,
+        ValueRef::Set(_) => SET,
+        ValueRef::ZSet(_) => ZSET_2,
+        ValueRef::Hash(_) => HASH,
+        ValueRef::Stream(_) => STREAM_LISTPACKS_2,
+    }
+}
+
+/// A value's encoding after its type byte (`kind_of`).
+pub fn write_body(out: &mut BytesMut, value: ValueRef<'_>) {
+    let out = &mut *out;
+    match value {
+        ValueRef::Str(s) => put_string(out, s),
         ValueRef::List(l) => {
-            out.extend_from_slice(&[LIST_QUICKLIST_2]);
             let mut nodes: Vec<Vec<u8>> = Vec::new();
             let (mut w, mut n, mut size) = (ListpackWriter::default(), 0, 0);
             for e in l {
@@ -78,43 +94,36 @@ pub fn dump(value: ValueRef<'_>) -> Bytes {
             if n > 0 {
                 nodes.push(w.finish());
             }
-            put_len(&mut out, nodes.len());
+            put_len(out, nodes.len());
             for lp in nodes {
                 // A packed node (a listpack), not a plain one.
-                put_len(&mut out, 2);
-                put_len(&mut out, lp.len());
+                put_len(out, 2);
+                put_len(out, lp.len());
                 out.extend_from_slice(&lp);
             }
         }
         ValueRef::Set(set) => {
-            out.extend_from_slice(&[SET]);
-            put_len(&mut out, set.len());
+            put_len(out, set.len());
             for m in set {
-                put_string(&mut out, m);
+                put_string(out, m);
             }
         }
         ValueRef::ZSet(z) => {
-            out.extend_from_slice(&[ZSET_2]);
-            put_len(&mut out, z.len());
+            put_len(out, z.len());
             for (m, score) in z.members() {
-                put_string(&mut out, m);
+                put_string(out, m);
                 out.extend_from_slice(&score.to_le_bytes());
             }
         }
         ValueRef::Hash(h) => {
-            out.extend_from_slice(&[HASH]);
-            put_len(&mut out, h.len());
+            put_len(out, h.len());
             for (f, v) in h {
-                put_string(&mut out, f);
-                put_string(&mut out, v);
+                put_string(out, f);
+                put_string(out, v);
             }
         }
-        ValueRef::Stream(st) => {
-            out.extend_from_slice(&[STREAM_LISTPACKS_2]);
-            dump_stream(&mut out, st);
-        }
+        ValueRef::Stream(st) => dump_stream(out, st),
     }
-    rdb::seal(out)
 }
 
 fn raw_id(out: &mut BytesMut, id: Id) {
@@ -243,19 +252,32 @@ impl From<Refused> for CmdError {
 }
 
 /// Counts what a payload unpacks to, against `MAX_UNPACKED`.
-struct Loader<'a> {
-    r: Reader<'a>,
+pub struct Loader<'a> {
+    pub r: Reader<'a>,
     unpacked: usize,
 }
 
-impl Loader<'_> {
-    fn string(&mut self) -> Option<Bytes> {
+impl<'a> Loader<'a> {
+    /// A reader over `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Loader<'a> {
+        Loader {
+            r: Reader(bytes),
+            unpacked: 0,
+        }
+    }
+
+    /// Starts counting what is unpacked anew (for the next key of a file).
+    pub fn reset_budget(&mut self) {
+        self.unpacked = 0;
+    }
+
+    pub fn string(&mut self) -> Option<Bytes> {
         let s = self.r.string()?;
         self.unpacked = self.unpacked.checked_add(s.len())?;
         (self.unpacked <= MAX_UNPACKED).then_some(s)
     }
 
-    fn count(&mut self) -> Option<usize> {
+    pub fn count(&mut self) -> Option<usize> {
         self.r.count()
     }
 
@@ -293,11 +315,9 @@ impl Loader<'_> {
 /// The value in a payload.
 pub fn restore(payload: &[u8]) -> Result<Value, Refused> {
     let body = rdb::verified(payload, rdb::RDB_VERSION_READ).ok_or(Refused::Checksum)?;
-    let mut l = Loader {
-        r: Reader(body),
-        unpacked: 0,
-    };
-    let value = load(&mut l).ok_or(Refused::BadData)?;
+    let mut l = Loader::new(body);
+    let kind = l.r.byte().ok_or(Refused::BadData)?;
+    let value = load(&mut l, kind).ok_or(Refused::BadData)?;
     // Anything left after the value is not a payload Redis wrote.
     if !l.r.0.is_empty() {
         return Err(Refused::BadData);
@@ -328,8 +348,8 @@ fn item_score(i: &Item) -> Option<f64> {
     (!f.is_nan()).then_some(f)
 }
 
-fn load(l: &mut Loader<'_>) -> Option<Value> {
-    let kind = l.r.byte()?;
+/// A value of RDB type `kind` (read before it).
+pub fn load(l: &mut Loader<'_>, kind: u8) -> Option<Value> {
     let value = match kind {
         STRING => Value::Str(l.string()?),
         LIST | LIST_ZIPLIST | LIST_QUICKLIST | LIST_QUICKLIST_2 => {

@@ -319,6 +319,16 @@ impl Libraries {
         Ok(name)
     }
 
+    /// Every library's code, for snapshots.
+    pub(super) fn codes(&self) -> Vec<Bytes> {
+        self.lock().values().map(|l| l.code.clone()).collect()
+    }
+
+    /// Loads a library from a snapshot (replacing one of its name).
+    pub(super) fn load_code(&self, code: Bytes) -> CmdResult<String> {
+        self.load(code, true)
+    }
+
     /// The library holding function `name` (whatever its case, as Redis
     /// finds functions), with the function's name as registered and flags.
     fn find(&self, name: &[u8]) -> Option<(Bytes, String, Vec<&'static str>)> {

@@ -35,6 +35,7 @@ mod pubsub;
 mod rdb;
 mod scripting;
 mod sets;
+mod snapshot;
 mod sort;
 pub mod store;
 mod stream;
@@ -65,6 +66,9 @@ pub struct MemoryConfig {
     pub max_memory: Option<crate::wire::size::ByteSize>,
     #[serde(default)]
     pub eviction: Eviction,
+    /// An RDB file (Redis's format) the backend is read from at start and
+    /// written to by SAVE, BGSAVE and when keyway stops. Off by default.
+    pub snapshot: Option<String>,
 }
 
 /// What a write does when `max_memory` is reached (Redis's maxmemory-policy).
@@ -90,13 +94,19 @@ impl BackendSpec for MemoryConfig {
     }
 
     fn problems(&self) -> Vec<(String, String)> {
-        match self.max_memory {
-            Some(m) if m.0 < 1024 * 1024 => vec![(
+        let mut out = Vec::new();
+        if self.max_memory.is_some_and(|m| m.0 < 1024 * 1024) {
+            out.push((
                 "max_memory".into(),
                 "must be at least 1mb (it bounds the whole process's memory)".into(),
-            )],
-            _ => Vec::new(),
+            ));
         }
+        if let Some(path) = &self.snapshot {
+            if let Err(e) = snapshot::check(path) {
+                out.push(("snapshot".into(), format!("cannot be read: {e}")));
+            }
+        }
+        out
     }
 }
 
@@ -424,6 +434,8 @@ pub struct MemoryBackend {
     inner: Arc<Memory>,
     /// Databases 1 to 255, made on first use.
     others: Arc<[std::sync::OnceLock<Arc<Memory>>]>,
+    /// Its snapshot file, when it has one.
+    snapshot: Option<Arc<snapshot::Snapshot>>,
 }
 
 impl std::ops::Deref for MemoryBackend {
@@ -440,7 +452,7 @@ impl MemoryBackend {
     pub fn new(config: &MemoryConfig) -> MemoryBackend {
         let store = Arc::new(Store::default());
         store::spawn_sweeper(&store);
-        MemoryBackend {
+        let mut backend = MemoryBackend {
             inner: Arc::new(Memory {
                 store,
                 gate: RwLock::new(()),
@@ -452,7 +464,46 @@ impl MemoryBackend {
                 functions: Default::default(),
             }),
             others: (1..=u8::MAX).map(|_| Default::default()).collect(),
+            snapshot: config
+                .snapshot
+                .as_deref()
+                .map(|p| Arc::new(snapshot::Snapshot::new(p))),
+        };
+        if let Some(snap) = &backend.snapshot {
+            // The config's check read the file already; a failure now
+            // (it changed since) starts empty and never overwrites it.
+            match snapshot::restore_into(&backend, snap) {
+                Ok(keys) => tracing::info!(path = %snap.path.display(), keys, "snapshot loaded"),
+                Err(e) => {
+                    tracing::error!("snapshot not loaded, and will not be overwritten: {e}");
+                    backend.snapshot = None;
+                }
+            }
         }
+        backend
+    }
+
+    /// SAVE or BGSAVE, when the backend has a snapshot file.
+    pub fn save_snapshot(&self, background: bool) -> Option<Result<String, String>> {
+        let snap = self.snapshot.as_ref()?;
+        Some(if background {
+            if snapshot::bgsave(self, snap) {
+                Ok("Background saving started".into())
+            } else {
+                Err("ERR Background save already in progress".into())
+            }
+        } else {
+            snapshot::save(self, snap)
+                .map(|()| "OK".into())
+                .map_err(|e| format!("ERR snapshot not written: {e}"))
+        })
+    }
+
+    /// Unix seconds of the last snapshot written, when there is a file.
+    pub fn last_save(&self) -> Option<u64> {
+        self.snapshot
+            .as_ref()
+            .map(|s| s.last_save.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Database `n`, made now if it is new.
@@ -746,6 +797,21 @@ impl Session for MemorySession {
 impl Backend for MemoryBackend {
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn save(&self, background: bool) -> Option<Result<String, String>> {
+        self.save_snapshot(background)
+    }
+
+    fn last_save(&self) -> Option<u64> {
+        MemoryBackend::last_save(self)
+    }
+
+    /// The snapshot is written as keyway stops, as Redis saves on SHUTDOWN.
+    fn shutdown(&self) {
+        if let Some(Err(e)) = self.save_snapshot(false) {
+            tracing::error!("snapshot not written at shutdown: {e}");
+        }
     }
 
     fn databases(&self) -> bool {

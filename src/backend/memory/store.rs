@@ -438,6 +438,18 @@ impl Store {
     }
 
     /// Calls `f` for every live key.
+    /// Every live key with its value and expiry (Unix ms, 0: none).
+    pub fn for_each_entry(&self, mut f: impl FnMut(&[u8], ValueRef<'_>, u64)) {
+        let now = now_ms();
+        for part in self.parts.iter() {
+            for n in part.read().iter() {
+                if !n.expired(now) {
+                    f(n.key(), n.value(), n.header().expires_at);
+                }
+            }
+        }
+    }
+
     pub fn for_each_key(&self, mut f: impl FnMut(&[u8], ValueRef<'_>)) {
         let now = now_ms();
         for part in self.parts.iter() {

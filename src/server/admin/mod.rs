@@ -58,7 +58,15 @@ pub async fn execute(
         "slowlog" => slowlog(shared, args),
         "info" => info(shared, router, args).await,
         "time" => Ok(crate::wire::util::time()),
-        "lastsave" => Ok(Reply::Int(shared.started_unix as i64)),
+        // The last snapshot of a backend keyway keeps, else its start.
+        "lastsave" => Ok(Reply::Int(
+            router
+                .namespaces
+                .iter()
+                .filter_map(|ns| ns.backend.last_save())
+                .max()
+                .unwrap_or(shared.started_unix) as i64,
+        )),
         "role" => Ok(Reply::Array(vec![
             Reply::bulk_str("master"),
             Reply::Int(0),
