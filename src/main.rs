@@ -19,8 +19,9 @@ struct Args {
     /// namespace on 127.0.0.1:6380.
     #[arg(long, env = "KEYWAY_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on, overriding the config's `server.listen`.
-    #[arg(long)]
+    /// Address to listen on, overriding the config's `server.listen`
+    /// (what a container sets, whatever config file it mounts).
+    #[arg(long, env = "KEYWAY_LISTEN")]
     listen: Option<String>,
     /// Check the config, print every problem or a summary, and exit.
     #[arg(long)]
@@ -84,8 +85,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours for a terminal only: a file or a log collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     match args.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi)
+            .init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_current_span(true)
@@ -109,6 +115,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // What was read, and where each prefix goes, as --check-config says.
+    match &args.config {
+        Some(path) => info!(config = %path.display(), "config read"),
+        None => info!("no config file: the built-in one (one memory namespace)"),
+    }
+    for line in keyway::ops::check::summary(&config).lines().skip(1) {
+        info!("{}", line.trim());
+    }
     runtime.block_on(async {
         let instance = match Instance::bind(config).await {
             Ok(s) => s,

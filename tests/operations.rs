@@ -680,3 +680,38 @@ async fn requirepass_and_replicaof() {
     )
     .await;
 }
+
+/// Scrapers and probes send HEAD and query strings: answered as GET is
+/// (HEAD without the body); other methods get 405.
+#[tokio::test]
+async fn metrics_listener_takes_head_and_query_strings() {
+    let kw = Keyway::with_toml(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\n[backends.local]\ntype = \"memory\"\n\n[[namespaces]]\nname = \"all\"\nprefix = \"\"\nbackend = \"local\"\n",
+    )
+    .await;
+    let addr = kw.shared.metrics_addr.expect("metrics listener");
+    let ask = |req: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let get = ask("GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        get.starts_with("HTTP/1.1 200 OK\r\n") && get.contains("# EOF"),
+        "{get}"
+    );
+    let head = ask("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("# EOF"), "{head}");
+    let health = ask("HEAD /healthz?probe=1 HTTP/1.1\r\n\r\n").await;
+    assert!(health.contains("Content-Length: 3\r\n"), "{health}");
+    let post = ask("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    let missing = ask("GET /nosuch HTTP/1.1\r\n\r\n").await;
+    assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+}

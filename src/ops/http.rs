@@ -14,6 +14,21 @@ use crate::wire::metrics::metrics;
 /// Whether keyway is ready for clients, and a text saying why (or why not).
 pub type Readiness = Arc<dyn Fn() -> (bool, String) + Send + Sync>;
 
+/// The method and path of a request's first line, the query string left
+/// out (`/metrics?x=1` is `/metrics`, as scrapers may add parameters).
+fn request_line(head: &[u8]) -> (&str, &str) {
+    let line = head
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .and_then(|l| std::str::from_utf8(l).ok())
+        .unwrap_or_default();
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    (method, path)
+}
+
 /// Serves `GET /metrics`, and the probes `GET /healthz` (the process
 /// answers) and `GET /readyz` (see [`Readiness`]), until `stop` turns true.
 pub async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>, ready: Readiness) {
@@ -50,25 +65,29 @@ pub async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>, ready
             }
             const METRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
             const TEXT: &str = "text/plain; charset=utf-8";
-            let (status, kind, body) =
-                if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
-                    ("200 OK", METRICS, metrics().encode())
-                } else if head.starts_with(b"GET /healthz ") {
-                    ("200 OK", TEXT, "ok\n".to_string())
-                } else if head.starts_with(b"GET /readyz ") {
-                    match ready() {
-                        (true, text) => ("200 OK", TEXT, text),
-                        (false, text) => ("503 Service Unavailable", TEXT, text),
-                    }
-                } else {
-                    (
-                        "404 Not Found",
-                        TEXT,
-                        "not found: try /metrics, /healthz or /readyz\n".to_string(),
-                    )
-                };
+            let (method, path) = request_line(&head);
+            let (status, kind, body) = match (method, path) {
+                ("GET" | "HEAD", "/metrics" | "/") => ("200 OK", METRICS, metrics().encode()),
+                ("GET" | "HEAD", "/healthz") => ("200 OK", TEXT, "ok\n".to_string()),
+                ("GET" | "HEAD", "/readyz") => match ready() {
+                    (true, text) => ("200 OK", TEXT, text),
+                    (false, text) => ("503 Service Unavailable", TEXT, text),
+                },
+                ("GET" | "HEAD", _) => (
+                    "404 Not Found",
+                    TEXT,
+                    "not found: try /metrics, /healthz or /readyz\n".to_string(),
+                ),
+                _ => (
+                    "405 Method Not Allowed",
+                    TEXT,
+                    "only GET and HEAD are answered\n".to_string(),
+                ),
+            };
+            // HEAD: the headers GET would give, without the body.
+            let shown = if method == "HEAD" { "" } else { body.as_str() };
             let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{shown}",
                 body.len()
             );
             if let Err(e) = stream.write_all(response.as_bytes()).await {
