@@ -166,37 +166,34 @@ impl Config {
             file: self.source.clone(),
             list: Vec::new(),
         };
-        if self.server.listen.parse::<SocketAddr>().is_err() {
+        if !listen_address(&self.server.listen) {
             p.add(
                 "server.listen",
                 format!(
-                    "'{}' is not an address (expected ip:port, such as {DEFAULT_LISTEN})",
+                    "'{}' is not an address (expected host:port, such as {DEFAULT_LISTEN} or localhost:6380)",
                     self.server.listen
                 ),
             );
         }
         if let Some(m) = &self.server.metrics_listen {
-            let addr = m.parse::<SocketAddr>();
-            if addr.is_err() {
+            if !listen_address(m) {
                 p.add(
                     "server.metrics_listen",
-                    format!("'{m}' is not an address (expected ip:port, such as 127.0.0.1:9121)"),
+                    format!("'{m}' is not an address (expected host:port, such as 127.0.0.1:9121)"),
                 );
-            } else if *m == self.server.listen && addr.is_ok_and(|a| a.port() != 0) {
+            } else if *m == self.server.listen && !m.ends_with(":0") {
                 // Port 0 picks a free port for each.
                 p.add("server.metrics_listen", "must differ from server.listen");
             }
         }
         if let Some(t) = &self.server.tls_listen {
-            match t.parse::<SocketAddr>() {
-                Err(_) => p.add(
+            if !listen_address(t) {
+                p.add(
                     "server.tls_listen",
-                    format!("'{t}' is not an address (expected ip:port, such as 0.0.0.0:6390)"),
-                ),
-                Ok(a) if *t == self.server.listen && a.port() != 0 => {
-                    p.add("server.tls_listen", "must differ from server.listen")
-                }
-                Ok(_) => {}
+                    format!("'{t}' is not an address (expected host:port, such as 0.0.0.0:6390)"),
+                );
+            } else if *t == self.server.listen && !t.ends_with(":0") {
+                p.add("server.tls_listen", "must differ from server.listen");
             }
             let problems = self.server.tls.problems();
             if problems.is_empty() {
@@ -481,8 +478,41 @@ fn comment_start(line: &str) -> Option<usize> {
     None
 }
 
+/// Whether `s` is an address to listen on: an IP and port, or a host name
+/// and port (`localhost:6380`), resolved when keyway binds it.
+pub fn listen_address(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok()
+                && !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        }
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn listen_addresses_take_ips_and_host_names() {
+        for ok in [
+            "127.0.0.1:6380",
+            "[::1]:6380",
+            "localhost:6380",
+            "redis-proxy.internal:0",
+        ] {
+            assert!(super::listen_address(ok), "{ok}");
+        }
+        for bad in ["localhost", ":6380", "host:port", "a b:1", "host:70000", ""] {
+            assert!(!super::listen_address(bad), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn errors(text: &str) -> String {
@@ -639,7 +669,7 @@ mod tests {
         assert_eq!(
             errors("[server]\nlisten = \"${KEYWAY_TEST_UNSET}\"\n"),
             "k.toml: line 2: environment variable 'KEYWAY_TEST_UNSET' is not set and ${KEYWAY_TEST_UNSET} has no default (write ${KEYWAY_TEST_UNSET:default})\n\
-             k.toml: server.listen: '' is not an address (expected ip:port, such as 127.0.0.1:6380)\n\
+             k.toml: server.listen: '' is not an address (expected host:port, such as 127.0.0.1:6380 or localhost:6380)\n\
              k.toml: namespaces: no namespace is defined; add a [[namespaces]] table (prefix = \"\" is the catch-all)"
         );
     }

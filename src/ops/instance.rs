@@ -26,17 +26,7 @@ impl Instance {
     /// its listeners (port 0 picks a free port).
     pub async fn bind(config: Config) -> std::io::Result<Instance> {
         let http = match config.server.metrics_listen.as_deref() {
-            Some(a) => {
-                let addr: SocketAddr = a.parse().map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!("invalid metrics_listen address '{a}'"),
-                    )
-                })?;
-                Some(TcpListener::bind(addr).await.map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-                })?)
-            }
+            Some(a) => Some(crate::server::bind_addr(a).await?),
             None => None,
         };
         let http_addr = match &http {
