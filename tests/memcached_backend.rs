@@ -524,7 +524,7 @@ async fn the_keyspace_leaves_out_what_memcached_cannot_list() {
         .await
         .unwrap();
     assert!(
-        info.contains("namespace_mcsess:prefix=sess_,backend=mc,type=memcached,listed=no"),
+        info.contains("namespace_mcsess:prefix=sess:,backend=mc,type=memcached,listed=no"),
         "{info}"
     );
 }

@@ -179,6 +179,20 @@ pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> Cm
     Ok(Reply::Verbatim(Bytes::from(out)))
 }
 
+/// A prefix as INFO shows it: as it is (`sess:` stays `sess:`, since
+/// parsers split a line at its first colon), with `,`, `=`, `\` and
+/// bytes that are not printable ASCII as `\xNN`, which would break a
+/// field apart or the line.
+fn info_value(b: &[u8]) -> String {
+    b.iter()
+        .map(|&c| match c {
+            b',' | b'=' | b'\\' => format!("\\x{c:02x}"),
+            0x21..=0x7e => char::from(c).to_string(),
+            _ => format!("\\x{c:02x}"),
+        })
+        .collect()
+}
+
 /// The `# Keyway` section: the namespace table and each backend's health.
 pub(super) fn keyway_lines(shared: &Shared, router: &Router) -> Vec<String> {
     let config = shared.settings.load();
@@ -211,10 +225,7 @@ pub(super) fn keyway_lines(shared: &Shared, router: &Router) -> Vec<String> {
         lines.push(format!(
             "namespace_{}:prefix={},backend={},type={},listed={}",
             ns.name,
-            ns.prefix
-                .escape_ascii()
-                .to_string()
-                .replace([',', ':'], "_"),
+            info_value(&ns.prefix),
             ns.backend_name,
             ns.backend.kind(),
             // Whether KEYS, SCAN, DBSIZE and RANDOMKEY include its keys.
@@ -275,4 +286,16 @@ pub(super) async fn keyspace_lines(router: &Router) -> Vec<String> {
         lines.insert(0, format!("db0:keys={total}{expires}"));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn prefixes_are_shown_as_they_are() {
+        assert_eq!(super::info_value(b"sess:"), "sess:");
+        assert_eq!(
+            super::info_value(b"a,b=c\\ d\n"),
+            "a\\x2cb\\x3dc\\x5c\\x20d\\x0a"
+        );
+    }
 }
