@@ -715,3 +715,31 @@ async fn metrics_listener_takes_head_and_query_strings() {
     let missing = ask("GET /nosuch HTTP/1.1\r\n\r\n").await;
     assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
 }
+
+/// Every namespace and backend of the config has its series from the
+/// start, at zero: a dashboard or an alert sees them before any command.
+#[tokio::test]
+async fn series_exist_from_the_start() {
+    let redis = RedisServer::start();
+    let kw = Keyway::with_toml(
+        // A backend name of this test's own: the registry is the process's.
+        &redis_config(redis.port)
+            .replace("[server]\n", "[server]\nmetrics_listen = \"127.0.0.1:0\"\n")
+            .replace("main", "series_only"),
+    )
+    .await;
+    let addr = kw.shared.metrics_addr.expect("metrics listener");
+    let text = http_get(addr, "/metrics").await;
+    for want in [
+        "keyway_upstream_connections{backend=\"series_only\"} 0",
+        "keyway_upstream_reconnects_total{backend=\"series_only\"} 0",
+    ] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
+    assert!(
+        text.lines().any(|l| l.contains("backend=\"series_only\"")
+            && l.contains("_count")
+            && l.ends_with(" 0")),
+        "{text}"
+    );
+}

@@ -308,7 +308,10 @@ impl Router {
                 foreign,
                 scripts_refused: scripts_refused.get(&ns.name).cloned(),
                 script_scope,
-                metrics: NamespaceMetrics::new(&ns.name, &ns.backend),
+                metrics: {
+                    crate::wire::metrics::metrics().declare(&ns.name, &ns.backend);
+                    NamespaceMetrics::new(&ns.name, &ns.backend)
+                },
             }));
         }
         let by_prefix: HashMap<Bytes, usize> = namespaces

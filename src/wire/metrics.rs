@@ -395,6 +395,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Makes the series of a namespace and its backend exist from the
+    /// start, at zero, so that dashboards and alerts see them before the
+    /// first command or reconnection.
+    pub fn declare(&self, namespace: &str, backend: &str) {
+        let _ = self.latency(namespace, backend);
+        let _ = self.upstream(backend);
+        let _ = self.reconnects.get_or_create(&BackendLabels {
+            backend: backend.to_string(),
+        });
+    }
+
     pub fn upstream(&self, backend: &str) -> Gauge {
         self.upstream_connections
             .get_or_create(&BackendLabels {
