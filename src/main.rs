@@ -23,6 +23,10 @@ struct Args {
     /// (what a container sets, whatever config file it mounts).
     #[arg(long, env = "KEYWAY_LISTEN")]
     listen: Option<String>,
+    /// Address of the metrics and probes listener (/metrics, /healthz,
+    /// /readyz), overriding the config's `server.metrics_listen`.
+    #[arg(long, env = "KEYWAY_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Check the config, print every problem or a summary, and exit.
     #[arg(long)]
     check_config: bool,
@@ -48,6 +52,11 @@ fn load(args: &Args) -> Result<Config, String> {
     };
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();
+    }
+    if let Some(m) = &args.metrics_listen {
+        config.server.metrics_listen = Some(m.clone());
+    }
+    if args.listen.is_some() || args.metrics_listen.is_some() {
         config.validate().map_err(|e| e.to_string())?;
     }
     Ok(config)

@@ -410,3 +410,102 @@ fn check_config_warns_about_what_the_file_exposes() {
         "{text}"
     );
 }
+
+/// What can be checked of the image without a container engine: pinned
+/// bases, CA certificates, the dependency layer, the probe and the ports;
+/// and the binary, run as the image runs it (its config file and its
+/// environment), listening where the environment says and answering the
+/// image's HEALTHCHECK command.
+#[test]
+fn the_image_is_what_its_dockerfile_says() {
+    let df = std::fs::read_to_string("Dockerfile").unwrap();
+    for from in df.lines().filter(|l| l.starts_with("FROM ")) {
+        let image = from.split_whitespace().nth(1).unwrap_or_default();
+        let tag = image.split_once(':').map(|(_, t)| t).unwrap_or_default();
+        assert!(
+            tag.chars().next().is_some_and(|c| c.is_ascii_digit()),
+            "unpinned base image: {from}"
+        );
+    }
+    for want in [
+        "ca-certificates",
+        "cargo build --release --locked --bin keyway",
+        "EXPOSE 6380 9121",
+        "KEYWAY_LISTEN=0.0.0.0:6380",
+        "KEYWAY_METRICS_LISTEN=0.0.0.0:9121",
+        "HEALTHCHECK",
+        "COPY config/memory.toml /etc/keyway/keyway.toml",
+    ] {
+        assert!(df.contains(want), "Dockerfile lacks {want}");
+    }
+    // Dependencies are built before keyway's source is copied in.
+    let deps = df.find("echo 'fn main() {}'").expect("dependency layer");
+    assert!(deps < df.find("COPY src ./src").expect("source copied"));
+    let ignore = std::fs::read_to_string(".dockerignore").unwrap();
+    assert!(ignore.lines().any(|l| l.trim() == "target"), "{ignore}");
+    // The binary with the image's config and environment (listening on
+    // this host's loopback here, where the image says 0.0.0.0).
+    let (port, metrics) = (free_port(), free_port());
+    let mut child = keyway()
+        .env("KEYWAY_CONFIG", "config/memory.toml")
+        .env("KEYWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("KEYWAY_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", metrics)).is_err() {
+        assert!(Instant::now() < deadline, "keyway did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(redis_cli(port, &["PING"]), "PONG\n");
+    let probe = df
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("CMD [\"bash\", \"-c\", \""))
+        .and_then(|rest| rest.strip_suffix("\"]"))
+        .expect("HEALTHCHECK runs bash -c")
+        .replace("\\\\", "\\")
+        .replace("/9121", &format!("/{metrics}"));
+    let healthy = Command::new("bash").args(["-c", &probe]).status().unwrap();
+    assert!(healthy.success(), "{probe}");
+    let _ = child.kill();
+    let _ = child.wait();
+    // Debian's CA bundle, which the image installs, is what rustls reads.
+    assert!(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt").exists());
+}
+
+/// The deployment examples' configs pass --check-config.
+#[test]
+fn deployment_examples_are_valid() {
+    let compose = std::fs::read_to_string("deploy/compose-keyway.toml")
+        .unwrap()
+        .replace(
+            "/var/lib/keyway/",
+            &format!("{}/", std::env::temp_dir().display()),
+        );
+    let kube = std::fs::read_to_string("deploy/kubernetes.yaml").unwrap();
+    let embedded: String = kube
+        .split("keyway.toml: |\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n---").next())
+        .expect("the ConfigMap's file")
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    for text in [compose, embedded] {
+        let file = write_config(&text);
+        let out = keyway()
+            .env("KEYWAY_PASSWORD", "x")
+            .arg("--config")
+            .arg(&file.0)
+            .arg("--check-config")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
