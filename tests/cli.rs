@@ -509,3 +509,40 @@ fn deployment_examples_are_valid() {
         );
     }
 }
+
+/// --check-config warns of what would only show in production: keys no
+/// namespace catches, and rediss:// on a machine without CA certificates.
+#[test]
+fn check_config_warns_before_production_does() {
+    let file = write_config(
+        "[server]\nlisten = \"127.0.0.1:6380\"\n\
+         [backends.managed]\ntype = \"redis\"\nurl = \"rediss://cache.example.com:6380\"\n\
+         [[namespaces]]\nname = \"s\"\nprefix = \"sess:\"\nbackend = \"managed\"\n",
+    );
+    let out = keyway()
+        .arg("--config")
+        .arg(&file.0)
+        .arg("--check-config")
+        .env("SSL_CERT_FILE", "/dev/null")
+        .env("SSL_CERT_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("warning: no namespace has prefix \"\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: backends.managed: rediss:// servers are checked against the system's CA certificates, and this machine has none"),
+        "{text}"
+    );
+    // With the machine's certificates, no such warning.
+    let out = keyway()
+        .arg("--config")
+        .arg(&file.0)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("CA certificates"));
+}

@@ -123,7 +123,41 @@ pub fn warnings(config: &Config, text: Option<&str>) -> Vec<String> {
             "server.metrics_listen {m} serves metrics and probes to other hosts, without authentication"
         ));
     }
-    if let Some(table) = text.and_then(|t| t.parse::<toml::Table>().ok()) {
+    if !config.namespaces.iter().any(|ns| ns.prefix.is_empty()) {
+        out.push(
+            "no namespace has prefix \"\": a key outside every prefix gets \
+             `-ERR no namespace owns key` (add a catch-all namespace if that is not meant)"
+                .into(),
+        );
+    }
+    let table = text.and_then(|t| t.parse::<toml::Table>().ok());
+    // rediss:// checked against the system's CAs, on a machine with none.
+    let mut roots: Option<bool> = None;
+    let backends = table
+        .as_ref()
+        .and_then(|t| t.get("backends")?.as_table().cloned())
+        .unwrap_or_default();
+    for (name, b) in &backends {
+        let urls = ["url", "nodes", "servers"].iter().filter_map(|f| b.get(*f));
+        let tls = urls.into_iter().any(|v| match v {
+            toml::Value::String(u) => u.starts_with("rediss://"),
+            toml::Value::Array(a) => a
+                .iter()
+                .any(|u| u.as_str().is_some_and(|u| u.starts_with("rediss://"))),
+            _ => false,
+        });
+        if tls && b.get("tls_ca_file").is_none() {
+            let present = *roots
+                .get_or_insert_with(|| !rustls_native_certs::load_native_certs().certs.is_empty());
+            if !present {
+                out.push(format!(
+                    "backends.{name}: rediss:// servers are checked against the system's CA \
+                     certificates, and this machine has none (install ca-certificates, or give tls_ca_file)"
+                ));
+            }
+        }
+    }
+    if let Some(table) = table {
         in_clear(&toml::Value::Table(table), "", &mut out);
     }
     out
