@@ -528,3 +528,43 @@ async fn the_keyspace_leaves_out_what_memcached_cannot_list() {
         "{info}"
     );
 }
+
+/// /readyz asks the memcached servers themselves: not ready when none
+/// answers, ready again when one is back, with which one is down.
+#[tokio::test]
+async fn readiness_probes_the_memcached_servers() {
+    let mut m = MemcachedServer::start();
+    let kw = Keyway::with_toml(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+         [backends.mc]\ntype = \"memcached\"\nservers = [\"{}\"]\ncommand_timeout_ms = 300\n\
+         [[namespaces]]\nname = \"cache\"\nprefix = \"\"\nbackend = \"mc\"\n",
+        m.addr()
+    ))
+    .await;
+    let addr = kw.shared.metrics_addr.expect("metrics listener");
+    let readyz = || async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    common::until("memcached up", 10, || async {
+        readyz()
+            .await
+            .contains("backend 'mc' (memcached): up (1/1 servers answer)")
+    })
+    .await;
+    m.kill();
+    common::until("memcached down", 10, || async {
+        let r = readyz().await;
+        r.starts_with("HTTP/1.1 503") && r.contains("backend 'mc' (memcached): down (")
+    })
+    .await;
+    m.restart();
+    common::until("memcached back", 10, || async {
+        readyz().await.starts_with("HTTP/1.1 200")
+    })
+    .await;
+}

@@ -31,6 +31,7 @@ use crate::wire::error::CmdError;
 use crate::wire::reply::Reply;
 use crate::wire::size::ByteSize;
 
+mod probe;
 mod translate;
 mod transport;
 
@@ -159,6 +160,8 @@ pub struct MemcachedBackend {
     config: MemcachedConfig,
     /// Where operations go to be merged with other clients' (see `merge`).
     jobs: OnceCell<mpsc::UnboundedSender<Job>>,
+    /// Whether the servers answer (`/readyz`).
+    probe: probe::Probe,
 }
 
 type Step<T> = Result<T, Reply>;
@@ -169,6 +172,10 @@ impl MemcachedBackend {
             name: name.to_string(),
             config: config.clone(),
             jobs: OnceCell::new(),
+            probe: probe::Probe::new(
+                &config.servers,
+                Duration::from_millis(config.connect_timeout_ms.max(config.command_timeout_ms)),
+            ),
         }
     }
 
@@ -307,11 +314,7 @@ impl Backend for MemcachedBackend {
     }
 
     fn health(&self) -> String {
-        // The client keeps no per-server state to read without a round trip.
-        format!(
-            "{} server(s), checked per command",
-            self.config.servers.len()
-        )
+        self.probe.health()
     }
 
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
