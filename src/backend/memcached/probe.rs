@@ -15,8 +15,12 @@ const EVERY: Duration = Duration::from_secs(2);
 
 /// Each server's last answer: None while not yet asked, Some(Ok) when it
 /// answered, Some(Err(why)) when it did not.
+type Answers = Arc<Mutex<Vec<Option<Result<(), String>>>>>;
+
+type WeakAnswers = Weak<Mutex<Vec<Option<Result<(), String>>>>>;
+
 pub struct Probe {
-    state: Arc<Mutex<Vec<Option<Result<(), String>>>>>,
+    state: Answers,
     started: std::sync::Once,
     servers: Vec<String>,
     timeout: Duration,
@@ -74,11 +78,7 @@ impl Probe {
     }
 }
 
-async fn ask_forever(
-    state: Weak<Mutex<Vec<Option<Result<(), String>>>>>,
-    servers: Vec<String>,
-    timeout: Duration,
-) {
+async fn ask_forever(state: WeakAnswers, servers: Vec<String>, timeout: Duration) {
     loop {
         let mut answers = Vec::with_capacity(servers.len());
         for s in &servers {
