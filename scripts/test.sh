@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs keyway's whole test suite. Installs what the tests need if it is
 # missing (Debian packages: redis-server, redis-tools, memcached, nutcracker,
-# and for the client-library tests nodejs, npm and python3-venv; then their
+# chromium for the status page's test, and for the client-library tests
+# nodejs, npm and python3-venv; then their
 # npm and PyPI packages, pinned in tests/clients/), saying what it installs
 # and why, then checks formatting and lints and runs every test.
 set -euo pipefail
@@ -15,8 +16,10 @@ command -v nutcracker >/dev/null 2>&1 || missing+=(nutcracker)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# The status page's test renders it in a headless browser.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then
-  echo "installing Debian packages the tests run (servers keyway proxies to, redis-cli, and Node.js/Python for the client-library tests): ${missing[*]}"
+  echo "installing Debian packages the tests run (servers keyway proxies to, redis-cli, Node.js/Python for the client-library tests, Chromium for the status page's): ${missing[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq

@@ -743,3 +743,57 @@ async fn series_exist_from_the_start() {
         "{text}"
     );
 }
+
+/// The status page at `/`: its data at /status.json, and the page itself
+/// rendered by a real browser (Debian's headless Chromium, which
+/// scripts/test.sh installs) from that data.
+#[tokio::test]
+async fn status_page_renders_in_a_browser() {
+    let redis = RedisServer::start();
+    let kw = Keyway::with_toml(
+        &redis_config(redis.port)
+            .replace("[server]\n", "[server]\nmetrics_listen = \"127.0.0.1:0\"\n")
+            .replace("name = \"app\"", "name = \"app\"\nmirror = \"local\""),
+    )
+    .await;
+    let addr = kw.shared.metrics_addr.expect("metrics listener");
+    let mut raw = kw.raw().await;
+    raw.check("SET k v", "+OK\r\n").await;
+    let json = http_get(addr, "/status.json").await;
+    for want in [
+        "\"name\":\"app\",\"prefix\":\"\",\"backend\":\"main\",\"kind\":\"redis\",\"mirror\":\"local\"",
+        "\"name\":\"scratch\",\"prefix\":\"tmp:\"",
+        "{\"name\":\"main\",\"kind\":\"redis\",\"health\":\"up (1/1 connections)\",\"upstream_connections\":1}",
+        "\"samples\":[{\"at\":",
+    ] {
+        assert!(json.contains(want), "{want} in {json}");
+    }
+    let page = http_get(addr, "/").await;
+    assert!(page.contains("Content-Type: text/html") && page.contains("<title>keyway</title>"));
+    // The browser runs the page's script against the live JSON.
+    let url = format!("http://{addr}/");
+    let dom = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+                &url,
+            ])
+            .output()
+            .expect("chromium is installed by scripts/test.sh")
+    })
+    .await
+    .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for want in [
+        "<td>app</td><td>(catch-all)</td><td>main (redis)</td><td>local</td>",
+        "<td>scratch</td><td>tmp:</td><td>local (memory)</td>",
+        "<td class=\"up\">up (1/1 connections)</td>",
+        "Error replies/s",
+    ] {
+        assert!(dom.contains(want), "{want} in {dom}");
+    }
+}

@@ -1,5 +1,6 @@
 //! The operator's HTTP listener (`[server] metrics_listen`): Prometheus
-//! scrapes on `/metrics`, and the probes `/healthz` and `/readyz`.
+//! scrapes on `/metrics`, the probes `/healthz` and `/readyz`, and the
+//! status page at `/` (see `status`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,9 @@ use crate::wire::metrics::metrics;
 
 /// Whether keyway is ready for clients, and a text saying why (or why not).
 pub type Readiness = Arc<dyn Fn() -> (bool, String) + Send + Sync>;
+
+/// The status page's data, as JSON.
+pub type Status = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The method and path of a request's first line, the query string left
 /// out (`/metrics?x=1` is `/metrics`, as scrapers may add parameters).
@@ -31,7 +35,12 @@ fn request_line(head: &[u8]) -> (&str, &str) {
 
 /// Serves `GET /metrics`, and the probes `GET /healthz` (the process
 /// answers) and `GET /readyz` (see [`Readiness`]), until `stop` turns true.
-pub async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>, ready: Readiness) {
+pub async fn serve(
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    ready: Readiness,
+    status: Status,
+) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "metrics listening");
     }
@@ -46,6 +55,7 @@ pub async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>, ready
             continue;
         };
         let ready = ready.clone();
+        let status = status.clone();
         tokio::spawn(async move {
             let mut head = Vec::new();
             let mut buf = [0u8; 1024];
@@ -65,9 +75,13 @@ pub async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>, ready
             }
             const METRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
             const TEXT: &str = "text/plain; charset=utf-8";
+            const HTML: &str = "text/html; charset=utf-8";
+            const JSON: &str = "application/json";
             let (method, path) = request_line(&head);
             let (status, kind, body) = match (method, path) {
-                ("GET" | "HEAD", "/metrics" | "/") => ("200 OK", METRICS, metrics().encode()),
+                ("GET" | "HEAD", "/metrics") => ("200 OK", METRICS, metrics().encode()),
+                ("GET" | "HEAD", "/") => ("200 OK", HTML, crate::ops::status::PAGE.to_string()),
+                ("GET" | "HEAD", "/status.json") => ("200 OK", JSON, status()),
                 ("GET" | "HEAD", "/healthz") => ("200 OK", TEXT, "ok\n".to_string()),
                 ("GET" | "HEAD", "/readyz") => match ready() {
                     (true, text) => ("200 OK", TEXT, text),
@@ -76,7 +90,7 @@ pub async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>, ready
                 ("GET" | "HEAD", _) => (
                     "404 Not Found",
                     TEXT,
-                    "not found: try /metrics, /healthz or /readyz\n".to_string(),
+                    "not found: try /, /metrics, /healthz or /readyz\n".to_string(),
                 ),
                 _ => (
                     "405 Method Not Allowed",

@@ -61,7 +61,17 @@ impl Instance {
         if let Some(l) = self.http.take() {
             let shared = self.server.shared();
             let ready: Readiness = Arc::new(move || readiness(&shared));
-            tokio::spawn(http::serve(l, self.server.shared().stopping(), ready));
+            let history = Arc::new(crate::ops::status::History::default());
+            tokio::spawn(history.clone().run(self.server.shared()));
+            let (shared, ops) = (self.server.shared(), self.ops.clone());
+            let status: http::Status =
+                Arc::new(move || crate::ops::status::json(&shared, &ops.config.load(), &history));
+            tokio::spawn(http::serve(
+                l,
+                self.server.shared().stopping(),
+                ready,
+                status,
+            ));
         }
         let shared = self.server.shared();
         self.server.run(shutdown).await;

@@ -8,5 +8,6 @@ pub mod http;
 pub mod instance;
 pub mod reload;
 pub mod security;
+pub mod status;
 
 pub use instance::Instance;

@@ -330,6 +330,11 @@ impl Metrics {
 
     /// Error replies by their first word, and their total (INFO
     /// errorstats and total_error_replies).
+    /// Error replies counted so far, of every code.
+    pub fn errors_total(&self) -> u64 {
+        self.error_stats().iter().map(|(_, n)| n).sum()
+    }
+
     pub fn error_stats(&self) -> Vec<(String, u64)> {
         self.error_codes
             .lock()
@@ -477,6 +482,10 @@ pub struct NamespaceMetrics {
     commands: Box<[OnceLock<Counter>]>,
     latency: OnceLock<Histogram>,
     backend: String,
+    /// Backend batches timed and their total microseconds, for the status
+    /// page's average latency (the histogram does not give its sum back).
+    batches: std::sync::atomic::AtomicU64,
+    batch_micros: std::sync::atomic::AtomicU64,
 }
 
 impl NamespaceMetrics {
@@ -488,7 +497,24 @@ impl NamespaceMetrics {
                 .collect(),
             latency: OnceLock::new(),
             backend: backend.to_string(),
+            batches: Default::default(),
+            batch_micros: Default::default(),
         })
+    }
+
+    /// Commands counted so far, of every kind.
+    pub fn commands_total(&self) -> u64 {
+        self.commands
+            .iter()
+            .filter_map(|c| c.get())
+            .map(|c| c.get())
+            .sum()
+    }
+
+    /// Batches timed so far and their total microseconds.
+    pub fn timed(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.batches.load(Relaxed), self.batch_micros.load(Relaxed))
     }
 
     pub fn command(&self, spec: &CommandSpec) {
@@ -498,6 +524,10 @@ impl NamespaceMetrics {
     }
 
     pub fn observe(&self, took: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.batches.fetch_add(1, Relaxed);
+        self.batch_micros
+            .fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
         self.latency
             .get_or_init(|| metrics().latency(&self.name, &self.backend))
             .observe(took.as_secs_f64());
