@@ -797,3 +797,43 @@ async fn status_page_renders_in_a_browser() {
         assert!(dom.contains(want), "{want} in {dom}");
     }
 }
+
+/// Every metric the Grafana dashboard (deploy/grafana-dashboard.json)
+/// queries is one keyway exports.
+#[tokio::test]
+async fn the_dashboard_queries_what_keyway_exports() {
+    let dashboard = std::fs::read_to_string("deploy/grafana-dashboard.json").unwrap();
+    let kw = Keyway::start().await;
+    kw.raw().await.check("SET k v", "+OK\r\n").await;
+    // One of each event, so that every family has a series to show.
+    let m = keyway::wire::metrics::metrics();
+    m.error(b"ERR x");
+    m.acl_denied("u", "command");
+    m.auth_failed("u");
+    m.client_closed("timeout");
+    m.internal_error("get");
+    m.mirrored("ns", "ok", 1);
+    m.reloads("success");
+    m.reconnected("b");
+    let text = m.encode();
+    let mut queried: Vec<&str> = dashboard
+        .match_indices("keyway_")
+        .map(|(at, _)| {
+            let rest = &dashboard[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    queried.sort_unstable();
+    queried.dedup();
+    assert!(queried.len() >= 10, "{queried:?}");
+    for name in queried {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))),
+            "the dashboard queries {name}, which keyway does not export"
+        );
+    }
+}

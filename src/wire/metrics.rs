@@ -328,13 +328,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Error replies by their first word, and their total (INFO
-    /// errorstats and total_error_replies).
     /// Error replies counted so far, of every code.
     pub fn errors_total(&self) -> u64 {
         self.error_stats().iter().map(|(_, n)| n).sum()
     }
 
+    /// Error replies by their first word, and their total (INFO
+    /// errorstats and total_error_replies).
     pub fn error_stats(&self) -> Vec<(String, u64)> {
         self.error_codes
             .lock()
