@@ -30,6 +30,10 @@ struct Args {
     /// Check the config, print every problem or a summary, and exit.
     #[arg(long)]
     check_config: bool,
+    /// With --check-config: also connect to every backend (TLS and login
+    /// included) and say which answered, within 5 s each.
+    #[arg(long, requires = "check_config")]
+    connect: bool,
     /// Runtime worker threads. Default: one fewer than the cores (at least
     /// one). 1 runs everything on one thread, with no cross-thread wakeups.
     #[arg(long, env = "KEYWAY_THREADS")]
@@ -90,6 +94,23 @@ fn main() -> ExitCode {
             .and_then(|p| std::fs::read_to_string(p).ok());
         for w in keyway::ops::check::warnings(&config, text.as_deref()) {
             println!("warning: {w}");
+        }
+        if args.connect {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let Ok(rt) = rt else {
+                eprintln!("cannot start the runtime");
+                return ExitCode::FAILURE;
+            };
+            let (ok, report) = rt.block_on(keyway::ops::check::connect(
+                &config,
+                std::time::Duration::from_secs(5),
+            ));
+            print!("{report}");
+            if !ok {
+                return ExitCode::FAILURE;
+            }
         }
         return ExitCode::SUCCESS;
     }

@@ -546,3 +546,71 @@ fn check_config_warns_before_production_does() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("CA certificates"));
 }
+
+/// --check-config --connect asks every backend, with its TLS and login,
+/// and says which answered; it fails when one does not.
+#[test]
+fn check_config_connect_reports_each_backend() {
+    let (up, down) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("keyway-connect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &up.to_string(),
+            "--save",
+            "",
+            "--requirepass",
+            "pw",
+        ])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", up)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let config = |url: &str| {
+        format!(
+            "[backends.main]\ntype = \"redis\"\nurl = \"{url}\"\ncommand_timeout_ms = 500\n\
+             [backends.cache]\ntype = \"memcached\"\nservers = [\"127.0.0.1:{down}\"]\n\
+             [backends.local]\ntype = \"memory\"\n\
+             [[namespaces]]\nname = \"a\"\nprefix = \"\"\nbackend = \"main\"\n\
+             [[namespaces]]\nname = \"c\"\nprefix = \"c:\"\nbackend = \"cache\"\n\
+             [[namespaces]]\nname = \"l\"\nprefix = \"l:\"\nbackend = \"local\"\n"
+        )
+    };
+    let run = |text: &str| {
+        let file = write_config(text);
+        keyway()
+            .arg("--config")
+            .arg(&file.0)
+            .args(["--check-config", "--connect"])
+            .output()
+            .unwrap()
+    };
+    let out = run(&config(&format!("redis://:pw@127.0.0.1:{up}")));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("backend 'main' (redis): OK, answered in"),
+        "{text}"
+    );
+    assert!(
+        text.contains("backend 'cache' (memcached): FAILED"),
+        "{text}"
+    );
+    assert!(text.contains("backend 'local' (memory): OK"), "{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    // A wrong password is what it says.
+    let out = run(&config(&format!("redis://:wrong@127.0.0.1:{up}")));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("backend 'main' (redis): FAILED") && text.to_lowercase().contains("pass"),
+        "{text}"
+    );
+    let _ = redis.kill();
+    let _ = redis.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
