@@ -211,6 +211,67 @@ fn in_clear(v: &toml::Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
+/// `--check-config --connect`: each backend the namespaces use is asked
+/// something that needs its servers (PING; a GET on memcached), with its
+/// TLS and login, within `timeout`. One line per backend; true when all
+/// answered.
+pub async fn connect(config: &Config, timeout: std::time::Duration) -> (bool, String) {
+    use crate::backend::Command;
+    use crate::wire::command::known;
+    use crate::wire::reply::Reply;
+    let (router, _) = crate::ops::reload::build(config, &Default::default());
+    let mut out = String::new();
+    let mut ok = true;
+    let mut seen: Vec<&str> = Vec::new();
+    for ns in &router.namespaces {
+        if seen.contains(&ns.backend_name.as_str()) {
+            continue;
+        }
+        seen.push(&ns.backend_name);
+        let kind = ns.backend.kind();
+        if kind == "memory" {
+            out.push_str(&format!(
+                "backend '{}' (memory): OK (in the process: nothing to connect to)\n",
+                ns.backend_name
+            ));
+            continue;
+        }
+        let ask = if kind == "memcached" {
+            Command::internal(
+                known("get"),
+                vec![
+                    bytes::Bytes::from_static(b"GET"),
+                    bytes::Bytes::from_static(b"keyway:check-config"),
+                ],
+            )
+        } else {
+            Command::internal(known("ping"), vec![bytes::Bytes::from_static(b"PING")])
+        };
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(timeout, ns.backend.execute(vec![ask])).await;
+        let took = started.elapsed().as_secs_f64() * 1000.0;
+        let line = match answer {
+            Err(_) => {
+                ok = false;
+                format!("FAILED: no answer within {} ms", timeout.as_millis())
+            }
+            Ok(replies) => match replies.into_iter().next() {
+                Some(Reply::Error(e)) => {
+                    ok = false;
+                    format!("FAILED: {}", String::from_utf8_lossy(&e))
+                }
+                Some(_) => format!("OK, answered in {took:.1} ms"),
+                None => {
+                    ok = false;
+                    "FAILED: no reply".into()
+                }
+            },
+        };
+        out.push_str(&format!("backend '{}' ({kind}): {line}\n", ns.backend_name));
+    }
+    (ok, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,65 +338,4 @@ mod tests {
             "{text}"
         );
     }
-}
-
-/// `--check-config --connect`: each backend the namespaces use is asked
-/// something that needs its servers (PING; a GET on memcached), with its
-/// TLS and login, within `timeout`. One line per backend; true when all
-/// answered.
-pub async fn connect(config: &Config, timeout: std::time::Duration) -> (bool, String) {
-    use crate::backend::Command;
-    use crate::wire::command::known;
-    use crate::wire::reply::Reply;
-    let (router, _) = crate::ops::reload::build(config, &Default::default());
-    let mut out = String::new();
-    let mut ok = true;
-    let mut seen: Vec<&str> = Vec::new();
-    for ns in &router.namespaces {
-        if seen.contains(&ns.backend_name.as_str()) {
-            continue;
-        }
-        seen.push(&ns.backend_name);
-        let kind = ns.backend.kind();
-        if kind == "memory" {
-            out.push_str(&format!(
-                "backend '{}' (memory): OK (in the process: nothing to connect to)\n",
-                ns.backend_name
-            ));
-            continue;
-        }
-        let ask = if kind == "memcached" {
-            Command::internal(
-                known("get"),
-                vec![
-                    bytes::Bytes::from_static(b"GET"),
-                    bytes::Bytes::from_static(b"keyway:check-config"),
-                ],
-            )
-        } else {
-            Command::internal(known("ping"), vec![bytes::Bytes::from_static(b"PING")])
-        };
-        let started = std::time::Instant::now();
-        let answer = tokio::time::timeout(timeout, ns.backend.execute(vec![ask])).await;
-        let took = started.elapsed().as_secs_f64() * 1000.0;
-        let line = match answer {
-            Err(_) => {
-                ok = false;
-                format!("FAILED: no answer within {} ms", timeout.as_millis())
-            }
-            Ok(replies) => match replies.into_iter().next() {
-                Some(Reply::Error(e)) => {
-                    ok = false;
-                    format!("FAILED: {}", String::from_utf8_lossy(&e))
-                }
-                Some(_) => format!("OK, answered in {took:.1} ms"),
-                None => {
-                    ok = false;
-                    "FAILED: no reply".into()
-                }
-            },
-        };
-        out.push_str(&format!("backend '{}' ({kind}): {line}\n", ns.backend_name));
-    }
-    (ok, out)
 }
