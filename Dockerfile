@@ -17,7 +17,7 @@ RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && cargo build --release --locked --bin keyway \
- && rm -rf src target/release/keyway target/release/deps/keyway-* target/release/.fingerprint/keyway-*
+ && rm -rf src target/release/keyway target/release/deps/keyway-* target/release/deps/libkeyway-* target/release/.fingerprint/keyway-*
 COPY src ./src
 RUN cargo build --release --locked --bin keyway
 
