@@ -444,6 +444,15 @@ async fn setuser_and_deluser_at_runtime_as_in_redis() {
         ],
     )
     .await;
+    // AUTH is never refused by a user's rules, whatever they allow.
+    common::same_replies_words(&mut r, &mut k, &["ACL SETUSER lim on >p -@all +get"]).await;
+    let (mut lr, mut lk) = (redis.raw().await, kw.raw().await);
+    common::same_replies_words(
+        &mut lr,
+        &mut lk,
+        &["AUTH lim p", "SET x y", "AUTH lim p", "AUTH u1 pw2"],
+    )
+    .await;
     // A change applies to the logged-in connection from its next command.
     common::same_replies_words(&mut r, &mut k, &["ACL SETUSER u1 -hset +@list"]).await;
     common::same_replies_words(
