@@ -51,6 +51,7 @@ fn decode_route_execute_encode(c: &mut Criterion) {
                     inspect: false,
                     scope: None,
                     db: 0,
+                    unblock: None,
                 });
             }
             let mut out = BytesMut::new();

@@ -777,3 +777,60 @@ fn a_damaged_snapshot_file_is_a_config_error() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+/// CLIENT UNBLOCK ends a blocked command as a timeout would, or with
+/// -UNBLOCKED, as Redis does; a client not blocked gives 0.
+#[tokio::test]
+async fn client_unblock_as_in_redis() {
+    let redis = RedisServer::start();
+    let kw = Keyway::start().await;
+    let mut transcripts = Vec::new();
+    for (mut a, mut b) in [
+        (redis.raw().await, redis.raw().await),
+        (kw.raw().await, kw.raw().await),
+    ] {
+        let mut out = Vec::new();
+        a.send(&common::resp(&["CLIENT", "ID"])).await;
+        let id_reply = a.reply().await;
+        let id = String::from_utf8_lossy(&id_reply[1..id_reply.len() - 2]).into_owned();
+        for (blocking, reason) in [
+            ("BLPOP l 0", "TIMEOUT"),
+            ("BLPOP l 0", "ERROR"),
+            ("BLMOVE l m LEFT RIGHT 0", ""),
+            ("BZPOPMIN z 0", "ERROR"),
+            ("XREAD BLOCK 0 STREAMS s $", "TIMEOUT"),
+            ("WAIT 1 0", "TIMEOUT"),
+            ("WAIT 1 0", "ERROR"),
+        ] {
+            a.send(&common::resp(&blocking.split(' ').collect::<Vec<_>>()))
+                .await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let mut unblock = vec!["CLIENT", "UNBLOCK", id.as_str()];
+            if !reason.is_empty() {
+                unblock.push(reason);
+            }
+            b.send(&common::resp(&unblock)).await;
+            out.extend(b.reply().await);
+            out.extend(a.reply().await);
+        }
+        for cmd in [
+            format!("CLIENT UNBLOCK {id}"),
+            "CLIENT UNBLOCK 999999".to_string(),
+            "CLIENT UNBLOCK x".to_string(),
+            format!("CLIENT UNBLOCK {id} SOMETIMES"),
+            "CLIENT UNBLOCK".to_string(),
+        ] {
+            b.send(&common::resp(&cmd.split(' ').collect::<Vec<_>>()))
+                .await;
+            out.extend(b.reply().await);
+        }
+        // Nothing was taken by the ended waits.
+        b.send(&common::resp(&["RPUSH", "l", "x"])).await;
+        out.extend(b.reply().await);
+        a.send(&common::resp(&["BLPOP", "l", "1"])).await;
+        out.extend(a.reply().await);
+        transcripts.push(out.escape_ascii().to_string());
+    }
+    assert_eq!(transcripts[1], transcripts[0]);
+    assert!(transcripts[0].contains("UNBLOCKED"), "{}", transcripts[0]);
+}

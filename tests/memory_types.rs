@@ -267,7 +267,8 @@ async fn blocked_clients_are_served_in_order() {
     )
     .await;
     c.check("BLPOP k 0.05", "*-1\r\n").await;
-    c.check("BLMOVE k d LEFT RIGHT 0.05", "$-1\r\n").await;
+    // A null array, as redis-server 7.0 times BLMOVE out too.
+    c.check("BLMOVE k d LEFT RIGHT 0.05", "*-1\r\n").await;
     c.check("RPUSH ready x", ":1\r\n").await;
     c.check("BRPOP nope ready 0", "*2\r\n$5\r\nready\r\n$1\r\nx\r\n")
         .await;

@@ -49,6 +49,47 @@ pub struct Command {
     /// The client's database (SELECT); 0 unless it chose another. A backend
     /// without databases refuses any other (see [`Backend::databases`]).
     pub db: u8,
+    /// For a blocking command: how CLIENT UNBLOCK reaches it, for a
+    /// backend that can end its wait (the memory backend).
+    pub unblock: Option<Arc<Unblock>>,
+}
+
+/// CLIENT UNBLOCK's line to one client's blocking command.
+#[derive(Debug, Default)]
+pub struct Unblock {
+    /// 0: nothing asked; 1: end as if timed out; 2: end with -UNBLOCKED.
+    pub asked: std::sync::atomic::AtomicU8,
+    /// Set by a backend while it waits in a way it can end.
+    pub waiting: std::sync::atomic::AtomicBool,
+    pub notify: tokio::sync::Notify,
+}
+
+impl Unblock {
+    /// Ends the wait, if one can be ended; false otherwise.
+    pub fn ask(&self, error: bool) -> bool {
+        use std::sync::atomic::Ordering;
+        if !self.waiting.load(Ordering::Acquire) {
+            return false;
+        }
+        self.asked
+            .store(if error { 2 } else { 1 }, Ordering::Release);
+        self.notify.notify_waiters();
+        true
+    }
+
+    /// Waits until asked; then whether to end with the error.
+    pub async fn asked(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        loop {
+            let n = self.notify.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            match self.asked.swap(0, Ordering::AcqRel) {
+                0 => n.await,
+                mode => return mode == 2,
+            }
+        }
+    }
 }
 
 impl Command {
@@ -62,6 +103,7 @@ impl Command {
             inspect: true,
             scope: None,
             db: 0,
+            unblock: None,
         }
     }
 }

@@ -54,6 +54,8 @@ struct Groups {
     commands: usize,
     /// The client's database, given to every command.
     db: u8,
+    /// The client's CLIENT UNBLOCK line, given to its blocking commands.
+    unblock: Option<Arc<crate::backend::Unblock>>,
 }
 
 type Group = (Arc<dyn Backend>, Vec<Command>, Arc<NamespaceMetrics>);
@@ -76,7 +78,16 @@ impl Groups {
             }
         };
         let batch = &mut self.groups[g].1;
-        batch.push(Command { db: self.db, ..cmd });
+        let unblock = if cmd.spec.has(crate::wire::command::BLOCKING) {
+            self.unblock.clone()
+        } else {
+            None
+        };
+        batch.push(Command {
+            db: self.db,
+            unblock,
+            ..cmd
+        });
         (g, batch.len() - 1)
     }
 }
@@ -88,11 +99,13 @@ pub async fn execute(
     requests: Vec<(Request, &'static CommandSpec)>,
     resp3: bool,
     db: u8,
+    unblock: Option<&Arc<crate::backend::Unblock>>,
 ) -> Vec<Reply> {
     let mut groups = Groups {
         groups: Vec::new(),
         commands: requests.len(),
         db,
+        unblock: unblock.cloned(),
     };
     let plans: Vec<Plan> = requests
         .into_iter()
@@ -503,6 +516,7 @@ pub fn rewrite(
             inspect: false,
             scope,
             db: 0,
+            unblock: None,
         };
     }
     let mut args = req.args;
@@ -519,6 +533,7 @@ pub fn rewrite(
         inspect: reply_has_keys(spec),
         scope,
         db: 0,
+        unblock: None,
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Client {
     pub kill: Notify,
     /// Waiting in a blocking command (INFO's blocked_clients).
     pub blocked: AtomicBool,
+    /// CLIENT UNBLOCK's line to its blocking command.
+    pub unblock: Arc<crate::backend::Unblock>,
     /// Bytes the client holds (buffers, queued messages), kept by its
     /// connection; see `limits::Usage`.
     pub mem: Arc<AtomicUsize>,
@@ -68,6 +70,7 @@ impl Client {
             details: Mutex::new(Details::default()),
             kill: Notify::new(),
             blocked: AtomicBool::new(false),
+            unblock: Default::default(),
             mem: Arc::new(AtomicUsize::new(0)),
             queued: Arc::new(AtomicUsize::new(0)),
             limit_closed: AtomicBool::new(false),

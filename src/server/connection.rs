@@ -542,11 +542,8 @@ impl Connection {
         writer: Option<&mut ClientStream>,
     ) -> Result<(), Ended> {
         let reply_command = |(req, spec): &(Request, Option<&'static CommandSpec>)| {
-            spec.is_some_and(|s| s.name == "client")
-                && req
-                    .args
-                    .get(1)
-                    .is_some_and(|a| a.eq_ignore_ascii_case(b"REPLY"))
+            let sub = req.args.get(1).map(|a| a.to_ascii_uppercase());
+            spec.is_some_and(|s| s.name == "client") && sub.as_deref() == Some(b"REPLY")
         };
         if self.state.replies == Replies::On && !requests.iter().any(reply_command) {
             return self.run_all_replies(requests, out, writer).await;
@@ -846,8 +843,15 @@ impl Connection {
         } else {
             self.running = routed[0].1.name;
             let timing = self.timing(&routed[0].0.raw, routed.len() - 1);
-            let replies =
-                dispatch::execute(router, routed, self.state.resp3(), self.state.details.db).await;
+            let unblock = Some(&self.state.registered.client.unblock);
+            let replies = dispatch::execute(
+                router,
+                routed,
+                self.state.resp3(),
+                self.state.details.db,
+                unblock,
+            )
+            .await;
             self.timed(timing);
             replies.into_iter()
         };

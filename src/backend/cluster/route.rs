@@ -374,6 +374,7 @@ pub(super) fn plan(
                     inspect: true,
                     scope: None,
                     db: cmd.db,
+                    unblock: None,
                 };
                 let (g, at) = groups.push(node, sub);
                 parts.push((g, at, idx));

@@ -24,7 +24,8 @@ use crate::wire::reply::Reply;
 /// WAIT on the memory backend, which has no replicas: 0 at once when no
 /// replica is asked for, else 0 after the timeout (0: never), as a Redis
 /// without replicas answers.
-async fn wait(args: &[Bytes]) -> Reply {
+async fn wait(cmd: &Command) -> Reply {
+    let args = &cmd.args;
     let Some(n) = crate::wire::protocol::parse_i64(&args[1]) else {
         return CmdError::NotInteger.into();
     };
@@ -34,12 +35,54 @@ async fn wait(args: &[Bytes]) -> Reply {
         Some(t) => t as u64,
     };
     if n > 0 {
-        if ms == 0 {
-            std::future::pending::<()>().await;
+        let sleep = async {
+            if ms == 0 {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        };
+        let _waiting = Waiting::new(cmd.unblock.as_deref());
+        tokio::select! {
+            _ = sleep => {}
+            error = unblocked(cmd.unblock.as_deref()) => if error {
+                return Reply::error(UNBLOCKED);
+            },
         }
-        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     Reply::Int(0)
+}
+
+/// What a command unblocked with ERROR answers.
+const UNBLOCKED: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+
+/// Completes when CLIENT UNBLOCK asks (true: with the error); never
+/// without a line to the client.
+async fn unblocked(line: Option<&crate::backend::Unblock>) -> bool {
+    match line {
+        Some(u) => u.asked().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Says, while it lives, that the wait can be ended by CLIENT UNBLOCK.
+struct Waiting<'a>(Option<&'a crate::backend::Unblock>);
+
+impl<'a> Waiting<'a> {
+    fn new(line: Option<&'a crate::backend::Unblock>) -> Waiting<'a> {
+        if let Some(u) = line {
+            u.asked.store(0, std::sync::atomic::Ordering::Release);
+            u.waiting.store(true, std::sync::atomic::Ordering::Release);
+        }
+        Waiting(line)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(u) = self.0 {
+            u.waiting.store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
 }
 
 struct Waiter {
@@ -151,7 +194,7 @@ impl Memory {
     /// when a write serves it or its timeout passes.
     pub(super) async fn block(&self, cmd: &Command) -> Reply {
         if cmd.spec.name == "wait" {
-            return wait(&cmd.args).await;
+            return wait(cmd).await;
         }
         let (t, keys) = match timeout_and_keys(cmd.spec, &cmd.args) {
             Ok(Some(x)) => x,
@@ -196,26 +239,37 @@ impl Memory {
             waiters: self.waiters.clone(),
             id,
         };
-        let served = if t == 0.0 {
-            (&mut rx).await.ok()
-        } else {
-            let d = Duration::from_secs_f64(t);
-            tokio::time::timeout(d, &mut rx)
-                .await
-                .ok()
-                .and_then(Result::ok)
+        let waiting = Waiting::new(cmd.unblock.as_deref());
+        let wait = async {
+            if t == 0.0 {
+                (&mut rx).await.ok()
+            } else {
+                let d = Duration::from_secs_f64(t);
+                tokio::time::timeout(d, &mut rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
         };
+        // CLIENT UNBLOCK ends the wait as a timeout would, or with an error.
+        let (served, error) = tokio::select! {
+            s = wait => (s, false),
+            e = unblocked(cmd.unblock.as_deref()) => (None, e),
+        };
+        drop(waiting);
         if let Some(r) = served {
             return r;
         }
-        // Timed out: unregister, unless a write served us in the meantime.
+        // Timed out or unblocked: unregister, unless a write served us in
+        // the meantime (then the client gets what it was served).
         {
             let mut q = self.waiters.lock();
             self.waiters.unregister(&mut q, registration.id);
         }
         match rx.try_recv() {
             Ok(r) => r,
-            Err(_) => timeout_reply(cmd.spec.name),
+            Err(_) if error => Reply::error(UNBLOCKED),
+            Err(_) => timeout_reply(),
         }
     }
 
@@ -285,9 +339,9 @@ impl Memory {
 }
 
 /// The timeout reply: a null bulk for the moves, a null array otherwise.
-fn timeout_reply(name: &str) -> Reply {
-    match name {
-        "blmove" | "brpoplpush" => Reply::Nil,
-        _ => Reply::NilArray,
-    }
+/// What a blocking command answers when its wait ends without an
+/// element: a null array for every kind, BLMOVE and BRPOPLPUSH included
+/// (whose element would be a bulk string), as Redis's timeout reply is.
+fn timeout_reply() -> Reply {
+    Reply::NilArray
 }

@@ -229,6 +229,41 @@ pub(super) fn client(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -
             }
             Ok(Reply::ok())
         }
+        // CLIENT UNBLOCK id [TIMEOUT|ERROR]: 1 when the client was blocked
+        // and its wait is ended (memory backend), 0 when it was not.
+        "unblock" => {
+            if !(3..=4).contains(&args.len()) {
+                return Err(CmdError::WrongArity("client|unblock".into()));
+            }
+            let id = crate::wire::protocol::parse_i64(&args[2]).ok_or(CmdError::NotInteger)?;
+            let error = match args.get(3) {
+                None => false,
+                Some(m) if is(m, "TIMEOUT") => false,
+                Some(m) if is(m, "ERROR") => true,
+                Some(_) => {
+                    return Err(CmdError::msg(
+                        "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+                    ));
+                }
+            };
+            let target = shared
+                .clients
+                .all()
+                .into_iter()
+                .find(|c| i64::try_from(c.id).is_ok_and(|c| c == id));
+            match target {
+                Some(c) if c.blocked.load(std::sync::atomic::Ordering::Acquire) => {
+                    if c.unblock.ask(error) {
+                        Ok(Reply::Int(1))
+                    } else {
+                        Err(CmdError::msg(
+                            "ERR CLIENT UNBLOCK: that client waits on a Redis server, whose wait keyway cannot end yet",
+                        ))
+                    }
+                }
+                _ => Ok(Reply::Int(0)),
+            }
+        }
         "reply" => {
             arity(3)?;
             state.replies = if is(&args[2], "ON") {
