@@ -758,7 +758,7 @@ async fn save_without_a_snapshot_file_says_how_to_have_one() {
         .await
         .check(
             "SAVE",
-            "-ERR no backend here keeps a snapshot: give a memory backend `snapshot = \"path\"` (Redis servers save by their own configuration)\r\n",
+            "-ERR no backend here keeps a snapshot: give a memory backend `snapshot = \"path\"` (a Redis server shared by several namespaces saves by its own configuration)\r\n",
         )
         .await;
 }

@@ -1005,3 +1005,27 @@ async fn shard_channels_answer_as_redis_does() {
     r2.check("PUBSUB SHARDCHANNELS", "*1\r\n$6\r\napp1:x\r\n")
         .await;
 }
+
+/// SAVE and BGSAVE reach a Redis server that a namespace has to itself,
+/// and answer as it does.
+#[tokio::test]
+async fn save_reaches_a_redis_server_of_its_own() {
+    let r = RedisServer::start();
+    let kw = Keyway::with_toml(&format!(
+        "[backends.r]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n\
+         [[namespaces]]\nname = \"all\"\nprefix = \"\"\nbackend = \"r\"\n",
+        r.port
+    ))
+    .await;
+    let mut k = kw.raw().await;
+    k.check("SET k v", "+OK\r\n").await;
+    k.check("SAVE", "+OK\r\n").await;
+    let mut direct = r.direct().await;
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    assert!(info.contains("rdb_changes_since_last_save:0"), "{info}");
+    k.check("BGSAVE", "+Background saving started\r\n").await;
+}

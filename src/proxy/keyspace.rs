@@ -88,8 +88,8 @@ pub async fn execute(
         "script" => script(router, args).await,
         "function" => function(router, args).await,
         "pubsub" => pubsub(router, args, view).await,
-        "save" => save(router, args, view, false),
-        "bgsave" => save(router, args, view, true),
+        "save" => save(router, args, view, false).await,
+        "bgsave" => save(router, args, view, true).await,
         _ => Err(CmdError::msg(format!(
             "ERR '{}' is not a keyspace command",
             spec.name
@@ -98,10 +98,11 @@ pub async fn execute(
     r.unwrap_or_else(Reply::from)
 }
 
-/// SAVE and BGSAVE [SCHEDULE]: a snapshot of each backend keyway keeps
-/// one of (a memory backend with `snapshot`) whose namespaces the client
-/// sees whole. Redis servers behind keyway save by their own settings.
-fn save(router: &Router, args: &[Bytes], view: &dyn Visible, background: bool) -> CmdResult {
+/// SAVE and BGSAVE [SCHEDULE]: a snapshot of each backend whose
+/// namespaces the client sees whole: keyway's own for a memory backend
+/// with `snapshot`, the server's for a Redis server a namespace has to
+/// itself (a shared server is another application's to save).
+async fn save(router: &Router, args: &[Bytes], view: &dyn Visible, background: bool) -> CmdResult {
     match &args[1..] {
         [] => {}
         [s] if background && is(s, "SCHEDULE") => {}
@@ -117,12 +118,19 @@ fn save(router: &Router, args: &[Bytes], view: &dyn Visible, background: bool) -
         match ns.backend.save(background) {
             Some(Ok(text)) => reply = Some(text),
             Some(Err(e)) => return Err(CmdError::msg(e)),
+            None if ns.owns_backend && ns.backend.kind() == "redis" => {
+                let name = if background { "bgsave" } else { "save" };
+                match call(ns, name, args.to_vec()).await? {
+                    Reply::Status(s) => reply = Some(String::from_utf8_lossy(&s).into_owned()),
+                    other => return Ok(other),
+                }
+            }
             None => {}
         }
     }
     let text = reply.ok_or_else(|| {
         CmdError::msg(
-            "ERR no backend here keeps a snapshot: give a memory backend `snapshot = \"path\"` (Redis servers save by their own configuration)",
+            "ERR no backend here keeps a snapshot: give a memory backend `snapshot = \"path\"` (a Redis server shared by several namespaces saves by its own configuration)",
         )
     })?;
     Ok(Reply::Status(Bytes::from(text)))
