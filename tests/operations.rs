@@ -753,7 +753,9 @@ async fn status_page_renders_in_a_browser() {
     let kw = Keyway::with_toml(
         &redis_config(redis.port)
             .replace("[server]\n", "[server]\nmetrics_listen = \"127.0.0.1:0\"\n")
-            .replace("name = \"app\"", "name = \"app\"\nmirror = \"local\""),
+            .replace("name = \"app\"", "name = \"app\"\nmirror = \"local\"")
+            // A backend name of this test's own: the metrics are the process's.
+            .replace("main", "status_main"),
     )
     .await;
     let addr = kw.shared.metrics_addr.expect("metrics listener");
@@ -761,9 +763,9 @@ async fn status_page_renders_in_a_browser() {
     raw.check("SET k v", "+OK\r\n").await;
     let json = http_get(addr, "/status.json").await;
     for want in [
-        "\"name\":\"app\",\"prefix\":\"\",\"backend\":\"main\",\"kind\":\"redis\",\"mirror\":\"local\"",
+        "\"name\":\"app\",\"prefix\":\"\",\"backend\":\"status_main\",\"kind\":\"redis\",\"mirror\":\"local\"",
         "\"name\":\"scratch\",\"prefix\":\"tmp:\"",
-        "{\"name\":\"main\",\"kind\":\"redis\",\"health\":\"up (1/1 connections)\",\"upstream_connections\":1}",
+        "{\"name\":\"status_main\",\"kind\":\"redis\",\"health\":\"up (1/1 connections)\",\"upstream_connections\":1}",
         "\"samples\":[{\"at\":",
     ] {
         assert!(json.contains(want), "{want} in {json}");
@@ -789,7 +791,7 @@ async fn status_page_renders_in_a_browser() {
     .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
     for want in [
-        "<td>app</td><td>(catch-all)</td><td>main (redis)</td><td>local</td>",
+        "<td>app</td><td>(catch-all)</td><td>status_main (redis)</td><td>local</td>",
         "<td>scratch</td><td>tmp:</td><td>local (memory)</td>",
         "<td class=\"up\">up (1/1 connections)</td>",
         "Error replies/s",

@@ -110,8 +110,9 @@ pub fn write_body(out: &mut BytesMut, value: ValueRef<'_>) {
         }
         ValueRef::ZSet(z) => {
             put_len(out, z.len());
-            for (m, score) in z.members() {
-                put_string(out, m);
+            // In rank order: the same set always gives the same payload.
+            for (m, score) in z.range(0, z.len()) {
+                put_string(out, &m);
                 out.extend_from_slice(&score.to_le_bytes());
             }
         }
