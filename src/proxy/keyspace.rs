@@ -200,7 +200,7 @@ fn owned(router: &Router, ns: &Arc<Namespace>, keys: Vec<Bytes>) -> Vec<Bytes> {
 
 /// The backend pattern selecting a namespace's keys, and whether it already
 /// applies the client's pattern (only when keys are not rewritten).
-fn backend_pattern(ns: &Namespace, client: Option<&Bytes>) -> (Bytes, bool) {
+pub(crate) fn backend_pattern(ns: &Namespace, client: Option<&Bytes>) -> (Bytes, bool) {
     let scope = ns.scope();
     match client {
         Some(p) if scope.is_empty() && !ns.rewrites() => (p.clone(), true),

@@ -7,6 +7,7 @@
 pub mod confine;
 pub mod dispatch;
 pub mod keyspace;
+pub mod migrate;
 pub mod pubsub;
 pub mod router;
 pub mod transaction;

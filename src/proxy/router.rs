@@ -88,6 +88,9 @@ pub struct Namespace {
     /// (see `backend::scope`); None when they may touch the whole backend.
     pub script_scope: Option<Arc<KeyScope>>,
     pub metrics: Arc<NamespaceMetrics>,
+    /// The backend's wrapper when the namespace has a mirror: where a
+    /// migration (`proxy::migrate`) runs and keeps its status.
+    pub mirrored: Option<Arc<crate::backend::mirror::Mirrored>>,
 }
 
 impl NamespaceConfig {
@@ -252,8 +255,11 @@ impl Router {
             let Some(mut b) = backend(&ns.backend_key()) else {
                 continue;
             };
+            let mut mirrored = None;
             if let Some(m) = ns.mirror.as_deref().and_then(&backend) {
-                b = crate::backend::mirror::Mirrored::shared(b, m, &ns.name);
+                let m = crate::backend::mirror::Mirrored::shared(b, m, &ns.name);
+                b = m.clone();
+                mirrored = Some(m);
             }
             let owns_backend = users.get(ns.backend.as_str()) == Some(&1)
                 && ns.key_prefix.is_empty()
@@ -312,6 +318,7 @@ impl Router {
                     crate::wire::metrics::metrics().declare(&ns.name, &ns.backend);
                     NamespaceMetrics::new(&ns.name, &ns.backend)
                 },
+                mirrored,
             }));
         }
         let by_prefix: HashMap<Bytes, usize> = namespaces

@@ -292,6 +292,8 @@ table![
     ("slaveof", 3, LOCAL, N),
     ("latency", -2, LOCAL, N),
     ("lolwut", -1, LOCAL, N),
+    // keyway's own: moving a namespace (server::admin::migration).
+    ("keyway", -2, LOCAL, N),
     ("monitor", 1, LOCAL, N),
     ("readonly", 1, LOCAL, N),
     ("readwrite", 1, LOCAL, N),

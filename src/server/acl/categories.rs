@@ -213,6 +213,7 @@ pub const COMMANDS: &[(&str, u32)] = &[
     ("incrbyfloat", WRITE | STRING | FAST),
     ("info", SLOW | DANGEROUS),
     ("keys", KEYSPACE | READ | SLOW | DANGEROUS),
+    ("keyway", ADMIN | SLOW | DANGEROUS),
     ("lastsave", ADMIN | FAST | DANGEROUS),
     ("latency", SLOW),
     ("latency|doctor", ADMIN | SLOW | DANGEROUS),

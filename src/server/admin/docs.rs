@@ -52,8 +52,50 @@ pub fn docs() -> &'static Docs {
                 }
             }
         }
+        let (i, d) = keyway_entry();
+        info.insert("keyway".into(), i);
+        docs.insert("keyway".into(), d);
         Docs { info, docs }
     })
+}
+
+/// COMMAND INFO and DOCS of KEYWAY, keyway's own command (see
+/// `admin::migration`), in the shape redis-server gives its own.
+fn keyway_entry() -> (Reply, Reply) {
+    let s = |t: &str| Reply::Status(Bytes::copy_from_slice(t.as_bytes()));
+    let b = |t: &str| Reply::Bulk(Bytes::copy_from_slice(t.as_bytes()));
+    let info = Reply::Array(vec![
+        b("keyway"),
+        Reply::Int(-2),
+        Reply::Set(vec![s("admin"), s("noscript")]),
+        Reply::Int(0),
+        Reply::Int(0),
+        Reply::Int(0),
+        Reply::Set(vec![s("@admin"), s("@slow"), s("@dangerous")]),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+    ]);
+    let docs = Reply::Map(vec![
+        (
+            b("summary"),
+            b("Moves a namespace with its data: backfill, verify, status, stop (keyway's own)"),
+        ),
+        (b("since"), b("0.1.0")),
+        (b("group"), b("server")),
+        (
+            b("complexity"),
+            b("O(1) to start; the task runs in the background"),
+        ),
+        (
+            b("arguments"),
+            Reply::Array(vec![Reply::Map(vec![
+                (b("name"), b("subcommand")),
+                (b("type"), b("string")),
+            ])]),
+        ),
+    ]);
+    (info, docs)
 }
 
 /// One RESP3 value of the data file at `*at` (the types Redis uses in

@@ -10,6 +10,7 @@ mod docs;
 mod info;
 mod introspect;
 pub mod memory;
+pub mod migration;
 mod session;
 mod trivia;
 
@@ -78,6 +79,7 @@ pub async fn execute(
         "latency" => trivia::latency(args),
         "memory" => memory::memory(state, shared, router, args).await,
         "lolwut" => Ok(trivia::lolwut(&router.redis_version())),
+        "keyway" => migration::keyway(shared, args),
         "readonly" | "readwrite" => Err(CmdError::msg(
             "ERR This instance has cluster support disabled",
         )),

@@ -1,0 +1,574 @@
+//! Mirroring (`mirror = "<backend>"` on a namespace): every write the
+//! namespace's backend acknowledged is replayed, in order, on a second
+//! backend. It fills the backend a namespace is moving to while clients
+//! keep using the old one, so that the switch (`backend = "<new>"`) finds
+//! the data there; reads never touch the mirror.
+//!
+//! The client's reply is the primary's alone and never waits for the
+//! mirror: mirrored writes queue (up to [`QUEUE`] batches; past that they
+//! are dropped and counted) and one task replays them in order, as few
+//! large batches. Only what the primary applied is replayed: a write it
+//! refused is not, and a transaction only if EXEC committed. Commands
+//! without keys (FLUSHDB, SCRIPT FLUSH) are not mirrored, since the mirror
+//! may hold other namespaces' keys; nor commands the mirror's kind of
+//! backend cannot run (counted as `unsupported`).
+//!
+//! A write whose outcome is chosen when it runs is replayed as its effect,
+//! as Redis replicates it, so that the mirror holds the same data: SPOP as
+//! SREM of the members it popped, XADD with an automatic ID with the ID it
+//! got, XREADGROUP as the pending entries it created, a blocking pop as
+//! the plain pop of what it took (BLPOP as LPOP of the key it served), and
+//! relative expiries (EXPIRE, SET EX, SETEX, GETEX PX...) as the absolute
+//! time they stood for when the primary applied them.
+//!
+//! The queue also carries what a migration (`proxy::migrate`) sends to
+//! the mirror, so that it lands in order among the replayed writes; see
+//! `track` for how a copy never overwrites a newer write.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+mod effects;
+pub mod track;
+
+use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
+use crate::wire::command::{CommandSpec, WRITE};
+use crate::wire::error::CmdError;
+use crate::wire::metrics::metrics;
+use crate::wire::reply::Reply;
+use effects::{as_replayed, committed, failed, needs_reply};
+use track::{InFlight, Tracker, Tracking, Watch};
+
+/// Batches waiting for the mirror, at most; more are dropped.
+const QUEUE: usize = 1024;
+/// Commands the replaying task sends in one batch, at most.
+const REPLAY_BATCH: usize = 4096;
+
+/// A namespace's backend whose writes are replayed on a mirror.
+pub struct Mirrored {
+    primary: Arc<dyn Backend>,
+    mirror: Arc<dyn Backend>,
+    namespace: String,
+    /// The replaying task's queue, started on first use (inside the runtime).
+    tap: OnceLock<Tap>,
+    tracker: Arc<Tracker>,
+    /// The wrapper with the roles the other way round that a reload
+    /// replaced (a cut-over or a roll-back): until its queue has drained,
+    /// this one serves nothing, or a write could overtake an older one.
+    previous: tokio::sync::Mutex<Option<Arc<Mirrored>>>,
+    waiting_previous: AtomicBool,
+    /// What a migration reports (see `proxy::migrate`).
+    pub status: Mutex<MigrationStatus>,
+}
+
+/// A namespace's place in its move, for INFO, metrics and `keyway migrate`.
+#[derive(Clone, Debug, Default)]
+pub struct MigrationStatus {
+    /// mirroring, backfilling, backfilled, verifying, verified, differs,
+    /// stopped, failed; "cut over" once the roles were swapped.
+    pub phase: &'static str,
+    /// The task running now ("backfill", "verify"), if any.
+    pub running: Option<&'static str>,
+    pub keys_done: u64,
+    pub bytes_done: u64,
+    /// Keys the namespace held when the task began (an estimate).
+    pub keys_total: u64,
+    /// Keys read again because a write raced the copy.
+    pub retried: u64,
+    /// Keys the target's kind of backend cannot hold, left out.
+    pub skipped: u64,
+    pub errors: u64,
+    /// Keys that differ (verify), and the first few of them.
+    pub differences: u64,
+    pub differing: Vec<String>,
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    /// The source's SCAN cursor, to resume from.
+    pub cursor: String,
+    pub error: Option<String>,
+    /// An operator asked the running task to stop.
+    pub stop: bool,
+}
+
+impl Mirrored {
+    /// The wrapper for `namespace` over these two backends: the one an
+    /// earlier config built, while it lives and both backends are the same
+    /// (a reload keeps unchanged backends), so that writes queued before a
+    /// reload and those after it are replayed by one task, in order. Two
+    /// tasks would race: the newer could replay a write to a key before
+    /// the older replayed an earlier one.
+    pub fn shared(
+        primary: Arc<dyn Backend>,
+        mirror: Arc<dyn Backend>,
+        namespace: &str,
+    ) -> Arc<Mirrored> {
+        // Wrappers alive in this process (several servers may run in it).
+        static LIVE: Mutex<Vec<Weak<Mirrored>>> = Mutex::new(Vec::new());
+        let same = |a: &Arc<dyn Backend>, b: &Arc<dyn Backend>| {
+            std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+        };
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|w| w.strong_count() > 0);
+        let found = live.iter().filter_map(Weak::upgrade).find(|m| {
+            m.namespace == namespace && same(&m.primary, &primary) && same(&m.mirror, &mirror)
+        });
+        if let Some(m) = found {
+            return m;
+        }
+        let swapped = live.iter().filter_map(Weak::upgrade).find(|m| {
+            m.namespace == namespace && same(&m.primary, &mirror) && same(&m.mirror, &primary)
+        });
+        let cut_over = swapped.is_some();
+        let m = Arc::new(Mirrored::new(primary, mirror, namespace, swapped));
+        if cut_over {
+            m.update(|s| s.phase = "cut over");
+        }
+        live.push(Arc::downgrade(&m));
+        m
+    }
+
+    fn new(
+        primary: Arc<dyn Backend>,
+        mirror: Arc<dyn Backend>,
+        namespace: &str,
+        previous: Option<Arc<Mirrored>>,
+    ) -> Mirrored {
+        Mirrored {
+            primary,
+            mirror,
+            namespace: namespace.to_string(),
+            tap: OnceLock::new(),
+            tracker: Arc::default(),
+            waiting_previous: AtomicBool::new(previous.is_some()),
+            previous: tokio::sync::Mutex::new(previous),
+            status: Mutex::new(MigrationStatus {
+                phase: "mirroring",
+                ..MigrationStatus::default()
+            }),
+        }
+    }
+
+    fn tap(&self) -> &Tap {
+        self.tap.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(replay(
+                self.mirror.clone(),
+                rx,
+                self.namespace.clone(),
+                self.tracker.clone(),
+            ));
+            Tap {
+                mirror: self.mirror.clone(),
+                namespace: self.namespace.clone(),
+                queue: tx,
+                tracker: self.tracker.clone(),
+            }
+        })
+    }
+
+    /// Waits, once, for the wrapper this one replaced with the roles
+    /// swapped: its writes in flight finished and its queue replayed.
+    async fn after_previous(&self) {
+        if !self.waiting_previous.load(Ordering::Acquire) {
+            return;
+        }
+        let mut previous = self.previous.lock().await;
+        if let Some(old) = previous.take() {
+            old.tracker.idle().await;
+            let _ = old.probe(Vec::new()).await;
+        }
+        self.waiting_previous.store(false, Ordering::Release);
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The backend clients are served by.
+    pub fn primary(&self) -> &Arc<dyn Backend> {
+        &self.primary
+    }
+
+    /// The backend writes are replayed on.
+    pub fn target(&self) -> &Arc<dyn Backend> {
+        &self.mirror
+    }
+
+    pub fn status(&self) -> MigrationStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_status(&self, s: MigrationStatus) {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    /// Changes the status in place.
+    pub fn update(&self, f: impl FnOnce(&mut MigrationStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Tracks live writes while it lives (see `track`).
+    pub async fn tracking(&self) -> Tracking {
+        self.tracker.enable().await
+    }
+
+    /// Starts watching keys before reading them from the primary.
+    pub fn watch(&self, keys: &[Bytes]) {
+        self.tracker.watch(keys);
+    }
+
+    /// Ends the watch of `keys`: `build` is told what happened to each and
+    /// returns the commands to queue for the mirror, which are queued at
+    /// once, in order among the writes; their replies come back later.
+    pub async fn settle(
+        &self,
+        keys: &[Bytes],
+        build: impl FnOnce(Vec<Watch>) -> Vec<Command>,
+    ) -> Result<oneshot::Receiver<Vec<Reply>>, CmdError> {
+        let closed = || CmdError::msg("ERR the mirror's queue is closed");
+        let permit = self.tap().queue.reserve().await.map_err(|_| closed())?;
+        let (tx, rx) = oneshot::channel();
+        self.tracker.settle(keys, |seen| {
+            permit.send(Item::Probe(build(seen), tx));
+        });
+        Ok(rx)
+    }
+
+    /// Runs commands on the mirror after every write queued so far.
+    pub async fn probe(&self, cmds: Vec<Command>) -> Result<Vec<Reply>, CmdError> {
+        let closed = || CmdError::msg("ERR the mirror's queue is closed");
+        let (tx, rx) = oneshot::channel();
+        self.tap()
+            .queue
+            .send(Item::Probe(cmds, tx))
+            .await
+            .map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())
+    }
+
+    /// Keys to copy again (see `track`), emptied.
+    pub fn take_touched(&self) -> Vec<Bytes> {
+        self.tracker.take_touched()
+    }
+}
+
+/// What the replaying task is given, in order.
+enum Item {
+    /// Writes the primary applied.
+    Writes(Vec<Command>),
+    /// Commands whose replies are wanted (a migration's copies and reads).
+    Probe(Vec<Command>, oneshot::Sender<Vec<Reply>>),
+}
+
+/// What a batch's primary and its sessions need to mirror their writes.
+#[derive(Clone)]
+struct Tap {
+    mirror: Arc<dyn Backend>,
+    namespace: String,
+    queue: mpsc::Sender<Item>,
+    tracker: Arc<Tracker>,
+}
+
+impl Tap {
+    /// Whether a command is a write to replay on the mirror.
+    fn wants(cmd: &Command) -> bool {
+        // Most writes name one key: told without building the key list.
+        cmd.spec.has(WRITE)
+            && (cmd.spec.single_key(cmd.args.len()).is_some()
+                || !cmd.spec.key_positions(&cmd.args).is_empty())
+    }
+
+    /// The writes of `batch` worth replaying, taken before the primary
+    /// runs it (commands are cheap to clone: their arguments are shared).
+    /// Commands replayed as their effect are asked for a structured reply,
+    /// and so is EXEC when such a command is in its transaction.
+    fn copy(&self, batch: &mut [Command]) -> Taken {
+        let mut taken = Taken::default();
+        let mut multi = None;
+        let mut effects_in_multi = false;
+        for (i, c) in batch.iter_mut().enumerate() {
+            match c.spec.name {
+                "multi" => {
+                    multi = Some(i);
+                    effects_in_multi = false;
+                }
+                "exec" | "discard" => {
+                    if let Some(m) = multi.take() {
+                        taken.blocks.push((m, i));
+                        c.inspect |= effects_in_multi;
+                    }
+                }
+                _ => {}
+            }
+            if Tap::wants(c) {
+                if needs_reply(c) {
+                    c.inspect = true;
+                    effects_in_multi |= multi.is_some();
+                }
+                taken.writes.push((i, c.clone()));
+            }
+        }
+        taken.inflight = Some(self.tracker.begin(taken.writes.iter().map(|(_, c)| c)));
+        taken
+    }
+
+    /// Queues what the primary applied, given its replies to the batch.
+    fn send(&self, mut taken: Taken, replies: &[Reply]) {
+        let writes = std::mem::take(&mut taken.writes);
+        if writes.is_empty() {
+            return;
+        }
+        let now = crate::wire::util::now_ms();
+        let mut out = Vec::with_capacity(writes.len());
+        let mut unsupported = 0;
+        for (i, c) in writes {
+            let Some(result) = taken.result(i, replies) else {
+                continue;
+            };
+            for c in as_replayed(c, result, now) {
+                if self.mirror.supports(c.spec) {
+                    out.push(c);
+                } else {
+                    unsupported += 1;
+                }
+            }
+        }
+        let m = metrics();
+        m.mirrored(&self.namespace, "unsupported", unsupported);
+        if out.is_empty() {
+            return;
+        }
+        let n = out.len() as u64;
+        if self.queue.try_send(Item::Writes(out)).is_err() {
+            m.mirrored(&self.namespace, "dropped", n);
+        }
+    }
+}
+
+/// The writes taken from a batch, and its transactions.
+#[derive(Default)]
+struct Taken {
+    writes: Vec<(usize, Command)>,
+    /// (MULTI, EXEC or DISCARD) positions of each transaction in the batch.
+    blocks: Vec<(usize, usize)>,
+    /// Ends when the writes were queued (dropped after them).
+    inflight: Option<InFlight>,
+}
+
+impl Taken {
+    /// Whether the command at `i` was applied: None if not; Some(None) if
+    /// it was and its reply is not known apart (inside a transaction whose
+    /// EXEC reply was forwarded as bytes); Some(Some(reply)) otherwise.
+    fn result<'a>(&self, i: usize, replies: &'a [Reply]) -> Option<Option<&'a Reply>> {
+        let Some(&(m, e)) = self.blocks.iter().find(|(m, e)| *m < i && i < *e) else {
+            return replies.get(i).filter(|r| !failed(r)).map(Some);
+        };
+        // In a transaction the queued commands answer QUEUED; EXEC's reply
+        // holds theirs, or says that none ran.
+        match replies.get(e) {
+            Some(Reply::Array(items)) => items.get(i - m - 1).filter(|r| !failed(r)).map(Some),
+            Some(r) if committed(r) => Some(None),
+            _ => None,
+        }
+    }
+}
+
+/// Replays queued writes on the mirror, in order, merging what queued
+/// while the last batch ran; ends when the wrapper is dropped (a reload
+/// that changes the namespace's backend or mirror builds a new one).
+async fn replay(
+    mirror: Arc<dyn Backend>,
+    mut rx: mpsc::Receiver<Item>,
+    namespace: String,
+    tracker: Arc<Tracker>,
+) {
+    let mut next = rx.recv().await;
+    while let Some(item) = next.take() {
+        let mut batch = match item {
+            Item::Probe(cmds, tx) => {
+                let replies = if cmds.is_empty() {
+                    Vec::new()
+                } else {
+                    mirror.execute(cmds).await
+                };
+                let _ = tx.send(replies);
+                next = rx.recv().await;
+                continue;
+            }
+            Item::Writes(batch) => batch,
+        };
+        // Merge the writes queued meanwhile, up to a probe (kept in order).
+        while batch.len() < REPLAY_BATCH {
+            match rx.try_recv() {
+                Ok(Item::Writes(more)) => batch.extend(more),
+                Ok(probe) => {
+                    next = Some(probe);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let n = batch.len() as u64;
+        // The keys of a refused write are copied again by a migration.
+        let sent = tracker.active().then(|| batch.clone());
+        let replies = mirror.execute(batch).await;
+        let errors = replies.iter().filter(|r| failed(r)).count() as u64;
+        if let Some(e) = replies.iter().find(|r| failed(r)) {
+            debug!(namespace = namespace.as_str(), error = ?e, "mirror refused a write");
+            if let Some(sent) = sent {
+                tracker.refused(
+                    sent.iter()
+                        .zip(&replies)
+                        .filter(|(_, r)| failed(r))
+                        .flat_map(|(c, _)| {
+                            c.spec
+                                .key_positions(&c.args)
+                                .into_iter()
+                                .filter_map(|p| c.args.get(p).cloned())
+                        }),
+                );
+            }
+        }
+        let m = metrics();
+        m.mirrored(&namespace, "ok", n.saturating_sub(errors));
+        m.mirrored(&namespace, "error", errors);
+        if next.is_none() {
+            next = rx.recv().await;
+        }
+    }
+}
+
+impl Backend for Mirrored {
+    fn kind(&self) -> &'static str {
+        self.primary.kind()
+    }
+
+    fn supports(&self, spec: &CommandSpec) -> bool {
+        self.primary.supports(spec)
+    }
+
+    /// Mirrored namespaces serve database 0 only: the replaying task sends
+    /// one batch of many clients' writes, and a batch has one database.
+    fn databases(&self) -> bool {
+        false
+    }
+
+    fn server_version(&self) -> Option<String> {
+        self.primary.server_version()
+    }
+
+    fn health(&self) -> String {
+        self.primary.health()
+    }
+
+    fn execute(&self, mut batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+        Box::pin(async move {
+            self.after_previous().await;
+            let tap = self.tap();
+            let taken = tap.copy(&mut batch);
+            if taken.writes.is_empty() {
+                return self.primary.execute(batch).await;
+            }
+            let replies = self.primary.execute(batch).await;
+            tap.send(taken, &replies);
+            replies
+        })
+    }
+
+    fn session(&self) -> BoxFuture<'_, Result<Box<dyn Session>, CmdError>> {
+        Box::pin(async move {
+            self.after_previous().await;
+            let inner = self.primary.session().await?;
+            Ok(Box::new(MirroredSession {
+                inner,
+                tap: self.tap().clone(),
+            }) as Box<dyn Session>)
+        })
+    }
+
+    fn subscriber(
+        &self,
+        tag: usize,
+        pushes: Pushes,
+    ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>> {
+        self.primary.subscriber(tag, pushes)
+    }
+
+    fn save(&self, background: bool) -> Option<Result<String, String>> {
+        self.primary.save(background)
+    }
+
+    fn last_save(&self) -> Option<u64> {
+        self.primary.last_save()
+    }
+
+    fn shutdown(&self) {
+        self.primary.shutdown();
+    }
+
+    fn shard_of(&self, channel: &[u8]) -> usize {
+        self.primary.shard_of(channel)
+    }
+
+    fn shard_subscriber(
+        &self,
+        tag: usize,
+        pushes: Pushes,
+        channel: Bytes,
+    ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>> {
+        self.primary.shard_subscriber(tag, pushes, channel)
+    }
+}
+
+/// A pinned session (WATCH ... EXEC) whose writes are mirrored too.
+struct MirroredSession {
+    inner: Box<dyn Session>,
+    tap: Tap,
+}
+
+impl Session for MirroredSession {
+    fn execute(&mut self, mut batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+        Box::pin(async move {
+            let taken = self.tap.copy(&mut batch);
+            let replies = self.inner.execute(batch).await;
+            self.tap.send(taken, &replies);
+            replies
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_s_commands_take_their_results_from_exec() {
+        let ok = Reply::ok();
+        let taken = Taken {
+            writes: Vec::new(),
+            blocks: vec![(1, 4), (5, 7)],
+            ..Taken::default()
+        };
+        let replies = vec![
+            ok.clone(),
+            ok.clone(),
+            Reply::status("QUEUED"),
+            Reply::status("QUEUED"),
+            Reply::Array(vec![Reply::Int(1), Reply::error("WRONGTYPE x")]),
+            ok.clone(),
+            Reply::status("QUEUED"),
+            Reply::Raw(Bytes::from_static(b"*-1\r\n")),
+        ];
+        assert_eq!(taken.result(0, &replies), Some(Some(&ok)));
+        assert_eq!(taken.result(2, &replies), Some(Some(&Reply::Int(1))));
+        assert_eq!(taken.result(3, &replies), None, "failed inside EXEC");
+        assert_eq!(taken.result(6, &replies), None, "the transaction aborted");
+    }
+}

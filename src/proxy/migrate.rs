@@ -1,0 +1,673 @@
+//! Moving a namespace with its data: the backfill that copies every key of
+//! a mirrored namespace from its backend to its mirror, and the
+//! verification that compares both sides, while clients keep working.
+//!
+//! Both walk the source with SCAN (the namespace's part of it only) in
+//! batches. Each batch is watched (`backend::mirror::track`) before it is
+//! read and settled after: keys a live write raced are read again, the
+//! rest is queued to the mirror in order among the replayed writes, so a
+//! copy never overwrites a newer write and a comparison never reports a
+//! write still on its way. Keys written together with others during the
+//! pass (RENAME, SUNIONSTORE...) are copied again at its end.
+//!
+//! A copy is Redis's own serialized value (DUMP, then RESTORE ... REPLACE
+//! ABSTTL) when both sides speak it; with memcached on either side, the
+//! string a key holds and its expiry (GET, PTTL, then SET ... PXAT), other
+//! types being left out and counted. A source that cannot list its keys
+//! (memcached) cannot be backfilled. The comparison reads each key's
+//! type, a digest of its value and its TTL on both sides.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::backend::Command;
+use crate::backend::mirror::{MigrationStatus, Mirrored};
+use crate::proxy::keyspace::backend_pattern;
+use crate::proxy::router::{Namespace, Router};
+use crate::wire::command;
+use crate::wire::error::CmdError;
+use crate::wire::reply::Reply;
+use crate::wire::util::{bytes, now_ms, random_below};
+
+/// Times a key is read again when writes keep racing it.
+const ATTEMPTS: u32 = 100;
+/// Passes over the keys written with others during a backfill.
+const CATCH_UP_PASSES: usize = 10;
+/// Keys named in a verification's report, at most.
+const REPORTED: usize = 20;
+
+/// What an operator asked for.
+#[derive(Clone, Debug)]
+pub enum Task {
+    Backfill {
+        /// Keys per second, at most (0: as fast as it goes).
+        rate: u64,
+        batch: usize,
+        /// Resume from the saved cursor instead of starting over.
+        resume: bool,
+    },
+    Verify {
+        /// The fraction of keys compared, in (0, 1].
+        sample: f64,
+        /// The TTL difference tolerated, in ms.
+        tolerance: u64,
+        batch: usize,
+    },
+}
+
+/// Starts `task` on namespace `ns` in the background.
+pub fn start(router: Arc<Router>, ns: &str, task: Task) -> Result<(), CmdError> {
+    let (ns, m) = mirrored(&router, ns)?;
+    let name = match task {
+        Task::Backfill { .. } => "backfill",
+        Task::Verify { .. } => "verify",
+    };
+    if name == "backfill" && !m.primary().supports(command::known("scan")) {
+        return Err(CmdError::msg(format!(
+            "ERR namespace '{}' is on a {} backend, which cannot list its keys: \
+             nothing to backfill from (its new writes are mirrored)",
+            ns.name,
+            m.primary().kind()
+        )));
+    }
+    {
+        let mut s = m.status.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = s.running {
+            return Err(CmdError::msg(format!(
+                "ERR a {r} is already running on namespace '{}'",
+                ns.name
+            )));
+        }
+        let cursor = match task {
+            Task::Backfill { resume: true, .. } => std::mem::take(&mut s.cursor),
+            _ => String::new(),
+        };
+        *s = MigrationStatus {
+            phase: if name == "backfill" {
+                "backfilling"
+            } else {
+                "verifying"
+            },
+            running: Some(name),
+            started_ms: now_ms(),
+            cursor,
+            stop: false,
+            ..MigrationStatus::default()
+        };
+    }
+    tokio::spawn(async move {
+        let outcome = match &task {
+            Task::Backfill { rate, batch, .. } => backfill(&router, &ns, &m, *rate, *batch).await,
+            Task::Verify {
+                sample,
+                tolerance,
+                batch,
+            } => verify(&router, &ns, &m, *sample, *tolerance, *batch).await,
+        };
+        m.update(|s| {
+            s.running = None;
+            s.finished_ms = now_ms();
+            s.phase = match (&outcome, s.stop) {
+                (Err(e), _) => {
+                    s.error = Some(e.to_string());
+                    "failed"
+                }
+                (Ok(()), true) => "stopped",
+                (Ok(()), false) if name == "backfill" => "backfilled",
+                (Ok(()), false) if s.differences == 0 => "verified",
+                (Ok(()), false) => "differs",
+            };
+        });
+    });
+    Ok(())
+}
+
+/// Asks the task running on `ns` to stop after its current batch.
+pub fn stop(router: &Router, ns: &str) -> Result<bool, CmdError> {
+    let (_, m) = mirrored(router, ns)?;
+    let mut s = m.status.lock().unwrap_or_else(|e| e.into_inner());
+    s.stop = s.running.is_some();
+    Ok(s.stop)
+}
+
+/// The namespace's move as INFO and `KEYWAY MIGRATE ... STATUS` show it.
+pub fn status(router: &Router, ns: &str) -> Result<MigrationStatus, CmdError> {
+    Ok(mirrored(router, ns)?.1.status())
+}
+
+fn mirrored(router: &Router, name: &str) -> Result<(Arc<Namespace>, Arc<Mirrored>), CmdError> {
+    let ns = router
+        .namespaces
+        .iter()
+        .find(|n| n.name == name)
+        .ok_or_else(|| CmdError::msg(format!("ERR no namespace named '{name}'")))?;
+    let m = ns.mirrored.clone().ok_or_else(|| {
+        CmdError::msg(format!(
+            "ERR namespace '{name}' has no mirror: give it `mirror = \"<backend>\"` in the \
+             config and reload first"
+        ))
+    })?;
+    Ok((ns.clone(), m))
+}
+
+fn internal(name: &str, args: Vec<Bytes>) -> Command {
+    Command::internal(command::known(name), args)
+}
+
+/// One SCAN step over the namespace's part of the source: the next cursor
+/// ("0" at the end) and the keys, as the backend names them.
+async fn scan_step(
+    router: &Router,
+    ns: &Arc<Namespace>,
+    m: &Mirrored,
+    cursor: &str,
+    count: usize,
+) -> Result<(String, Vec<Bytes>), CmdError> {
+    let (pattern, _) = backend_pattern(ns, None);
+    let cmd = internal(
+        "scan",
+        vec![
+            bytes("SCAN"),
+            Bytes::copy_from_slice(cursor.as_bytes()),
+            bytes("MATCH"),
+            pattern,
+            bytes("COUNT"),
+            Bytes::from(count.to_string()),
+        ],
+    );
+    let reply = m.primary().execute(vec![cmd]).await.into_iter().next();
+    let Some(Reply::Array(mut parts)) = reply else {
+        return Err(CmdError::msg(format!(
+            "ERR SCAN on the source failed: {}",
+            describe(reply.as_ref())
+        )));
+    };
+    let keys = match parts.pop() {
+        Some(Reply::Array(items) | Reply::Set(items)) => items
+            .into_iter()
+            .filter_map(|r| match r {
+                Reply::Bulk(k) => Some(k),
+                _ => None,
+            })
+            // Only the namespace's own keys (not a longer prefix's).
+            .filter(|k| ns.foreign_owner(k).is_none())
+            .filter(|k| {
+                ns.from_backend(k)
+                    .is_some_and(|c| router.route(&c).is_some_and(|o| Arc::ptr_eq(o, ns)))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let next = match parts.pop() {
+        Some(Reply::Bulk(c)) => String::from_utf8_lossy(&c).into_owned(),
+        _ => "0".into(),
+    };
+    Ok((next, keys))
+}
+
+fn describe(r: Option<&Reply>) -> String {
+    match r {
+        Some(Reply::Error(e)) => String::from_utf8_lossy(e).into_owned(),
+        Some(other) => format!("unexpected reply {other:?}"),
+        None => "no reply".into(),
+    }
+}
+
+/// Whether copies go as DUMP/RESTORE (else as strings).
+fn serialized(m: &Mirrored) -> bool {
+    m.primary().supports(command::known("dump")) && m.target().supports(command::known("restore"))
+}
+
+async fn backfill(
+    router: &Router,
+    ns: &Arc<Namespace>,
+    m: &Arc<Mirrored>,
+    rate: u64,
+    batch: usize,
+) -> Result<(), CmdError> {
+    let _tracking = m.tracking().await;
+    if ns.owns_backend {
+        if let Some(Reply::Int(n)) = m
+            .primary()
+            .execute(vec![internal("dbsize", vec![bytes("DBSIZE")])])
+            .await
+            .into_iter()
+            .next()
+        {
+            m.update(|s| s.keys_total = n.max(0) as u64);
+        }
+    }
+    let mut cursor = m.status().cursor;
+    if cursor.is_empty() {
+        cursor = "0".into();
+    }
+    let started = std::time::Instant::now();
+    loop {
+        if m.status().stop {
+            return Ok(());
+        }
+        let (next, keys) = scan_step(router, ns, m, &cursor, batch).await?;
+        copy(m, keys).await?;
+        cursor = next;
+        m.update(|s| s.cursor = cursor.clone());
+        if rate > 0 {
+            // Ahead of the rate: wait until the keys done are due.
+            let due = Duration::from_secs_f64(m.status().keys_done as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        if cursor == "0" {
+            break;
+        }
+    }
+    for _ in 0..CATCH_UP_PASSES {
+        let again = m.take_touched();
+        if again.is_empty() {
+            break;
+        }
+        for chunk in again.chunks(batch.max(1)) {
+            copy(m, chunk.to_vec()).await?;
+        }
+    }
+    m.update(|s| s.cursor.clear());
+    Ok(())
+}
+
+/// Copies keys to the mirror, reading again those a write raced.
+async fn copy(m: &Mirrored, mut keys: Vec<Bytes>) -> Result<(), CmdError> {
+    let dump = serialized(m);
+    for attempt in 0..ATTEMPTS {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        if attempt > 0 {
+            m.update(|s| s.retried += keys.len() as u64);
+            tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(20)))).await;
+        }
+        m.watch(&keys);
+        let reads: Vec<Command> = keys
+            .iter()
+            .flat_map(|k| {
+                let value = if dump {
+                    internal("dump", vec![bytes("DUMP"), k.clone()])
+                } else {
+                    internal("get", vec![bytes("GET"), k.clone()])
+                };
+                [internal("pttl", vec![bytes("PTTL"), k.clone()]), value]
+            })
+            .collect();
+        let replies = m.primary().execute(reads).await;
+        let now = now_ms();
+        let mut again = Vec::new();
+        let mut skipped = 0;
+        let mut size = 0;
+        let copied = m
+            .settle(&keys, |seen| {
+                let mut out = Vec::new();
+                for (i, (k, w)) in keys.iter().zip(seen).enumerate() {
+                    let (ttl, value) = (replies.get(2 * i), replies.get(2 * i + 1));
+                    let gone =
+                        matches!(value, Some(Reply::Nil)) || matches!(ttl, Some(Reply::Int(-2)));
+                    if w.dirty || (w.waiters && !gone) {
+                        again.push(k.clone());
+                        continue;
+                    }
+                    match (ttl, value) {
+                        _ if gone => out.push(internal("del", vec![bytes("DEL"), k.clone()])),
+                        (Some(Reply::Int(ttl)), Some(Reply::Bulk(v))) => {
+                            size += v.len();
+                            out.push(written(k, v, *ttl, now, dump));
+                        }
+                        // Not a string (memcached on one side), or unreadable.
+                        _ => skipped += 1,
+                    }
+                }
+                out
+            })
+            .await?
+            .await
+            .map_err(|_| CmdError::msg("ERR the mirror's queue is closed"))?;
+        let errors = copied
+            .iter()
+            .filter(|r| matches!(r, Reply::Error(_)))
+            .count();
+        if let Some(e) = copied.iter().find(|r| matches!(r, Reply::Error(_))) {
+            m.update(|s| s.error = Some(describe(Some(e))));
+        }
+        let done = keys.len() - again.len();
+        m.update(|s| {
+            s.keys_done += done as u64;
+            s.bytes_done += size as u64;
+            s.skipped += skipped;
+            s.errors += errors as u64;
+        });
+        keys = again;
+    }
+    // Written to all the time: left for the mirror alone, and counted.
+    m.update(|s| s.errors += keys.len() as u64);
+    Ok(())
+}
+
+/// The command that writes a copy on the mirror.
+fn written(key: &Bytes, value: &Bytes, ttl: i64, now: u64, dump: bool) -> Command {
+    let at = (ttl >= 0).then(|| Bytes::from(now.saturating_add(ttl as u64).to_string()));
+    if dump {
+        let mut args = vec![
+            bytes("RESTORE"),
+            key.clone(),
+            at.clone().unwrap_or_else(|| bytes("0")),
+            value.clone(),
+            bytes("REPLACE"),
+        ];
+        if at.is_some() {
+            args.push(bytes("ABSTTL"));
+        }
+        internal("restore", args)
+    } else {
+        let mut args = vec![bytes("SET"), key.clone(), value.clone()];
+        if let Some(at) = at {
+            args.push(bytes("PXAT"));
+            args.push(at);
+        }
+        internal("set", args)
+    }
+}
+
+/// The reads that give a key's value in a form both sides agree on.
+fn value_reads(kind: &[u8], key: &Bytes) -> Vec<Command> {
+    let k = key.clone();
+    match kind {
+        b"string" => vec![internal("get", vec![bytes("GET"), k])],
+        b"list" => vec![internal(
+            "lrange",
+            vec![bytes("LRANGE"), k, bytes("0"), bytes("-1")],
+        )],
+        b"set" => vec![internal("smembers", vec![bytes("SMEMBERS"), k])],
+        b"zset" => vec![internal(
+            "zrange",
+            vec![
+                bytes("ZRANGE"),
+                k,
+                bytes("0"),
+                bytes("-1"),
+                bytes("WITHSCORES"),
+            ],
+        )],
+        b"hash" => vec![internal("hgetall", vec![bytes("HGETALL"), k])],
+        b"stream" => vec![internal(
+            "xrange",
+            vec![bytes("XRANGE"), k, bytes("-"), bytes("+")],
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// A digest of a value read by `value_reads`, the same whatever order a
+/// set's members or a hash's fields came in.
+fn digest(kind: &[u8], r: Option<&Reply>) -> u64 {
+    fn flat(r: &Reply, out: &mut Vec<Vec<u8>>) {
+        match r {
+            Reply::Bulk(b) => out.push(b.to_vec()),
+            Reply::Int(n) => out.push(n.to_string().into_bytes()),
+            Reply::Double(d) => out.push(d.to_string().into_bytes()),
+            Reply::Nil => out.push(b"(nil)".to_vec()),
+            Reply::Array(items) | Reply::Set(items) => items.iter().for_each(|i| flat(i, out)),
+            Reply::Map(pairs) | Reply::Pairs(pairs) => pairs.iter().for_each(|(k, v)| {
+                flat(k, out);
+                flat(v, out)
+            }),
+            other => out.push(format!("{other:?}").into_bytes()),
+        }
+    }
+    let mut items = Vec::new();
+    if let Some(r) = r {
+        flat(r, &mut items);
+    }
+    match kind {
+        b"set" => items.sort(),
+        b"hash" => {
+            let mut pairs: Vec<Vec<Vec<u8>>> = items.chunks(2).map(|c| c.to_vec()).collect();
+            pairs.sort();
+            items = pairs.into_iter().flatten().collect();
+        }
+        _ => {}
+    }
+    let mut h = DefaultHasher::new();
+    kind.hash(&mut h);
+    items.hash(&mut h);
+    h.finish()
+}
+
+/// The reads that describe keys on one side: TYPE (when `typed`), PTTL
+/// and the value as `kinds` says its type is; and how many value reads
+/// each key has.
+fn description_reads(keys: &[Bytes], kinds: &[Bytes], typed: bool) -> (Vec<Command>, Vec<usize>) {
+    let mut asks = Vec::new();
+    let mut reads = Vec::new();
+    for (k, kind) in keys.iter().zip(kinds) {
+        if typed {
+            asks.push(internal("type", vec![bytes("TYPE"), k.clone()]));
+        }
+        asks.push(internal("pttl", vec![bytes("PTTL"), k.clone()]));
+        let r = value_reads(kind, k);
+        reads.push(r.len());
+        asks.extend(r);
+    }
+    (asks, reads)
+}
+
+/// Each key's (type, TTL, digest) from the replies to `description_reads`;
+/// without TYPE (memcached), a key that reads as nil is `none`.
+fn described(replies: &[Reply], kinds: &[Bytes], typed: bool, reads: &[usize]) -> Vec<Described> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for (kind, &n) in kinds.iter().zip(reads) {
+        let mut kind = kind.clone();
+        if typed {
+            kind = match replies.get(at) {
+                Some(Reply::Status(s) | Reply::Bulk(s)) => s.clone(),
+                _ => bytes("none"),
+            };
+            at += 1;
+        }
+        let ttl = match replies.get(at) {
+            Some(Reply::Int(t)) => *t,
+            _ => -2,
+        };
+        let value = if n == 0 { None } else { replies.get(at + 1) };
+        if ttl == -2 || (!typed && matches!(value, Some(Reply::Nil))) {
+            kind = bytes("none");
+        }
+        let sum = digest(&kind, value);
+        out.push((kind, ttl, sum));
+        at += 1 + n;
+    }
+    out
+}
+
+type Described = (Bytes, i64, u64);
+
+async fn verify(
+    router: &Router,
+    ns: &Arc<Namespace>,
+    m: &Arc<Mirrored>,
+    sample: f64,
+    tolerance: u64,
+    batch: usize,
+) -> Result<(), CmdError> {
+    let _tracking = m.tracking().await;
+    let mut cursor = "0".to_string();
+    loop {
+        if m.status().stop {
+            return Ok(());
+        }
+        let (next, keys) = scan_step(router, ns, m, &cursor, batch).await?;
+        let keys: Vec<Bytes> = keys
+            .into_iter()
+            .filter(|_| sample >= 1.0 || (random_below(1_000_000) as f64) < sample * 1e6)
+            .collect();
+        compare(m, keys, tolerance).await?;
+        cursor = next;
+        m.update(|s| s.cursor = cursor.clone());
+        if cursor == "0" {
+            return Ok(());
+        }
+    }
+}
+
+/// Compares keys on both sides, reading again those a write raced.
+async fn compare(m: &Mirrored, mut keys: Vec<Bytes>, tolerance: u64) -> Result<(), CmdError> {
+    for attempt in 0..ATTEMPTS {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        if attempt > 0 {
+            m.update(|s| s.retried += keys.len() as u64);
+            tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(20)))).await;
+        }
+        m.watch(&keys);
+        let typed = m.primary().supports(command::known("type"));
+        let kinds: Vec<Bytes> = if typed {
+            let asks = keys
+                .iter()
+                .map(|k| internal("type", vec![bytes("TYPE"), k.clone()]))
+                .collect();
+            m.primary()
+                .execute(asks)
+                .await
+                .into_iter()
+                .map(|r| match r {
+                    Reply::Status(s) | Reply::Bulk(s) => s,
+                    _ => bytes("none"),
+                })
+                .collect()
+        } else {
+            keys.iter().map(|_| bytes("string")).collect()
+        };
+        let (asks, reads) = description_reads(&keys, &kinds, false);
+        let here = described(&m.primary().execute(asks).await, &kinds, false, &reads);
+        // The mirror is read in order behind the writes queued so far, as
+        // the primary was read: a write raced neither read, or the key is
+        // read again.
+        let mirror_typed = m.target().supports(command::known("type"));
+        let mut again = Vec::new();
+        let mut clean = Vec::new();
+        let mut layout = Vec::new();
+        let replies = m
+            .settle(&keys, |seen| {
+                let mut asks = Vec::new();
+                for (i, w) in seen.into_iter().enumerate() {
+                    if w.dirty || w.waiters {
+                        again.push(keys[i].clone());
+                        continue;
+                    }
+                    clean.push(i);
+                    let (a, r) = description_reads(
+                        std::slice::from_ref(&keys[i]),
+                        std::slice::from_ref(&here[i].0),
+                        mirror_typed,
+                    );
+                    asks.extend(a);
+                    layout.extend(r);
+                }
+                asks
+            })
+            .await?
+            .await
+            .map_err(|_| CmdError::msg("ERR the mirror's queue is closed"))?;
+        let clean_keys: Vec<Bytes> = clean.iter().map(|&i| keys[i].clone()).collect();
+        let clean_kinds: Vec<Bytes> = clean.iter().map(|&i| here[i].0.clone()).collect();
+        let there = described(&replies, &clean_kinds, mirror_typed, &layout);
+        let mut differing = Vec::new();
+        for (j, &i) in clean.iter().enumerate() {
+            let (kind, ttl, sum) = &here[i];
+            let (kind2, ttl2, sum2) = &there[j];
+            let why = if kind != kind2 {
+                Some(format!(
+                    "type {} here, {} on the mirror",
+                    String::from_utf8_lossy(kind),
+                    String::from_utf8_lossy(kind2)
+                ))
+            } else if sum != sum2 {
+                Some("value".to_string())
+            } else if (*ttl < 0) != (*ttl2 < 0) || ttl.abs_diff(*ttl2) > tolerance {
+                Some(format!("ttl {ttl} ms here, {ttl2} ms on the mirror"))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                differing.push(format!(
+                    "{}: {why}",
+                    String::from_utf8_lossy(&clean_keys[j])
+                ));
+            }
+        }
+        let n = differing.len() as u64;
+        let done = clean.len() as u64;
+        m.update(|s| {
+            s.keys_done += done;
+            s.differences += n;
+            let room = REPORTED.saturating_sub(s.differing.len());
+            s.differing.extend(differing.into_iter().take(room));
+        });
+        keys = again;
+    }
+    m.update(|s| s.errors += keys.len() as u64);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Reply {
+        Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn digests_ignore_the_order_of_sets_and_hashes_only() {
+        let ab = Reply::Array(vec![b("a"), b("1"), b("b"), b("2")]);
+        let ba = Reply::Array(vec![b("b"), b("2"), b("a"), b("1")]);
+        assert_eq!(digest(b"hash", Some(&ab)), digest(b"hash", Some(&ba)));
+        assert_eq!(digest(b"set", Some(&ab)), digest(b"set", Some(&ba)));
+        assert_ne!(digest(b"list", Some(&ab)), digest(b"list", Some(&ba)));
+        // A field's value moving to another field is a difference.
+        let swapped = Reply::Array(vec![b("a"), b("2"), b("b"), b("1")]);
+        assert_ne!(digest(b"hash", Some(&ab)), digest(b"hash", Some(&swapped)));
+        assert_ne!(
+            digest(b"string", Some(&b("x"))),
+            digest(b"list", Some(&b("x")))
+        );
+    }
+
+    #[test]
+    fn copies_keep_the_absolute_expiry() {
+        let k = Bytes::from_static(b"k");
+        let v = Bytes::from_static(b"v");
+        let words = |c: Command| {
+            c.args
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            words(written(&k, &v, -1, 1000, true)),
+            "RESTORE k 0 v REPLACE"
+        );
+        assert_eq!(
+            words(written(&k, &v, 500, 1000, true)),
+            "RESTORE k 1500 v REPLACE ABSTTL"
+        );
+        assert_eq!(words(written(&k, &v, -1, 1000, false)), "SET k v");
+        assert_eq!(
+            words(written(&k, &v, 500, 1000, false)),
+            "SET k v PXAT 1500"
+        );
+    }
+}

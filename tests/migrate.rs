@@ -1,0 +1,488 @@
+//! Moving a namespace with its data (KEYWAY MIGRATE): backfill under
+//! writes, verification, cut-over and roll-back by reload, with every
+//! acknowledged write accounted for; between the memory backend and a
+//! redis-server of the test's own, both ways, and to memcached.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{Keyway, MemcachedServer, RedisServer};
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+
+fn config(redis_port: u16, backend: &str, mirror: Option<&str>) -> String {
+    let mirror = mirror
+        .map(|m| format!("mirror = \"{m}\"\n"))
+        .unwrap_or_default();
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.mem]
+type = "memory"
+[backends.red]
+type = "redis"
+url = "redis://127.0.0.1:{redis_port}"
+command_timeout_ms = 5000
+[[namespaces]]
+name = "app"
+prefix = ""
+backend = "{backend}"
+{mirror}"#
+    )
+}
+
+/// The status of a namespace's move, as text per field.
+async fn status(c: &mut MultiplexedConnection, ns: &str) -> HashMap<String, String> {
+    let v: redis::Value = redis::cmd("KEYWAY")
+        .arg("MIGRATE")
+        .arg(ns)
+        .arg("STATUS")
+        .query_async(c)
+        .await
+        .expect("STATUS");
+    let items = match v {
+        redis::Value::Array(items) => items,
+        redis::Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        other => panic!("STATUS answered {other:?}"),
+    };
+    items
+        .chunks(2)
+        .map(|kv| {
+            let text = |v: &redis::Value| match v {
+                redis::Value::Array(a) => format!("{a:?}"),
+                v => redis::from_redis_value::<String>(v.clone()).unwrap_or_default(),
+            };
+            (text(&kv[0]), text(&kv[1]))
+        })
+        .collect()
+}
+
+async fn run(c: &mut MultiplexedConnection, ns: &str, args: &[&str]) -> HashMap<String, String> {
+    let mut cmd = redis::cmd("KEYWAY");
+    cmd.arg("MIGRATE").arg(ns).arg(args);
+    let _: () = cmd.query_async(c).await.expect("KEYWAY MIGRATE");
+    wait_for(c, ns, |s| s["running"].is_empty()).await
+}
+
+/// Polls the status until `done` holds (60 s at most).
+async fn wait_for(
+    c: &mut MultiplexedConnection,
+    ns: &str,
+    done: impl Fn(&HashMap<String, String>) -> bool,
+) -> HashMap<String, String> {
+    for _ in 0..3000 {
+        let s = status(c, ns).await;
+        if done(&s) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out: {:?}", status(c, ns).await);
+}
+
+/// What the writers were told was done: per key, the increments and the
+/// pushes acknowledged.
+#[derive(Default)]
+struct Acked {
+    incr: HashMap<String, i64>,
+    pushed: HashMap<String, Vec<String>>,
+}
+
+/// Writers that keep writing hard until told to stop: INCR (a copy must
+/// not count one twice or lose one), RPUSH (order), HSET, SADD and ZADD on
+/// keys the backfill copies at the same time, expiries, DEL and RENAME.
+fn writers(kw: &Keyway, n: usize, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Acked>> {
+    (0..n)
+        .map(|w| {
+            let addr = kw.addr;
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let client = redis::Client::open(format!("redis://{addr}")).unwrap();
+                let mut c = client.get_multiplexed_async_connection().await.unwrap();
+                let mut acked = Acked::default();
+                let mut k = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let counter = format!("c:{}", k % 50);
+                    let _: i64 = c.incr(&counter, 1).await.expect("INCR");
+                    *acked.incr.entry(counter).or_default() += 1;
+                    let list = format!("l:{w}:{}", k % 20);
+                    let _: i64 = c.rpush(&list, k).await.expect("RPUSH");
+                    acked.pushed.entry(list).or_default().push(k.to_string());
+                    let _: i64 = c
+                        .hset(format!("h:{}", k % 300), format!("w{w}"), k)
+                        .await
+                        .expect("HSET");
+                    let _: i64 = c
+                        .sadd(format!("s:{}", k % 300), format!("{w}:{k}"))
+                        .await
+                        .expect("SADD");
+                    let _: i64 = c
+                        .zadd(format!("z:{}", k % 300), format!("{w}"), k)
+                        .await
+                        .expect("ZADD");
+                    if k % 7 == 0 {
+                        let _: () = c
+                            .set_ex(format!("t:{}", k % 40), "v", 100)
+                            .await
+                            .expect("SET EX");
+                    }
+                    if k % 11 == 0 {
+                        let _: i64 = c.del(format!("t:{}", (k + 3) % 40)).await.expect("DEL");
+                        // Moved between keys: the mirror must follow.
+                        let from = format!("p:{}", (k * 7 + w) % 2000);
+                        let _: redis::RedisResult<()> =
+                            c.rename(&from, format!("moved:{w}:{k}")).await;
+                    }
+                    k += 1;
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
+/// Data that was there before the mirror: what the backfill must copy.
+async fn preload(c: &mut MultiplexedConnection) {
+    let mut pipe = redis::pipe();
+    for i in 0..2000 {
+        pipe.set(format!("p:{i}"), format!("value-{i}")).ignore();
+        if i % 3 == 0 {
+            pipe.pexpire(format!("p:{i}"), 600_000).ignore();
+        }
+    }
+    for i in 0..300 {
+        pipe.hset_multiple(format!("h:{i}"), &[("a", "1"), ("b", "2")])
+            .ignore();
+        pipe.sadd(format!("s:{i}"), &["x", "y", "z"]).ignore();
+        pipe.zadd(format!("z:{i}"), "m", i).ignore();
+    }
+    for i in 0..50 {
+        pipe.set(format!("c:{i}"), 1000).ignore();
+    }
+    pipe.cmd("XADD").arg(&["stream", "1-1", "f", "v"]).ignore();
+    let _: () = pipe.query_async(c).await.expect("preload");
+}
+
+async fn check_acked(c: &mut MultiplexedConnection, all: &[Acked], writers: usize) {
+    let mut incr: HashMap<&str, i64> = HashMap::new();
+    for a in all {
+        for (k, n) in &a.incr {
+            *incr.entry(k).or_default() += n;
+        }
+    }
+    for (k, n) in incr {
+        let v: i64 = c.get(k).await.expect("GET");
+        assert_eq!(v, 1000 + n, "{k}: an acknowledged INCR was lost or doubled");
+    }
+    for (w, a) in all.iter().enumerate().take(writers) {
+        for (k, pushed) in &a.pushed {
+            let got: Vec<String> = c.lrange(k, 0, -1).await.expect("LRANGE");
+            assert_eq!(&got, pushed, "{k} (writer {w})");
+        }
+    }
+}
+
+fn merge(into: &mut Vec<Acked>, more: Vec<Acked>) {
+    if into.is_empty() {
+        *into = more;
+        return;
+    }
+    for (a, b) in into.iter_mut().zip(more) {
+        for (k, n) in b.incr {
+            *a.incr.entry(k).or_default() += n;
+        }
+        for (k, p) in b.pushed {
+            a.pushed.entry(k).or_default().extend(p);
+        }
+    }
+}
+
+async fn write_for(kw: &Keyway, n: usize, d: Duration, acked: &mut Vec<Acked>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = writers(kw, n, stop.clone());
+    tokio::time::sleep(d).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("writer"));
+    }
+    merge(acked, out);
+}
+
+/// The whole move under writes: memory to redis-server, backfilled while
+/// four clients write hard, verified, cut over, written, rolled back,
+/// written again, verified; every acknowledged write is where it belongs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_moves_with_its_data_under_writes_and_rolls_back() {
+    let redis = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("keyway-migrate-{}", common::free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keyway.toml");
+    std::fs::write(&path, config(redis.port, "mem", None)).unwrap();
+    let kw = Keyway::from_file(&path).await;
+    let mut c = kw.client().await;
+    preload(&mut c).await;
+    let reload = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(kw.ops.reload(), keyway::ops::reload::Outcome::Applied);
+    };
+
+    // Not mirrored yet: nothing to move to.
+    let e = redis::cmd("KEYWAY")
+        .arg("MIGRATE")
+        .arg("app")
+        .arg("BACKFILL")
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("has no mirror"), "{e}");
+
+    reload(config(redis.port, "mem", Some("red")));
+    let mut acked = Vec::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = writers(&kw, 4, stop.clone());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let done = run(&mut c, "app", &["BACKFILL", "BATCH", "50"]).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        acked.push(t.await.expect("writer"));
+    }
+    eprintln!("backfill under writes: {done:?}");
+    assert_eq!(done["phase"], "backfilled", "{done:?}");
+    assert_eq!(done["errors"], "0", "{done:?}");
+    assert!(
+        done["keys_done"].parse::<u64>().unwrap() >= 2000,
+        "{done:?}"
+    );
+
+    let verified = run(&mut c, "app", &["VERIFY"]).await;
+    assert_eq!(verified["phase"], "verified", "{verified:?}");
+    assert_eq!(verified["differences"], "0", "{verified:?}");
+    let mut direct = redis.direct().await;
+    check_acked(&mut direct, &acked, 4).await;
+    let v: String = direct.get("p:1999").await.unwrap_or_default();
+    let moved = v.is_empty();
+    if !moved {
+        assert_eq!(v, "value-1999");
+    }
+    let ttl: i64 = direct.pttl("p:3").await.unwrap();
+    assert!(ttl == -2 || (500_000..=600_000).contains(&ttl), "{ttl}");
+    let stream: i64 = redis::cmd("XLEN")
+        .arg("stream")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    assert_eq!(stream, 1);
+
+    // Cut over: redis serves, the memory backend is kept up to date.
+    reload(config(redis.port, "red", Some("mem")));
+    let s = status(&mut c, "app").await;
+    assert_eq!(s["phase"], "cut over");
+    write_for(&kw, 2, Duration::from_millis(500), &mut acked).await;
+    check_acked(&mut c, &acked, 2).await;
+
+    // Roll back: nothing written since the cut-over is lost.
+    reload(config(redis.port, "mem", Some("red")));
+    write_for(&kw, 2, Duration::from_millis(300), &mut acked).await;
+    check_acked(&mut c, &acked, 2).await;
+    let verified = run(&mut c, "app", &["VERIFY", "TOLERANCE", "2000"]).await;
+    assert_eq!(verified["differences"], "0", "{verified:?}");
+    check_acked(&mut direct, &acked, 2).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The other way, redis-server to the memory backend, with a rate limit,
+/// a stop and a resume; a verification that finds what differs.
+#[tokio::test]
+async fn backfill_stops_resumes_and_verify_names_what_differs() {
+    let redis = RedisServer::start();
+    let kw = Keyway::with_toml(&config(redis.port, "red", None)).await;
+    drop(kw);
+    let mut direct = redis.direct().await;
+    let mut pipe = redis::pipe();
+    for i in 0..3000 {
+        pipe.set(format!("k:{i}"), i).ignore();
+    }
+    pipe.rpush("list", &[1, 2, 3]).ignore();
+    let _: () = pipe.query_async(&mut direct).await.unwrap();
+    let kw = Keyway::with_toml(&config(redis.port, "red", Some("mem"))).await;
+    let mut c = kw.client().await;
+
+    let _: () = redis::cmd("KEYWAY")
+        .arg(&["MIGRATE", "app", "BACKFILL", "RATE", "2000", "BATCH", "100"])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    // A second task on the same namespace is refused while one runs.
+    let e = redis::cmd("KEYWAY")
+        .arg(&["MIGRATE", "app", "VERIFY"])
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("already running"), "{e}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped: i64 = redis::cmd("KEYWAY")
+        .arg(&["MIGRATE", "app", "STOP"])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(stopped, 1);
+    let s = wait_for(&mut c, "app", |s| s["phase"] == "stopped").await;
+    let part: u64 = s["keys_done"].parse().unwrap();
+    assert!(part > 0 && part < 3001, "rate-limited: {s:?}");
+    assert_ne!(s["cursor"], "", "{s:?}");
+
+    let done = run(&mut c, "app", &["BACKFILL", "RESUME", "BATCH", "500"]).await;
+    assert_eq!(done["phase"], "backfilled", "{done:?}");
+    let resumed: u64 = done["keys_done"].parse().unwrap();
+    assert!(resumed < 3001, "resumed, not started over: {done:?}");
+    let v = run(&mut c, "app", &["VERIFY"]).await;
+    assert_eq!(v["differences"], "0", "{v:?}");
+
+    // Changed behind keyway's back on the source: reported by name.
+    let _: () = direct.set("k:7", "changed").await.unwrap();
+    let _: () = direct.rpush("list", 4).await.unwrap();
+    let _: () = direct.expire("k:8", 1000).await.unwrap();
+    let v = run(&mut c, "app", &["VERIFY", "SAMPLE", "1"]).await;
+    assert_eq!(v["phase"], "differs", "{v:?}");
+    assert_eq!(v["differences"], "3", "{v:?}");
+    assert!(v["differing"].contains("k:7: value"), "{v:?}");
+    assert!(v["differing"].contains("ttl"), "{v:?}");
+
+    // Bad arguments are refused before anything starts.
+    for (args, want) in [
+        (
+            vec!["MIGRATE", "nope", "STATUS"],
+            "no namespace named 'nope'",
+        ),
+        (vec!["MIGRATE", "app", "VERIFY", "SAMPLE", "0"], "SAMPLE"),
+        (
+            vec!["MIGRATE", "app", "BACKFILL", "BATCH", "100001"],
+            "BATCH",
+        ),
+        (vec!["MIGRATE", "app", "BACKFILL", "FAST"], "syntax error"),
+        (vec!["NOPE"], "KEYWAY HELP"),
+    ] {
+        let e = redis::cmd("KEYWAY")
+            .arg(&args)
+            .query_async::<()>(&mut c)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(want), "{args:?}: {e}");
+    }
+}
+
+/// memcached holds strings only: a backfill into it copies those with
+/// their expiry and counts the rest as skipped; it cannot be a source.
+#[tokio::test]
+async fn memcached_takes_the_strings_and_cannot_be_listed() {
+    let mc = MemcachedServer::start();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.mem]
+type = "memory"
+[backends.mc]
+type = "memcached"
+servers = ["{}"]
+[[namespaces]]
+name = "app"
+prefix = ""
+backend = "mem"
+mirror = "mc"
+[[namespaces]]
+name = "back"
+prefix = "back:"
+backend = "mc"
+mirror = "mem"
+"#,
+        mc.addr()
+    );
+    let kw = Keyway::with_toml(&toml).await;
+    let mut c = kw.client().await;
+    let only_mc = format!(
+        "[backends.mc]\ntype = \"memcached\"\nservers = [\"{}\"]\n\
+         [[namespaces]]\nname = \"app\"\nprefix = \"\"\nbackend = \"mc\"\n",
+        mc.addr()
+    );
+    let mc_side = Keyway::with_toml(&only_mc).await;
+    let mut m = mc_side.client().await;
+    // Written before the mirror could see them: straight into the store.
+    let mut pipe = redis::pipe();
+    for i in 0..100 {
+        pipe.set(format!("str:{i}"), i).ignore();
+    }
+    pipe.set_ex("ttl", "v", 100).ignore();
+    pipe.hset("hash", "f", "v").ignore();
+    let _: () = pipe.query_async(&mut c).await.unwrap();
+    // Once the mirror replayed them (the last is "ttl"), they are removed.
+    common::until("the mirror to replay the writes", 5, || {
+        let mut m = m.clone();
+        async move { m.exists::<_, bool>("ttl").await.unwrap() }
+    })
+    .await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut m).await.unwrap();
+    let none: Option<String> = m.get("str:42").await.unwrap();
+    assert_eq!(none, None);
+    let done = run(&mut c, "app", &["BACKFILL"]).await;
+    assert_eq!(done["phase"], "backfilled", "{done:?}");
+    assert_eq!(done["skipped"], "1", "the hash: {done:?}");
+    let v: Option<i64> = m.get("str:42").await.unwrap();
+    assert_eq!(v, Some(42));
+    let ttl: i64 = m.ttl("ttl").await.unwrap();
+    assert!((98..=100).contains(&ttl), "{ttl}");
+    let v = run(&mut c, "app", &["VERIFY", "TOLERANCE", "2000"]).await;
+    assert_eq!(v["differences"], "1", "only the hash: {v:?}");
+    assert!(
+        v["differing"].contains("hash: type hash here, none"),
+        "{v:?}"
+    );
+
+    let e = redis::cmd("KEYWAY")
+        .arg(&["MIGRATE", "back", "BACKFILL"])
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot list its keys"), "{e}");
+}
+
+/// A cut-over while the mirror is behind: the new primary serves nothing
+/// until the old queue is replayed, or a write would land before older
+/// ones (an INCR on a counter the mirror has not caught up with).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_over_waits_for_the_mirror_to_catch_up() {
+    let redis = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("keyway-cutover-{}", common::free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keyway.toml");
+    std::fs::write(&path, config(redis.port, "mem", Some("red"))).unwrap();
+    let kw = Keyway::from_file(&path).await;
+    let mut c = kw.client().await;
+    let mut pipe = redis::pipe();
+    for _ in 0..3000 {
+        pipe.incr("n", 1).ignore();
+    }
+    let _: () = pipe.query_async(&mut c).await.unwrap();
+    // The mirror stalls with more writes queued for it than it replays
+    // in one batch.
+    redis.signal("STOP");
+    let mut more = redis::pipe();
+    for _ in 0..10_000 {
+        more.incr("n", 1).ignore();
+    }
+    let _: () = more.query_async(&mut c).await.unwrap();
+    std::fs::write(&path, config(redis.port, "red", Some("mem"))).unwrap();
+    assert_eq!(kw.ops.reload(), keyway::ops::reload::Outcome::Applied);
+    let mut c2 = c.clone();
+    let after = tokio::spawn(async move { c2.incr::<_, _, i64>("n", 1).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    redis.signal("CONT");
+    assert_eq!(after.await.unwrap().unwrap(), 13_001);
+    let _ = std::fs::remove_dir_all(&dir);
+}
