@@ -223,7 +223,10 @@ async fn a_namespace_moves_with_its_data_under_writes_and_rolls_back() {
     let dir = std::env::temp_dir().join(format!("keyway-migrate-{}", common::free_port()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("keyway.toml");
-    std::fs::write(&path, config(redis.port, "mem", None)).unwrap();
+    let cfg = |backend: &str, mirror: Option<&str>| {
+        config(redis.port, backend, mirror).replace("name = \"app\"", "name = \"moving\"")
+    };
+    std::fs::write(&path, cfg("mem", None)).unwrap();
     let kw = Keyway::from_file(&path).await;
     let mut c = kw.client().await;
     preload(&mut c).await;
@@ -235,19 +238,19 @@ async fn a_namespace_moves_with_its_data_under_writes_and_rolls_back() {
     // Not mirrored yet: nothing to move to.
     let e = redis::cmd("KEYWAY")
         .arg("MIGRATE")
-        .arg("app")
+        .arg("moving")
         .arg("BACKFILL")
         .query_async::<()>(&mut c)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("has no mirror"), "{e}");
 
-    reload(config(redis.port, "mem", Some("red")));
+    reload(cfg("mem", Some("red")));
     let mut acked = Vec::new();
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = writers(&kw, 4, stop.clone());
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let done = run(&mut c, "app", &["BACKFILL", "BATCH", "50"]).await;
+    let done = run(&mut c, "moving", &["BACKFILL", "BATCH", "50"]).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         acked.push(t.await.expect("writer"));
@@ -260,9 +263,32 @@ async fn a_namespace_moves_with_its_data_under_writes_and_rolls_back() {
         "{done:?}"
     );
 
-    let verified = run(&mut c, "app", &["VERIFY"]).await;
+    let verified = run(&mut c, "moving", &["VERIFY"]).await;
     assert_eq!(verified["phase"], "verified", "{verified:?}");
     assert_eq!(verified["differences"], "0", "{verified:?}");
+    // INFO and the metrics show where the move stands.
+    let info: String = redis::cmd("INFO")
+        .arg("keyway")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.starts_with("migration_moving:"))
+        .expect("a migration line");
+    assert!(
+        line.starts_with("migration_moving:mirror_type=redis,phase=verified,running=none,"),
+        "{line}"
+    );
+    assert!(line.ends_with(",errors=0,differences=0"), "{line}");
+    let exported = keyway::wire::metrics::metrics().encode();
+    for want in [
+        "keyway_migration_phase{namespace=\"moving\",phase=\"verified\"} 1",
+        "keyway_migration_phase{namespace=\"moving\",phase=\"backfilling\"} 0",
+        "keyway_migration_keys{namespace=\"moving\",count=\"differences\"} 0",
+    ] {
+        assert!(exported.contains(want), "{want} in {exported}");
+    }
     let mut direct = redis.direct().await;
     check_acked(&mut direct, &acked, 4).await;
     let v: String = direct.get("p:1999").await.unwrap_or_default();
@@ -280,17 +306,17 @@ async fn a_namespace_moves_with_its_data_under_writes_and_rolls_back() {
     assert_eq!(stream, 1);
 
     // Cut over: redis serves, the memory backend is kept up to date.
-    reload(config(redis.port, "red", Some("mem")));
-    let s = status(&mut c, "app").await;
+    reload(cfg("red", Some("mem")));
+    let s = status(&mut c, "moving").await;
     assert_eq!(s["phase"], "cut over");
     write_for(&kw, 2, Duration::from_millis(500), &mut acked).await;
     check_acked(&mut c, &acked, 2).await;
 
     // Roll back: nothing written since the cut-over is lost.
-    reload(config(redis.port, "mem", Some("red")));
+    reload(cfg("mem", Some("red")));
     write_for(&kw, 2, Duration::from_millis(300), &mut acked).await;
     check_acked(&mut c, &acked, 2).await;
-    let verified = run(&mut c, "app", &["VERIFY", "TOLERANCE", "2000"]).await;
+    let verified = run(&mut c, "moving", &["VERIFY", "TOLERANCE", "2000"]).await;
     assert_eq!(verified["differences"], "0", "{verified:?}");
     check_acked(&mut direct, &acked, 2).await;
     let _ = std::fs::remove_dir_all(&dir);

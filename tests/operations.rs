@@ -763,7 +763,7 @@ async fn status_page_renders_in_a_browser() {
     raw.check("SET k v", "+OK\r\n").await;
     let json = http_get(addr, "/status.json").await;
     for want in [
-        "\"name\":\"app\",\"prefix\":\"\",\"backend\":\"status_main\",\"kind\":\"redis\",\"mirror\":\"local\"",
+        "\"name\":\"app\",\"prefix\":\"\",\"backend\":\"status_main\",\"kind\":\"redis\",\"mirror\":\"local\",\"migration\":{\"phase\":\"mirroring\",\"running\":\"\",",
         "\"name\":\"scratch\",\"prefix\":\"tmp:\"",
         "{\"name\":\"status_main\",\"kind\":\"redis\",\"health\":\"up (1/1 connections)\",\"upstream_connections\":1}",
         "\"samples\":[{\"at\":",
@@ -791,7 +791,7 @@ async fn status_page_renders_in_a_browser() {
     .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
     for want in [
-        "<td>app</td><td>(catch-all)</td><td>status_main (redis)</td><td>local</td>",
+        "<td>app</td><td>(catch-all)</td><td>status_main (redis)</td><td>local</td><td>mirroring</td>",
         "<td>scratch</td><td>tmp:</td><td>local (memory)</td>",
         "<td class=\"up\">up (1/1 connections)</td>",
         "Error replies/s",

@@ -115,9 +115,21 @@ pub fn json(shared: &Shared, config: &Config, history: &History) -> String {
             .iter()
             .find(|c| c.name == ns.name)
             .and_then(|c| c.mirror.clone());
+        // The move's phase and progress, for a mirrored namespace.
+        let migration = ns.mirrored.as_ref().map_or("null".to_string(), |m| {
+            let s = m.status();
+            format!(
+                "{{\"phase\":{},\"running\":{},\"keys_done\":{},\"keys_total\":{},\"differences\":{}}}",
+                quote(s.phase),
+                quote(s.running.unwrap_or("")),
+                s.keys_done,
+                s.keys_total,
+                s.differences
+            )
+        });
         let _ = write!(
             out,
-            "{}{{\"name\":{},\"prefix\":{},\"backend\":{},\"kind\":{},\"mirror\":{},\"read_only\":{}}}",
+            "{}{{\"name\":{},\"prefix\":{},\"backend\":{},\"kind\":{},\"mirror\":{},\"migration\":{migration},\"read_only\":{}}}",
             if i > 0 { "," } else { "" },
             quote(&ns.name),
             quote(&String::from_utf8_lossy(&ns.prefix)),

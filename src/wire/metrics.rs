@@ -84,6 +84,9 @@ pub struct Metrics {
     redirects: Family<RedirectLabels, Counter>,
     slot_map_reads: Family<BackendResultLabels, Counter>,
     mirrored: Family<NamespaceResultLabels, Counter>,
+    migration_phase: Family<PhaseLabels, Gauge>,
+    migration_keys: Family<CountLabels, Gauge>,
+    migration_bytes: Family<NamespaceLabels, Gauge>,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     reloads: Family<ResultLabels, Counter>,
@@ -94,6 +97,36 @@ pub struct Metrics {
     acl_denials: Family<DenialLabels, Counter>,
     auth_failures: Family<UserLabels, Counter>,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub namespace: String,
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CountLabels {
+    pub namespace: String,
+    pub count: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+/// The phases a mirrored namespace goes through (see `backend::mirror`).
+pub const MIGRATION_PHASES: &[&str] = &[
+    "mirroring",
+    "backfilling",
+    "backfilled",
+    "verifying",
+    "verified",
+    "differs",
+    "stopped",
+    "failed",
+    "cut over",
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UserLabels {
@@ -143,6 +176,9 @@ impl Metrics {
             redirects: Family::default(),
             slot_map_reads: Family::default(),
             mirrored: Family::default(),
+            migration_phase: Family::default(),
+            migration_keys: Family::default(),
+            migration_bytes: Family::default(),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             reloads: Family::default(),
@@ -224,6 +260,23 @@ impl Metrics {
             "Writes a namespace's mirror was given, by result (ok, error, dropped when \
              its queue was full, unsupported by its kind of backend)",
             m.mirrored.clone(),
+        );
+        r.register(
+            "migration_phase",
+            "1 for the phase a mirrored namespace is in (mirroring, backfilling, backfilled, \
+             verifying, verified, differs, stopped, failed, cut over), 0 for the others",
+            m.migration_phase.clone(),
+        );
+        r.register(
+            "migration_keys",
+            "Keys of the namespace's current or last backfill or verification, by count \
+             (done, total, retried, skipped, errors, differences)",
+            m.migration_keys.clone(),
+        );
+        r.register(
+            "migration_bytes",
+            "Bytes of values copied by the namespace's current or last backfill",
+            m.migration_bytes.clone(),
         );
         r.register(
             "client_read_bytes",
@@ -434,6 +487,31 @@ impl Metrics {
                 kind: if ask { "ask" } else { "moved" }.to_string(),
             })
             .inc();
+    }
+
+    /// A mirrored namespace's move, as it stands: its phase and counts.
+    pub fn migration(&self, namespace: &str, phase: &str, counts: &[(&str, u64)], bytes: u64) {
+        for p in MIGRATION_PHASES {
+            self.migration_phase
+                .get_or_create(&PhaseLabels {
+                    namespace: namespace.to_string(),
+                    phase: p.to_string(),
+                })
+                .set(i64::from(*p == phase));
+        }
+        for (count, n) in counts {
+            self.migration_keys
+                .get_or_create(&CountLabels {
+                    namespace: namespace.to_string(),
+                    count: count.to_string(),
+                })
+                .set((*n).min(i64::MAX as u64) as i64);
+        }
+        self.migration_bytes
+            .get_or_create(&NamespaceLabels {
+                namespace: namespace.to_string(),
+            })
+            .set(bytes.min(i64::MAX as u64) as i64);
     }
 
     pub fn mirrored(&self, namespace: &str, result: &str, n: u64) {

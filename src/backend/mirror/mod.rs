@@ -124,9 +124,11 @@ impl Mirrored {
         });
         let cut_over = swapped.is_some();
         let m = Arc::new(Mirrored::new(primary, mirror, namespace, swapped));
-        if cut_over {
-            m.update(|s| s.phase = "cut over");
-        }
+        m.update(|s| {
+            if cut_over {
+                s.phase = "cut over";
+            }
+        });
         live.push(Arc::downgrade(&m));
         m
     }
@@ -205,13 +207,11 @@ impl Mirrored {
             .clone()
     }
 
-    pub fn set_status(&self, s: MigrationStatus) {
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
-    }
-
-    /// Changes the status in place.
+    /// Changes the status in place, and the metrics that show it.
     pub fn update(&self, f: impl FnOnce(&mut MigrationStatus)) {
-        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+        s.export(&self.namespace);
     }
 
     /// Tracks live writes while it lives (see `track`).
@@ -256,6 +256,25 @@ impl Mirrored {
     /// Keys to copy again (see `track`), emptied.
     pub fn take_touched(&self) -> Vec<Bytes> {
         self.tracker.take_touched()
+    }
+}
+
+impl MigrationStatus {
+    /// Sets the metrics that show it.
+    fn export(&self, namespace: &str) {
+        metrics().migration(
+            namespace,
+            self.phase,
+            &[
+                ("done", self.keys_done),
+                ("total", self.keys_total),
+                ("retried", self.retried),
+                ("skipped", self.skipped),
+                ("errors", self.errors),
+                ("differences", self.differences),
+            ],
+            self.bytes_done,
+        );
     }
 }
 

@@ -236,6 +236,26 @@ pub(super) fn keyway_lines(shared: &Shared, router: &Router) -> Vec<String> {
             }
         ));
     }
+    // A mirrored namespace's move (see `proxy::migrate`).
+    for ns in &router.namespaces {
+        let Some(m) = &ns.mirrored else { continue };
+        let s = m.status();
+        lines.push(format!(
+            "migration_{}:mirror_type={},phase={},running={},keys_done={},keys_total={},\
+             bytes_done={},retried={},skipped={},errors={},differences={}",
+            ns.name,
+            m.target().kind(),
+            s.phase.replace(' ', "_"),
+            s.running.unwrap_or("none"),
+            s.keys_done,
+            s.keys_total,
+            s.bytes_done,
+            s.retried,
+            s.skipped,
+            s.errors,
+            s.differences
+        ));
+    }
     for (name, kind, health) in router.backends_health() {
         lines.push(format!(
             "backend_{name}:type={kind},health={}",
