@@ -41,6 +41,34 @@ struct Args {
     /// Log lines as text (default) or JSON; RUST_LOG filters them.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Move a mirrored namespace with its data, on a running keyway:
+    /// `keyway migrate sessions backfill RATE 5000`, then `verify`; or
+    /// `status`, `stop`. Follows the task with a progress bar.
+    Migrate {
+        namespace: String,
+        /// backfill, verify, status or stop.
+        action: String,
+        /// Options of KEYWAY MIGRATE: RATE <keys/s>, BATCH <n>, RESUME
+        /// (backfill); SAMPLE <fraction>, TOLERANCE <ms> (verify).
+        options: Vec<String>,
+        /// keyway's address.
+        #[arg(long, default_value = "127.0.0.1:6380")]
+        addr: String,
+        /// A user allowed KEYWAY (@admin), with --password.
+        #[arg(long, env = "KEYWAY_USER")]
+        user: Option<String>,
+        #[arg(long, env = "KEYWAY_PASSWORD")]
+        password: Option<String>,
+        /// Start the task and return without following it.
+        #[arg(long)]
+        detach: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -79,6 +107,41 @@ fn default_threads() -> usize {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Migrate {
+        namespace,
+        action,
+        options,
+        addr,
+        user,
+        password,
+        detach,
+    }) = args.command
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let Ok(rt) = rt else {
+            eprintln!("cannot start the runtime");
+            return ExitCode::FAILURE;
+        };
+        let req = keyway::ops::migrate_cli::Request {
+            addr,
+            user,
+            password,
+            namespace,
+            action,
+            options,
+            detach,
+        };
+        return match rt.block_on(keyway::ops::migrate_cli::run(req)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("keyway migrate: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match load(&args) {
         Ok(c) => c,
         Err(problems) => {

@@ -93,7 +93,7 @@ fn check_config_lists_every_problem() {
         format!(
             "{f}: backends.m.size: unknown field; expected one of `max_memory`, `eviction`, `snapshot`\n\
              {f}: backends.x.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, redis-shards, memcached)\n\
-             {f}: server.colour: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`, `timeout`, `client_output_buffer_limit`, `max_memory_clients`, `unauthenticated_max_args`, `unauthenticated_max_bulk`, `enable_debug_command`, `tls_listen`, `tls`, `protected_mode`, `databases`\n\
+             {f}: server.colour: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`, `timeout`, `client_output_buffer_limit`, `max_memory_clients`, `unauthenticated_max_args`, `unauthenticated_max_bulk`, `enable_debug_command`, `tls_listen`, `tls`, `protected_mode`, `databases`, `migration_state`\n\
              {f}: namespaces[0].backend: no backend named 'nope' (defined: m, x)\n\
              {f}: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])\n\
              {f}: namespaces[1].prefix: duplicate prefix '' (also namespaces[0])\n\

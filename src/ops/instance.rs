@@ -75,16 +75,28 @@ impl Instance {
         }
         let shared = self.server.shared();
         self.server.run(shutdown).await;
-        // After the last client: backends that keep data write it out
-        // (the memory backend's snapshot), each once.
+        // After the last client: mirrors replay what is queued for them
+        // (a few seconds at most), then every backend that keeps data
+        // writes it out (the memory backend's snapshot), mirrors included.
         let router = shared.router.load();
-        let mut seen: Vec<&Arc<dyn crate::backend::Backend>> = Vec::new();
-        for ns in &router.namespaces {
-            if !seen.iter().any(|b| Arc::ptr_eq(b, &ns.backend)) {
-                seen.push(&ns.backend);
-                let backend = ns.backend.clone();
-                let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
-            }
+        for m in router
+            .namespaces
+            .iter()
+            .filter_map(|ns| ns.mirrored.as_ref())
+        {
+            let drained = m.probe(Vec::new());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drained).await;
+        }
+        let backends: Vec<Arc<dyn crate::backend::Backend>> = self
+            .ops
+            .backends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|(_, b)| b.clone())
+            .collect();
+        for backend in backends {
+            let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
         }
     }
 }

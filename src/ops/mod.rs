@@ -6,6 +6,7 @@ pub mod check;
 pub mod config;
 pub mod http;
 pub mod instance;
+pub mod migrate_cli;
 pub mod reload;
 pub mod security;
 pub mod status;

@@ -27,6 +27,14 @@ pub type Built = HashMap<String, (BackendConfig, Arc<dyn Backend>)>;
 /// Builds a router for `config`, reusing the backends of `old` whose
 /// settings are unchanged.
 pub fn build(config: &Config, old: &Built) -> (Router, Built) {
+    // Mirrored namespaces read where their move stood as they are built.
+    crate::backend::mirror::state::set_file(
+        config
+            .server
+            .migration_state
+            .as_ref()
+            .map(std::path::PathBuf::from),
+    );
     let mut built = Built::new();
     let mut keep = |key: String, c: &BackendConfig| {
         let backend = match old.get(&key) {

@@ -73,6 +73,9 @@ pub struct ServerConfig {
     /// Databases a client may SELECT (Redis's `databases`): 0 to this
     /// less one, on backends that have them (memory, redis).
     pub databases: u16,
+    /// A file where each mirrored namespace's move (phase, backfill
+    /// cursor) is kept across restarts; none by default.
+    pub migration_state: Option<String>,
 }
 
 /// Redis's enable-debug-command values.
@@ -105,6 +108,7 @@ impl Default for ServerConfig {
             tls: Default::default(),
             protected_mode: true,
             databases: 16,
+            migration_state: None,
         }
     }
 }

@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 mod effects;
+pub mod state;
 pub mod track;
 
 use super::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
@@ -63,6 +64,8 @@ pub struct Mirrored {
     waiting_previous: AtomicBool,
     /// What a migration reports (see `proxy::migrate`).
     pub status: Mutex<MigrationStatus>,
+    /// When the status was last saved (see `state`).
+    saved: Mutex<std::time::Instant>,
 }
 
 /// A namespace's place in its move, for INFO, metrics and `keyway migrate`.
@@ -147,10 +150,11 @@ impl Mirrored {
             tracker: Arc::default(),
             waiting_previous: AtomicBool::new(previous.is_some()),
             previous: tokio::sync::Mutex::new(previous),
-            status: Mutex::new(MigrationStatus {
+            status: Mutex::new(state::load(namespace).unwrap_or(MigrationStatus {
                 phase: "mirroring",
                 ..MigrationStatus::default()
-            }),
+            })),
+            saved: Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -210,8 +214,15 @@ impl Mirrored {
     /// Changes the status in place, and the metrics that show it.
     pub fn update(&self, f: impl FnOnce(&mut MigrationStatus)) {
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let (phase, running) = (s.phase, s.running);
         f(&mut s);
         s.export(&self.namespace);
+        // Saved when the phase changes, else once a second at most.
+        let mut saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        if s.phase != phase || s.running != running || saved.elapsed().as_secs() >= 1 {
+            state::save(&self.namespace, &s);
+            *saved = std::time::Instant::now();
+        }
     }
 
     /// Tracks live writes while it lives (see `track`).
