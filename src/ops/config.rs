@@ -297,6 +297,19 @@ impl Config {
                     p.add(field("mirror"), problem);
                 }
             }
+            if let Some(f) = ns.shadow_reads {
+                if !(f > 0.0 && f <= 1.0) {
+                    p.add(
+                        field("shadow_reads"),
+                        format!("{f} is not a fraction more than 0 and at most 1"),
+                    );
+                } else if ns.mirror.is_none() {
+                    p.add(
+                        field("shadow_reads"),
+                        "needs a `mirror` to read from; add one or remove this",
+                    );
+                }
+            }
             if ns.default_ttl == Some(0) {
                 p.add(
                     field("default_ttl"),
@@ -621,6 +634,7 @@ mod tests {
             prefix = "a:"
             backend = "missing"
             mirror = "gone"
+            shadow_reads = 2.0
             [[namespaces]]
             name = "a"
             prefix = "a:"
@@ -635,6 +649,7 @@ mod tests {
             prefix = "d:"
             backend = "local"
             max_value_size = 0
+            shadow_reads = 0.5
         "#;
         let e = errors(text);
         let lines: Vec<&str> = e.lines().collect();
@@ -642,13 +657,15 @@ mod tests {
             lines,
             vec![
                 "k.toml: backends.other.type: unknown backend type 'cassandra' (built in: memory, redis, redis-cluster, redis-shards, memcached)",
-                "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`, `read_only`, `max_value_size`, `mirror`, `strict_scripts`, `username`, `password`",
-                "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`, `timeout`, `client_output_buffer_limit`, `max_memory_clients`, `unauthenticated_max_args`, `unauthenticated_max_bulk`, `enable_debug_command`, `tls_listen`, `tls`, `protected_mode`, `databases`",
+                "k.toml: namespaces[2].prefx: unknown field; expected one of `name`, `prefix`, `backend`, `default_ttl`, `strip_prefix`, `key_prefix`, `read_only`, `max_value_size`, `mirror`, `shadow_reads`, `strict_scripts`, `username`, `password`",
+                "k.toml: server.bogus: unknown field; expected one of `listen`, `max_clients`, `max_bulk_len`, `password`, `metrics_listen`, `slowlog_log_slower_than`, `slowlog_max_len`, `timeout`, `client_output_buffer_limit`, `max_memory_clients`, `unauthenticated_max_args`, `unauthenticated_max_bulk`, `enable_debug_command`, `tls_listen`, `tls`, `protected_mode`, `databases`, `migration_state`",
                 "k.toml: namespaces[0].backend: no backend named 'missing' (defined: local, other)",
                 "k.toml: namespaces[0].mirror: no backend named 'gone' (defined: local, other)",
+                "k.toml: namespaces[0].shadow_reads: 2 is not a fraction more than 0 and at most 1",
                 "k.toml: namespaces[1].name: duplicate namespace name 'a' (also namespaces[0])",
                 "k.toml: namespaces[1].prefix: duplicate prefix 'a:' (also namespaces[0])",
                 "k.toml: namespaces[1].mirror: 'local' is the namespace's own backend; name another to fill",
+                "k.toml: namespaces[3].shadow_reads: needs a `mirror` to read from; add one or remove this",
                 "k.toml: namespaces[3].max_value_size: must be at least 1 byte (omit it for no limit)",
             ],
             "{e}"

@@ -45,6 +45,10 @@ pub struct NamespaceConfig {
     /// acknowledged is replayed: to fill a backend before moving to it.
     #[serde(default)]
     pub mirror: Option<String>,
+    /// The fraction of single-key reads (0 to 1) also run on the mirror
+    /// and compared, to see whether it can be trusted before a cut-over.
+    #[serde(default)]
+    pub shadow_reads: Option<f64>,
     /// Scripts (on the memory backend) may touch only the keys they
     /// declare, not any key of the namespace.
     #[serde(default)]
@@ -106,6 +110,7 @@ impl NamespaceConfig {
             read_only: false,
             max_value_size: None,
             mirror: None,
+            shadow_reads: None,
             strict_scripts: false,
             username: None,
             password: None,
@@ -257,7 +262,8 @@ impl Router {
             };
             let mut mirrored = None;
             if let Some(m) = ns.mirror.as_deref().and_then(&backend) {
-                let m = crate::backend::mirror::Mirrored::shared(b, m, &ns.name);
+                let shadow = ns.shadow_reads.unwrap_or(0.0);
+                let m = crate::backend::mirror::Mirrored::shared(b, m, &ns.name, shadow);
                 b = m.clone();
                 mirrored = Some(m);
             }

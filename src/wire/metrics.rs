@@ -85,6 +85,7 @@ pub struct Metrics {
     slot_map_reads: Family<BackendResultLabels, Counter>,
     mirrored: Family<NamespaceResultLabels, Counter>,
     migration_phase: Family<PhaseLabels, Gauge>,
+    shadow_reads: Family<NamespaceResultLabels, Counter>,
     migration_keys: Family<CountLabels, Gauge>,
     migration_bytes: Family<NamespaceLabels, Gauge>,
     pub bytes_in: Counter,
@@ -177,6 +178,7 @@ impl Metrics {
             slot_map_reads: Family::default(),
             mirrored: Family::default(),
             migration_phase: Family::default(),
+            shadow_reads: Family::default(),
             migration_keys: Family::default(),
             migration_bytes: Family::default(),
             bytes_in: Counter::default(),
@@ -260,6 +262,12 @@ impl Metrics {
             "Writes a namespace's mirror was given, by result (ok, error, dropped when \
              its queue was full, unsupported by its kind of backend)",
             m.mirrored.clone(),
+        );
+        r.register(
+            "shadow_reads",
+            "Live reads also run on a namespace's mirror (shadow_reads), by result: same, \
+             different, skipped (a write raced it, or the mirror's queue was full)",
+            m.shadow_reads.clone(),
         );
         r.register(
             "migration_phase",
@@ -512,6 +520,18 @@ impl Metrics {
                 namespace: namespace.to_string(),
             })
             .set(bytes.min(i64::MAX as u64) as i64);
+    }
+
+    pub fn shadow_read(&self, namespace: &str, result: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.shadow_reads
+            .get_or_create(&NamespaceResultLabels {
+                namespace: namespace.to_string(),
+                result: result.to_string(),
+            })
+            .inc_by(n);
     }
 
     pub fn mirrored(&self, namespace: &str, result: &str, n: u64) {

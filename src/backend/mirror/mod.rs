@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 mod effects;
+pub mod shadow;
 pub mod state;
 pub mod track;
 
@@ -66,6 +67,9 @@ pub struct Mirrored {
     pub status: Mutex<MigrationStatus>,
     /// When the status was last saved (see `state`).
     saved: Mutex<std::time::Instant>,
+    /// The fraction of reads shadowed on the mirror (see `shadow`).
+    shadow: shadow::Fraction,
+    shadow_tracking: Mutex<Option<Tracking>>,
 }
 
 /// A namespace's place in its move, for INFO, metrics and `keyway migrate`.
@@ -105,6 +109,18 @@ impl Mirrored {
     /// tasks would race: the newer could replay a write to a key before
     /// the older replayed an earlier one.
     pub fn shared(
+        primary: Arc<dyn Backend>,
+        mirror: Arc<dyn Backend>,
+        namespace: &str,
+        shadow_reads: f64,
+    ) -> Arc<Mirrored> {
+        let m = Mirrored::find_or_build(primary, mirror, namespace);
+        m.shadow.set(shadow_reads);
+        shadow::hold(&m);
+        m
+    }
+
+    fn find_or_build(
         primary: Arc<dyn Backend>,
         mirror: Arc<dyn Backend>,
         namespace: &str,
@@ -155,6 +171,8 @@ impl Mirrored {
                 ..MigrationStatus::default()
             })),
             saved: Mutex::new(std::time::Instant::now()),
+            shadow: shadow::Fraction::default(),
+            shadow_tracking: Mutex::new(None),
         }
     }
 
@@ -419,59 +437,66 @@ async fn replay(
     namespace: String,
     tracker: Arc<Tracker>,
 ) {
-    let mut next = rx.recv().await;
-    while let Some(item) = next.take() {
-        let mut batch = match item {
-            Item::Probe(cmds, tx) => {
-                let replies = if cmds.is_empty() {
-                    Vec::new()
-                } else {
-                    mirror.execute(cmds).await
-                };
-                let _ = tx.send(replies);
-                next = rx.recv().await;
-                continue;
+    while let Some(first) = rx.recv().await {
+        // Everything queued meanwhile goes out as one batch, in order:
+        // replayed writes and the commands of probes, whose replies are
+        // handed back by position.
+        let mut batch: Vec<Command> = Vec::new();
+        let mut writes = Vec::new();
+        let mut probes = Vec::new();
+        let mut add = |item: Item, batch: &mut Vec<Command>| {
+            let at = batch.len();
+            match item {
+                Item::Writes(cmds) => {
+                    batch.extend(cmds);
+                    writes.push(at..batch.len());
+                }
+                Item::Probe(cmds, tx) => {
+                    batch.extend(cmds);
+                    probes.push((at..batch.len(), tx));
+                }
             }
-            Item::Writes(batch) => batch,
         };
-        // Merge the writes queued meanwhile, up to a probe (kept in order).
+        add(first, &mut batch);
         while batch.len() < REPLAY_BATCH {
             match rx.try_recv() {
-                Ok(Item::Writes(more)) => batch.extend(more),
-                Ok(probe) => {
-                    next = Some(probe);
-                    break;
-                }
+                Ok(item) => add(item, &mut batch),
                 Err(_) => break,
             }
         }
-        let n = batch.len() as u64;
         // The keys of a refused write are copied again by a migration.
-        let sent = tracker.active().then(|| batch.clone());
-        let replies = mirror.execute(batch).await;
-        let errors = replies.iter().filter(|r| failed(r)).count() as u64;
-        if let Some(e) = replies.iter().find(|r| failed(r)) {
-            debug!(namespace = namespace.as_str(), error = ?e, "mirror refused a write");
-            if let Some(sent) = sent {
-                tracker.refused(
-                    sent.iter()
-                        .zip(&replies)
-                        .filter(|(_, r)| failed(r))
-                        .flat_map(|(c, _)| {
-                            c.spec
-                                .key_positions(&c.args)
-                                .into_iter()
-                                .filter_map(|p| c.args.get(p).cloned())
-                        }),
-                );
+        let sent = (tracker.active() && !writes.is_empty()).then(|| batch.clone());
+        let replies = if batch.is_empty() {
+            Vec::new()
+        } else {
+            mirror.execute(batch).await
+        };
+        for (range, tx) in probes {
+            let _ = tx.send(
+                replies
+                    .get(range)
+                    .map(<[Reply]>::to_vec)
+                    .unwrap_or_default(),
+            );
+        }
+        let (mut n, mut errors) = (0u64, 0u64);
+        for range in writes {
+            n += range.len() as u64;
+            for i in range {
+                let Some(r) = replies.get(i).filter(|r| failed(r)) else {
+                    continue;
+                };
+                errors += 1;
+                debug!(namespace = namespace.as_str(), error = ?r, "mirror refused a write");
+                if let Some(c) = sent.as_ref().and_then(|s| s.get(i)) {
+                    let keys = c.spec.key_positions(&c.args);
+                    tracker.refused(keys.into_iter().filter_map(|p| c.args.get(p).cloned()));
+                }
             }
         }
         let m = metrics();
         m.mirrored(&namespace, "ok", n.saturating_sub(errors));
         m.mirrored(&namespace, "error", errors);
-        if next.is_none() {
-            next = rx.recv().await;
-        }
     }
 }
 
@@ -503,11 +528,27 @@ impl Backend for Mirrored {
             self.after_previous().await;
             let tap = self.tap();
             let taken = tap.copy(&mut batch);
-            if taken.writes.is_empty() {
-                return self.primary.execute(batch).await;
+            // Reads inside a transaction answer QUEUED: not shadowed.
+            let picked = if batch.iter().any(|c| c.spec.name == "multi") {
+                Vec::new()
+            } else {
+                shadow::pick(self.shadow.get(), &mut batch)
+            };
+            let shadowed: Vec<Command> = picked.iter().map(|&i| batch[i].clone()).collect();
+            if !picked.is_empty() {
+                shadow::watch(self, &batch, &picked);
             }
             let replies = self.primary.execute(batch).await;
-            tap.send(taken, &replies);
+            if !taken.writes.is_empty() {
+                tap.send(taken, &replies);
+            }
+            if !picked.is_empty() {
+                let ours: Vec<Reply> = picked
+                    .iter()
+                    .map(|&i| replies.get(i).cloned().unwrap_or(Reply::Nil))
+                    .collect();
+                shadow::compare(self, shadowed, &ours);
+            }
             replies
         })
     }

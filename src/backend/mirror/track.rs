@@ -145,6 +145,13 @@ impl Tracker {
         }
     }
 
+    /// Turns tracking on at once, for shadow reads: keys are dirty until
+    /// the writes that began untracked are done (see `watch`).
+    pub fn hold(self: &Arc<Self>) -> Tracking {
+        self.users.fetch_add(1, SeqCst);
+        Tracking(self.clone())
+    }
+
     pub fn active(&self) -> bool {
         self.users.load(SeqCst) > 0
     }
@@ -202,8 +209,10 @@ impl Tracker {
         let mut s = self.lock();
         for k in keys {
             let (writes, pops) = s.inflight.get(k).copied().unwrap_or_default();
+            // A write that began untracked (tracking just turned on, for
+            // shadow reads) may be on its way too.
             let w = Watch {
-                dirty: writes > 0,
+                dirty: writes > 0 || self.untracked.load(SeqCst) > 0,
                 waiters: pops > 0,
             };
             s.watched.insert(k.clone(), w);
