@@ -404,9 +404,10 @@ async fn backfill_stops_resumes_and_verify_names_what_differs() {
 }
 
 /// memcached holds strings only: a backfill into it copies those with
-/// their expiry and counts the rest as skipped; it cannot be a source.
+/// their expiry and counts the rest as skipped; as a source, its keys are
+/// listed by its LRU crawler.
 #[tokio::test]
-async fn memcached_takes_the_strings_and_cannot_be_listed() {
+async fn memcached_both_ways() {
     let mc = MemcachedServer::start();
     let toml = format!(
         r#"
@@ -470,12 +471,31 @@ mirror = "mem"
         "{v:?}"
     );
 
-    let e = redis::cmd("KEYWAY")
-        .arg(&["MIGRATE", "back", "BACKFILL"])
-        .query_async::<()>(&mut c)
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("cannot list its keys"), "{e}");
+    // The other way: memcached lists its keys with its LRU crawler.
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.set(format!("back:{i}"), i).ignore();
+    }
+    pipe.set_ex("back:ttl", "v", 100).ignore();
+    let _: () = pipe.query_async(&mut m).await.unwrap();
+    let done = run(&mut c, "back", &["BACKFILL", "BATCH", "64"]).await;
+    assert_eq!(done["phase"], "backfilled", "{done:?}");
+    assert_eq!(done["keys_done"], "201", "{done:?}");
+    let v = run(&mut c, "back", &["VERIFY", "TOLERANCE", "2000"]).await;
+    assert_eq!(v["differences"], "0", "{v:?}");
+    // Read from the memory side directly: a keyway whose "back" is there.
+    let mem_side = kw.shared.router.load().namespaces[1]
+        .mirrored
+        .clone()
+        .unwrap();
+    let got = mem_side
+        .target()
+        .execute(vec![keyway::backend::Command::internal(
+            keyway::wire::command::known("get"),
+            vec!["GET".into(), "back:199".into()],
+        )])
+        .await;
+    assert_eq!(got, vec![keyway::wire::reply::Reply::Bulk("199".into())]);
 }
 
 /// A cut-over while the mirror is behind: the new primary serves nothing

@@ -179,6 +179,18 @@ pub trait Backend: Send + Sync + 'static {
     /// Called once as keyway stops, after the last client.
     fn shutdown(&self) {}
 
+    /// Whether `list_keys` can list what a backend without SCAN holds.
+    fn can_list_keys(&self) -> bool {
+        false
+    }
+
+    /// For a migration's backfill from a backend without SCAN (memcached's
+    /// LRU crawler): the keys of step `cursor` (0 first) and the next
+    /// cursor, 0 at the end. Keys as the backend names them.
+    fn list_keys(&self, _cursor: u64) -> BoxFuture<'_, Result<(u64, Vec<Bytes>), String>> {
+        Box::pin(async { Err("this backend cannot list its keys".to_string()) })
+    }
+
     /// Which of the backend's servers owns a shard channel (SSUBSCRIBE);
     /// channels of one shard share a subscriber. One server: always 0.
     fn shard_of(&self, _channel: &[u8]) -> usize {

@@ -66,10 +66,10 @@ pub fn start(router: Arc<Router>, ns: &str, task: Task) -> Result<(), CmdError> 
         Task::Backfill { .. } => "backfill",
         Task::Verify { .. } => "verify",
     };
-    if name == "backfill" && !m.primary().supports(command::known("scan")) {
+    if !m.primary().supports(command::known("scan")) && !m.primary().can_list_keys() {
         return Err(CmdError::msg(format!(
             "ERR namespace '{}' is on a {} backend, which cannot list its keys: \
-             nothing to backfill from (its new writes are mirrored)",
+             nothing to copy or compare (its new writes are mirrored)",
             ns.name,
             m.primary().kind()
         )));
@@ -168,6 +168,17 @@ async fn scan_step(
     count: usize,
 ) -> Result<(String, Vec<Bytes>), CmdError> {
     let (pattern, _) = backend_pattern(ns, None);
+    if !m.primary().supports(command::known("scan")) {
+        let at = cursor.parse().unwrap_or(0);
+        let (next, keys) = m
+            .primary()
+            .list_keys(at)
+            .await
+            .map_err(|e| CmdError::msg(format!("ERR cannot list the source's keys: {e}")))?;
+        let scope = ns.scope();
+        let keys = keys.into_iter().filter(|k| k.starts_with(&scope));
+        return Ok((next.to_string(), owned(router, ns, keys.collect())));
+    }
     let cmd = internal(
         "scan",
         vec![
@@ -193,20 +204,27 @@ async fn scan_step(
                 Reply::Bulk(k) => Some(k),
                 _ => None,
             })
-            // Only the namespace's own keys (not a longer prefix's).
-            .filter(|k| ns.foreign_owner(k).is_none())
-            .filter(|k| {
-                ns.from_backend(k)
-                    .is_some_and(|c| router.route(&c).is_some_and(|o| Arc::ptr_eq(o, ns)))
-            })
             .collect(),
         _ => Vec::new(),
     };
+    let keys = owned(router, ns, keys);
     let next = match parts.pop() {
         Some(Reply::Bulk(c)) => String::from_utf8_lossy(&c).into_owned(),
         _ => "0".into(),
     };
     Ok((next, keys))
+}
+
+/// The namespace's own keys among a backend's (not a longer prefix's, nor
+/// another namespace's on the same backend).
+fn owned(router: &Router, ns: &Arc<Namespace>, keys: Vec<Bytes>) -> Vec<Bytes> {
+    keys.into_iter()
+        .filter(|k| ns.foreign_owner(k).is_none())
+        .filter(|k| {
+            ns.from_backend(k)
+                .is_some_and(|c| router.route(&c).is_some_and(|o| Arc::ptr_eq(o, ns)))
+        })
+        .collect()
 }
 
 fn describe(r: Option<&Reply>) -> String {
@@ -251,16 +269,22 @@ async fn backfill(
             return Ok(());
         }
         let (next, keys) = scan_step(router, ns, m, &cursor, batch).await?;
-        copy(m, keys).await?;
-        cursor = next;
-        m.update(|s| s.cursor = cursor.clone());
-        if rate > 0 {
-            // Ahead of the rate: wait until the keys done are due.
-            let due = Duration::from_secs_f64(m.status().keys_done as f64 / rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
+        // A step may list a whole server (memcached): copied in batches.
+        for chunk in keys.chunks(batch.max(1)) {
+            if m.status().stop {
+                return Ok(());
+            }
+            copy(m, chunk.to_vec()).await?;
+            if rate > 0 {
+                // Ahead of the rate: wait until the keys done are due.
+                let due = Duration::from_secs_f64(m.status().keys_done as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
+        cursor = next;
+        m.update(|s| s.cursor = cursor.clone());
         if cursor == "0" {
             break;
         }
@@ -511,7 +535,9 @@ async fn verify(
             .into_iter()
             .filter(|_| sample >= 1.0 || (random_below(1_000_000) as f64) < sample * 1e6)
             .collect();
-        compare(m, keys, tolerance).await?;
+        for chunk in keys.chunks(batch.max(1)) {
+            compare(m, chunk.to_vec(), tolerance).await?;
+        }
         cursor = next;
         m.update(|s| s.cursor = cursor.clone());
         if cursor == "0" {

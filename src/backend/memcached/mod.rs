@@ -31,6 +31,7 @@ use crate::wire::error::CmdError;
 use crate::wire::reply::Reply;
 use crate::wire::size::ByteSize;
 
+mod dump;
 mod probe;
 mod translate;
 mod transport;
@@ -307,6 +308,32 @@ impl MemcachedBackend {
 impl Backend for MemcachedBackend {
     fn kind(&self) -> &'static str {
         "memcached"
+    }
+
+    fn can_list_keys(&self) -> bool {
+        true
+    }
+
+    /// One server's keys per step, from its LRU crawler.
+    fn list_keys(&self, cursor: u64) -> BoxFuture<'_, Result<(u64, Vec<bytes::Bytes>), String>> {
+        Box::pin(async move {
+            let servers = &self.config.servers;
+            let Some(server) = usize::try_from(cursor).ok().and_then(|i| servers.get(i)) else {
+                return Ok((0, Vec::new()));
+            };
+            // A dump of a large server takes a while: a generous deadline.
+            let timeout = Duration::from_millis(self.config.command_timeout_ms.max(30_000));
+            let keys = dump::keys(server, timeout).await?;
+            let next = cursor + 1;
+            Ok((
+                if next as usize >= servers.len() {
+                    0
+                } else {
+                    next
+                },
+                keys,
+            ))
+        })
     }
 
     fn supports(&self, spec: &CommandSpec) -> bool {
