@@ -12,14 +12,17 @@
 //!    replies; and the process-wide counters (allocated bytes, metrics).
 //! 2. [`backend`]: the `Backend` trait and one file or folder per kind of
 //!    backend (memory, redis, redis-cluster, redis-shards, memcached, and
-//!    `mirror`, which wraps one to replay its writes on another), built
+//!    `mirror`, which wraps one to replay its writes on another, tracks
+//!    which keys live writes touch during a migration, and shadows reads),
+//!    built
 //!    from `[backends.NAME]` tables; `upstream`: connections to RESP
 //!    servers and the pipes clients share.
 //! 3. [`proxy`]: from a client's commands to backends. `router`
 //!    (namespaces, prefix routing, key rewriting), `dispatch` (batches per
 //!    backend, split and merged multi-key commands, namespace limits),
 //!    `keyspace` (KEYS, SCAN, FLUSH* over every namespace), `transaction`
-//!    and `pubsub` (a client's state across backends).
+//!    and `pubsub` (a client's state across backends), `migrate` (a
+//!    mirrored namespace's backfill and verification).
 //! 4. [`server`]: the listener and the state connections share; one
 //!    `connection` per client (read requests, run them as a batch, write
 //!    the replies), `admin` (the commands keyway answers itself, a file per
@@ -27,7 +30,8 @@
 //!    make keyway hold), `settings` (its `[server]` table).
 //! 5. [`ops`]: what an operator touches. `config` (the file: load,
 //!    validate, summary), `reload` (SIGHUP), `http` (metrics and probes),
-//!    and [`ops::Instance`], which builds a running keyway from a config.
+//!    `migrate_cli` (`keyway migrate`), and [`ops::Instance`], which
+//!    builds a running keyway from a config.
 //!
 //! How a command flows: `server` accepts the client, its `connection`
 //! decodes requests with `wire::protocol` and looks each up in
