@@ -280,7 +280,10 @@ async fn a_namespace_moves_with_its_data_under_writes_and_rolls_back() {
         line.starts_with("migration_moving:mirror_type=redis,phase=verified,running=none,"),
         "{line}"
     );
-    assert!(line.ends_with(",errors=0,differences=0"), "{line}");
+    assert!(
+        line.ends_with(",errors=0,differences=0,mirror_dropped=0"),
+        "{line}"
+    );
     let exported = keyway::wire::metrics::metrics().encode();
     for want in [
         "keyway_migration_phase{namespace=\"moving\",phase=\"verified\"} 1",
@@ -606,4 +609,31 @@ async fn shadow_reads_compare_without_false_alarms() {
         shadow_count("shadowed", "different") == 1
     })
     .await;
+}
+
+/// The mirror's queue is bounded in commands, not batches: a client that
+/// does not pipeline sends one write a batch, and a mirror that stalls for
+/// a moment must not lose them (a bound of 1,024 batches did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_mirror_keeps_thousands_of_single_writes() {
+    let redis = RedisServer::start();
+    let toml = config(redis.port, "mem", Some("red")).replace("name = \"app\"", "name = \"stall\"");
+    let kw = Keyway::with_toml(&toml).await;
+    let mut c = kw.client().await;
+    let _: () = c.set("warm", 1).await.unwrap();
+    redis.signal("STOP");
+    for i in 0..3000 {
+        let _: () = c.set(format!("k:{i}"), i).await.unwrap();
+    }
+    redis.signal("CONT");
+    let mut direct = redis.direct().await;
+    common::until("the mirror to replay every write", 10, || {
+        let mut d = direct.clone();
+        async move { d.exists::<_, bool>("k:2999").await.unwrap() }
+    })
+    .await;
+    let n: usize = redis::cmd("DBSIZE").query_async(&mut direct).await.unwrap();
+    assert_eq!(n, 3001);
+    let s = status(&mut c, "stall").await;
+    assert_eq!(s["mirror_dropped"], "0", "{s:?}");
 }

@@ -5,9 +5,10 @@
 //! the data there; reads never touch the mirror.
 //!
 //! The client's reply is the primary's alone and never waits for the
-//! mirror: mirrored writes queue (up to [`QUEUE`] batches; past that they
-//! are dropped and counted) and one task replays them in order, as few
-//! large batches. Only what the primary applied is replayed: a write it
+//! mirror: mirrored writes queue (up to [`QUEUED`] commands, counted in
+//! commands rather than batches since a client that does not pipeline
+//! sends one write a batch; past that they are dropped and counted) and
+//! one task replays them in order, as few large batches. Only what the primary applied is replayed: a write it
 //! refused is not, and a transaction only if EXEC committed. Commands
 //! without keys (FLUSHDB, SCRIPT FLUSH) are not mirrored, since the mirror
 //! may hold other namespaces' keys; nor commands the mirror's kind of
@@ -25,7 +26,7 @@
 //! the mirror, so that it lands in order among the replayed writes; see
 //! `track` for how a copy never overwrites a newer write.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
@@ -45,8 +46,8 @@ use crate::wire::reply::Reply;
 use effects::{as_replayed, committed, failed, needs_reply};
 use track::{InFlight, Tracker, Tracking, Watch};
 
-/// Batches waiting for the mirror, at most; more are dropped.
-const QUEUE: usize = 1024;
+/// Commands waiting for the mirror, at most; more writes are dropped.
+const QUEUED: usize = 1_000_000;
 /// Commands the replaying task sends in one batch, at most.
 const REPLAY_BATCH: usize = 4096;
 
@@ -99,6 +100,9 @@ pub struct MigrationStatus {
     pub error: Option<String>,
     /// An operator asked the running task to stop.
     pub stop: bool,
+    /// Replayed writes dropped since keyway started, the mirror's queue
+    /// being full: the mirror missed them (filled in when asked).
+    pub dropped: u64,
 }
 
 impl Mirrored {
@@ -178,17 +182,23 @@ impl Mirrored {
 
     fn tap(&self) -> &Tap {
         self.tap.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(QUEUE);
+            let (tx, rx) = mpsc::unbounded_channel();
+            let queue = Queue {
+                tx,
+                queued: Arc::default(),
+                dropped: Arc::default(),
+            };
             tokio::spawn(replay(
                 self.mirror.clone(),
                 rx,
                 self.namespace.clone(),
                 self.tracker.clone(),
+                queue.queued.clone(),
             ));
             Tap {
                 mirror: self.mirror.clone(),
                 namespace: self.namespace.clone(),
-                queue: tx,
+                queue,
                 tracker: self.tracker.clone(),
             }
         })
@@ -223,10 +233,13 @@ impl Mirrored {
     }
 
     pub fn status(&self) -> MigrationStatus {
-        self.status
+        let mut s = self
+            .status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        s.dropped = self.dropped();
+        s
     }
 
     /// Changes the status in place, and the metrics that show it.
@@ -261,24 +274,25 @@ impl Mirrored {
         keys: &[Bytes],
         build: impl FnOnce(Vec<Watch>) -> Vec<Command>,
     ) -> Result<oneshot::Receiver<Vec<Reply>>, CmdError> {
-        let closed = || CmdError::msg("ERR the mirror's queue is closed");
-        let permit = self.tap().queue.reserve().await.map_err(|_| closed())?;
+        let queue = &self.tap().queue;
         let (tx, rx) = oneshot::channel();
-        self.tracker.settle(keys, |seen| {
-            permit.send(Item::Probe(build(seen), tx));
-        });
+        let sent = self
+            .tracker
+            .settle(keys, |seen| queue.probe(build(seen), tx));
+        sent.map_err(|_| CmdError::msg("ERR the mirror's queue is closed"))?;
         Ok(rx)
+    }
+
+    /// Writes the mirror's queue was too full to take, since start.
+    pub fn dropped(&self) -> u64 {
+        self.tap().queue.dropped.load(Ordering::Relaxed)
     }
 
     /// Runs commands on the mirror after every write queued so far.
     pub async fn probe(&self, cmds: Vec<Command>) -> Result<Vec<Reply>, CmdError> {
         let closed = || CmdError::msg("ERR the mirror's queue is closed");
         let (tx, rx) = oneshot::channel();
-        self.tap()
-            .queue
-            .send(Item::Probe(cmds, tx))
-            .await
-            .map_err(|_| closed())?;
+        self.tap().queue.probe(cmds, tx).map_err(|_| closed())?;
         rx.await.map_err(|_| closed())
     }
 
@@ -307,6 +321,48 @@ impl MigrationStatus {
     }
 }
 
+/// The replaying task's queue: a channel bounded by the commands it holds.
+#[derive(Clone)]
+struct Queue {
+    tx: mpsc::UnboundedSender<Item>,
+    /// Commands queued and not yet taken by the replaying task.
+    queued: Arc<AtomicUsize>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Queue {
+    /// Queues replayed writes, unless that would pass [`QUEUED`]: false
+    /// when they were dropped.
+    fn writes(&self, cmds: Vec<Command>) -> bool {
+        let n = cmds.len();
+        if self.queued.fetch_add(n, Ordering::AcqRel) + n > QUEUED {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            return false;
+        }
+        if self.tx.send(Item::Writes(cmds)).is_err() {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Queues a probe; its sender waits for the reply, which bounds it.
+    fn probe(&self, cmds: Vec<Command>, reply: oneshot::Sender<Vec<Reply>>) -> Result<(), ()> {
+        let n = cmds.len();
+        self.queued.fetch_add(n, Ordering::AcqRel);
+        self.tx.send(Item::Probe(cmds, reply)).map_err(|_| {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+        })
+    }
+
+    /// Whether less than half of [`QUEUED`] is taken (shadow reads wait
+    /// behind replayed writes, never crowd them out).
+    fn roomy(&self) -> bool {
+        self.queued.load(Ordering::Acquire) < QUEUED / 2
+    }
+}
+
 /// What the replaying task is given, in order.
 enum Item {
     /// Writes the primary applied.
@@ -320,7 +376,7 @@ enum Item {
 struct Tap {
     mirror: Arc<dyn Backend>,
     namespace: String,
-    queue: mpsc::Sender<Item>,
+    queue: Queue,
     tracker: Arc<Tracker>,
 }
 
@@ -394,7 +450,7 @@ impl Tap {
             return;
         }
         let n = out.len() as u64;
-        if self.queue.try_send(Item::Writes(out)).is_err() {
+        if !self.queue.writes(out) {
             m.mirrored(&self.namespace, "dropped", n);
         }
     }
@@ -433,9 +489,10 @@ impl Taken {
 /// that changes the namespace's backend or mirror builds a new one).
 async fn replay(
     mirror: Arc<dyn Backend>,
-    mut rx: mpsc::Receiver<Item>,
+    mut rx: mpsc::UnboundedReceiver<Item>,
     namespace: String,
     tracker: Arc<Tracker>,
+    queued: Arc<AtomicUsize>,
 ) {
     while let Some(first) = rx.recv().await {
         // Everything queued meanwhile goes out as one batch, in order:
@@ -446,6 +503,10 @@ async fn replay(
         let mut probes = Vec::new();
         let mut add = |item: Item, batch: &mut Vec<Command>| {
             let at = batch.len();
+            let n = match &item {
+                Item::Writes(c) | Item::Probe(c, _) => c.len(),
+            };
+            queued.fetch_sub(n, Ordering::AcqRel);
             match item {
                 Item::Writes(cmds) => {
                     batch.extend(cmds);

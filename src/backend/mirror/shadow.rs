@@ -77,21 +77,16 @@ pub fn compare(m: &Mirrored, cmds: Vec<Command>, replies: &[Reply]) -> Option<()
     let keys: Vec<Bytes> = cmds.iter().filter_map(key).collect();
     // Replayed writes come first: a shadow read takes room in the queue
     // only while more than half of it is free.
-    let queue = m.tap().queue.clone();
-    let permit = if queue.capacity() > queue.max_capacity() / 2 {
-        queue.try_reserve_owned().map_err(|_| ())
-    } else {
-        Err(())
-    };
+    let queue = &m.tap().queue;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let mut kept = Vec::new();
     let ns = m.namespace.clone();
     let skipped = |n: usize| metrics().shadow_read(&ns, "skipped", n as u64);
-    let Ok(permit) = permit else {
+    if !queue.roomy() {
         m.tracker.settle(&keys, |_| ());
         skipped(keys.len());
         return None;
-    };
+    }
     m.tracker.settle(&keys, |seen| {
         let mut probe = Vec::new();
         for ((c, w), r) in cmds.into_iter().zip(seen).zip(replies) {
@@ -101,7 +96,7 @@ pub fn compare(m: &Mirrored, cmds: Vec<Command>, replies: &[Reply]) -> Option<()
             kept.push((c.clone(), r.clone()));
             probe.push(c);
         }
-        permit.send(super::Item::Probe(probe, tx));
+        let _ = queue.probe(probe, tx);
     });
     skipped(keys.len() - kept.len());
     tokio::spawn(async move {

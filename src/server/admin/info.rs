@@ -242,7 +242,7 @@ pub(super) fn keyway_lines(shared: &Shared, router: &Router) -> Vec<String> {
         let s = m.status();
         lines.push(format!(
             "migration_{}:mirror_type={},phase={},running={},keys_done={},keys_total={},\
-             bytes_done={},retried={},skipped={},errors={},differences={}",
+             bytes_done={},retried={},skipped={},errors={},differences={},mirror_dropped={}",
             ns.name,
             m.target().kind(),
             s.phase.replace(' ', "_"),
@@ -253,7 +253,8 @@ pub(super) fn keyway_lines(shared: &Shared, router: &Router) -> Vec<String> {
             s.retried,
             s.skipped,
             s.errors,
-            s.differences
+            s.differences,
+            s.dropped
         ));
     }
     for (name, kind, health) in router.backends_health() {

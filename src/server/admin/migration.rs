@@ -173,6 +173,7 @@ pub fn status_reply(s: &MigrationStatus) -> Reply {
         ("skipped", int(s.skipped)),
         ("errors", int(s.errors)),
         ("differences", int(s.differences)),
+        ("mirror_dropped", int(s.dropped)),
         (
             "differing",
             Reply::Array(s.differing.iter().map(|d| text(d)).collect()),
