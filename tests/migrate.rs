@@ -637,3 +637,84 @@ async fn a_stalled_mirror_keeps_thousands_of_single_writes() {
     let s = status(&mut c, "stall").await;
     assert_eq!(s["mirror_dropped"], "0", "{s:?}");
 }
+
+/// redis-server to Redis Cluster, then on to redis-shards, each under
+/// writes with a cut-over and a roll-back; copies go to the node or shard
+/// that owns each key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_to_a_cluster_and_to_shards_under_writes() {
+    let redis = RedisServer::start();
+    let cluster = common::RedisCluster::start(3).await;
+    let (s1, s2) = (RedisServer::start(), RedisServer::start());
+    let dir = std::env::temp_dir().join(format!("keyway-migrate-cl-{}", common::free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keyway.toml");
+    let cfg = |backend: &str, mirror: Option<&str>| {
+        let mirror = mirror
+            .map(|m| format!("mirror = \"{m}\"\n"))
+            .unwrap_or_default();
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[backends.red]
+type = "redis"
+url = "redis://127.0.0.1:{}"
+command_timeout_ms = 5000
+[backends.cl]
+type = "redis-cluster"
+nodes = ["redis://127.0.0.1:{}"]
+command_timeout_ms = 5000
+[backends.sh]
+type = "redis-shards"
+servers = [{{ url = "redis://127.0.0.1:{}" }}, {{ url = "redis://127.0.0.1:{}" }}]
+[[namespaces]]
+name = "clmove"
+prefix = ""
+backend = "{backend}"
+{mirror}"#,
+            redis.port, cluster.nodes[0].port, s1.port, s2.port
+        )
+    };
+    std::fs::write(&path, cfg("red", None)).unwrap();
+    let kw = Keyway::from_file(&path).await;
+    let mut c = kw.client().await;
+    preload(&mut c).await;
+    let reload = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(kw.ops.reload(), keyway::ops::reload::Outcome::Applied);
+    };
+    let mut acked = Vec::new();
+    for (from, to) in [("red", "cl"), ("cl", "sh")] {
+        if from == "cl" {
+            // The cluster serves alone, then moves on to the shards.
+            reload(cfg("cl", None));
+        }
+        reload(cfg(from, Some(to)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = writers(&kw, 2, stop.clone());
+        let done = run(&mut c, "clmove", &["BACKFILL", "BATCH", "200"]).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut round = Vec::new();
+        for t in tasks {
+            round.push(t.await.expect("writer"));
+        }
+        merge(&mut acked, round);
+        assert_eq!(done["phase"], "backfilled", "{from} -> {to}: {done:?}");
+        assert_eq!(done["errors"], "0", "{from} -> {to}: {done:?}");
+        let v = run(&mut c, "clmove", &["VERIFY"]).await;
+        assert_eq!(v["differences"], "0", "{from} -> {to}: {v:?}");
+        reload(cfg(to, Some(from)));
+        write_for(&kw, 2, Duration::from_millis(300), &mut acked).await;
+        check_acked(&mut c, &acked, 2).await;
+        reload(cfg(from, Some(to)));
+        write_for(&kw, 2, Duration::from_millis(300), &mut acked).await;
+        check_acked(&mut c, &acked, 2).await;
+        let v = run(&mut c, "clmove", &["VERIFY", "TOLERANCE", "2000"]).await;
+        assert_eq!(v["differences"], "0", "{from} -> {to} at rest: {v:?}");
+        // Forward for good: the target serves with what it was given.
+        reload(cfg(to, None));
+        check_acked(&mut c, &acked, 2).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

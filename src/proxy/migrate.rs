@@ -10,12 +10,9 @@
 //! write still on its way. Keys written together with others during the
 //! pass (RENAME, SUNIONSTORE...) are copied again at its end.
 //!
-//! A copy is Redis's own serialized value (DUMP, then RESTORE ... REPLACE
-//! ABSTTL) when both sides speak it; with memcached on either side, the
-//! string a key holds and its expiry (GET, PTTL, then SET ... PXAT), other
-//! types being left out and counted. A source that cannot list its keys
-//! (memcached) cannot be backfilled. The comparison reads each key's
-//! type, a digest of its value and its TTL on both sides.
+//! How a key is copied is `backend::mirror::copy`'s. A source without
+//! SCAN (memcached) is listed with `Backend::list_keys`. The comparison
+//! reads each key's type, a digest of its value and its TTL on both sides.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -25,6 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::backend::Command;
+use crate::backend::mirror::copy::copy as mirror_copy;
 use crate::backend::mirror::{MigrationStatus, Mirrored};
 use crate::proxy::keyspace::backend_pattern;
 use crate::proxy::router::{Namespace, Router};
@@ -235,11 +233,6 @@ fn describe(r: Option<&Reply>) -> String {
     }
 }
 
-/// Whether copies go as DUMP/RESTORE (else as strings).
-fn serialized(m: &Mirrored) -> bool {
-    m.primary().supports(command::known("dump")) && m.target().supports(command::known("restore"))
-}
-
 async fn backfill(
     router: &Router,
     ns: &Arc<Namespace>,
@@ -302,104 +295,21 @@ async fn backfill(
     Ok(())
 }
 
-/// Copies keys to the mirror, reading again those a write raced.
-async fn copy(m: &Mirrored, mut keys: Vec<Bytes>) -> Result<(), CmdError> {
-    let dump = serialized(m);
-    for attempt in 0..ATTEMPTS {
-        if keys.is_empty() {
-            return Ok(());
+/// Copies keys to the mirror (see `backend::mirror::copy`), counted in
+/// the namespace's status.
+async fn copy(m: &Mirrored, keys: Vec<Bytes>) -> Result<(), CmdError> {
+    let c = mirror_copy(m, keys).await?;
+    m.update(|s| {
+        s.keys_done += c.done;
+        s.bytes_done += c.bytes;
+        s.skipped += c.skipped;
+        s.errors += c.errors;
+        s.retried += c.retried;
+        if c.error.is_some() {
+            s.error = c.error;
         }
-        if attempt > 0 {
-            m.update(|s| s.retried += keys.len() as u64);
-            tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(20)))).await;
-        }
-        m.watch(&keys);
-        let reads: Vec<Command> = keys
-            .iter()
-            .flat_map(|k| {
-                let value = if dump {
-                    internal("dump", vec![bytes("DUMP"), k.clone()])
-                } else {
-                    internal("get", vec![bytes("GET"), k.clone()])
-                };
-                [internal("pttl", vec![bytes("PTTL"), k.clone()]), value]
-            })
-            .collect();
-        let replies = m.primary().execute(reads).await;
-        let now = now_ms();
-        let mut again = Vec::new();
-        let mut skipped = 0;
-        let mut size = 0;
-        let copied = m
-            .settle(&keys, |seen| {
-                let mut out = Vec::new();
-                for (i, (k, w)) in keys.iter().zip(seen).enumerate() {
-                    let (ttl, value) = (replies.get(2 * i), replies.get(2 * i + 1));
-                    let gone =
-                        matches!(value, Some(Reply::Nil)) || matches!(ttl, Some(Reply::Int(-2)));
-                    if w.dirty || (w.waiters && !gone) {
-                        again.push(k.clone());
-                        continue;
-                    }
-                    match (ttl, value) {
-                        _ if gone => out.push(internal("del", vec![bytes("DEL"), k.clone()])),
-                        (Some(Reply::Int(ttl)), Some(Reply::Bulk(v))) => {
-                            size += v.len();
-                            out.push(written(k, v, *ttl, now, dump));
-                        }
-                        // Not a string (memcached on one side), or unreadable.
-                        _ => skipped += 1,
-                    }
-                }
-                out
-            })
-            .await?
-            .await
-            .map_err(|_| CmdError::msg("ERR the mirror's queue is closed"))?;
-        let errors = copied
-            .iter()
-            .filter(|r| matches!(r, Reply::Error(_)))
-            .count();
-        if let Some(e) = copied.iter().find(|r| matches!(r, Reply::Error(_))) {
-            m.update(|s| s.error = Some(describe(Some(e))));
-        }
-        let done = keys.len() - again.len();
-        m.update(|s| {
-            s.keys_done += done as u64;
-            s.bytes_done += size as u64;
-            s.skipped += skipped;
-            s.errors += errors as u64;
-        });
-        keys = again;
-    }
-    // Written to all the time: left for the mirror alone, and counted.
-    m.update(|s| s.errors += keys.len() as u64);
+    });
     Ok(())
-}
-
-/// The command that writes a copy on the mirror.
-fn written(key: &Bytes, value: &Bytes, ttl: i64, now: u64, dump: bool) -> Command {
-    let at = (ttl >= 0).then(|| Bytes::from(now.saturating_add(ttl as u64).to_string()));
-    if dump {
-        let mut args = vec![
-            bytes("RESTORE"),
-            key.clone(),
-            at.clone().unwrap_or_else(|| bytes("0")),
-            value.clone(),
-            bytes("REPLACE"),
-        ];
-        if at.is_some() {
-            args.push(bytes("ABSTTL"));
-        }
-        internal("restore", args)
-    } else {
-        let mut args = vec![bytes("SET"), key.clone(), value.clone()];
-        if let Some(at) = at {
-            args.push(bytes("PXAT"));
-            args.push(at);
-        }
-        internal("set", args)
-    }
 }
 
 /// The reads that give a key's value in a form both sides agree on.
@@ -668,32 +578,6 @@ mod tests {
         assert_ne!(
             digest(b"string", Some(&b("x"))),
             digest(b"list", Some(&b("x")))
-        );
-    }
-
-    #[test]
-    fn copies_keep_the_absolute_expiry() {
-        let k = Bytes::from_static(b"k");
-        let v = Bytes::from_static(b"v");
-        let words = |c: Command| {
-            c.args
-                .iter()
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        assert_eq!(
-            words(written(&k, &v, -1, 1000, true)),
-            "RESTORE k 0 v REPLACE"
-        );
-        assert_eq!(
-            words(written(&k, &v, 500, 1000, true)),
-            "RESTORE k 1500 v REPLACE ABSTTL"
-        );
-        assert_eq!(words(written(&k, &v, -1, 1000, false)), "SET k v");
-        assert_eq!(
-            words(written(&k, &v, 500, 1000, false)),
-            "SET k v PXAT 1500"
         );
     }
 }

@@ -260,7 +260,8 @@ impl Metrics {
         r.register(
             "mirror_commands",
             "Writes a namespace's mirror was given, by result (ok, error, dropped when \
-             its queue was full, unsupported by its kind of backend)",
+             its queue was full, unsupported by its kind of backend), and keys copied to it \
+             because it refused a write (repaired)",
             m.mirrored.clone(),
         );
         r.register(

@@ -33,6 +33,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
+pub mod copy;
 mod effects;
 pub mod shadow;
 pub mod state;
@@ -68,6 +69,8 @@ pub struct Mirrored {
     pub status: Mutex<MigrationStatus>,
     /// When the status was last saved (see `state`).
     saved: Mutex<std::time::Instant>,
+    /// Itself, for the repairing task (see `repair`).
+    me: Weak<Mirrored>,
     /// The fraction of reads shadowed on the mirror (see `shadow`).
     shadow: shadow::Fraction,
     shadow_tracking: Mutex<Option<Tracking>>,
@@ -146,7 +149,11 @@ impl Mirrored {
             m.namespace == namespace && same(&m.primary, &mirror) && same(&m.mirror, &primary)
         });
         let cut_over = swapped.is_some();
-        let m = Arc::new(Mirrored::new(primary, mirror, namespace, swapped));
+        let m = Arc::new_cyclic(|me| {
+            let mut m = Mirrored::new(primary, mirror, namespace, swapped);
+            m.me = me.clone();
+            m
+        });
         m.update(|s| {
             if cut_over {
                 s.phase = "cut over";
@@ -175,6 +182,7 @@ impl Mirrored {
                 ..MigrationStatus::default()
             })),
             saved: Mutex::new(std::time::Instant::now()),
+            me: Weak::new(),
             shadow: shadow::Fraction::default(),
             shadow_tracking: Mutex::new(None),
         }
@@ -188,11 +196,13 @@ impl Mirrored {
                 queued: Arc::default(),
                 dropped: Arc::default(),
             };
+            let (repairs, to_repair) = mpsc::unbounded_channel();
+            tokio::spawn(repair(self.me.clone(), to_repair));
             tokio::spawn(replay(
                 self.mirror.clone(),
                 rx,
                 self.namespace.clone(),
-                self.tracker.clone(),
+                repairs,
                 queue.queued.clone(),
             ));
             Tap {
@@ -491,7 +501,7 @@ async fn replay(
     mirror: Arc<dyn Backend>,
     mut rx: mpsc::UnboundedReceiver<Item>,
     namespace: String,
-    tracker: Arc<Tracker>,
+    repairs: mpsc::UnboundedSender<Vec<Bytes>>,
     queued: Arc<AtomicUsize>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -525,8 +535,8 @@ async fn replay(
                 Err(_) => break,
             }
         }
-        // The keys of a refused write are copied again by a migration.
-        let sent = (tracker.active() && !writes.is_empty()).then(|| batch.clone());
+        // The keys of a write the mirror refuses are copied (see `repair`).
+        let sent = (!writes.is_empty()).then(|| batch.clone());
         let replies = if batch.is_empty() {
             Vec::new()
         } else {
@@ -549,15 +559,66 @@ async fn replay(
                 };
                 errors += 1;
                 debug!(namespace = namespace.as_str(), error = ?r, "mirror refused a write");
-                if let Some(c) = sent.as_ref().and_then(|s| s.get(i)) {
+                let c = sent.as_ref().and_then(|s| s.get(i));
+                if let Some(c) = c.filter(|_| !unreachable(r)) {
                     let keys = c.spec.key_positions(&c.args);
-                    tracker.refused(keys.into_iter().filter_map(|p| c.args.get(p).cloned()));
+                    let _ = repairs.send(
+                        keys.into_iter()
+                            .filter_map(|p| c.args.get(p).cloned())
+                            .collect(),
+                    );
                 }
             }
         }
         let m = metrics();
         m.mirrored(&namespace, "ok", n.saturating_sub(errors));
         m.mirrored(&namespace, "error", errors);
+    }
+}
+
+/// Whether a refusal says the mirror could not be reached (nothing to
+/// repair by copying: the copy would fail the same way).
+fn unreachable(r: &Reply) -> bool {
+    let text = match r {
+        Reply::Error(e) | Reply::Raw(e) => String::from_utf8_lossy(e).to_lowercase(),
+        _ => return false,
+    };
+    text.contains("unavailable") || text.contains("timed out") || text.contains("timeout")
+}
+
+/// Keys whose replayed write the mirror refused (a RENAME or SUNIONSTORE
+/// across Redis Cluster slots, a write on a key the mirror never got) are
+/// copied from the primary instead, as a backfill copies them, so the
+/// mirror converges whatever it cannot replay. Ends with the wrapper.
+async fn repair(me: Weak<Mirrored>, mut keys: mpsc::UnboundedReceiver<Vec<Bytes>>) {
+    while let Some(first) = keys.recv().await {
+        let mut todo: Vec<Bytes> = first;
+        while todo.len() < 10_000 {
+            match keys.try_recv() {
+                Ok(more) => todo.extend(more),
+                Err(_) => break,
+            }
+        }
+        todo.sort();
+        todo.dedup();
+        let Some(m) = me.upgrade() else { return };
+        let _on = m.tracking().await;
+        let n = todo.len() as u64;
+        match copy::copy(&m, todo).await {
+            Ok(c) => {
+                metrics().mirrored(&m.namespace, "repaired", c.done);
+                if let Some(e) = c.error {
+                    debug!(
+                        namespace = m.namespace.as_str(),
+                        error = e,
+                        "a repair failed"
+                    );
+                }
+            }
+            Err(e) => {
+                debug!(namespace = m.namespace.as_str(), error = %e, keys = n, "repair failed");
+            }
+        }
     }
 }
 

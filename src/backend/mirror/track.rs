@@ -28,9 +28,10 @@
 //! changes nothing).
 //!
 //! A write to several keys (RENAME, SUNIONSTORE, LMOVE, a script) reads
-//! keys the mirror may not have received yet, and a write the mirror
-//! refused left it behind: their keys are kept as *touched*, for the
-//! migration to copy again once its pass is over.
+//! keys the mirror may not have received yet: their keys are kept as
+//! *touched*, for the migration to copy again once its pass is over. (A
+//! write the mirror refused has its keys copied at once: see `repair` in
+//! the parent module.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -195,13 +196,6 @@ impl Tracker {
             }
         }
         InFlight::Tracked(self.clone(), keys)
-    }
-
-    /// Records keys whose replayed write the mirror refused.
-    pub fn refused(&self, keys: impl Iterator<Item = Bytes>) {
-        if self.active() {
-            self.lock().touched.extend(keys);
-        }
     }
 
     /// Starts watching keys before they are read from the primary.
