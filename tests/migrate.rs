@@ -718,3 +718,112 @@ backend = "{backend}"
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A source listed rather than scanned (memcached's LRU crawler may miss an
+/// item memcached moves meanwhile): the backfill lists again until a
+/// listing brings nothing new, so a key the first listing missed is copied.
+mod listed_source {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use keyway::backend::{Backend, BoxFuture, Command, Pushes, Session, Subscriber};
+    use keyway::wire::command::CommandSpec;
+    use keyway::wire::error::CmdError;
+    use keyway::wire::reply::Reply;
+
+    /// Holds "a" and "b" as strings; its first listing misses "b".
+    #[derive(Default)]
+    struct Forgetful {
+        listings: AtomicUsize,
+    }
+
+    impl Backend for Forgetful {
+        fn kind(&self) -> &'static str {
+            "forgetful"
+        }
+        fn supports(&self, spec: &CommandSpec) -> bool {
+            matches!(spec.name, "get" | "pttl" | "set" | "del")
+        }
+        fn can_list_keys(&self) -> bool {
+            true
+        }
+        fn list_keys(&self, _cursor: u64) -> BoxFuture<'_, Result<(u64, Vec<Bytes>), String>> {
+            let first = self.listings.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                let mut keys = vec![Bytes::from_static(b"a")];
+                if !first {
+                    keys.push(Bytes::from_static(b"b"));
+                }
+                Ok((0, keys))
+            })
+        }
+        fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>> {
+            Box::pin(async move {
+                batch
+                    .iter()
+                    .map(|c| match c.spec.name {
+                        "pttl" => Reply::Int(-1),
+                        "get" => Reply::Bulk(Bytes::from(format!(
+                            "value of {}",
+                            String::from_utf8_lossy(&c.args[1])
+                        ))),
+                        _ => Reply::ok(),
+                    })
+                    .collect()
+            })
+        }
+        fn session(&self) -> BoxFuture<'_, Result<Box<dyn Session>, CmdError>> {
+            Box::pin(async { Err(CmdError::msg("ERR no sessions")) })
+        }
+        fn subscriber(
+            &self,
+            _tag: usize,
+            _pushes: Pushes,
+        ) -> BoxFuture<'_, Result<Box<dyn Subscriber>, CmdError>> {
+            Box::pin(async { Err(CmdError::msg("ERR no subscribers")) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_the_first_listing_missed_is_copied() {
+        let source: Arc<dyn Backend> = Arc::new(Forgetful::default());
+        let target = keyway::backend::BackendConfig::default_memory().build("listed-target");
+        let mut ns = keyway::proxy::router::NamespaceConfig::new("listed", "", "src");
+        ns.mirror = Some("dst".into());
+        let router = Arc::new(keyway::proxy::router::Router::with_backends(
+            &[ns],
+            |n| match n {
+                "src" => Some(source.clone()),
+                "dst" => Some(target.clone()),
+                _ => None,
+            },
+        ));
+        keyway::proxy::migrate::start(
+            router.clone(),
+            "listed",
+            keyway::proxy::migrate::Task::Backfill {
+                rate: 0,
+                batch: 10,
+                resume: false,
+            },
+        )
+        .unwrap();
+        let mut s = keyway::proxy::migrate::status(&router, "listed").unwrap();
+        for _ in 0..500 {
+            if s.running.is_none() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            s = keyway::proxy::migrate::status(&router, "listed").unwrap();
+        }
+        assert_eq!((s.phase, s.keys_done), ("backfilled", 2), "{s:?}");
+        let got = target
+            .execute(vec![Command::internal(
+                keyway::wire::command::known("get"),
+                vec![Bytes::from_static(b"GET"), Bytes::from_static(b"b")],
+            )])
+            .await;
+        assert_eq!(got, vec![Reply::Bulk(Bytes::from_static(b"value of b"))]);
+    }
+}

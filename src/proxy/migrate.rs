@@ -14,6 +14,7 @@
 //! SCAN (memcached) is listed with `Backend::list_keys`. The comparison
 //! reads each key's type, a digest of its value and its TTL on both sides.
 
+use std::collections::HashSet;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -35,6 +36,8 @@ use crate::wire::util::{bytes, now_ms, random_below};
 const ATTEMPTS: u32 = 100;
 /// Passes over the keys written with others during a backfill.
 const CATCH_UP_PASSES: usize = 10;
+/// Listings again of a source without SCAN (see `backfill`), at most.
+const LISTINGS: usize = 2;
 /// Keys named in a verification's report, at most.
 const REPORTED: usize = 20;
 
@@ -257,29 +260,34 @@ async fn backfill(
         cursor = "0".into();
     }
     let started = std::time::Instant::now();
-    loop {
-        if m.status().stop {
-            return Ok(());
-        }
-        let (next, keys) = scan_step(router, ns, m, &cursor, batch).await?;
-        // A step may list a whole server (memcached): copied in batches.
-        for chunk in keys.chunks(batch.max(1)) {
-            if m.status().stop {
+    let pace = Pace { rate, started };
+    // A listing (memcached's LRU crawler) may miss an item that memcached
+    // moves between its LRU segments meanwhile: listed again until a
+    // listing brings no key not yet copied. SCAN needs no second pass.
+    let listed = !m.primary().supports(command::known("scan"));
+    let mut seen = HashSet::new();
+    if !walk(
+        router,
+        ns,
+        m,
+        cursor,
+        batch,
+        &pace,
+        listed.then_some(&mut seen),
+    )
+    .await?
+    {
+        return Ok(());
+    }
+    if listed {
+        for _ in 0..LISTINGS {
+            let before = seen.len();
+            if !walk(router, ns, m, "0".into(), batch, &pace, Some(&mut seen)).await? {
                 return Ok(());
             }
-            copy(m, chunk.to_vec()).await?;
-            if rate > 0 {
-                // Ahead of the rate: wait until the keys done are due.
-                let due = Duration::from_secs_f64(m.status().keys_done as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
+            if seen.len() == before {
+                break;
             }
-        }
-        cursor = next;
-        m.update(|s| s.cursor = cursor.clone());
-        if cursor == "0" {
-            break;
         }
     }
     for _ in 0..CATCH_UP_PASSES {
@@ -293,6 +301,62 @@ async fn backfill(
     }
     m.update(|s| s.cursor.clear());
     Ok(())
+}
+
+/// How fast a backfill may go.
+struct Pace {
+    /// Keys per second, at most (0: as fast as it goes).
+    rate: u64,
+    started: std::time::Instant,
+}
+
+/// One walk over the source from `cursor`, copying what it lists; with
+/// `seen`, only keys not copied before (by their hash), which it records.
+/// False when stopped.
+async fn walk(
+    router: &Router,
+    ns: &Arc<Namespace>,
+    m: &Arc<Mirrored>,
+    mut cursor: String,
+    batch: usize,
+    pace: &Pace,
+    mut seen: Option<&mut HashSet<u64>>,
+) -> Result<bool, CmdError> {
+    loop {
+        if m.status().stop {
+            return Ok(false);
+        }
+        let (next, mut keys) = scan_step(router, ns, m, &cursor, batch).await?;
+        if let Some(seen) = seen.as_deref_mut() {
+            keys.retain(|k| seen.insert(key_hash(k)));
+        }
+        // A step may list a whole server (memcached): copied in batches.
+        for chunk in keys.chunks(batch.max(1)) {
+            if m.status().stop {
+                return Ok(false);
+            }
+            copy(m, chunk.to_vec()).await?;
+            if pace.rate > 0 {
+                // Ahead of the rate: wait until the keys done are due.
+                let done = m.status().keys_done as f64;
+                let due = Duration::from_secs_f64(done / pace.rate as f64);
+                if let Some(wait) = due.checked_sub(pace.started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        cursor = next;
+        m.update(|s| s.cursor = cursor.clone());
+        if cursor == "0" {
+            return Ok(true);
+        }
+    }
+}
+
+fn key_hash(k: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    k.hash(&mut h);
+    h.finish()
 }
 
 /// Copies keys to the mirror (see `backend::mirror::copy`), counted in
