@@ -129,7 +129,12 @@ pub fn progress_line(f: &[(String, String)], width: Option<usize>) -> String {
         line.push_str(&" ".repeat(w.saturating_sub(filled)));
         line.push_str("] ");
     }
-    line.push_str(&format!("{} {done}", get(f, "running")));
+    // The task's name while it runs, then how it ended.
+    let what = match get(f, "running") {
+        "" => get(f, "phase"),
+        running => running,
+    };
+    line.push_str(&format!("{what} {done}"));
     if total > 0 {
         line.push_str(&format!("/{total}"));
     }
@@ -263,5 +268,9 @@ mod tests {
             progress_line(&f, None),
             "backfill 250/1000 keys, 2.0 KiB, 50 keys/s, ~15 s left, 3 retried"
         );
+        let mut ended = f.clone();
+        ended[0].1 = String::new();
+        ended.push(("phase".into(), "backfilled".into()));
+        assert!(progress_line(&ended, None).starts_with("backfilled 250/1000 keys"));
     }
 }
