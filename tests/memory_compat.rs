@@ -834,3 +834,82 @@ async fn client_unblock_as_in_redis() {
     assert_eq!(transcripts[1], transcripts[0]);
     assert!(transcripts[0].contains("UNBLOCKED"), "{}", transcripts[0]);
 }
+
+/// INFO's persistence section and `number_of_cached_scripts`, which test
+/// suites poll (`loading`, `rdb_bgsave_in_progress` after BGSAVE).
+#[tokio::test]
+async fn info_says_what_is_saved_and_cached_as_redis_does() {
+    let dir = std::env::temp_dir().join(format!("keyway-info-{}", common::free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[backends.m]\ntype = \"memory\"\nsnapshot = \"{}\"\n\
+         [[namespaces]]\nname = \"all\"\nprefix = \"\"\nbackend = \"m\"\n",
+        dir.join("dump.rdb").display()
+    );
+    let kw = common::Keyway::with_toml(&toml).await;
+    let mut c = kw.client().await;
+    let field = |info: &str, name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("{name} missing from {info}"))
+    };
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(info.starts_with("# Persistence\r\n"), "{info}");
+    assert_eq!(field(&info, "loading"), "0");
+    assert_eq!(field(&info, "rdb_bgsave_in_progress"), "0");
+    assert_eq!(field(&info, "aof_enabled"), "0");
+    let _: String = redis::cmd("BGSAVE").query_async(&mut c).await.unwrap();
+    common::until("the background save to end", 5, || {
+        let mut c = c.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            info.contains("rdb_bgsave_in_progress:0")
+        }
+    })
+    .await;
+    let last: i64 = redis::cmd("LASTSAVE").query_async(&mut c).await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(field(&info, "rdb_last_save_time"), last.to_string());
+
+    let scripts = |c: &mut redis::aio::MultiplexedConnection| {
+        let mut c = c.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("memory")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            field(&info, "number_of_cached_scripts")
+        }
+    };
+    assert_eq!(scripts(&mut c).await, "0");
+    for body in ["return 1", "return 2", "return 1"] {
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(body)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    assert_eq!(scripts(&mut c).await, "2");
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(scripts(&mut c).await, "0");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -176,6 +176,17 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// Whether a BGSAVE of this backend is writing now.
+    fn saving(&self) -> bool {
+        false
+    }
+
+    /// Scripts this backend keeps (SCRIPT LOAD), for those that run them
+    /// in keyway.
+    fn cached_scripts(&self) -> Option<usize> {
+        None
+    }
+
     /// Called once as keyway stops, after the last client.
     fn shutdown(&self) {}
 

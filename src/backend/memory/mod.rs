@@ -807,6 +807,15 @@ impl Backend for MemoryBackend {
         MemoryBackend::last_save(self)
     }
 
+    fn saving(&self) -> bool {
+        let s = self.snapshot.as_ref();
+        s.is_some_and(|s| s.saving.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    fn cached_scripts(&self) -> Option<usize> {
+        Some(self.scripts.len())
+    }
+
     /// The snapshot is written as keyway stops, as Redis saves on SHUTDOWN.
     fn shutdown(&self) {
         if let Some(Err(e)) = self.save_snapshot(false) {

@@ -51,6 +51,11 @@ const READONLY: &str = "Attempt to modify a readonly table";
 pub struct Scripts(Mutex<HashMap<String, Bytes>>);
 
 impl Scripts {
+    /// Scripts cached (INFO's `number_of_cached_scripts`).
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
     fn get(&self, sha: &str) -> Option<Bytes> {
         self.0.lock().ok()?.get(sha).cloned()
     }

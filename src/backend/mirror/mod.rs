@@ -702,6 +702,14 @@ impl Backend for Mirrored {
         self.primary.last_save()
     }
 
+    fn saving(&self) -> bool {
+        self.primary.saving()
+    }
+
+    fn cached_scripts(&self) -> Option<usize> {
+        self.primary.cached_scripts()
+    }
+
     fn shutdown(&self) {
         self.primary.shutdown();
     }

@@ -42,6 +42,7 @@ pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> Cm
         "server",
         "clients",
         "memory",
+        "persistence",
         "stats",
         "replication",
         "cpu",
@@ -106,8 +107,32 @@ pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> Cm
                     format!("maxmemory_policy:{policy}"),
                     format!("mem_clients_normal:{}", crate::wire::alloc::clients()),
                     format!("maxmemory_clients:{}", config.server.max_memory_clients.0),
+                    format!("number_of_cached_scripts:{}", cached_scripts(router)),
                 ]
             }
+            // What keyway keeps (memory backends with a snapshot); it loads
+            // before it listens, so never `loading`.
+            "persistence" => vec![
+                "loading:0".into(),
+                "async_loading:0".into(),
+                format!(
+                    "rdb_bgsave_in_progress:{}",
+                    router.namespaces.iter().any(|ns| ns.backend.saving()) as u8
+                ),
+                format!(
+                    "rdb_last_save_time:{}",
+                    router
+                        .namespaces
+                        .iter()
+                        .filter_map(|ns| ns.backend.last_save())
+                        .max()
+                        .unwrap_or(shared.started_unix)
+                ),
+                "rdb_last_bgsave_status:ok".into(),
+                "aof_enabled:0".into(),
+                "aof_rewrite_in_progress:0".into(),
+                "aof_rewrite_scheduled:0".into(),
+            ],
             "stats" => vec![
                 format!(
                     "total_connections_received:{}",
@@ -194,6 +219,21 @@ fn info_value(b: &[u8]) -> String {
 }
 
 /// The `# Keyway` section: the namespace table and each backend's health.
+/// Scripts cached by the backends that run scripts in keyway, each
+/// counted once.
+fn cached_scripts(router: &Router) -> usize {
+    let mut seen: Vec<usize> = Vec::new();
+    let mut n = 0;
+    for ns in &router.namespaces {
+        let at = std::sync::Arc::as_ptr(&ns.backend) as *const () as usize;
+        if let Some(c) = ns.backend.cached_scripts().filter(|_| !seen.contains(&at)) {
+            seen.push(at);
+            n += c;
+        }
+    }
+    n
+}
+
 pub(super) fn keyway_lines(shared: &Shared, router: &Router) -> Vec<String> {
     let config = shared.settings.load();
     let server = &config.server;
