@@ -597,3 +597,32 @@ async fn command_docs_and_key_flags_as_in_redis() {
     let text = String::from_utf8_lossy(&help.stdout);
     assert!(text.contains("Set the string value of a key"), "{text}");
 }
+
+/// A script's commands appear in MONITOR after the EVAL, from `lua`, as
+/// Redis shows them (the memory backend runs scripts itself).
+#[tokio::test]
+async fn monitor_shows_what_a_script_runs() {
+    let kw = Keyway::start().await;
+    let mut m = kw.raw().await;
+    m.check("MONITOR", "+OK\r\n").await;
+    let mut c = kw.raw().await;
+    c.check("SELECT 2", "+OK\r\n").await;
+    c.send(&resp(&[
+        "EVAL",
+        "redis.call('set', KEYS[1], ARGV[1]) return redis.call('get', KEYS[1])",
+        "1",
+        "foo",
+        "bar",
+    ]))
+    .await;
+    c.expect("$3\r\nbar\r\n").await;
+    let seen = m.read_for(Duration::from_millis(300)).await;
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.len(), 4, "{seen}");
+    assert!(lines[1].contains("\"EVAL\""), "{seen}");
+    assert!(
+        lines[2].ends_with(r#" [2 lua] "set" "foo" "bar""#),
+        "{seen}"
+    );
+    assert!(lines[3].ends_with(r#" [2 lua] "get" "foo""#), "{seen}");
+}

@@ -54,7 +54,8 @@ pub struct Command {
     pub unblock: Option<Arc<Unblock>>,
 }
 
-/// CLIENT UNBLOCK's line to one client's blocking command.
+/// One client's line to a backend running its command: CLIENT UNBLOCK's
+/// to its blocking command, and MONITOR's to its scripts.
 #[derive(Debug, Default)]
 pub struct Unblock {
     /// 0: nothing asked; 1: end as if timed out; 2: end with -UNBLOCKED.
@@ -62,6 +63,21 @@ pub struct Unblock {
     /// Set by a backend while it waits in a way it can end.
     pub waiting: std::sync::atomic::AtomicBool,
     pub notify: tokio::sync::Notify,
+    /// Where a backend that runs scripts itself (memory) shows each
+    /// command a script runs, as Redis's MONITOR does (`[0 lua] ...`).
+    pub monitor: Option<ScriptMonitor>,
+}
+
+/// See [`Unblock::monitor`]: called with the database and the command.
+#[derive(Clone)]
+pub struct ScriptMonitor(pub Arc<ScriptFeed>);
+
+pub type ScriptFeed = dyn Fn(u8, &[Bytes]) + Send + Sync;
+
+impl std::fmt::Debug for ScriptMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScriptMonitor")
+    }
 }
 
 impl Unblock {

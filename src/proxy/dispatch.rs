@@ -78,7 +78,8 @@ impl Groups {
             }
         };
         let batch = &mut self.groups[g].1;
-        let unblock = if cmd.spec.has(crate::wire::command::BLOCKING) {
+        let line = crate::wire::command::BLOCKING | crate::wire::command::SCRIPT;
+        let unblock = if cmd.spec.flags & line != 0 {
             self.unblock.clone()
         } else {
             None

@@ -60,7 +60,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(id: u64, peer: SocketAddr) -> Client {
+    pub fn new(id: u64, peer: SocketAddr, monitor: crate::backend::ScriptMonitor) -> Client {
         Client {
             id,
             peer,
@@ -70,7 +70,10 @@ impl Client {
             details: Mutex::new(Details::default()),
             kill: Notify::new(),
             blocked: AtomicBool::new(false),
-            unblock: Default::default(),
+            unblock: Arc::new(crate::backend::Unblock {
+                monitor: Some(monitor),
+                ..Default::default()
+            }),
             mem: Arc::new(AtomicUsize::new(0)),
             queued: Arc::new(AtomicUsize::new(0)),
             limit_closed: AtomicBool::new(false),

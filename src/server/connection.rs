@@ -180,7 +180,7 @@ impl Connection {
         );
         let authenticated = config.users.open();
         let user = config.users.default_user().clone();
-        let client = Arc::new(Client::new(id, peer));
+        let client = Arc::new(Client::new(id, peer, shared.script_monitor()));
         let usage = Usage::new(client.mem.clone());
         let details = Details {
             user: user.name.clone(),

@@ -38,7 +38,17 @@ impl Monitors {
     /// Sends a command to every monitor; a monitor gone or full is
     /// dropped (its connection then closes).
     pub fn feed(&self, db: u8, peer: SocketAddr, args: &[Bytes]) {
-        let line = format_line(db, peer, args);
+        self.send(format_line(db, &peer.to_string(), args));
+    }
+
+    /// A command a script ran, shown as Redis shows it: `[0 lua] ...`.
+    pub fn feed_script(&self, db: u8, args: &[Bytes]) {
+        if self.active() {
+            self.send(format_line(db, "lua", args));
+        }
+    }
+
+    fn send(&self, line: Bytes) {
         if let Ok(mut s) = self.senders.lock() {
             s.retain(|tx| tx.try_send(line.clone()).is_ok());
             self.any.store(!s.is_empty(), Ordering::Relaxed);
@@ -47,7 +57,7 @@ impl Monitors {
 }
 
 /// Redis's monitor line, quoting each argument as sdscatrepr does.
-fn format_line(db: u8, peer: SocketAddr, args: &[Bytes]) -> Bytes {
+fn format_line(db: u8, peer: &str, args: &[Bytes]) -> Bytes {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -81,7 +91,7 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let line = format_line(
             2,
-            peer,
+            &peer.to_string(),
             &[
                 Bytes::from("SET"),
                 Bytes::from("a \"b\"\n"),

@@ -56,6 +56,16 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// What a client's scripts show MONITOR (see `backend::Unblock`).
+    pub fn script_monitor(self: &Arc<Self>) -> crate::backend::ScriptMonitor {
+        let shared = Arc::downgrade(self);
+        crate::backend::ScriptMonitor(Arc::new(move |db, args| {
+            if let Some(s) = shared.upgrade() {
+                s.monitors.feed_script(db, args);
+            }
+        }))
+    }
+
     pub fn next_client_id(&self) -> u64 {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
     }

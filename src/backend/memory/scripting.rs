@@ -297,6 +297,7 @@ pub(super) fn run_lua(
 ) -> Reply {
     let a = &c.args[..];
     let bounds = c.scope.as_deref();
+    let monitor = c.unblock.as_ref().and_then(|u| u.monitor.as_ref());
     let (keys, argv) = a[3..].split_at(n.min(a.len().saturating_sub(3)));
     let (label, chunk) = match &target {
         Target::Script { sha, .. } => (*sha, "user_script"),
@@ -342,7 +343,13 @@ pub(super) fn run_lua(
                     Some(Err(refused)) => refused,
                     // Clients blocked on the script's keys are served once
                     // the batch ends and the gate is free.
-                    _ => answered_here(&cmd).unwrap_or_else(|| scoped(mem, &cmd, bounds)),
+                    _ => {
+                        // MONITOR shows what a script runs, as Redis does.
+                        if let Some(m) = monitor {
+                            (m.0)(c.db, &cmd.args);
+                        }
+                        answered_here(&cmd).unwrap_or_else(|| scoped(mem, &cmd, bounds))
+                    }
                 },
                 Err(e) => e,
             };
