@@ -1029,3 +1029,48 @@ async fn save_reaches_a_redis_server_of_its_own() {
     assert!(info.contains("rdb_changes_since_last_save:0"), "{info}");
     k.check("BGSAVE", "+Background saving started\r\n").await;
 }
+
+/// CLIENT UNBLOCK ends a wait that runs on a redis server, as a timeout or
+/// with -UNBLOCKED, byte for byte as redis-server answers its own clients.
+#[tokio::test]
+async fn client_unblock_reaches_a_wait_on_the_server() {
+    let s = setup().await;
+    let direct = |port: u16| async move {
+        Raw(tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap())
+    };
+    for (mode, timeout_reply) in [
+        ("TIMEOUT", "*-1\r\n"),
+        (
+            "ERROR",
+            "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n",
+        ),
+    ] {
+        let mut replies = Vec::new();
+        for through_keyway in [false, true] {
+            let (mut blocked, mut other) = if through_keyway {
+                (s.kw.raw().await, s.kw.raw().await)
+            } else {
+                (direct(s.r1.port).await, direct(s.r1.port).await)
+            };
+            let id = blocked.line("CLIENT ID").await;
+            let id = id.trim_start_matches(':').trim().to_string();
+            blocked.send(&resp(&["BLPOP", "user:empty", "0"])).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            other
+                .check(&format!("CLIENT UNBLOCK {id} {mode}"), ":1\r\n")
+                .await;
+            let got = blocked.line_within(Duration::from_secs(5)).await;
+            replies.push(got.clone());
+            // Not blocked any more: a second UNBLOCK finds nothing.
+            other
+                .check(&format!("CLIENT UNBLOCK {id} {mode}"), ":0\r\n")
+                .await;
+            // The connection serves on.
+            blocked.check("PING", "+PONG\r\n").await;
+        }
+        assert_eq!(replies[0], timeout_reply, "redis-server, {mode}");
+        assert_eq!(replies[1], replies[0], "keyway, {mode}");
+    }
+}

@@ -66,6 +66,22 @@ pub struct Unblock {
     /// Where a backend that runs scripts itself (memory) shows each
     /// command a script runs, as Redis's MONITOR does (`[0 lua] ...`).
     pub monitor: Option<ScriptMonitor>,
+    /// Set by a backend whose server runs the blocking command (redis):
+    /// ends the wait there (CLIENT UNBLOCK of its connection), with the
+    /// error when true.
+    pub remote: std::sync::Mutex<Option<RemoteUnblock>>,
+}
+
+/// See [`Unblock::remote`].
+#[derive(Clone)]
+pub struct RemoteUnblock(pub Arc<RemoteEnd>);
+
+pub type RemoteEnd = dyn Fn(bool) + Send + Sync;
+
+impl std::fmt::Debug for RemoteUnblock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteUnblock")
+    }
 }
 
 /// See [`Unblock::monitor`]: called with the database and the command.
@@ -85,7 +101,14 @@ impl Unblock {
     pub fn ask(&self, error: bool) -> bool {
         use std::sync::atomic::Ordering;
         if !self.waiting.load(Ordering::Acquire) {
-            return false;
+            let remote = self.remote.lock().ok().and_then(|r| r.clone());
+            return match remote {
+                Some(end) => {
+                    (end.0)(error);
+                    true
+                }
+                None => false,
+            };
         }
         self.asked
             .store(if error { 2 } else { 1 }, Ordering::Release);

@@ -460,7 +460,7 @@ pub(super) type Idle = Mutex<[Vec<Conn>; 2]>;
 /// Runs a (blocking) command on a connection of its own, taken from `idle`
 /// or opened, and kept there afterwards while fewer than `keep` are.
 pub(super) async fn dedicated(
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     idle: &Idle,
     keep: usize,
     cmd: &Command,
@@ -481,6 +481,14 @@ pub(super) async fn dedicated(
         None => endpoint.connect(cmd.resp3).await?,
     };
     let limit = block_timeout(cmd.spec, &cmd.args).map(|t| t + endpoint.command_timeout);
+    // CLIENT UNBLOCK of this client ends the wait on the server.
+    let _remote = match &cmd.unblock {
+        Some(line) => conn
+            .server_id(endpoint.command_timeout)
+            .await
+            .map(|id| RemoteGuard::set(line, endpoint.clone(), id)),
+        None => None,
+    };
     let mut r = conn.call(&encode(cmd), &[cmd.inspect], limit).await?;
     // A connection to a server that became a replica is not kept: the next
     // one asks again where the master is.
@@ -495,6 +503,42 @@ pub(super) async fn dedicated(
         }
     }
     r.pop().ok_or_else(|| "no reply".to_string())
+}
+
+/// A blocking command's line to its server while it waits: CLIENT UNBLOCK
+/// sent from a connection of its own. Cleared when the command ends.
+struct RemoteGuard(Arc<crate::backend::Unblock>);
+
+impl RemoteGuard {
+    fn set(line: &Arc<crate::backend::Unblock>, endpoint: Arc<Endpoint>, id: i64) -> RemoteGuard {
+        let end = crate::backend::RemoteUnblock(Arc::new(move |error| {
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move {
+                let mode = if error { "ERROR" } else { "TIMEOUT" };
+                let ask = encode_multibulk(&[
+                    bytes("CLIENT"),
+                    bytes("UNBLOCK"),
+                    Bytes::from(id.to_string()),
+                    bytes(mode),
+                ]);
+                if let Ok(mut c) = endpoint.connect(false).await {
+                    let _ = c.call(&ask, &[true], Some(endpoint.command_timeout)).await;
+                }
+            });
+        }));
+        if let Ok(mut r) = line.remote.lock() {
+            *r = Some(end);
+        }
+        RemoteGuard(line.clone())
+    }
+}
+
+impl Drop for RemoteGuard {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.0.remote.lock() {
+            *r = None;
+        }
+    }
 }
 
 pub(super) fn encode(cmd: &Command) -> Bytes {

@@ -117,6 +117,7 @@ impl Sentinel {
             io: Box::new(tcp),
             buf: BytesMut::new(),
             resp3: false,
+            server_id: None,
         };
         let mut out = BytesMut::new();
         let mut inspect = Vec::new();
@@ -219,6 +220,7 @@ impl Endpoint {
             io,
             buf: BytesMut::new(),
             resp3,
+            server_id: None,
         };
         let mut hello: Vec<Vec<Bytes>> = Vec::new();
         let auth = self.password.as_ref().map(|p| {
@@ -309,9 +311,25 @@ pub struct Conn {
     io: Box<dyn Io>,
     buf: BytesMut,
     resp3: bool,
+    /// The server's CLIENT ID for this connection, once asked.
+    server_id: Option<i64>,
 }
 
 impl Conn {
+    /// The server's CLIENT ID for this connection (asked once), by which
+    /// another connection can CLIENT UNBLOCK it.
+    pub async fn server_id(&mut self, limit: Duration) -> Option<i64> {
+        if self.server_id.is_none() {
+            let ask = encode_multibulk(&[bytes("CLIENT"), bytes("ID")]);
+            if let Ok(r) = self.call(&ask, &[true], Some(limit)).await {
+                if let Some(Reply::Int(id)) = r.first() {
+                    self.server_id = Some(*id);
+                }
+            }
+        }
+        self.server_id
+    }
+
     /// Writes `out` (encoded commands) and reads one reply per entry of
     /// `inspect`, each waiting at most `limit` (None: as long as the
     /// connection lives, for blocking commands).
@@ -390,7 +408,9 @@ pub struct Feed {
 
 impl Feed {
     pub fn start(conn: Conn, tag: usize, pushes: crate::backend::Pushes, name: String) -> Feed {
-        let Conn { io, mut buf, resp3 } = conn;
+        let Conn {
+            io, mut buf, resp3, ..
+        } = conn;
         let (mut rd, wr) = tokio::io::split(io);
         let task = tokio::spawn(async move {
             let reason = loop {

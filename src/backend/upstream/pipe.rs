@@ -246,7 +246,9 @@ async fn serve(
     endpoint: &Endpoint,
     recycle: bool,
 ) -> Ended {
-    let Conn { io, mut buf, resp3 } = conn;
+    let Conn {
+        io, mut buf, resp3, ..
+    } = conn;
     let (mut rd, mut wr) = tokio::io::split(io);
     let (ptx, mut prx) = mpsc::unbounded_channel::<Pending>();
     let mut queue: VecDeque<Pending> = VecDeque::new();

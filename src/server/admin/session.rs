@@ -257,7 +257,7 @@ pub(super) fn client(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -
                         Ok(Reply::Int(1))
                     } else {
                         Err(CmdError::msg(
-                            "ERR CLIENT UNBLOCK: that client waits on a Redis server, whose wait keyway cannot end yet",
+                            "ERR CLIENT UNBLOCK: that client's wait has not reached its server yet; try again",
                         ))
                     }
                 }
