@@ -913,3 +913,44 @@ async fn info_says_what_is_saved_and_cached_as_redis_does() {
     assert_eq!(scripts(&mut c).await, "0");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A blocked BRPOPLPUSH or BLMOVE whose destination holds another type
+/// when an element arrives gets WRONGTYPE and is unblocked, the element
+/// staying in its source, as with redis-server (Redis's list.tcl
+/// "BRPOPLPUSH with wrong destination type" waited forever on keyway).
+#[tokio::test]
+async fn a_blocked_move_to_a_key_of_another_type_gets_wrongtype() {
+    let redis = RedisServer::start();
+    let kw = Keyway::start().await;
+    for cmd in [
+        &["BRPOPLPUSH", "blist", "target", "0"][..],
+        &["BLMOVE", "blist", "target", "LEFT", "RIGHT", "0"][..],
+    ] {
+        let mut replies = Vec::new();
+        for port in [redis.port, kw.addr.port()] {
+            let connect = || async move {
+                common::Raw(
+                    tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .unwrap(),
+                )
+            };
+            let (mut blocked, mut other) = (connect().await, connect().await);
+            other.line("DEL blist target").await;
+            other.check("SET target nolist", "+OK\r\n").await;
+            blocked.send(&common::resp(cmd)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            other.check("RPUSH blist foo", ":1\r\n").await;
+            let got = blocked.line_within(std::time::Duration::from_secs(5)).await;
+            other
+                .check("LRANGE blist 0 -1", "*1\r\n$3\r\nfoo\r\n")
+                .await;
+            replies.push(got);
+        }
+        assert_eq!(
+            replies[0],
+            "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+        );
+        assert_eq!(replies[1], replies[0], "{cmd:?}");
+    }
+}

@@ -318,6 +318,15 @@ impl Memory {
                     } else {
                         "UNBLOCKED the stream key no longer exists"
                     });
+                } else if matches!(spec.name, "blmove" | "brpoplpush")
+                    && is_wrongtype(&r)
+                    && self.store.read(&args[1], |e| {
+                        e.is_some_and(|e| matches!(e.value, super::store::ValueRef::List(_)))
+                    })
+                {
+                    // The source has an element but the destination holds
+                    // another type: Redis answers WRONGTYPE and unblocks,
+                    // the element staying where it was.
                 } else if is_empty(&r) || is_wrongtype(&r) {
                     // A key that now holds another type (a transaction
                     // replaced it) leaves the client blocked, as in Redis,
