@@ -911,6 +911,45 @@ async fn info_says_what_is_saved_and_cached_as_redis_does() {
         .await
         .unwrap();
     assert_eq!(scripts(&mut c).await, "0");
+
+    // Command stats only when asked for (or ALL), as Redis's info-command
+    // unit checks; the replication offsets clients read.
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let info = |args: &'static [&'static str]| {
+        let mut c = c.clone();
+        async move {
+            let mut cmd = redis::cmd("INFO");
+            cmd.arg(args);
+            cmd.query_async::<String>(&mut c).await.unwrap()
+        }
+    };
+    for args in [&[][..], &["default"], &["cpu"]] {
+        assert!(!info(args).await.contains("rejected_calls"), "{args:?}");
+    }
+    for args in [
+        &["all"][..],
+        &["everything"],
+        &["commandSTATS"],
+        &["cpu", "all"],
+    ] {
+        let text = info(args).await;
+        assert!(text.contains("cmdstat_set:calls=1,"), "{args:?}: {text}");
+        assert!(text.contains("rejected_calls=0"), "{args:?}");
+    }
+    // Asked twice (CPU, then ALL), a section is written once.
+    let text = info(&["cpu", "all"]).await;
+    assert_eq!(text.matches("used_cpu_user_children").count(), 1);
+    assert!(!info(&["commandstats"]).await.contains("used_memory"));
+    assert!(
+        info(&["replication"])
+            .await
+            .contains("master_repl_offset:0")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

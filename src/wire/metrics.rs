@@ -610,6 +610,14 @@ impl NamespaceMetrics {
             .sum()
     }
 
+    /// Commands of one kind (by table id) counted so far.
+    pub fn command_count(&self, id: usize) -> u64 {
+        self.commands
+            .get(id)
+            .and_then(|c| c.get())
+            .map_or(0, |c| c.get())
+    }
+
     /// Batches timed so far and their total microseconds.
     pub fn timed(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;

@@ -46,17 +46,21 @@ pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> Cm
         "stats",
         "replication",
         "cpu",
+        "commandstats",
         "errorstats",
         "cluster",
         "keyspace",
         "keyway",
     ];
+    // What only ALL, EVERYTHING or its name brings, as in Redis.
+    const MORE: &[&str] = &["commandstats"];
     let asked: Vec<String> = args[1..].iter().map(|a| upper(a).to_lowercase()).collect();
-    let all = asked.is_empty()
-        || asked
-            .iter()
-            .any(|s| matches!(s.as_str(), "all" | "default" | "everything"));
-    let wants = |s: &str| all || asked.iter().any(|a| a == s);
+    let everything = asked
+        .iter()
+        .any(|s| matches!(s.as_str(), "all" | "everything"));
+    let default = asked.is_empty() || asked.iter().any(|s| s == "default");
+    let wants =
+        |s: &str| everything || (default && !MORE.contains(&s)) || asked.iter().any(|a| a == s);
     let config = shared.settings.load();
     let uptime = shared.started.elapsed().as_secs();
     let stats = &shared.stats;
@@ -163,7 +167,38 @@ pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> Cm
                     crate::server::limits::closed_counts().0
                 ),
             ],
-            "replication" => vec!["role:master".into(), "connected_slaves:0".into()],
+            "replication" => vec![
+                "role:master".into(),
+                "connected_slaves:0".into(),
+                "master_failover_state:no-failover".into(),
+                format!("master_replid:{}", "0".repeat(40)),
+                format!("master_replid2:{}", "0".repeat(40)),
+                "master_repl_offset:0".into(),
+                "second_repl_offset:-1".into(),
+                "repl_backlog_active:0".into(),
+                "repl_backlog_size:1048576".into(),
+                "repl_backlog_first_byte_offset:0".into(),
+                "repl_backlog_histlen:0".into(),
+            ],
+            // Calls of the commands sent to backends, per command (keyway
+            // does not time them one by one).
+            "commandstats" => crate::wire::command::table()
+                .iter()
+                .filter_map(|spec| {
+                    let calls: u64 = router
+                        .namespaces
+                        .iter()
+                        .map(|ns| ns.metrics.command_count(spec.id))
+                        .sum();
+                    (calls > 0).then(|| {
+                        format!(
+                            "cmdstat_{}:calls={calls},usec=0,usec_per_call=0.00,\
+                             rejected_calls=0,failed_calls=0",
+                            spec.name
+                        )
+                    })
+                })
+                .collect(),
             "cpu" => {
                 let (user, sys) = cpu_seconds();
                 vec![
