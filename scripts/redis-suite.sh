@@ -42,8 +42,10 @@ run_unit() {
   (cd "$SRC" && timeout 300 ./runtest --host 127.0.0.1 --port "$2" --single "$1" \
     --clients 1 --timeout 30 --durable --baseport "$3" --portcount 500 >"$4" 2>&1) || true
   local ok err
-  ok=$(grep -a -c '\[.*ok.*\]:' "$4" || true)
-  err=$(grep -a -c '\[.*\(err\|exception\|TIMEOUT\).*\]:' "$4" || true)
+  # Each failure is also repeated in the closing summary ("*** [err]"):
+  # only lines that start with the bracket count.
+  ok=$(grep -a -c '^\[.*ok.*\]:' "$4" || true)
+  err=$(grep -a -c '^\[.*\(err\|exception\|TIMEOUT\).*\]:' "$4" || true)
   echo "$ok $err"
 }
 
