@@ -939,6 +939,8 @@ async fn info_says_what_is_saved_and_cached_as_redis_does() {
     ] {
         let text = info(args).await;
         assert!(text.contains("cmdstat_set:calls=1,"), "{args:?}: {text}");
+        // Commands keyway answers itself count too (the process's).
+        assert!(text.contains("cmdstat_info:calls="), "{args:?}: {text}");
         assert!(text.contains("rejected_calls=0"), "{args:?}");
     }
     // Asked twice (CPU, then ALL), a section is written once.

@@ -85,6 +85,9 @@ pub struct Metrics {
     slot_map_reads: Family<BackendResultLabels, Counter>,
     mirrored: Family<NamespaceResultLabels, Counter>,
     migration_phase: Family<PhaseLabels, Gauge>,
+    /// Calls of the commands keyway answers itself, by table id (INFO
+    /// commandstats; those sent to backends are counted per namespace).
+    local_calls: Vec<std::sync::atomic::AtomicU64>,
     shadow_reads: Family<NamespaceResultLabels, Counter>,
     migration_keys: Family<CountLabels, Gauge>,
     migration_bytes: Family<NamespaceLabels, Gauge>,
@@ -178,6 +181,9 @@ impl Metrics {
             slot_map_reads: Family::default(),
             mirrored: Family::default(),
             migration_phase: Family::default(),
+            local_calls: (0..crate::wire::command::table().len())
+                .map(|_| Default::default())
+                .collect(),
             shadow_reads: Family::default(),
             migration_keys: Family::default(),
             migration_bytes: Family::default(),
@@ -521,6 +527,19 @@ impl Metrics {
                 namespace: namespace.to_string(),
             })
             .set(bytes.min(i64::MAX as u64) as i64);
+    }
+
+    /// A command keyway answered itself (see `local_calls`).
+    pub fn local_call(&self, id: usize) {
+        if let Some(n) = self.local_calls.get(id) {
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn local_calls(&self, id: usize) -> u64 {
+        self.local_calls
+            .get(id)
+            .map_or(0, |n| n.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     pub fn shadow_read(&self, namespace: &str, result: &str, n: u64) {

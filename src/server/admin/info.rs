@@ -180,8 +180,8 @@ pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> Cm
                 "repl_backlog_first_byte_offset:0".into(),
                 "repl_backlog_histlen:0".into(),
             ],
-            // Calls of the commands sent to backends, per command (keyway
-            // does not time them one by one).
+            // Calls per command: those sent to backends and those keyway
+            // answers (it does not time them one by one).
             "commandstats" => crate::wire::command::table()
                 .iter()
                 .filter_map(|spec| {
@@ -189,7 +189,8 @@ pub(super) async fn info(shared: &Shared, router: &Router, args: &[Bytes]) -> Cm
                         .namespaces
                         .iter()
                         .map(|ns| ns.metrics.command_count(spec.id))
-                        .sum();
+                        .sum::<u64>()
+                        + crate::wire::metrics::metrics().local_calls(spec.id);
                     (calls > 0).then(|| {
                         format!(
                             "cmdstat_{}:calls={calls},usec=0,usec_per_call=0.00,\

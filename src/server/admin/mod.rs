@@ -38,6 +38,7 @@ pub async fn execute(
     spec: &CommandSpec,
     args: &[Bytes],
 ) -> Reply {
+    crate::wire::metrics::metrics().local_call(spec.id);
     let r = match spec.name {
         "ping" => ping(args),
         "echo" => Ok(Reply::Bulk(args[1].clone())),
