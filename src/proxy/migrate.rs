@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::backend::Command;
-use crate::backend::mirror::copy::copy as mirror_copy;
+use crate::backend::mirror::copy::{copy as mirror_copy, internal};
 use crate::backend::mirror::{MigrationStatus, Mirrored};
 use crate::proxy::keyspace::backend_pattern;
 use crate::proxy::router::{Namespace, Router};
@@ -153,10 +153,6 @@ fn mirrored(router: &Router, name: &str) -> Result<(Arc<Namespace>, Arc<Mirrored
         ))
     })?;
     Ok((ns.clone(), m))
-}
-
-fn internal(name: &str, args: Vec<Bytes>) -> Command {
-    Command::internal(command::known(name), args)
 }
 
 /// One SCAN step over the namespace's part of the source: the next cursor

@@ -36,7 +36,8 @@ pub struct Copied {
     pub error: Option<String>,
 }
 
-fn internal(name: &str, args: Vec<Bytes>) -> Command {
+/// A command keyway sends itself, by name.
+pub fn internal(name: &str, args: Vec<Bytes>) -> Command {
     Command::internal(command::known(name), args)
 }
 

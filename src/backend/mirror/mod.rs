@@ -650,11 +650,13 @@ impl Backend for Mirrored {
             self.after_previous().await;
             let tap = self.tap();
             let taken = tap.copy(&mut batch);
-            // Reads inside a transaction answer QUEUED: not shadowed.
-            let picked = if batch.iter().any(|c| c.spec.name == "multi") {
+            // Reads inside a transaction answer QUEUED: not shadowed. The
+            // batch is looked at only when shadow reads are on.
+            let fraction = self.shadow.get();
+            let picked = if fraction <= 0.0 || batch.iter().any(|c| c.spec.name == "multi") {
                 Vec::new()
             } else {
-                shadow::pick(self.shadow.get(), &mut batch)
+                shadow::pick(fraction, &mut batch)
             };
             let shadowed: Vec<Command> = picked.iter().map(|&i| batch[i].clone()).collect();
             if !picked.is_empty() {
