@@ -102,8 +102,7 @@ fn writers(kw: &Keyway, n: usize, stop: Arc<AtomicBool>) -> Vec<tokio::task::Joi
             let addr = kw.addr;
             let stop = stop.clone();
             tokio::spawn(async move {
-                let client = redis::Client::open(format!("redis://{addr}")).unwrap();
-                let mut c = client.get_multiplexed_async_connection().await.unwrap();
+                let mut c = common::connect(&format!("redis://{addr}")).await.unwrap();
                 let mut acked = Acked::default();
                 let mut k = 0usize;
                 while !stop.load(Ordering::Relaxed) {

@@ -133,8 +133,9 @@ async fn password_gates_commands() {
     c.check("RESET", "+RESET\r\n").await;
     c.check("GET a", "-NOAUTH Authentication required.\r\n")
         .await;
-    let client = redis::Client::open(format!("redis://:s3cret@{}/", kw.addr)).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut con = common::connect(&format!("redis://:s3cret@{}/", kw.addr))
+        .await
+        .unwrap();
     let _: () = con.set("k", "v").await.unwrap();
     let v: String = con.get("k").await.unwrap();
     assert_eq!(v, "v");

@@ -74,7 +74,9 @@ async fn tls_client(
         root_cert: Some(std::fs::read(dir.join("ca.crt")).unwrap()),
     };
     let client = redis::Client::build_with_tls(format!("rediss://127.0.0.1:{port}/"), certs)?;
-    client.get_multiplexed_async_connection().await
+    client
+        .get_multiplexed_async_connection_with_config(&common::patient())
+        .await
 }
 
 #[tokio::test]

@@ -54,9 +54,7 @@ fn sentinel(master_port: u16) -> SentinelProcess {
 }
 
 async fn conn(port: u16) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-        .unwrap()
-        .get_multiplexed_async_connection()
+    common::connect(&format!("redis://127.0.0.1:{port}/"))
         .await
         .unwrap()
 }

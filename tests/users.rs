@@ -96,8 +96,9 @@ async fn users_log_in_as_in_redis() {
         "{list}"
     );
     // A real client library logs in with a URL's user and password.
-    let client = redis::Client::open(format!("redis://alice:alicepw@{}/", kw.addr)).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut con = common::connect(&format!("redis://alice:alicepw@{}/", kw.addr))
+        .await
+        .unwrap();
     let _: () = redis::cmd("SET")
         .arg("a:lib")
         .arg("1")

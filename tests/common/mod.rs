@@ -81,9 +81,7 @@ impl Keyway {
     }
 
     pub async fn client(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(format!("redis://{}/", self.addr))
-            .expect("client")
-            .get_multiplexed_async_connection()
+        connect(&format!("redis://{}/", self.addr))
             .await
             .expect("redis crate connects")
     }
@@ -93,6 +91,23 @@ impl Keyway {
 pub struct Raw(pub TcpStream);
 
 /// Encodes words as a RESP multibulk.
+/// A redis-crate connection whose replies may take as long as a loaded CI
+/// machine needs: the crate's default gives up after 500 ms, and a CLUSTER
+/// SETSLOT (which fsyncs nodes.conf) or a first reply under two busy cores
+/// can take longer.
+pub async fn connect(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(&patient())
+        .await
+}
+
+/// The connection settings tests use: see [`connect`].
+pub fn patient() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(30)))
+        .set_connection_timeout(Some(Duration::from_secs(10)))
+}
+
 pub fn resp(words: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", words.len()).into_bytes();
     for w in words {
@@ -407,9 +422,7 @@ impl RedisServer {
 
     /// A direct connection, bypassing keyway.
     pub async fn direct(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
-            .expect("client")
-            .get_multiplexed_async_connection()
+        connect(&format!("redis://127.0.0.1:{}/", self.port))
             .await
             .expect("direct connection to redis-server")
     }
