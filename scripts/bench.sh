@@ -2,15 +2,20 @@
 # Load comparison on 127.0.0.1, in one run: direct redis-server, twemproxy
 # (nutcracker) in front of it, keyway (release) with a redis backend on the
 # same server, keyway with its memory backend, and keyway in front of a
-# memcached. redis-benchmark runs SET, GET and MSET (10 keys) at pipeline 1
-# and 16, 50 clients, 64-byte values, 100,000 keys, against each target in
-# turn, round after round (A B C A B C ...) so that machine drift cancels.
-# Prints one table (medians) and, with --write, puts it in BENCHMARKS.md.
+# memcached. Each round runs, against each target in turn (A B C A B C ...,
+# so that machine drift cancels):
+# - one client with one request in flight (examples/latency, to the
+#   microsecond): the latency a proxy adds to every request of a service;
+# - redis-benchmark SET, GET and MSET (10 keys) at pipeline 1 and 16, 50
+#   clients, 64-byte values, 100,000 keys: the proxy's own CPU per request.
+# Then 10,000 idle clients and 1,000,000 keys in fresh processes.
+# Prints the targets of issue 23 as its leading table (medians of the
+# per-round figures), then the detail; --write puts both in BENCHMARKS.md.
 #
 #   bash scripts/bench.sh [--write] [--quick] [--rounds N]
 #
-# --rounds N (3 by default) trades time for steadier medians: each round
-# takes about a minute.
+# --rounds N (5 by default) trades time for steadier medians: each round
+# takes about a minute and a half.
 #
 # Needs redis-server, redis-benchmark, nutcracker and memcached (the test
 # command `bash scripts/test.sh` installs them). Everything it starts is
@@ -19,12 +24,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WRITE=0
-ROUNDS=3
+ROUNDS=5
 REQUESTS=100000
+LATENCY_REQUESTS=20000
 while [ $# -gt 0 ]; do
     case "$1" in
         --write) WRITE=1 ;;
-        --quick) ROUNDS=1; REQUESTS=20000 ;;
+        --quick) ROUNDS=1; REQUESTS=20000; LATENCY_REQUESTS=5000 ;;
         --rounds)
             shift
             [[ "${1:-}" =~ ^[1-9][0-9]*$ ]] || { echo "--rounds takes a number of rounds" >&2; exit 2; }
@@ -41,8 +47,9 @@ for tool in redis-server redis-benchmark nutcracker memcached python3; do
     command -v "$tool" >/dev/null || { echo "missing $tool: run bash scripts/test.sh first" >&2; exit 1; }
 done
 
-cargo build --release --quiet
+cargo build --release --quiet --bin keyway --example latency
 KEYWAY=target/release/keyway
+LATENCY=target/release/examples/latency
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -156,8 +163,18 @@ cpu_ticks() {
 
 RESULTS="$WORK/results.csv"
 echo "target,round,pipeline,test,rps,p50,p99,cpu_us" > "$RESULTS"
+ONE="$WORK/one-client.csv"
+echo "target,round,test,requests,p50,p90,p99,p999,cpu_us,rps" > "$ONE"
 echo "benchmarking: $ROUNDS round(s), $REQUESTS requests per run (x10 at pipeline 16)" >&2
 for round in $(seq 1 "$ROUNDS"); do
+    # One client, one request at a time: what each request pays.
+    for t in "${TARGETS[@]}"; do
+        read -r name port pid <<< "$t"
+        case "$name" in redis|twemproxy|keyway-redis|keyway-memory) ;; *) continue ;; esac
+        timeout 300 "$LATENCY" "127.0.0.1:$port" "$LATENCY_REQUESTS" "$pid" \
+            | sed "s/^/$name,$round,/" >> "$ONE"
+        printf '  round %s  1 client  %-17s\n' "$round" "$name" >&2
+    done
     for pipeline in 1 16; do
         for test in set get mset; do
             for t in "${TARGETS[@]}"; do
@@ -267,10 +284,62 @@ for t in "redis $LR_PORT $LR_PID" "keyway-memory $LK_PORT $LK_PID"; do
     fi
 done
 
-python3 - "$RESULTS" "$IDLE" "$MEM" "$WRITE" "$ROUNDS" "$REQUESTS" <<'PY'
+python3 - "$RESULTS" "$IDLE" "$MEM" "$WRITE" "$ROUNDS" "$REQUESTS" "$ONE" <<'PY'
 import csv, statistics, sys, datetime, platform, os, subprocess
-results, idle, mem, write, rounds, requests = sys.argv[1:7]
+results, idle, mem, write, rounds, requests, one = sys.argv[1:8]
 rows = list(csv.DictReader(open(results)))
+lead = []
+
+def per_round(pick, a, b):
+    """The median over rounds of pick(a's row)/pick(b's row), with the
+    range: both ran seconds apart in each round."""
+    rs = []
+    for r in a:
+        base = [x for x in b if x["round"] == r["round"]]
+        if base and pick(base[0]) > 0:
+            rs.append(pick(r) / pick(base[0]))
+    if not rs:
+        return None, ""
+    m = statistics.median(rs)
+    return m, f"{m:.2f}" if len(rs) == 1 else f"{m:.2f} ({min(rs):.2f}–{max(rs):.2f})"
+
+def verdict(value, goal):
+    return "—" if value is None else ("met" if value <= goal else "not met")
+
+# 1. Latency added at one client, over direct Redis, per round.
+ones = list(csv.DictReader(open(one)))
+def one_rows(target, test):
+    return [r for r in ones if r["target"] == target and r["test"] == test]
+def added(target, test, q):
+    out = {}
+    direct = {r["round"]: float(r[q]) for r in one_rows("redis", test)}
+    for r in one_rows(target, test):
+        if r["round"] in direct:
+            out[r["round"]] = float(r[q]) - direct[r["round"]]
+    return out
+lead.append("| target (issue 23) | keyway | twemproxy or Redis | keyway ÷ it | goal | |")
+lead.append("|---|---:|---:|---:|---:|---|")
+for test in ["get", "set"]:
+    for q, goal in [("p50", 0.5), ("p99", 1.0)]:
+        k, t = added("keyway-redis", test, q), added("twemproxy", test, q)
+        rounds_ = [r for r in k if r in t and t[r] > 0]
+        if not rounds_:
+            continue
+        ratios = [k[r] / t[r] for r in rounds_]
+        m = statistics.median(ratios)
+        rng = "" if len(ratios) == 1 else f" ({min(ratios):.2f}–{max(ratios):.2f})"
+        lead.append(f"| 1 client, {test.upper()}: latency added at {q} | +{statistics.median(k.values()):.1f} µs | +{statistics.median(t.values()):.1f} µs (twemproxy) | {m:.2f}{rng} | ≤ {goal} | {verdict(m, goal)} |")
+
+# 2. CPU per request at 50 clients.
+cpu = lambda r: float(r["cpu_us"])
+def cpu_row(label, pipeline, test, target, base, goal):
+    a = groups.get((pipeline, test, target))
+    b = groups.get((pipeline, test, base))
+    if not a or not b:
+        return
+    m, text = per_round(cpu, a, b)
+    lead.append(f"| {label} | {med(a, 'cpu_us'):.2f} µs | {med(b, 'cpu_us'):.2f} µs ({base}) | {text} | ≤ {goal} | {verdict(m, goal)} |")
+
 groups = {}
 for r in rows:
     groups.setdefault((r["pipeline"], r["test"], r["target"]), []).append(r)
@@ -286,6 +355,31 @@ def ratio(rs, base):
     if len(rs) == 1:
         return f"{rs[0]:.2f}"
     return f"{statistics.median(rs):.2f} ({min(rs):.2f}–{max(rs):.2f})"
+for pipeline, goal in [("1", 0.8), ("16", 0.5)]:
+    for test in ["set", "get", "mset"]:
+        cpu_row(f"CPU per request, keyway→Redis, {test.upper()} P{pipeline}, 50 clients", pipeline, test, "keyway-redis", "twemproxy", goal)
+for pipeline in ["1", "16"]:
+    for test in ["set", "get", "mset"]:
+        cpu_row(f"CPU per request, memory backend, {test.upper()} P{pipeline}", pipeline, test, "keyway-memory", "redis", 1.0)
+for pipeline in ["1", "16"]:
+    for test in ["set", "get"]:
+        cpu_row(f"CPU per request, memcached backend, {test.upper()} P{pipeline}", pipeline, test, "keyway-memcached", "keyway-redis", 1.2)
+idle_rows = {r["target"]: r for r in csv.DictReader(open(idle))}
+if "keyway-memory" in idle_rows and "twemproxy" in idle_rows:
+    k = int(idle_rows["keyway-memory"]["with_10k_idle_kb"])
+    t = int(idle_rows["twemproxy"]["with_10k_idle_kb"])
+    lead.append(f"| RSS with 10,000 idle clients | {k/1024:.1f} MB | {t/1024:.1f} MB (twemproxy) | {k/t:.2f} | ≤ 2 | {verdict(k/t, 2)} |")
+lead.append("")
+lead.append("| 1 client, 1 request in flight | p50 µs | p90 µs | p99 µs | p99.9 µs | proxy CPU µs/req |")
+lead.append("|---|---:|---:|---:|---:|---:|")
+for test in ["get", "set"]:
+    for target in ["redis", "twemproxy", "keyway-redis", "keyway-memory"]:
+        rs = one_rows(target, test)
+        if rs:
+            c = "" if target == "redis" else f"{med(rs, 'cpu_us'):.1f}"
+            lead.append(f"| {test.upper()} {target} | {med(rs, 'p50'):.1f} | {med(rs, 'p90'):.1f} | {med(rs, 'p99'):.1f} | {med(rs, 'p999'):.1f} | {c} |")
+lead.append("")
+
 targets = ["redis", "twemproxy", "keyway-redis", "keyway-memory", "keyway-memcached"]
 out = []
 out.append("| test | target | req/s | p50 ms | p99 ms | proxy CPU µs/req | ÷ redis | ÷ twemproxy |")
@@ -301,7 +395,7 @@ for pipeline in ["1", "16"]:
             rps = med(rs, "rps")
             vs_redis = ratio(rs, base) if base and t != "redis" else ""
             vs_tw = ratio(rs, tw) if tw and t.startswith("keyway") else ""
-            cpu = f"{med(rs, 'cpu_us'):.2f}" if t != "redis" else f"({med(rs, 'cpu_us'):.2} server)"
+            cpu = f"{med(rs, 'cpu_us'):.2f}" if t != "redis" else f"({med(rs, 'cpu_us'):.2f} server)"
             out.append(f"| {test.upper()} P{pipeline} | {t} | {rps:,.0f} | {med(rs, 'p50'):.3f} | {med(rs, 'p99'):.3f} | {cpu} | {vs_redis} | {vs_tw} |")
 out.append("")
 out.append("| idle clients | RSS before | RSS with 10,000 idle connections |")
@@ -313,7 +407,7 @@ out.append("| 1,000,000 keys, 64-byte values | RSS |")
 out.append("|---|---:|")
 for r in csv.DictReader(open(mem)):
     out.append(f"| {r['target']} | {int(r['rss_kb_1m_keys'])/1024:.0f} MB |")
-table = "\n".join(out)
+table = "\n".join(lead + out)
 print(table)
 if write == "1":
     cpu = "unknown"
