@@ -420,7 +420,7 @@ if write == "1":
         pass
     header = (f"Measured {datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores ({cpu}); "
               f"redis-benchmark, client, proxies and servers share the cores. "
-              f"Medians of {rounds} round(s) of {requests} requests ({int(requests) * 10} at pipeline 16), 50 clients, 64-byte values, 100,000 keys. "
+              f"Medians of {rounds} round(s): one client with one request in flight (examples/latency), then {requests} requests ({int(requests) * 10} at pipeline 16), 50 clients, 64-byte values, 100,000 keys. "
               f"Ratios are the median of the per-round ratios (in a round every target runs seconds after the last), with their range.")
     text = open("BENCHMARKS.md").read()
     start, end = "<!-- table:start -->", "<!-- table:end -->"
