@@ -561,6 +561,17 @@ impl Store {
     }
 }
 
+/// Whether the background sweep deletes expired keys (Redis's
+/// `DEBUG SET-ACTIVE-EXPIRE`); with it off, a key past its TTL stays
+/// until a command reads it (it is dead to every command either way).
+/// Process-wide, as the setting is server-wide in Redis.
+static ACTIVE_EXPIRE: AtomicBool = AtomicBool::new(true);
+
+/// Turns the background expiry sweep of every memory store on or off.
+pub fn set_active_expire(on: bool) {
+    ACTIVE_EXPIRE.store(on, Ordering::Relaxed);
+}
+
 /// Runs the background expiry sweep until the store is dropped.
 pub fn spawn_sweeper(store: &Arc<Store>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -575,6 +586,9 @@ pub fn spawn_sweeper(store: &Arc<Store>) {
         loop {
             tick.tick().await;
             let Some(store) = weak.upgrade() else { return };
+            if !ACTIVE_EXPIRE.load(Ordering::Relaxed) {
+                continue;
+            }
             if next == 0 {
                 // A whole pass found no TTL and none was written since: idle.
                 if !volatile_this_pass && !store.has_volatile.swap(false, Ordering::Relaxed) {

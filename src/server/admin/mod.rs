@@ -116,6 +116,19 @@ async fn debug(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResul
             }
             Ok(Reply::ok())
         }
+        // Read as C's atoi reads it, as Redis does: "x" is 0, so off.
+        ("SET-ACTIVE-EXPIRE", 3) => {
+            let digits = args[2]
+                .strip_prefix(b"+")
+                .or_else(|| args[2].strip_prefix(b"-"))
+                .unwrap_or(&args[2]);
+            let on = digits
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .any(|&b| b != b'0');
+            crate::backend::memory::store::set_active_expire(on);
+            Ok(Reply::ok())
+        }
         // On purpose: what DEBUG PANIC is for.
         #[allow(clippy::panic)]
         ("PANIC", 2) => panic!("DEBUG PANIC"),
@@ -123,6 +136,10 @@ async fn debug(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResul
             "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "PANIC",
             "    Raise a panic inside keyway (it is caught: the client is closed).",
+            "SET-ACTIVE-EXPIRE <0|1>",
+            "    Setting it to 0 disables expiring keys in background when they are not",
+            "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
+            "    default.",
             "SLEEP <seconds>",
             "    Stop the client for <seconds>. Decimals allowed.",
             "HELP",
