@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use common::{Keyway, RedisServer, same_replies_words};
 
+/// The tests here take turns: the setting is the process's.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn keys_past_their_ttl_stay_until_read_while_active_expiry_is_off() {
+    let _turn = TURN.lock().await;
     let redis = RedisServer::with_args(&["--enable-debug-command", "yes"]);
     let kw = Keyway::with_toml(
         "[server]\nenable_debug_command = \"yes\"\n\
@@ -32,7 +36,7 @@ async fn keys_past_their_ttl_stay_until_read_while_active_expiry_is_off() {
         ],
     )
     .await;
-    // Past every TTL, and past a whole pass of keyway's sweep (1.6 s).
+    // Past every TTL, and past a whole pass of keyway's sweep (1 s).
     pause(2000).await;
     same_replies_words(
         &mut r,
@@ -56,5 +60,44 @@ async fn keys_past_their_ttl_stay_until_read_while_active_expiry_is_off() {
     )
     .await;
     pause(2000).await;
-    same_replies_words(&mut r, &mut k, &["DBSIZE", "DEBUG SET-ACTIVE-EXPIRE x"]).await;
+    same_replies_words(
+        &mut r,
+        &mut k,
+        &[
+            "DBSIZE",
+            "DEBUG SET-ACTIVE-EXPIRE x",
+            "DEBUG SET-ACTIVE-EXPIRE 1",
+        ],
+    )
+    .await;
+}
+
+/// Redis's "should actively expire keys incrementally": keys past their
+/// TTL leave DBSIZE within two seconds with nobody reading them.
+#[tokio::test]
+async fn keys_past_their_ttl_are_swept_within_two_seconds() {
+    let _turn = TURN.lock().await;
+    let kw = Keyway::start().await;
+    let mut c = kw.client().await;
+    for k in ["key1", "key2", "key3"] {
+        let _: () = redis::cmd("PSETEX")
+            .arg(k)
+            .arg(500)
+            .arg("a")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let n: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "{n} keys still there 2 s after their TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
