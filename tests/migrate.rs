@@ -15,9 +15,6 @@ use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
 fn config(redis_port: u16, backend: &str, mirror: Option<&str>) -> String {
-    let mirror = mirror
-        .map(|m| format!("mirror = \"{m}\"\n"))
-        .unwrap_or_default();
     format!(
         r#"
 [server]
@@ -28,12 +25,17 @@ type = "memory"
 type = "redis"
 url = "redis://127.0.0.1:{redis_port}"
 command_timeout_ms = 5000
-[[namespaces]]
-name = "app"
-prefix = ""
-backend = "{backend}"
-{mirror}"#
+{}"#,
+        namespace("app", backend, mirror)
     )
+}
+
+/// A namespace `name` of every key on `backend`, mirrored to `mirror`.
+fn namespace(name: &str, backend: &str, mirror: Option<&str>) -> String {
+    let mirror = mirror
+        .map(|m| format!("mirror = \"{m}\"\n"))
+        .unwrap_or_default();
+    format!("[[namespaces]]\nname = \"{name}\"\nprefix = \"\"\nbackend = \"{backend}\"\n{mirror}")
 }
 
 /// The status of a namespace's move, as text per field.
@@ -436,9 +438,9 @@ mirror = "mem"
     let kw = Keyway::with_toml(&toml).await;
     let mut c = kw.client().await;
     let only_mc = format!(
-        "[backends.mc]\ntype = \"memcached\"\nservers = [\"{}\"]\n\
-         [[namespaces]]\nname = \"app\"\nprefix = \"\"\nbackend = \"mc\"\n",
-        mc.addr()
+        "[backends.mc]\ntype = \"memcached\"\nservers = [\"{}\"]\n{}",
+        mc.addr(),
+        namespace("app", "mc", None)
     );
     let mc_side = Keyway::with_toml(&only_mc).await;
     let mut m = mc_side.client().await;
@@ -649,9 +651,6 @@ async fn moves_to_a_cluster_and_to_shards_under_writes() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("keyway.toml");
     let cfg = |backend: &str, mirror: Option<&str>| {
-        let mirror = mirror
-            .map(|m| format!("mirror = \"{m}\"\n"))
-            .unwrap_or_default();
         format!(
             r#"
 [server]
@@ -667,12 +666,12 @@ command_timeout_ms = 5000
 [backends.sh]
 type = "redis-shards"
 servers = [{{ url = "redis://127.0.0.1:{}" }}, {{ url = "redis://127.0.0.1:{}" }}]
-[[namespaces]]
-name = "clmove"
-prefix = ""
-backend = "{backend}"
-{mirror}"#,
-            redis.port, cluster.nodes[0].port, s1.port, s2.port
+{}"#,
+            redis.port,
+            cluster.nodes[0].port,
+            s1.port,
+            s2.port,
+            namespace("clmove", backend, mirror)
         )
     };
     std::fs::write(&path, cfg("red", None)).unwrap();
