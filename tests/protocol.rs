@@ -627,3 +627,50 @@ async fn monitor_shows_what_a_script_runs() {
     );
     assert!(lines[3].ends_with(r#" [2 lua] "get" "foo""#), "{seen}");
 }
+
+/// Subscribing and messages are pushes: Redis delivers them with CLIENT
+/// REPLY OFF, in RESP2 as in RESP3, while other replies stay off.
+#[tokio::test]
+async fn pubsub_pushes_come_through_client_reply_off() {
+    let redis = common::RedisServer::start();
+    let kw = Keyway::start().await;
+    let mut transcripts = Vec::new();
+    for (mut c, mut p) in [
+        (redis.raw().await, redis.raw().await),
+        (kw.raw().await, kw.raw().await),
+    ] {
+        let mut got = String::new();
+        for hello in [false, true] {
+            if hello {
+                // Its reply names versions and ids, which differ.
+                c.send(&common::resp(&["HELLO", "3"])).await;
+                c.read_for(Duration::from_millis(200)).await;
+            }
+            for cmd in [
+                "CLIENT REPLY OFF",
+                "SUBSCRIBE ch",
+                "PSUBSCRIBE c*",
+                "SUBSCRIBE",
+                "PING",
+            ] {
+                c.send(&common::resp(&cmd.split(' ').collect::<Vec<_>>()))
+                    .await;
+            }
+            got += &c.read_for(Duration::from_millis(200)).await;
+            assert_eq!(p.line("PUBLISH ch hi").await, ":2\r\n");
+            got += &c.read_for(Duration::from_millis(200)).await;
+            for cmd in ["UNSUBSCRIBE ch", "PUNSUBSCRIBE c*"] {
+                c.send(&common::resp(&cmd.split(' ').collect::<Vec<_>>()))
+                    .await;
+            }
+            got += &c.read_for(Duration::from_millis(200)).await;
+            // Back on, in RESP2 outside subscribed mode: answered.
+            c.send(&common::resp(&["CLIENT", "REPLY", "ON"])).await;
+            got += &c.read_for(Duration::from_millis(200)).await;
+            got += "|";
+        }
+        transcripts.push(got);
+    }
+    assert_eq!(transcripts[1], transcripts[0]);
+    assert!(transcripts[0].contains("pmessage"), "{}", transcripts[0]);
+}

@@ -552,6 +552,8 @@ impl Connection {
         // reply kept or dropped (the command's own too, as in Redis).
         for request in requests {
             let changes_mode = reply_command(&request);
+            // (Un)subscribe pushes go out in any reply mode, as in Redis.
+            let pushes = request.1.is_some_and(|s| s.name.ends_with("subscribe"));
             let mut silent = match self.state.replies {
                 Replies::On => false,
                 Replies::Off => true,
@@ -566,7 +568,7 @@ impl Connection {
                 // CLIENT REPLY ON is answered; OFF and SKIP are not.
                 silent = self.state.replies != Replies::On;
             }
-            if !silent {
+            if !silent || (pushes && own.first() != Some(&b'-')) {
                 out.extend_from_slice(&own);
             }
             ran?;
