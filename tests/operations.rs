@@ -840,3 +840,37 @@ async fn the_dashboard_queries_what_keyway_exports() {
         );
     }
 }
+
+/// CLIENT KILL's filters are checked as Redis checks them (its
+/// introspection unit): an unknown type or user is an error naming it, and
+/// a type keyway has no client of kills none.
+#[tokio::test]
+async fn client_kill_filters_as_in_redis() {
+    let redis = common::RedisServer::start();
+    let kw = Keyway::start().await;
+    let (mut r, mut k) = (redis.raw().await, kw.raw().await);
+    common::same_replies_words(
+        &mut r,
+        &mut k,
+        &[
+            "CLIENT KILL",
+            "CLIENT KILL ID 10 wrong_arg",
+            "CLIENT KILL ID str",
+            "CLIENT KILL ID 0",
+            "CLIENT KILL TYPE wrong_type",
+            "CLIENT KILL TYPE master",
+            "CLIENT KILL TYPE replica SKIPME no",
+            "CLIENT KILL TYPE pubsub",
+            "CLIENT KILL USER wrong_user",
+            "CLIENT KILL USER default TYPE bogus",
+            "CLIENT KILL SKIPME yes_or_no",
+            "CLIENT LIST TYPE bogus",
+        ],
+    )
+    .await;
+    // A client of the type asked for goes; the killer, skipped, stays.
+    let mut other = kw.raw().await;
+    other.check("PING", "+PONG\r\n").await;
+    k.check("CLIENT KILL TYPE normal", ":1\r\n").await;
+    k.check("PING", "+PONG\r\n").await;
+}

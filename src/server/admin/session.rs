@@ -316,18 +316,9 @@ pub(super) fn client_list(state: &ClientState, shared: &Shared, args: &[Bytes]) 
     let mut i = 2;
     while i < args.len() {
         if is(&args[i], "TYPE") && i + 1 < args.len() {
-            let t = &args[i + 1];
-            if is(t, "NORMAL") {
-                pubsub = Some(false);
-            } else if is(t, "PUBSUB") {
-                pubsub = Some(true);
-            } else if is(t, "MASTER") || is(t, "REPLICA") || is(t, "SLAVE") {
-                none = true;
-            } else {
-                return Err(CmdError::msg(format!(
-                    "ERR Unknown client type '{}'",
-                    lossy(t, 128)
-                )));
+            match client_type(&args[i + 1])? {
+                Some(subscribed) => pubsub = Some(subscribed),
+                None => none = true,
             }
             i += 2;
         } else if is(&args[i], "ID") && i + 1 < args.len() {
@@ -359,8 +350,25 @@ pub(super) fn client_list(state: &ClientState, shared: &Shared, args: &[Bytes]) 
     Ok(Reply::Verbatim(Bytes::from(text)))
 }
 
+/// A TYPE filter of CLIENT LIST and KILL: whether a client of the type is
+/// subscribed, or None for masters and replicas, which keyway never has.
+fn client_type(t: &[u8]) -> Result<Option<bool>, CmdError> {
+    if is(t, "NORMAL") {
+        Ok(Some(false))
+    } else if is(t, "PUBSUB") {
+        Ok(Some(true))
+    } else if is(t, "MASTER") || is(t, "REPLICA") || is(t, "SLAVE") {
+        Ok(None)
+    } else {
+        Err(CmdError::msg(format!(
+            "ERR Unknown client type '{}'",
+            lossy(t, 128)
+        )))
+    }
+}
+
 /// CLIENT KILL addr, or CLIENT KILL [ID id] [ADDR addr] [LADDR addr]
-/// [USER name] [SKIPME yes/no] [MAXAGE secs] (Redis 7's filters). A client
+/// [USER name] [TYPE type] [SKIPME yes/no] [MAXAGE secs] (Redis 7's filters). A client
 /// killed ends once its reply to the command in hand is written.
 pub(super) fn client_kill(state: &ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult {
     // CLIENT KILL's arity in Redis is -3.
@@ -390,6 +398,8 @@ pub(super) fn client_kill(state: &ClientState, shared: &Shared, args: &[Bytes]) 
     let mut laddr = None;
     let mut user = None;
     let mut max_age = None;
+    // None: any type; Some(None): a type keyway has no client of.
+    let mut kind: Option<Option<bool>> = None;
     let mut skip_me = true;
     for pair in args[2..].chunks(2) {
         let (f, v) = (&pair[0], &pair[1]);
@@ -405,7 +415,13 @@ pub(super) fn client_kill(state: &ClientState, shared: &Shared, args: &[Bytes]) 
         } else if is(f, "LADDR") {
             laddr = Some(lossy(v, 128));
         } else if is(f, "USER") {
-            user = Some(v.clone());
+            let name = lossy(v, 128);
+            if shared.settings.load().users.get(&name).is_none() {
+                return Err(CmdError::msg(format!("ERR No such user '{name}'")));
+            }
+            user = Some(name);
+        } else if is(f, "TYPE") {
+            kind = Some(client_type(v)?);
         } else if is(f, "MAXAGE") {
             max_age = Some(int_arg(v)?);
         } else if is(f, "SKIPME") {
@@ -426,7 +442,8 @@ pub(super) fn client_kill(state: &ClientState, shared: &Shared, args: &[Bytes]) 
         let matches = id.is_none_or(|id| c.id == id)
             && addr.as_ref().is_none_or(|a| *a == c.peer.to_string())
             && laddr.as_ref().is_none_or(|a| *a == local)
-            && user.as_ref().is_none_or(|u| c.user() == lossy(u, 128))
+            && user.as_ref().is_none_or(|u| c.user() == *u)
+            && kind.is_none_or(|k| k == Some(c.subscribed()))
             && max_age.is_none_or(|age| c.since.elapsed().as_secs() as i64 >= age)
             && !(skip_me && c.id == state.id());
         if matches {
