@@ -874,3 +874,34 @@ async fn client_kill_filters_as_in_redis() {
     k.check("CLIENT KILL TYPE normal", ":1\r\n").await;
     k.check("PING", "+PONG\r\n").await;
 }
+
+/// The caller's own CLIENT LIST and CLIENT INFO line shows the command it
+/// runs in `qbuf`, as Redis's query buffer holds it then (its
+/// introspection unit matches `qbuf=26`); an idle client's shows 0.
+#[tokio::test]
+async fn the_callers_line_shows_its_request_in_qbuf() {
+    let redis = common::RedisServer::start();
+    let kw = Keyway::start().await;
+    let field = |line: &str, name: &str| -> String {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut idle = kw.raw().await;
+    idle.check("PING", "+PONG\r\n").await;
+    for cmd in ["CLIENT INFO", "CLIENT LIST"] {
+        let mut own = Vec::new();
+        for mut c in [redis.raw().await, kw.raw().await] {
+            c.send(&common::resp(&cmd.split(' ').collect::<Vec<_>>()))
+                .await;
+            let text = String::from_utf8_lossy(&c.reply().await).into_owned();
+            let line = |cmd: &str| text.lines().find(|l| l.contains(cmd)).map(str::to_string);
+            own.push(field(&line("cmd=client|").unwrap_or_default(), "qbuf"));
+            if let Some(l) = line("cmd=ping") {
+                assert_eq!(field(&l, "qbuf"), "0", "{text}");
+            }
+        }
+        assert_eq!(own, ["26", "26"], "{cmd}");
+    }
+}

@@ -127,16 +127,18 @@ impl Client {
     }
 
     /// The client's line in CLIENT LIST and CLIENT INFO, in Redis's field
-    /// order; `current` names the command being run, for the caller's own
-    /// line. Fields keyway does not track have Redis's idle values.
+    /// order; `current` names the command being run and its size, for the
+    /// caller's own line. Fields keyway does not track have Redis's idle
+    /// values.
     /// `v7_2`: with the fields Redis 7.2 added (see `Router::reports_7_2`).
-    pub fn line(&self, local: SocketAddr, current: Option<&str>, v7_2: bool) -> String {
+    pub fn line(&self, local: SocketAddr, current: Option<(&str, usize)>, v7_2: bool) -> String {
         let d = self.details().clone();
         let text = |b: &Option<Bytes>| b.as_ref().map(|b| lossy(b, 256)).unwrap_or_default();
         let idle_ms = (self.since.elapsed().as_millis() as u64)
             .saturating_sub(self.last_ms.load(Ordering::Relaxed));
+        let qbuf = current.map_or(0, |(_, len)| len);
         let cmd = match current {
-            Some(c) => c.to_string(),
+            Some((c, _)) => c.to_string(),
             None => match self.last_cmd.load(Ordering::Relaxed) {
                 0 => "NULL".to_string(),
                 n => command::table()
@@ -158,7 +160,7 @@ impl Client {
         };
         format!(
             "id={} addr={} laddr={local} fd=0 name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 \
-             multi=-1{watch} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
+             multi=-1{watch} qbuf={qbuf} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
              omem=0 tot-mem={} events=r cmd={cmd} user={} redir=-1 resp={}{libs}\n",
             self.id,
             self.peer,
@@ -234,6 +236,10 @@ pub struct ClientState {
     pub closing: bool,
     /// CLIENT REPLY: which replies the client gets.
     pub replies: Replies,
+    /// The size of the request being run: Redis's query buffer still holds
+    /// it while it runs, so the caller's own CLIENT LIST line shows it as
+    /// `qbuf`.
+    pub query_len: usize,
 }
 
 /// CLIENT REPLY's modes.

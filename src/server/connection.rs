@@ -4,8 +4,7 @@
 //! A connection that is waiting for its client holds no read or write
 //! buffer: they are taken when data arrives and given back once the batch
 //! is answered, so idle clients cost little. They come from a small pool
-//! per thread (as Redis 7.4 reuses one query buffer), because allocating
-//! 16 KB per batch made glibc consolidate its free lists every time.
+//! per thread ([`buffers`]), as Redis 7.4 reuses one query buffer.
 //!
 //! What a client can make keyway hold is bounded here, as Redis bounds it:
 //! - Replies are written once they pass [`FLUSH_AT`] bytes, and a pipeline
@@ -39,6 +38,7 @@ use crate::proxy::pubsub::{PubSub, Push};
 use crate::proxy::router::Router;
 use crate::proxy::transaction::Transaction;
 use crate::server::admin;
+use crate::server::buffers;
 use crate::server::clients::{Client, ClientState, Details, Replies};
 use crate::server::limits::{self, Usage};
 use crate::server::shared::Shared;
@@ -61,50 +61,6 @@ pub const FLUSH_AT: usize = 64 * 1024;
 /// A half-sent request at most this long is moved to a buffer of its own
 /// size while the connection waits for the rest.
 const SHRINK_BELOW: usize = 1024;
-
-/// Idle buffers kept per thread for connections with data in flight.
-mod pool {
-    use std::cell::RefCell;
-
-    use bytes::BytesMut;
-
-    /// Buffers kept per thread: enough for the clients one thread serves
-    /// at once, 1 MB of read buffers at most.
-    const KEEP: usize = 64;
-    /// A buffer grown past this (a large request or reply) is freed.
-    pub const LARGEST: usize = 64 * 1024;
-
-    thread_local! {
-        static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// An empty buffer, with the capacity it had when given back.
-    pub fn take() -> BytesMut {
-        FREE.with(|f| f.borrow_mut().pop()).unwrap_or_default()
-    }
-
-    /// Gives back an empty buffer; `small` says it never grew past LARGEST.
-    pub fn give(b: BytesMut, small: bool) {
-        if !b.is_empty() || !small || b.capacity() == 0 {
-            return;
-        }
-        FREE.with(|f| {
-            let mut f = f.borrow_mut();
-            if f.len() < KEEP {
-                f.push(b);
-            }
-        });
-    }
-
-    /// Gives back a drained read buffer, leaving none; `large` is whether
-    /// it grew past LARGEST since it was taken, and is reset.
-    pub fn give_read(buf: &mut BytesMut, large: &mut bool) {
-        if buf.is_empty() {
-            give(std::mem::take(buf), !*large);
-            *large = false;
-        }
-    }
-}
 
 /// How many routed commands of a pipeline run before their replies are
 /// encoded (and, past [`FLUSH_AT`], written): as many as fit in
@@ -198,6 +154,7 @@ impl Connection {
                 user,
                 closing: false,
                 replies: Replies::On,
+                query_len: 0,
             },
             codec,
             tx: Transaction::default(),
@@ -323,12 +280,12 @@ impl Connection {
                     }
                 }
                 if buf.is_empty() && buf.capacity() == 0 {
-                    buf = pool::take();
+                    buf = buffers::take();
                 }
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                     buf.reserve(READ_CHUNK);
                 }
-                buf_large |= buf.capacity() > pool::LARGEST;
+                buf_large |= buf.capacity() > buffers::LARGEST;
                 match stream.try_read_buf(&mut buf) {
                     Ok(0) => return Ok(()),
                     Ok(n) => _ = metrics().bytes_in.inc_by(n as u64),
@@ -337,7 +294,7 @@ impl Connection {
                         // was read: an idle client keeps no buffer, and a
                         // half-sent request one of its own size.
                         shrink_partial(&mut buf, &mut buf_large);
-                        pool::give_read(&mut buf, &mut buf_large);
+                        buffers::give_read(&mut buf, &mut buf_large);
                         self.read_held = buf.capacity();
                         self.account(0);
                         continue;
@@ -371,7 +328,7 @@ impl Connection {
                     }
                 }
             }
-            let mut out = pool::take();
+            let mut out = buffers::take();
             if !self.run_requests(&mut stream, requests, &mut out).await? {
                 return Ok(());
             }
@@ -387,8 +344,8 @@ impl Connection {
                 self.write_out(&mut stream, &out).await?;
                 out.clear();
             }
-            let small = out.capacity() <= pool::LARGEST;
-            pool::give(out, small);
+            let small = out.capacity() <= buffers::LARGEST;
+            buffers::give(out, small);
             if protocol_error.is_some() || self.state.closing {
                 let _ = stream.shutdown().await;
                 return Ok(());
@@ -396,7 +353,7 @@ impl Connection {
             if !more {
                 shrink_partial(&mut buf, &mut buf_large);
             }
-            pool::give_read(&mut buf, &mut buf_large);
+            buffers::give_read(&mut buf, &mut buf_large);
             self.read_held = buf.capacity();
             self.account(0);
             if *stop.borrow() {
@@ -520,7 +477,7 @@ impl Connection {
                 self.account(out.capacity());
                 self.write_out(stream, out).await?;
                 out.clear();
-                if out.capacity() > pool::LARGEST {
+                if out.capacity() > buffers::LARGEST {
                     *out = BytesMut::new();
                 }
             }
@@ -598,13 +555,13 @@ impl Connection {
         self.state.user.ran(requests.len());
         // One router for the whole batch: a reload applies to later batches.
         let router = self.shared.router.load_full();
-        // Sized for the batch: growing them command by command cost a few
-        // reallocations per pipeline.
+        // Sized for the batch (growing them cost reallocations per pipeline).
         let mut segment = Segment {
             order: Vec::with_capacity(requests.len()),
             routed: Vec::with_capacity(requests.len().min(self.segments.limit)),
         };
         for (req, spec) in requests {
+            self.state.query_len = req.raw.len();
             let spec = match self.check(&req, spec, &router) {
                 Ok(spec) => spec,
                 Err(e) => {
@@ -825,7 +782,7 @@ impl Connection {
             };
             let info = self.state.registered.client.line(
                 self.shared.local_addr,
-                Some(spec.name),
+                Some((spec.name, self.state.query_len)),
                 router.reports_7_2(),
             );
             self.shared
@@ -878,7 +835,7 @@ fn shrink_partial(buf: &mut BytesMut, large: &mut bool) {
     small.extend_from_slice(buf);
     buf.clear();
     let old = std::mem::replace(buf, small);
-    pool::give(old, !*large);
+    buffers::give(old, !*large);
     *large = false;
 }
 

@@ -25,6 +25,7 @@ use crate::wire::metrics::metrics;
 
 pub mod acl;
 pub mod admin;
+mod buffers;
 pub mod clients;
 pub mod connection;
 pub mod limits;

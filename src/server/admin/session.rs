@@ -44,7 +44,7 @@ fn log_in(state: &mut ClientState, shared: &Shared, user: &[u8], password: &[u8]
             metrics().auth_failed(if known { &name } else { "(unknown)" });
             let info = state.registered.client.line(
                 shared.local_addr,
-                Some("auth"),
+                Some(("auth", state.query_len)),
                 shared.router.load().reports_7_2(),
             );
             let context = "toplevel";
@@ -187,7 +187,7 @@ pub(super) fn client(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -
             let me = &state.registered.client;
             Ok(Reply::Verbatim(Bytes::from(me.line(
                 shared.local_addr,
-                Some("client|info"),
+                Some(("client|info", state.query_len)),
                 shared.router.load().reports_7_2(),
             ))))
         }
@@ -343,7 +343,7 @@ pub(super) fn client_list(state: &ClientState, shared: &Shared, args: &[Bytes]) 
             && ids.as_ref().is_none_or(|ids| ids.contains(&c.id))
             && pubsub.is_none_or(|p| p == c.subscribed());
         if listed {
-            let current = (c.id == state.id()).then_some("client|list");
+            let current = (c.id == state.id()).then_some(("client|list", state.query_len));
             text.push_str(&c.line(shared.local_addr, current, v7_2));
         }
     }
