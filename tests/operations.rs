@@ -905,3 +905,48 @@ async fn the_callers_line_shows_its_request_in_qbuf() {
         assert_eq!(own, ["26", "26"], "{cmd}");
     }
 }
+
+/// Commands keyway answers itself queue in MULTI and run only if EXEC
+/// does, each reply at its place, as in Redis (whose slowlog and multi
+/// units queue SLOWLOG and CONFIG); DISCARD, an aborted EXEC and a WATCH
+/// that fails run none of them.
+#[tokio::test]
+async fn keyways_own_commands_run_with_exec() {
+    let redis = common::RedisServer::start();
+    let kw = Keyway::start().await;
+    let (mut r, mut k) = (redis.raw().await, kw.raw().await);
+    let (mut r2, mut k2) = (redis.raw().await, kw.raw().await);
+    common::same_replies_words(
+        &mut r,
+        &mut k,
+        &[
+            "MULTI",
+            "SET k 1",
+            "CONFIG SET slowlog-max-len 7",
+            "CONFIG GET slowlog-max-len",
+            "CLIENT SETNAME tx",
+            "CLIENT GETNAME",
+            "DBSIZE",
+            "SLOWLOG RESET",
+            "CONFIG SET no-such-parameter 1",
+            "EXEC",
+            "MULTI",
+            "CLIENT SETNAME discarded",
+            "DISCARD",
+            "MULTI",
+            "CLIENT SETNAME aborted",
+            "NOSUCHCOMMAND",
+            "EXEC",
+            "CLIENT GETNAME",
+            "WATCH w",
+        ],
+    )
+    .await;
+    common::same_replies_words(&mut r2, &mut k2, &["SET w changed"]).await;
+    common::same_replies_words(
+        &mut r,
+        &mut k,
+        &["MULTI", "CLIENT SETNAME watched", "EXEC", "CLIENT GETNAME"],
+    )
+    .await;
+}

@@ -6,6 +6,12 @@
 //! transaction's keys must live on one backend. WATCH pins a connection of
 //! the client's own (`Backend::session`) until EXEC, DISCARD or UNWATCH, so
 //! the server sees the WATCH and the EXEC on the same connection.
+//!
+//! Commands keyway answers itself (SLOWLOG, CONFIG, CLIENT, TIME, KEYS...)
+//! are queued too, as [`Own`]: they run, on the connection above, once the
+//! backend's EXEC has succeeded, and their replies take their places in
+//! its array. So they run only if the transaction does, after its backend
+//! commands rather than between them.
 
 use std::sync::Arc;
 
@@ -23,6 +29,16 @@ pub struct Transaction {
     /// Between MULTI and EXEC or DISCARD.
     multi: Option<Queued>,
     watching: Option<Watch>,
+    /// The commands of keyway's own of the transaction EXEC just ran, for
+    /// the connection to run (see [`Transaction::take_own`]).
+    ran_own: Vec<Own>,
+}
+
+/// A queued command keyway answers itself, and its place in EXEC's reply.
+pub struct Own {
+    pub at: usize,
+    pub req: Request,
+    pub spec: &'static CommandSpec,
 }
 
 struct Watch {
@@ -38,8 +54,10 @@ struct Queued {
     /// command's name and namespaces, to map them back in EXEC's reply.
     keys_from: Vec<Option<dispatch::KeysFrom>>,
     /// Replies keyway gives itself (PING, ECHO), by their place in the
-    /// transaction, spliced into EXEC's reply.
+    /// transaction, spliced into EXEC's reply; a placeholder for each of
+    /// `own`.
     local: Vec<(usize, Reply)>,
+    own: Vec<Own>,
     /// Default-TTL EXPIREs for written keys, run after EXEC.
     after: Vec<Command>,
     target: Option<(Arc<dyn Backend>, Arc<Namespace>)>,
@@ -59,15 +77,24 @@ impl Transaction {
         self.multi.is_some()
     }
 
-    /// Queues a command keyway answers itself (TIME, CONFIG): `reply`,
-    /// made now, takes its place in EXEC's reply.
-    pub fn queue_local(&mut self, reply: Reply) -> Reply {
+    /// Queues a command keyway answers itself; the connection runs it if
+    /// EXEC succeeds (see [`Transaction::take_own`]).
+    pub fn queue_own(&mut self, req: Request, spec: &'static CommandSpec) -> Reply {
         let Some(q) = self.multi.as_mut() else {
-            return reply;
+            return Reply::error("ERR EXEC without MULTI");
         };
-        let place = q.commands.len() + q.local.len();
-        q.local.push((place, reply));
+        let at = q.commands.len() + q.local.len();
+        q.bytes = q.bytes.saturating_add(req.raw.len() + 64);
+        q.local.push((at, Reply::Nil));
+        q.own.push(Own { at, req, spec });
         Reply::status("QUEUED")
+    }
+
+    /// The commands of keyway's own in the transaction EXEC just ran (none
+    /// when it was aborted or refused): each one's reply replaces the
+    /// element at its `at` in EXEC's array.
+    pub fn take_own(&mut self) -> Vec<Own> {
+        std::mem::take(&mut self.ran_own)
     }
 
     /// A command refused before it could be queued makes EXEC fail, as in Redis.
@@ -284,6 +311,9 @@ impl Transaction {
                 }
                 None => Reply::Array(Vec::new()),
             };
+            if matches!(reply, Reply::Array(_)) {
+                self.ran_own = q.own;
+            }
             return splice(reply, q.local);
         };
         let mut batch = wrap(q.commands, resp3, db);
@@ -314,6 +344,9 @@ impl Transaction {
             ),
             other => other,
         };
+        if matches!(reply, Reply::Array(_)) {
+            self.ran_own = q.own;
+        }
         splice(reply, q.local)
     }
 }

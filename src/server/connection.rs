@@ -639,26 +639,31 @@ impl Connection {
             if local || spec.has(KEYSPACE) || spec.has(TX) || subscription {
                 keyway_commands().command(spec);
             }
-            if self.tx.in_multi() && matches!(spec.name, "time" | "config") {
-                // Answered now and given its place in EXEC's reply.
+            // keyway's own commands wait in a transaction for its EXEC,
+            // but those that change how later ones are queued or checked.
+            let own = local || spec.has(KEYSPACE) && !matches!(spec.name, "flushdb" | "flushall");
+            if self.tx.in_multi()
+                && own
+                && !matches!(spec.name, "select" | "auth" | "hello" | "monitor" | "reset" | "quit")
+            {
                 self.flush(&router, &mut segment, out).await;
-                let r =
-                    admin::execute(&mut self.state, &self.shared, &router, spec, &req.args).await;
-                let reply = if r.is_error() {
-                    self.tx.mark_dirty();
-                    r
-                } else {
-                    self.tx.queue_local(r)
-                };
-                emit(&reply, self.state.resp3(), out);
+                emit(&self.tx.queue_own(req, spec), self.state.resp3(), out);
             } else if (self.tx.in_multi() && !matches!(spec.name, "quit" | "reset")) || spec.has(TX)
             {
                 self.flush(&router, &mut segment, out).await;
                 let resp3 = self.state.resp3();
                 let timing = self.timing(&req.raw, 0);
                 let db = self.state.details.db;
-                let reply = self.tx.execute(&router, req, spec, resp3, db).await;
+                let mut reply = self.tx.execute(&router, req, spec, resp3, db).await;
                 self.timed(timing);
+                for own in self.tx.take_own() {
+                    let r = self.own_reply(&router, &own.req, own.spec).await;
+                    if let Reply::Array(items) = &mut reply {
+                        if let Some(slot) = items.get_mut(own.at) {
+                            *slot = r;
+                        }
+                    }
+                }
                 emit(&reply, resp3, out);
             } else if subscription {
                 self.flush(&router, &mut segment, out).await;
@@ -676,39 +681,7 @@ impl Connection {
                 self.state.publish();
             } else if local || spec.has(KEYSPACE) {
                 self.flush(&router, &mut segment, out).await;
-                let reply = if local {
-                    // SLOWLOG keeps keyway's own commands too, as Redis
-                    // keeps every command, but never one that may carry a
-                    // password (Redis redacts those; keyway leaves them out).
-                    let secret = matches!(spec.name, "auth" | "hello" | "acl" | "config");
-                    let timing = if secret {
-                        None
-                    } else {
-                        self.timing(&req.raw, 0)
-                    };
-                    let r = admin::execute(&mut self.state, &self.shared, &router, spec, &req.args)
-                        .await;
-                    self.timed(timing);
-                    // The commands that change what CLIENT LIST shows.
-                    if matches!(spec.name, "hello" | "client" | "reset" | "auth") {
-                        self.state.publish();
-                    }
-                    r
-                } else {
-                    let timing = self.timing(&req.raw, 0);
-                    let databases = self.shared.settings.load().server.databases;
-                    let r = keyspace::execute(
-                        &router,
-                        spec,
-                        &req.args,
-                        &*self.state.user,
-                        self.state.details.db,
-                        databases,
-                    )
-                    .await;
-                    self.timed(timing);
-                    r
-                };
+                let reply = self.own_reply(&router, &req, spec).await;
                 emit(&reply, self.state.resp3(), out);
                 if self.state.closing {
                     return Ok(());
@@ -726,6 +699,31 @@ impl Connection {
         self.flush(&router, &mut segment, out).await;
         self.account(out.capacity());
         Ok(())
+    }
+
+    /// Runs a command keyway answers itself: an admin command, or one over
+    /// the whole keyspace.
+    async fn own_reply(&mut self, router: &Router, req: &Request, spec: &CommandSpec) -> Reply {
+        if !(spec.has(LOCAL) || spec.name == "memory" && admin::memory::is_local(&req.args)) {
+            let timing = self.timing(&req.raw, 0);
+            let databases = self.shared.settings.load().server.databases;
+            let (user, db) = (&*self.state.user, self.state.details.db);
+            let r = keyspace::execute(router, spec, &req.args, user, db, databases).await;
+            self.timed(timing);
+            return r;
+        }
+        // SLOWLOG keeps keyway's own commands too, as Redis keeps every
+        // command, but never one that may carry a password (Redis redacts
+        // those; keyway leaves them out).
+        let secret = matches!(spec.name, "auth" | "hello" | "acl" | "config");
+        let timing = (!secret).then(|| self.timing(&req.raw, 0)).flatten();
+        let r = admin::execute(&mut self.state, &self.shared, router, spec, &req.args).await;
+        self.timed(timing);
+        // The commands that change what CLIENT LIST shows.
+        if matches!(spec.name, "hello" | "client" | "reset" | "auth") {
+            self.state.publish();
+        }
+        r
     }
 
     /// Starts timing a request for SLOWLOG (when it is on): its bytes, the
