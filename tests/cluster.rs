@@ -647,3 +647,31 @@ backend = "c"
     assert_eq!(size, 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SCRIPT KILL reaches a cluster node busy with a runaway script past the
+/// shared connection the script holds, as on a single server.
+#[tokio::test]
+async fn script_kill_stops_a_runaway_script_on_a_cluster() {
+    let cluster = RedisCluster::start_with(3, || {
+        vec!["--busy-reply-threshold".to_string(), "100".to_string()]
+    })
+    .await;
+    // One namespace with the cluster to itself, where scripts may run.
+    let kw = Keyway::with_toml(&format!(
+        "[backends.c]\ntype = \"redis-cluster\"\nnodes = [\"redis://127.0.0.1:{}\"]\n\
+         command_timeout_ms = 3000\n\
+         [[namespaces]]\nname = \"all\"\nprefix = \"\"\nbackend = \"c\"\n",
+        cluster.nodes[0].port
+    ))
+    .await;
+    let mut runner = kw.raw().await;
+    runner
+        .send(&common::resp(&["EVAL", "while true do end", "1", "{s}k"]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut killer = kw.raw().await;
+    killer.check("SCRIPT KILL", "+OK\r\n").await;
+    let ended = String::from_utf8_lossy(&runner.reply().await).into_owned();
+    assert!(ended.contains("Script killed by user"), "{ended}");
+    runner.check("SET {s}k v", "+OK\r\n").await;
+}

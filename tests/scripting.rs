@@ -1,5 +1,6 @@
 //! Lua scripting on the memory backend, with Redis's replies and error
-//! texts (checked against redis-server 7.2 by hand).
+//! texts (checked against redis-server 7.2 by hand); and SCRIPT KILL of a
+//! runaway script on a redis backend.
 
 mod common;
 use std::time::Duration;
@@ -337,4 +338,29 @@ async fn cmsgpack_packs_and_unpacks_as_redis_does() {
     ]))
     .await;
     c.expect("*3\r\n:2\r\n$1\r\nx\r\n:2\r\n").await;
+}
+
+/// A script that runs away on a Redis server behind keyway can be stopped:
+/// SCRIPT KILL reaches the server past the shared connection, which waits
+/// behind the script itself, and then every client is served again.
+#[tokio::test]
+async fn script_kill_stops_a_runaway_script_on_a_redis_backend() {
+    let redis = common::RedisServer::with_args(&["--busy-reply-threshold", "100"]);
+    let kw = Keyway::with_toml(&format!(
+        "[backends.r]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\ncommand_timeout_ms = 3000\n\
+         [[namespaces]]\nname = \"all\"\nprefix = \"\"\nbackend = \"r\"\n",
+        redis.port
+    ))
+    .await;
+    let mut runner = kw.raw().await;
+    runner
+        .send(&common::resp(&["EVAL", "while true do end", "0"]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut killer = kw.raw().await;
+    killer.check("SCRIPT KILL", "+OK\r\n").await;
+    let ended = String::from_utf8_lossy(&runner.reply().await).into_owned();
+    assert!(ended.contains("Script killed by user"), "{ended}");
+    killer.check("PING", "+PONG\r\n").await;
+    runner.check("SET k v", "+OK\r\n").await;
 }

@@ -454,6 +454,18 @@ impl RedisBackend {
     }
 }
 
+/// SCRIPT KILL and FUNCTION KILL stop a script that holds its server: on a
+/// shared pipe they would wait behind the very EVAL they stop (the server
+/// reads nothing more from that connection until it ends), so they go on
+/// a connection of their own, as a blocking command does.
+pub(super) fn kills_a_script(cmd: &Command) -> bool {
+    matches!(cmd.spec.name, "script" | "function")
+        && cmd
+            .args
+            .get(1)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"KILL"))
+}
+
 /// Connections kept for blocking commands, for RESP2 and RESP3 clients.
 pub(super) type Idle = Mutex<[Vec<Conn>; 2]>;
 
@@ -641,7 +653,8 @@ impl Backend for RedisBackend {
             // Inside MULTI a blocking command does not block, and the whole
             // transaction must stay on one connection.
             let in_multi = batch.iter().any(|c| c.spec.name == "multi");
-            let blocking = batch.iter().any(|c| c.spec.has(BLOCKING)) && !in_multi;
+            let alone = |c: &Command| (c.spec.has(BLOCKING) || kills_a_script(c)) && !in_multi;
+            let blocking = batch.iter().any(alone);
             let size = batch
                 .iter()
                 .map(|c| c.raw.as_ref().map_or(64, Bytes::len))
@@ -658,7 +671,7 @@ impl Backend for RedisBackend {
             }
             let mut replies = Vec::with_capacity(batch.len());
             for cmd in &batch {
-                if cmd.spec.has(BLOCKING) && !in_multi {
+                if alone(cmd) {
                     if !inspect.is_empty() {
                         let pipe = self.pipe(resp3);
                         replies.extend(

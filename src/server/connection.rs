@@ -644,7 +644,10 @@ impl Connection {
             let own = local || spec.has(KEYSPACE) && !matches!(spec.name, "flushdb" | "flushall");
             if self.tx.in_multi()
                 && own
-                && !matches!(spec.name, "select" | "auth" | "hello" | "monitor" | "reset" | "quit")
+                && !matches!(
+                    spec.name,
+                    "select" | "auth" | "hello" | "monitor" | "reset" | "quit"
+                )
             {
                 self.flush(&router, &mut segment, out).await;
                 emit(&self.tx.queue_own(req, spec), self.state.resp3(), out);

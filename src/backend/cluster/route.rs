@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use super::map::Inner;
 use super::topology::{Node, Redirect, Topology, name_unreachable, slot_of};
 use super::{ClusterBackend, IDLE_DEDICATED, NODE_SHIFT, REDIRECTS};
-use crate::backend::redis::{append, dedicated, encode};
+use crate::backend::redis::{append, dedicated, encode, kills_a_script};
 use crate::backend::upstream::unavailable;
 use crate::backend::{BoxFuture, Command};
 use crate::wire::command::{BLOCKING, CommandSpec, READ, WRITE};
@@ -175,9 +175,18 @@ impl Inner {
             }
             return Reply::Nil;
         }
-        let replies = self.everywhere(t, &cmd).await;
-        let kill =
-            matches!(name, "script" | "function") && cmd.args.get(1).is_some_and(|s| is(s, "KILL"));
+        let kill = kills_a_script(&cmd);
+        let replies = if kill {
+            // Past the pipes, which wait behind the script (see
+            // `kills_a_script`).
+            let mut replies = Vec::new();
+            for (_, node) in t.serving() {
+                replies.push(self.blocking(node, &cmd).await);
+            }
+            replies
+        } else {
+            self.everywhere(t, &cmd).await
+        };
         if kill && replies.iter().any(|r| !r.is_error()) {
             return Reply::ok();
         }
