@@ -729,32 +729,30 @@ impl Connection {
         r
     }
 
-    /// Starts timing a request for SLOWLOG (when it is on): its bytes, the
+    /// Starts timing a request for SLOWLOG or LATENCY (when one is on): its bytes, the
     /// commands pipelined after it, and the clock.
     fn timing(&self, raw: &bytes::Bytes, more: usize) -> Option<(Instant, bytes::Bytes, usize)> {
-        self.shared
-            .slowlog
-            .on()
+        (self.shared.slowlog.on() || self.shared.latency.on())
             .then(|| (Instant::now(), raw.clone(), more))
     }
 
-    /// Logs a timed request in SLOWLOG if it was slow.
+    /// Logs a timed request in SLOWLOG and LATENCY if it was slow.
     fn timed(&self, timing: Option<(Instant, bytes::Bytes, usize)>) {
         let Some((started, raw, more)) = timing else {
             return;
         };
+        let took = started.elapsed();
+        self.shared.latency.record("command", took);
         let client = &self.state.registered.client;
         let name = &self.state.details.name;
-        self.shared
-            .slowlog
-            .record(started.elapsed(), &raw, more, || {
-                (
-                    client.peer.to_string(),
-                    name.as_deref()
-                        .map(|n| String::from_utf8_lossy(n).into_owned())
-                        .unwrap_or_default(),
-                )
-            });
+        self.shared.slowlog.record(took, &raw, more, || {
+            (
+                client.peer.to_string(),
+                name.as_deref()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .unwrap_or_default(),
+            )
+        });
     }
 
     /// Checks what keyway checks before routing; `spec` is the request's

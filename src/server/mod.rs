@@ -28,6 +28,7 @@ pub mod admin;
 mod buffers;
 pub mod clients;
 pub mod connection;
+pub mod latency;
 pub mod limits;
 pub mod monitor;
 pub mod settings;
@@ -114,6 +115,7 @@ impl Server {
             next_client_id: AtomicU64::new(1),
             clients: Default::default(),
             slowlog,
+            latency: Default::default(),
             acl_log: Default::default(),
             pause: Default::default(),
             pausing: Default::default(),

@@ -42,6 +42,8 @@ pub struct Shared {
     /// Clients that have sent something, for CLIENT LIST and CLIENT KILL.
     pub clients: Arc<clients::Registry>,
     pub slowlog: slowlog::SlowLog,
+    /// LATENCY's samples (off until CONFIG SET latency-monitor-threshold).
+    pub latency: crate::server::latency::LatencyMonitor,
     /// Recent denials, for ACL LOG.
     pub acl_log: crate::server::acl::AclLog,
     /// CLIENT PAUSE: until when, and whether every command waits (ALL) or

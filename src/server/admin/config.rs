@@ -36,6 +36,10 @@ pub(super) fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
             "enable-debug-command",
             format!("{:?}", server.enable_debug_command).to_lowercase(),
         ),
+        (
+            "latency-monitor-threshold",
+            shared.latency.threshold().to_string(),
+        ),
         ("maxclients", server.max_clients.to_string()),
         ("maxmemory", max_memory.to_string()),
         ("maxmemory-clients", server.max_memory_clients.0.to_string()),
@@ -117,6 +121,7 @@ enum Change {
     Threshold(String, i64),
     MaxMemory(u64),
     Policy(crate::backend::memory::Eviction),
+    LatencyThreshold(u64),
     /// A parameter set to the one value keyway has (save "", appendonly no).
     Nothing,
 }
@@ -141,7 +146,6 @@ const NOT_IN_KEYWAY: &[&str] = &[
     "masterauth",
     "lua-time-limit",
     "busy-reply-threshold",
-    "latency-monitor-threshold",
     "latency-tracking",
     "tracking-table-max-keys",
     "hz",
@@ -206,6 +210,7 @@ fn set(shared: &Shared, args: &[Bytes]) -> CmdResult {
             Change::Threshold(name, v) => tunables::apply(&name, v),
             Change::MaxMemory(bytes) => tunables::set_max_memory(bytes),
             Change::Policy(p) => tunables::set_policy(p),
+            Change::LatencyThreshold(ms) => shared.latency.set_threshold(ms),
             Change::Nothing => {}
         }
     }
@@ -269,6 +274,7 @@ fn change(name: &str, value: &str) -> Result<Change, Option<String>> {
             let n = int(-1, i64::MAX)?;
             server(Box::new(move |s| s.server.slowlog_log_slower_than = n))
         }
+        "latency-monitor-threshold" => Ok(Change::LatencyThreshold(int(0, i64::MAX)? as u64)),
         "slowlog-max-len" => {
             let n = int(0, i64::MAX)? as usize;
             server(Box::new(move |s| s.server.slowlog_max_len = n))

@@ -77,7 +77,7 @@ pub async fn execute(
         "debug" => debug(state, shared, args).await,
         "module" => trivia::module(args),
         "replicaof" | "slaveof" => trivia::replicaof(args),
-        "latency" => trivia::latency(args),
+        "latency" => latency(shared, args),
         "memory" => memory::memory(state, shared, router, args).await,
         "lolwut" => Ok(trivia::lolwut(&router.redis_version())),
         "keyway" => migration::keyway(shared, args),
@@ -172,6 +172,54 @@ fn select(state: &mut ClientState, shared: &Shared, args: &[Bytes]) -> CmdResult
             Ok(Reply::ok())
         }
         _ => Err(CmdError::msg("ERR DB index is out of range")),
+    }
+}
+
+/// LATENCY LATEST | HISTORY | RESET | DOCTOR | GRAPH | HISTOGRAM | HELP,
+/// over keyway's latency monitor (see [`crate::server::latency`]).
+/// HISTOGRAM answers as a Redis with `latency-tracking no`: keyway keeps
+/// no per-command histograms.
+fn latency(shared: &Shared, args: &[Bytes]) -> CmdResult {
+    let monitor = &shared.latency;
+    match (upper(&args[1]).as_str(), args.len()) {
+        ("LATEST", 2) => Ok(monitor.latest()),
+        ("HISTORY", 3) => Ok(monitor.history(&args[2])),
+        ("RESET", _) => Ok(monitor.reset(&args[2..])),
+        ("GRAPH", 3) => match monitor.graph(&args[2]) {
+            Some(text) => Ok(Reply::Verbatim(Bytes::from(text))),
+            None => Err(CmdError::msg(format!(
+                "ERR No samples available for event '{}'",
+                lossy(&args[2], 128)
+            ))),
+        },
+        ("HISTOGRAM", _) => Ok(Reply::Map(Vec::new())),
+        ("DOCTOR", 2) => Ok(Reply::Verbatim(Bytes::from(monitor.doctor()))),
+        ("HELP", 2) => Ok(Reply::help(&[
+            "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "DOCTOR",
+            "    Return a human readable latency analysis report.",
+            "GRAPH <event>",
+            "    Return an ASCII latency graph for the <event> class.",
+            "HISTORY <event>",
+            "    Return time-latency samples for the <event> class.",
+            "LATEST",
+            "    Return the latest latency samples for all events.",
+            "RESET [<event> ...]",
+            "    Reset latency data of one or more <event> classes.",
+            "    (default: reset all data for all event classes)",
+            "HISTOGRAM [COMMAND ...]",
+            "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+            "    If no commands are specified then all histograms are replied.",
+            "HELP",
+            "    Prints this help.",
+        ])),
+        (sub @ ("LATEST" | "HISTORY" | "GRAPH" | "DOCTOR" | "HELP"), _) => Err(
+            CmdError::WrongArity(format!("latency|{}", sub.to_lowercase())),
+        ),
+        _ => Err(CmdError::UnknownSubcommand {
+            cmd: "LATENCY".into(),
+            sub: lossy(&args[1], 128),
+        }),
     }
 }
 
