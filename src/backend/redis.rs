@@ -454,6 +454,9 @@ impl RedisBackend {
     }
 }
 
+/// Redis's default busy-reply-threshold (lua-time-limit).
+const BUSY_REPLY_THRESHOLD: Duration = Duration::from_secs(5);
+
 /// SCRIPT KILL and FUNCTION KILL stop a script that holds its server: on a
 /// shared pipe they would wait behind the very EVAL they stop (the server
 /// reads nothing more from that connection until it ends), so they go on
@@ -492,7 +495,14 @@ pub(super) async fn dedicated(
         Some(c) => c,
         None => endpoint.connect(cmd.resp3).await?,
     };
-    let limit = block_timeout(cmd.spec, &cmd.args).map(|t| t + endpoint.command_timeout);
+    // A server answers SCRIPT KILL only once the script has run past its
+    // busy-reply-threshold (5 s by default): waited for on top of the
+    // command timeout, and never for ever.
+    let limit = match block_timeout(cmd.spec, &cmd.args) {
+        Some(t) => Some(t + endpoint.command_timeout),
+        None if kills_a_script(cmd) => Some(endpoint.command_timeout + BUSY_REPLY_THRESHOLD),
+        None => None,
+    };
     // CLIENT UNBLOCK of this client ends the wait on the server.
     let _remote = match &cmd.unblock {
         Some(line) => conn
