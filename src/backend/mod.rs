@@ -180,6 +180,14 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// Called as a command is queued in MULTI: evicts, or refuses with
+    /// Redis's OOM error, as a full Redis refuses every command queued then.
+    /// Only the memory backend knows how full it is; a server behind the
+    /// others answers for itself at EXEC.
+    fn make_room(&self, _db: u8) -> Result<(), Reply> {
+        Ok(())
+    }
+
     /// Executes a batch of commands; see the trait's invariants.
     fn execute(&self, batch: Vec<Command>) -> BoxFuture<'_, Vec<Reply>>;
 

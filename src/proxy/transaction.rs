@@ -278,6 +278,9 @@ impl Transaction {
         if db != 0 && !backend.databases() {
             return refuse(q, dispatch::no_databases(backend.kind(), db));
         }
+        if let Err(oom) = backend.make_room(db) {
+            return refuse(q, oom);
+        }
         if q.target.is_none() {
             q.target = Some((backend.clone(), owners[0].clone()));
         }

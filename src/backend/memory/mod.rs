@@ -33,6 +33,7 @@ mod node;
 mod packed;
 mod pubsub;
 mod rdb;
+mod room;
 mod scripting;
 mod sets;
 mod snapshot;
@@ -109,60 +110,6 @@ impl BackendSpec for MemoryConfig {
         out
     }
 }
-
-impl Eviction {
-    pub fn name(self) -> &'static str {
-        match self {
-            Eviction::Noeviction => "noeviction",
-            Eviction::AllkeysLru => "allkeys-lru",
-            Eviction::VolatileLru => "volatile-lru",
-            Eviction::AllkeysRandom => "allkeys-random",
-            Eviction::VolatileTtl => "volatile-ttl",
-        }
-    }
-}
-
-/// Writes that only shrink or keep the data, allowed over `max_memory`.
-const SHRINKS: &[&str] = &[
-    "del",
-    "unlink",
-    "expire",
-    "pexpire",
-    "expireat",
-    "pexpireat",
-    "persist",
-    "getdel",
-    "getex",
-    "lpop",
-    "rpop",
-    "lmpop",
-    "blpop",
-    "brpop",
-    "blmpop",
-    "ltrim",
-    "lrem",
-    "srem",
-    "spop",
-    "hdel",
-    "zrem",
-    "zpopmin",
-    "zpopmax",
-    "zmpop",
-    "bzpopmin",
-    "bzpopmax",
-    "bzmpop",
-    "zremrangebyrank",
-    "zremrangebyscore",
-    "zremrangebylex",
-    "flushdb",
-    "flushall",
-    "rename",
-    "renamenx",
-    "touch",
-];
-
-/// Keys evicted in one round at most, from one partition.
-const EVICT_BATCH: usize = 16;
 
 type Handler = fn(&Store, &[Bytes]) -> CmdResult;
 
@@ -589,16 +536,29 @@ impl Memory {
         let mut replies = Vec::with_capacity(batch.len());
         // Inside MULTI: the results so far, or None when a watched key changed.
         let mut tx: Option<Option<Vec<Reply>>> = None;
-        for c in batch {
+        // A transaction that would write past max_memory is refused whole at
+        // EXEC, as Redis refuses it, before the watched keys are looked at.
+        let mut full: Option<Reply> = None;
+        for (i, c) in batch.iter().enumerate() {
             match (c.spec.name, tx.as_mut()) {
                 ("multi", None) => {
+                    full = batch[i + 1..]
+                        .iter()
+                        .take_while(|c| c.spec.name != "exec")
+                        .find_map(|c| self.make_room(c.spec).err());
                     let unchanged = watched.iter().all(|(k, v)| self.store.version(k) == *v);
-                    tx = Some(unchanged.then(Vec::new));
+                    tx = Some((unchanged && full.is_none()).then(Vec::new));
                     replies.push(Reply::ok());
                 }
                 ("exec", Some(_)) => {
                     let results = tx.take().flatten();
-                    replies.push(results.map_or(Reply::NilArray, Reply::Array));
+                    replies.push(match full.take() {
+                        Some(_) => Reply::error(format!(
+                            "EXECABORT Transaction discarded because of: {}",
+                            room::OOM
+                        )),
+                        None => results.map_or(Reply::NilArray, Reply::Array),
+                    });
                 }
                 (_, Some(results)) => {
                     if let Some(results) = results {
@@ -637,50 +597,6 @@ impl Memory {
         };
         keys(&|k| self.store.prefetch_slot(k));
         keys(&|k| self.store.prefetch(k));
-    }
-
-    /// Below `max_memory` before a write that may grow the data: evicts as
-    /// the policy says, or refuses with Redis's OOM error.
-    fn make_room(&self, spec: &CommandSpec) -> Result<(), Reply> {
-        let Some(max) = tunables::max_memory(self.max_memory) else {
-            return Ok(());
-        };
-        let eviction = tunables::eviction(self.eviction);
-        if !spec.has(command::WRITE) || SHRINKS.contains(&spec.name) {
-            return Ok(());
-        }
-        let oom = || Reply::error("OOM command not allowed when used memory > 'maxmemory'.");
-        let (volatile, by) = match eviction {
-            Eviction::Noeviction => (false, store::Victims::Random),
-            Eviction::AllkeysLru => (false, store::Victims::Lru),
-            Eviction::VolatileLru => (true, store::Victims::Lru),
-            Eviction::AllkeysRandom => (false, store::Victims::Random),
-            Eviction::VolatileTtl => (true, store::Victims::Ttl),
-        };
-        while crate::wire::alloc::data() > max {
-            if eviction == Eviction::Noeviction {
-                return Err(oom());
-            }
-            let victims = self.store.victims(EVICT_BATCH, volatile, by);
-            if victims.is_empty() {
-                return Err(oom());
-            }
-            for k in victims {
-                if self.store.delete(&k) {
-                    self.evicted
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                if crate::wire::alloc::data() <= max {
-                    break;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Keys evicted so far, for INFO.
-    pub fn evicted_keys(&self) -> u64 {
-        self.evicted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn one(&self, table: &[Option<(Handler, Gate)>], c: &Command) -> Reply {
@@ -825,6 +741,10 @@ impl Backend for MemoryBackend {
 
     fn databases(&self) -> bool {
         true
+    }
+
+    fn make_room(&self, db: u8) -> Result<(), Reply> {
+        self.db(db).room()
     }
 
     fn supports(&self, spec: &CommandSpec) -> bool {
